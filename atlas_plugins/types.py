@@ -1,0 +1,149 @@
+"""Data types that cross component boundaries.
+
+Everything here is a pydantic model so it validates on the way in, serialises to JSON
+for logs, and documents itself. Nothing here imports torch, transformers or mcp.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: Separator between server and tool in a qualified tool name (``"math:add"``).
+TOOL_SEP = ":"
+
+
+def qualify(server: str, tool: str) -> str:
+    """``("math", "add") -> "math:add"``."""
+    return f"{server}{TOOL_SEP}{tool}"
+
+
+def split_qualified(name: str) -> tuple[str, str]:
+    """``"math:add" -> ("math", "add")``. Raises ``ValueError`` when there is no separator."""
+    server, sep, tool = name.partition(TOOL_SEP)
+    if not sep or not server or not tool:
+        raise ValueError(f"expected a tool name of the form 'server{TOOL_SEP}tool', got {name!r}")
+    return server, tool
+
+
+class ToolSpec(BaseModel):
+    """One tool of one server, as ``tools/list`` described it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    server: str
+    name: str
+    description: str = ""
+    input_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    output_schema: dict[str, Any] | None = None
+
+    @property
+    def qualified_name(self) -> str:
+        return qualify(self.server, self.name)
+
+
+class ServerInfo(BaseModel):
+    """A server as loading policies see it: name, one-line summary, its tools."""
+
+    name: str
+    summary: str = ""
+    transport: Literal["stdio", "http", "catalog"] = "stdio"
+    tools: list[ToolSpec] = Field(default_factory=list)
+
+    @property
+    def catalog_only(self) -> bool:
+        return self.transport == "catalog"
+
+
+class ToolResult(BaseModel):
+    """The outcome of one tool call. Errors are values: the agent reads them as observations."""
+
+    ok: bool
+    server: str
+    tool: str
+    #: The result as a Python value: structured content, else JSON-decoded text, else the text.
+    content: Any = None
+    #: The text the model sees (already truncated to the toolspace's response limit).
+    text: str = ""
+    error: str | None = None
+    #: ``unknown_server``, ``unknown_tool``, ``invalid_arguments``, ``timeout``, ``server_exited``,
+    #: ``catalog_only``, ``vetoed``, ``tool_error`` (the server said isError) or ``transport``.
+    error_type: str | None = None
+    truncated: bool = False
+    elapsed_ms: float = 0.0
+
+    def observation(self) -> str:
+        """What the model is shown for this call."""
+        return self.text if self.ok else f"Error: {self.error}"
+
+
+class Task(BaseModel):
+    """One task an agent attempts. ``metadata`` feeds template rubrics; ``rubric`` is optional."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    prompt: str
+    servers: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    rubric: dict[str, Any] | None = None
+    #: Ground-truth answer when there is one (used by check criteria and template rubrics).
+    answer: str | None = None
+    #: Post-episode MCP calls whose results must match, e.g.
+    #: ``[{"server": "notes", "tool": "get_note", "arguments": {...}, "expect": {...}}]``.
+    expected_state: list[dict[str, Any]] | None = None
+    split: Literal["train", "heldout"] | None = None
+    difficulty: int = 1
+
+
+class ToolCallRecord(BaseModel):
+    """A tool call the agent made during an episode (meta-tools included)."""
+
+    turn: int
+    name: str  # qualified ``server:tool``, or a meta-tool name such as ``fetch_tools``
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    ok: bool = True
+    result: str = ""  # truncated observation text
+    error: str | None = None
+    error_type: str | None = None
+
+
+class Trajectory(BaseModel):
+    """A whole episode, token-faithful where the runner records tokens.
+
+    ``prompt_ids`` is the first prompt. ``completion_ids`` concatenates everything after it:
+    sampled model tokens (``env_mask`` 1) and environment tokens such as tool results and
+    injected schemas (``env_mask`` 0, masked out of the loss). ``logprobs`` has one entry per
+    completion token (0.0 for environment tokens). When a later prompt is not a prefix
+    extension of the earlier context, ``prefix_breaks`` counts it and ``segments`` holds one
+    entry per contiguous piece (see the training docs for how the trainer uses them).
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    task_id: str
+    task: dict[str, Any] = Field(default_factory=dict)
+    messages: list[dict[str, Any]] = Field(default_factory=list)
+    tool_calls: list[ToolCallRecord] = Field(default_factory=list)
+    final_answer: str | None = None
+    # token-faithful record
+    prompt_ids: list[int] = Field(default_factory=list)
+    completion_ids: list[int] = Field(default_factory=list)
+    env_mask: list[int] = Field(default_factory=list)
+    logprobs: list[float] = Field(default_factory=list)
+    prefix_breaks: int = 0
+    segments: list[dict[str, Any]] = Field(default_factory=list)
+    # context accounting
+    loaded_tools_log: list[dict[str, Any]] = Field(default_factory=list)
+    initial_context_tokens: int = 0
+    context_tokens: int = 0  # largest prompt the model saw in the episode
+    turns: int = 0
+    tool_errors: int = 0
+    parse_failures: int = 0
+    # scoring (filled by judges/aggregators)
+    scores: dict[str, float] = Field(default_factory=dict)
+    reward: float | None = None
+    reward_by_category: dict[str, float] = Field(default_factory=dict)
+    judge_failures: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,57 @@
+"""Shared fixtures. Tests use real MCP servers and real processes; nothing here mocks our code."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data" / "toolspace"
+TEST_SERVERS = REPO / "tests" / "servers"
+
+# Keep model/index caches where the developer's are, but never reach a hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared catalogues not found at {SHARED_DATA} (expected ../shared beside the repo)")
+    return SHARED_DATA
+
+
+@pytest.fixture()
+def http_server():
+    """The streamable-HTTP test server (tests/servers/http_server.py) on a free loopback port."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(TEST_SERVERS / "http_server.py"), str(port)], stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

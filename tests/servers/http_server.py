@@ -1,0 +1,36 @@
+"""A test MCP server over streamable HTTP: ``python tests/servers/http_server.py PORT``.
+
+Requires the header ``X-Test-Token: secret`` on every request (to test configured headers).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from mcp.server.mcpserver import MCPServer
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.responses import PlainTextResponse
+
+port = int(sys.argv[1])
+srv = MCPServer("remote", instructions="A remote test server reached over streamable HTTP.")
+
+
+@srv.tool()
+def multiply(a: float, b: float) -> dict:
+    """Multiply two numbers."""
+    return {"product": a * b}
+
+
+class RequireToken(BaseHTTPMiddleware):
+    async def dispatch(self, request, call_next):  # type: ignore[no-untyped-def]
+        if request.headers.get("x-test-token") != "secret":
+            return PlainTextResponse("missing token", status_code=401)
+        return await call_next(request)
+
+
+if __name__ == "__main__":
+    import uvicorn
+
+    app = srv.streamable_http_app()
+    app.add_middleware(RequireToken)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")

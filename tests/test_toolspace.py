@@ -1,0 +1,182 @@
+"""Toolspace over real MCP servers: a third-party server from PyPI (mcp-server-time) over stdio,
+a misbehaving test server (pagination, crash, hang, huge output), and one over streamable HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import atlas_plugins as atlas
+from atlas_plugins.cli import app
+from atlas_plugins.errors import ConfigError, ToolspaceError
+from atlas_plugins.toolspace import load_config
+
+PAGED = Path(__file__).parent / "servers" / "paged_server.py"
+TIME_SERVER = {"command": sys.executable, "args": ["-m", "mcp_server_time", "--local-timezone", "UTC"]}
+
+
+@pytest.fixture(scope="module")
+def time_ts():
+    with atlas.Toolspace.from_dict({"servers": {"time": TIME_SERVER}}) as ts:
+        yield ts
+
+
+@pytest.fixture()
+def paged_ts():
+    cfg = {"call_timeout": 1.5, "max_response_chars": 500, "servers": {"paged": {"command": sys.executable, "args": [str(PAGED)]}}}
+    with atlas.Toolspace.from_dict(cfg) as ts:
+        yield ts
+
+
+def test_third_party_stdio_server_lists_and_calls(time_ts):
+    names = {t.qualified_name for t in time_ts.list_tools()}
+    assert {"time:get_current_time", "time:convert_time"} <= names
+    r = time_ts.call("time", "convert_time", {"source_timezone": "UTC", "time": "12:00", "target_timezone": "Asia/Tokyo"})
+    assert r.ok, r.error
+    assert "21:00" in r.content["target"]["datetime"]
+
+
+def test_unknown_server_tool_and_bad_arguments_are_readable_values(time_ts):
+    r = time_ts.call("tmie", "get_current_time", {"timezone": "UTC"})
+    assert not r.ok and r.error_type == "unknown_server" and "Did you mean 'time'" in r.error
+    r = time_ts.call("time", "get_curent_time", {"timezone": "UTC"})
+    assert not r.ok and r.error_type == "unknown_tool" and "Did you mean 'get_current_time'" in r.error
+    r = time_ts.call("time", "get_current_time", {})
+    assert not r.ok and r.error_type == "invalid_arguments"
+    assert "'timezone'" in r.error and "get_current_time(timezone: str (required))" in r.error
+    r = time_ts.call("time", "get_current_time", {"timezone": 5})
+    assert not r.ok and r.error_type == "invalid_arguments" and "not of type 'string'" in r.error
+    r = time_ts.call("time", "get_current_time", {"timezone": "Mars/Olympus"})
+    assert not r.ok and r.error_type == "tool_error" and "Mars/Olympus" in r.error
+    r = time_ts.call_qualified("no-colon-here", {})
+    assert not r.ok and "server:tool" in r.error
+
+
+def test_pagination_truncation_and_concurrent_calls(paged_ts):
+    tools = paged_ts.list_tools("paged")
+    assert len(tools) == 13  # 4 real + 9 fillers, served 4 per page
+    big = paged_ts.call("paged", "big", {"chars": 5000})
+    assert big.ok and big.truncated and big.text.startswith("x" * 500) and "truncated 4500" in big.text
+
+    async def many():
+        t0 = time.perf_counter()
+        results = await asyncio.gather(*(paged_ts.acall("paged", "hang", {"seconds": 0.5}) for _ in range(6)))
+        return results, time.perf_counter() - t0
+
+    results, elapsed = asyncio.run(many())
+    assert all(r.ok for r in results)
+    assert elapsed < 2.0, f"6 concurrent 0.5 s calls took {elapsed:.2f}s: calls are serialised"
+
+
+def test_timeout_then_session_still_usable(paged_ts):
+    r = paged_ts.call("paged", "hang", {"seconds": 30})
+    assert not r.ok and r.error_type == "timeout" and "1.5s" in r.error
+    assert paged_ts.call("paged", "echo", {"text": "still here"}).content["echo"] == "still here"
+
+
+def test_crashing_server_is_restarted_once_then_reported_with_stderr(paged_ts):
+    first_pid = paged_ts.call("paged", "echo", {"text": "a"}).content["pid"]
+    r = paged_ts.call("paged", "crash", {})
+    assert not r.ok and r.error_type == "server_exited"
+    assert "'paged'" in r.error and "crashing on purpose" in r.error
+    again = paged_ts.call("paged", "echo", {"text": "b"})
+    assert again.ok and again.content["pid"] != first_pid  # a fresh process
+    paged_ts.call("paged", "crash", {})
+    final = paged_ts.call("paged", "echo", {"text": "c"})
+    assert not final.ok and final.error_type == "server_exited" and "restarts used: 1 of 1" in final.error
+
+
+def test_streamable_http_server_with_headers(http_server):
+    cfg = {"servers": {"remote": {"url": http_server, "headers": {"X-Test-Token": "secret"}}}}
+    with atlas.Toolspace.from_dict(cfg) as ts:
+        assert ts.server("remote").transport == "http"
+        assert ts.server("remote").summary.startswith("A remote test server")
+        assert ts.call("remote", "multiply", {"a": 3, "b": 4}).content == {"product": 12.0}
+    bad = atlas.Toolspace.from_dict({"connect_timeout": 10, "servers": {"remote": {"url": http_server}}})
+    with pytest.raises(ToolspaceError, match="remote"):
+        bad.start()
+
+
+def test_catalogue_only_servers_from_shared_data(shared_data, time_ts):
+    ts = atlas.Toolspace.from_dict({"servers": {"time": TIME_SERVER}})
+    with ts:
+        added = ts.add_catalog(shared_data / "toucan_servers.jsonl", limit=50)
+        assert len(added) == 50
+        spec = ts.server(added[0]).tools[0]
+        r = ts.call(added[0], spec.name, {})
+        # either the schema rejects {} or the call is refused as catalogue-only; never a crash
+        assert not r.ok and r.error_type in ("catalog_only", "invalid_arguments")
+        assert len(ts.list_tools()) > 100
+
+
+def test_config_files_yaml_toml_and_mcpservers_json(tmp_path):
+    (tmp_path / "ts.yaml").write_text(
+        "call_timeout: 5\nservers:\n  time:\n    command: python\n    args: [-m, mcp_server_time]\n"
+        "  big:\n    catalog: cat.jsonl\n"
+    )
+    (tmp_path / "cat.jsonl").write_text(json.dumps({"name": "Weather API", "summary": "s", "tools": [{"name": "t"}]}) + "\n")
+    cfg = load_config(tmp_path / "ts.yaml")
+    assert cfg.call_timeout == 5 and [s.name for s in cfg.servers] == ["time", "big"]
+    assert Path(cfg.servers[1].catalog).is_absolute()
+
+    (tmp_path / "ts.toml").write_text('[servers.remote]\nurl = "http://127.0.0.1:1/mcp"\nheaders = {A = "b"}\n')
+    assert load_config(tmp_path / "ts.toml").servers[0].headers == {"A": "b"}
+
+    (tmp_path / "claude.json").write_text(
+        json.dumps({"mcpServers": {"time": {"command": "uvx", "args": ["mcp-server-time"], "env": {"X": "1"}}}})
+    )
+    s = load_config(tmp_path / "claude.json").servers[0]
+    assert s.command == "uvx" and s.env == {"X": "1"} and s.transport == "stdio"
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("servers:\n  a: {}\n", "servers.a"),
+        ("servers:\n  a: {command: x, url: 'http://h'}\n", "exactly one of"),
+        ("servers:\n  a: {command: x, bogus: 1}\n", "bogus"),
+        ("servers:\n  'a:b': {command: x}\n", "may not contain ':'"),
+        ("call_timeout: -1\nservers: {}\n", "call_timeout"),
+        ("servers: [1, 2\n", "could not parse"),
+    ],
+)
+def test_bad_config_names_the_field(tmp_path, text, needle):
+    p = tmp_path / "bad.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(p)
+    assert needle in str(err.value) and "bad.yaml" in str(err.value)
+
+
+def test_server_that_fails_to_start_is_named_with_stderr():
+    ts = atlas.Toolspace.from_dict(
+        {"servers": {"broken": {"command": sys.executable, "args": ["-c", "import sys; sys.stderr.write('no luck here'); sys.exit(2)"]}}}
+    )
+    with pytest.raises(ToolspaceError) as err:
+        ts.start()
+    assert "broken" in str(err.value) and "no luck here" in str(err.value)
+
+
+def test_cli_toolspace_tools_and_call(tmp_path):
+    cfg = tmp_path / "ts.json"
+    cfg.write_text(json.dumps({"mcpServers": {"time": TIME_SERVER}}))
+    runner = CliRunner()
+    res = runner.invoke(app, ["toolspace", "tools", "--config", str(cfg), "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert {"server", "tool", "description", "input_schema"} <= set(rows[0])
+    res = runner.invoke(
+        app, ["toolspace", "call", "time", "get_current_time", "--args", '{"timezone": "UTC"}', "--config", str(cfg), "--json"]
+    )
+    assert res.exit_code == 0 and json.loads(res.stdout)["ok"] is True
+    res = runner.invoke(app, ["toolspace", "call", "time", "nope", "--config", str(cfg), "--json"])
+    out = json.loads(res.stdout)
+    assert res.exit_code != 0 and out["ok"] is False and "no tool 'nope'" in out["error"]
+    res = runner.invoke(app, ["toolspace", "call", "time", "get_current_time", "--args", "{bad", "--config", str(cfg), "--json"])
+    assert res.exit_code != 0 and "not valid JSON" in res.stdout
