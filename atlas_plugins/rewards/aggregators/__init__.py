@@ -1,4 +1,4 @@
-"""Built-in plugins for this extension point; one module per built-in."""
+"""Built-in reward aggregators: ``atlas``, ``weighted_mean``, ``gated``, ``group_relative``."""
 
 #: Modules in this package that register built-ins (see atlas_plugins.plugins).
-BUILTINS: tuple[str, ...] = ()
+BUILTINS: tuple[str, ...] = ("atlas", "weighted_mean", "gated", "group_relative")

@@ -1,4 +1,4 @@
-"""Built-in plugins for this extension point; one module per built-in."""
+"""Built-in judges: ``rules`` (exact checks), ``hf`` (local model), ``openai`` (endpoint)."""
 
 #: Modules in this package that register built-ins (see atlas_plugins.plugins).
-BUILTINS: tuple[str, ...] = ()
+BUILTINS: tuple[str, ...] = ("rules", "hf", "openai")

@@ -1,4 +1,5 @@
-"""Built-in plugins for this extension point; one module per built-in."""
+"""Built-in rubric providers: ``static`` (rubric in the task), ``template`` (from task
+metadata, no LLM), ``llm`` (the paper's 12-criterion rubric from any OpenAI-compatible model)."""
 
 #: Modules in this package that register built-ins (see atlas_plugins.plugins).
-BUILTINS: tuple[str, ...] = ()
+BUILTINS: tuple[str, ...] = ("static", "template", "llm")

@@ -1,0 +1,286 @@
+"""The native ATLAS agent: multi-turn tool use under a loading policy, batched across episodes.
+
+One call of :func:`run_episodes` plays a batch of episodes (typically a GRPO group, or several)
+in lock step: every turn, all unfinished episodes generate together in one batched call of
+the policy, then each turn is parsed and acted on:
+
+* ``<answer>…</answer>`` (or a turn that ends without a tool call) finishes the episode;
+* a loading-policy meta-tool (``fetch_tools``, ``get_selected_tools``, ``search_tools``) is
+  answered by the episode's :class:`~atlas_plugins.context.base.EpisodeContext`;
+* ``code_interpreter`` runs in the episode's sandboxed code session (when an executor is set);
+* ``server:tool`` goes to the toolspace with the episode id, after the context checks it is
+  loaded;
+* anything unreadable becomes an error observation that teaches the expected format.
+
+Trajectories are token-faithful (see :mod:`atlas_plugins.agent.rendering`): model tokens are
+the sampled ids with their logprobs (``env_mask`` 1); observations are environment tokens
+(``env_mask`` 0, logprob 0.0) that the trainer masks out of the loss.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from pydantic import BaseModel, Field
+
+from atlas_plugins.agent.parsing import EXPECTED_FORMAT, parse_assistant
+from atlas_plugins.agent.rendering import TurnTemplate, encode, probe_template
+from atlas_plugins.types import Task, ToolCallRecord, Trajectory
+
+CODE_TOOL = "code_interpreter"
+#: Where generation stops: after one tool call, or after the answer.
+STOP_STRINGS = ["</tool_call>", "</answer>"]
+
+
+class AgentConfig(BaseModel):
+    """Limits and sampling for the native agent (paper defaults where the paper has one)."""
+
+    loading: str = Field("itl", description="loading policy: eager, isl, itl, search, or a plugin's")
+    loading_options: dict[str, Any] = Field(default_factory=dict)
+    executor: str | None = Field(None, description="executor for code_interpreter (PTC), e.g. 'local'; None = off")
+    executor_options: dict[str, Any] = Field(default_factory=dict)
+    max_tool_calls: int = Field(20, ge=1, description="paper: at most 20 tool calls per episode")
+    max_turns: int = Field(24, ge=1)
+    max_new_tokens: int = Field(256, ge=1, description="per model turn")
+    max_episode_tokens: int = Field(2048, ge=64, description="model + environment tokens after the first prompt")
+    max_context_tokens: int = Field(32768, ge=256, description="paper: 32k context")
+    max_response_chars: int = Field(4000, ge=100, description="tool observations truncated here (paper: 4,000)")
+    temperature: float = Field(1.0, ge=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    observation_role: str = Field("tool", description="chat role of observation turns ('tool' or 'user')")
+    user_template: str = "Task: {task}"
+    ptc_servers: list[str] | None = Field(None, description="servers listed in the PTC prompt (None = all live ones)")
+
+
+@dataclass
+class _Episode:
+    task: Task
+    traj: Trajectory
+    ctx: Any
+    code: Any
+    ids: list[int]
+    sampled_text: str = ""
+    tool_calls: int = 0
+    done: bool = False
+    finish: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _truncate(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n…[truncated {len(text) - limit} of {len(text)} characters]"
+
+
+class Agent:
+    """The native agent. Reusable: call :meth:`run` with batches of tasks."""
+
+    def __init__(self, policy: Any, toolspace: Any, config: AgentConfig | None = None, **overrides: Any) -> None:
+        from atlas_plugins.plugins import get_executor, get_loading_policy
+
+        self.policy = policy
+        self.toolspace = toolspace
+        self.config = (config or AgentConfig()).model_copy(update=overrides)
+        self.loading = get_loading_policy(self.config.loading, **self.config.loading_options)
+        self.executor = get_executor(self.config.executor, **self.config.executor_options) if self.config.executor else None
+        self.tokenizer = policy.tokenizer
+        self.template: TurnTemplate = probe_template(self.tokenizer, self.config.observation_role)
+
+    # -- episode setup -----------------------------------------------------------------------
+    def _system_text(self, ctx: Any, task: Task) -> str:
+        if self.executor is None:
+            return ctx.system_prompt()
+        # PTC (the paper's ITL+PTC): the only tool is code_interpreter; the prompt lists the
+        # servers with their tool names and the model loads signatures with get_tools_info.
+        from atlas_plugins.context.prompts import FORMAT_INSTRUCTIONS
+        from atlas_plugins.orchestration.prompt import code_interpreter_prompt, code_interpreter_schema
+
+        schema = code_interpreter_schema()
+        return "\n\n".join(
+            [
+                FORMAT_INSTRUCTIONS,
+                code_interpreter_prompt(self.toolspace, servers=self.config.ptc_servers),
+                "Tool:\n" + json.dumps(schema.get("function", schema), separators=(",", ":")),
+            ]
+        )
+
+    def _start(self, task: Task, episode_id: str) -> _Episode:
+        ctx = self.loading.start_episode(self.toolspace, task)
+        code = None
+        if self.executor is not None:
+            code = self.executor.open_session(self.toolspace, episode=episode_id, servers=task.servers or None)
+        messages = [
+            {"role": "system", "content": self._system_text(ctx, task)},
+            {"role": "user", "content": self.config.user_template.format(task=task.prompt)},
+        ]
+        prompt_ids = list(self.policy.apply_chat_template(messages, add_generation_prompt=True))
+        traj = Trajectory(
+            task_id=task.id,
+            task=task.model_dump(),
+            messages=messages,
+            prompt_ids=prompt_ids,
+            initial_context_tokens=len(prompt_ids),
+            context_tokens=len(prompt_ids),
+            metadata={
+                "episode_id": episode_id,
+                "loading": self.config.loading,
+                "executor": self.config.executor,
+                "policy": getattr(self.policy, "name", type(self.policy).__name__),
+            },
+        )
+        return _Episode(task=task, traj=traj, ctx=ctx, code=code, ids=list(prompt_ids))
+
+    # -- acting ------------------------------------------------------------------------------
+    def _act(self, ep: _Episode, name: str, arguments: dict[str, Any]) -> tuple[str, bool, str | None]:
+        """Run one call; returns (observation, ok, error_type)."""
+        cfg = self.config
+        if name == CODE_TOOL:
+            if ep.code is None:
+                return (f"Error: {CODE_TOOL} is not available in this episode; call tools directly.", False, "unknown_tool")
+            code = arguments.get("code")
+            if not isinstance(code, str) or not code.strip():
+                return ('Error: code_interpreter needs {"code": "<python source>"}', False, "invalid_arguments")
+            cell = ep.code.run(code)
+            return cell.observation(cfg.max_response_chars), cell.ok, None if cell.ok else "code_error"
+        if ep.code is not None:  # PTC: every tool is reached through code
+            return (
+                f"Error: call tools from Python inside {CODE_TOOL}, e.g. "
+                + '<tool_call>{"name": "code_interpreter", "arguments": {"code": "m = MCPServer(\'math\')\\nm.get_tools_info([\'add\'])"}}</tool_call>',
+                False,
+                "unknown_tool",
+            )
+        meta = ep.ctx.handle_meta_call(name, arguments)
+        if meta is not None:
+            ok = not meta.lstrip().lower().startswith("error")
+            return _truncate(meta, cfg.max_response_chars), ok, None if ok else "meta_error"
+        if ":" not in name:
+            known = [m.name for m in ep.ctx.meta_tools()] + ([CODE_TOOL] if ep.code is not None else [])
+            return (
+                f"Error: unknown tool {name!r}. Tools are named server:tool"
+                + (f"; helper tools: {', '.join(known)}" if known else "")
+                + f". Format: {EXPECTED_FORMAT}",
+                False,
+                "unknown_tool",
+            )
+        not_loaded = ep.ctx.check_call(name)
+        if not_loaded:
+            return not_loaded, False, "not_loaded"
+        result = self.toolspace.call_qualified(name, arguments, episode=ep.traj.metadata["episode_id"])
+        return _truncate(result.observation(), cfg.max_response_chars), result.ok, result.error_type
+
+    def _observe(self, ep: _Episode, content: str) -> None:
+        text = self.template.observation_text(content, sampled_text=ep.sampled_text)
+        ids = encode(self.tokenizer, text)
+        ep.traj.completion_ids.extend(ids)
+        ep.traj.env_mask.extend([0] * len(ids))
+        ep.traj.logprobs.extend([0.0] * len(ids))
+        ep.ids.extend(ids)
+        ep.traj.messages.append({"role": self.config.observation_role, "content": content})
+
+    def _step(self, ep: _Episode, gen: Any) -> None:
+        cfg, traj = self.config, ep.traj
+        traj.completion_ids.extend(gen.completion_ids)
+        traj.env_mask.extend([1] * len(gen.completion_ids))
+        traj.logprobs.extend(gen.logprobs)
+        ep.ids.extend(gen.completion_ids)
+        ep.sampled_text = gen.text
+        traj.turns += 1
+        eos = self.tokenizer.eos_token or ""
+        content = gen.text[: -len(eos)] if eos and gen.text.endswith(eos) else gen.text
+        traj.messages.append({"role": "assistant", "content": content})
+        parsed = parse_assistant(content)
+
+        if parsed.answer is not None:
+            traj.final_answer = parsed.answer.strip()
+            ep.done, ep.finish = True, "answer"
+            return
+        if not parsed.tool_calls:
+            if parsed.errors:
+                traj.parse_failures += 1
+                self._observe(ep, "Error: " + " ".join(e.message for e in parsed.errors))
+            elif gen.finish_reason == "length":
+                traj.parse_failures += 1
+                self._observe(ep, f"Error: your turn was cut off. Call one tool with {EXPECTED_FORMAT}, or finish with <answer>...</answer>.")
+            else:  # a plain reply: the model is done talking
+                traj.final_answer = (parsed.content or content).strip()
+                ep.done, ep.finish = True, "reply"
+                return
+        else:
+            call = parsed.tool_calls[0]  # generation stops after the first call
+            if parsed.errors:
+                traj.parse_failures += 1
+            if ep.tool_calls >= cfg.max_tool_calls:
+                self._observe(ep, f"Error: the limit of {cfg.max_tool_calls} tool calls is reached. Give your final answer now in <answer>...</answer>.")
+                ep.done, ep.finish = True, "tool_limit"
+                return
+            ep.tool_calls += 1
+            observation, ok, error_type = self._act(ep, call.name, call.arguments)
+            traj.tool_calls.append(
+                ToolCallRecord(
+                    turn=traj.turns,
+                    name=call.name,
+                    arguments=call.arguments,
+                    ok=ok,
+                    result=observation[: cfg.max_response_chars],
+                    error=None if ok else observation,
+                    error_type=error_type,
+                )
+            )
+            if not ok:
+                traj.tool_errors += 1
+            self._observe(ep, observation)
+        if len(traj.completion_ids) >= cfg.max_episode_tokens:
+            ep.done, ep.finish = True, "episode_tokens"
+        elif len(ep.ids) >= cfg.max_context_tokens:
+            ep.done, ep.finish = True, "context"
+        elif traj.turns >= cfg.max_turns:
+            ep.done, ep.finish = True, "turns"
+
+    # -- the loop ----------------------------------------------------------------------------
+    def run(self, tasks: Sequence[Task | dict[str, Any]], *, seed: int | None = None, progress: Any = None) -> list[Trajectory]:
+        """Play one episode per task (repeat a task to get a GRPO group). Order is kept."""
+        tasks = [t if isinstance(t, Task) else Task.model_validate(t) for t in tasks]
+        episodes = [self._start(t, f"{t.id}-{uuid.uuid4().hex[:10]}") for t in tasks]
+        cfg = self.config
+        try:
+            turn = 0
+            while True:
+                active = [ep for ep in episodes if not ep.done]
+                if not active:
+                    break
+                budgets = [
+                    max(1, min(cfg.max_new_tokens, cfg.max_episode_tokens - len(ep.traj.completion_ids), cfg.max_context_tokens - len(ep.ids)))
+                    for ep in active
+                ]
+                gens = self.policy.generate(
+                    [ep.ids for ep in active],
+                    max_new_tokens=budgets,
+                    temperature=cfg.temperature,
+                    top_p=cfg.top_p,
+                    stop=STOP_STRINGS,
+                    seed=None if seed is None else seed + turn,
+                )
+                for ep, gen in zip(active, gens):
+                    self._step(ep, gen)
+                    ep.traj.context_tokens = max(ep.traj.context_tokens, len(ep.ids))
+                turn += 1
+                if progress is not None:
+                    progress(sum(ep.done for ep in episodes), len(episodes))
+        finally:
+            for ep in episodes:
+                if ep.code is not None:
+                    ep.code.close()
+        out = []
+        for ep in episodes:
+            ep.traj.loaded_tools_log = list(getattr(ep.ctx, "log", []))
+            ep.traj.metadata["finish"] = ep.finish or "unfinished"
+            out.append(ep.traj)
+        return out
+
+
+def run_episodes(policy: Any, toolspace: Any, tasks: Sequence[Task | dict[str, Any]], config: AgentConfig | None = None, *, seed: int | None = None, **overrides: Any) -> list[Trajectory]:
+    """One-shot helper: build an :class:`Agent` and play one episode per task."""
+    return Agent(policy, toolspace, config, **overrides).run(tasks, seed=seed)

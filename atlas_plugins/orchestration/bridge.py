@@ -1,0 +1,466 @@
+"""The host side of ``code_interpreter``: validates bridge requests and makes the MCP calls.
+
+Executors differ only in how bytes reach the sandbox (:class:`Transport`); everything else is
+here: the cell loop with its wall-time limit, restart-on-crash, the request handling (every
+message from the sandbox is untrusted input: size-capped, schema-checked with pydantic,
+unknown ops refused), tool calls through ``toolspace.call(..., episode=...)`` (so
+``atlas_before_tool_call`` vetoes apply and no MCP credentials enter the sandbox), the output
+formats learned from the first successful call, and the error hints for small models.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, TypeAdapter, ValidationError
+
+from atlas_plugins.orchestration.base import CellResult
+from atlas_plugins.orchestration.sandbox_runner import describe_value, to_python
+from atlas_plugins.toolspace.toolspace import closest
+from atlas_plugins.toolspace.validation import python_signature
+from atlas_plugins.types import ToolSpec
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+STATE_LOST = "the interpreter was restarted: every variable, import and MCPServer object from earlier cells is gone"
+
+
+class SandboxDied(Exception):
+    """The sandboxed interpreter exited (crash, limit, os._exit)."""
+
+
+class CellTimeout(Exception):
+    """No answer from the sandbox within the cell's wall-time limit."""
+
+
+class ProtocolViolation(Exception):
+    """The sandbox sent bytes that are not a valid bridge message (forged, oversized, malformed)."""
+
+
+# -- messages from the sandbox (untrusted) --------------------------------------------------
+class _Msg(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ReadyMsg(_Msg):
+    op: Literal["ready"]
+    pid: StrictInt
+    python: StrictStr = ""
+    seccomp: StrictBool = False
+
+
+class ServerMsg(_Msg):
+    op: Literal["server"]
+    id: StrictInt
+    server: StrictStr = Field(max_length=200)
+
+
+class InfoMsg(_Msg):
+    op: Literal["info"]
+    id: StrictInt
+    server: StrictStr = Field(max_length=200)
+    tools: list[Annotated[str, Field(max_length=200)]] | None = Field(default=None, max_length=200)
+
+
+class CallMsg(_Msg):
+    op: Literal["call"]
+    id: StrictInt
+    server: StrictStr = Field(max_length=200)
+    tool: StrictStr = Field(max_length=200)
+    args: list[Any] = Field(default_factory=list, max_length=64)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class DoneMsg(_Msg):
+    op: Literal["done"]
+    cell: StrictInt
+    ok: StrictBool
+    value: StrictStr | None = None
+    stdout: StrictStr = ""
+    error: StrictStr | None = None
+    error_type: StrictStr | None = None
+
+
+SandboxMessage = Annotated[Union[ReadyMsg, ServerMsg, InfoMsg, CallMsg, DoneMsg], Field(discriminator="op")]
+_ADAPTER: TypeAdapter[Any] = TypeAdapter(SandboxMessage)
+
+
+def parse_message(payload: bytes) -> Any:
+    """Decode and validate one message; raises :class:`ProtocolViolation` naming the problem."""
+    if len(payload) > MAX_MESSAGE_BYTES:
+        raise ProtocolViolation(f"message of {len(payload)} bytes exceeds the {MAX_MESSAGE_BYTES}-byte cap")
+    try:
+        data = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolViolation(f"message is not JSON ({exc})") from None
+    if not isinstance(data, dict) or "op" not in data:
+        raise ProtocolViolation(f"message is not an object with an 'op': {str(data)[:120]!r}")
+    known = ("ready", "server", "info", "call", "done")
+    if data["op"] not in known:
+        raise ProtocolViolation(f"unknown op {str(data['op'])[:60]!r} (expected one of {', '.join(known)})")
+    try:
+        return _ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"][1:])
+        raise ProtocolViolation(f"invalid {data['op']!r} message: {where}: {first['msg']}") from None
+
+
+# -- output formats ---------------------------------------------------------------------------
+def schema_sketch(schema: Any, depth: int = 0) -> str:
+    """A JSON Schema as the same compact sketch :func:`describe_value` gives for values."""
+    if not isinstance(schema, dict) or depth > 3:
+        return "Any"
+    t = schema.get("type")
+    if t == "object" or (t is None and "properties" in schema):
+        props = schema.get("properties") or {}
+        if not props:
+            return "dict"
+        inner = ", ".join(f"{json.dumps(k)}: {schema_sketch(v, depth + 1)}" for k, v in list(props.items())[:12])
+        return "{" + inner + (", ..." if len(props) > 12 else "") + "}"
+    if t == "array":
+        return f"list[{schema_sketch(schema.get('items'), depth + 1)}]"
+    names = {"string": "str", "integer": "int", "number": "float", "boolean": "bool", "null": "None"}
+    if isinstance(t, list):
+        return " | ".join(names.get(x, str(x)) for x in t)
+    if t in names:
+        return names[t]
+    for key in ("anyOf", "oneOf"):
+        if isinstance(schema.get(key), list):
+            return " | ".join(dict.fromkeys(schema_sketch(s, depth + 1) for s in schema[key]))
+    return "Any"
+
+
+def _wraps_result(schema: Any) -> bool:
+    # FastMCP/MCPServer wraps a non-object return value as {"result": value} in structured output.
+    return isinstance(schema, dict) and set(schema.get("properties") or {}) == {"result"} and (
+        schema.get("required") == ["result"] or schema.get("x-fastmcp-wrap-result") is True
+    )
+
+
+def _unwrap_structured(schema: dict[str, Any]) -> dict[str, Any]:
+    return schema["properties"]["result"] if _wraps_result(schema) else schema
+
+
+class OutputFormats:
+    """Output format + example per tool: from ``output_schema``, else learned from the first
+    successful call (kept on the host, shared by every session of one executor)."""
+
+    def __init__(self) -> None:
+        self._learned: dict[str, dict[str, str]] = {}
+
+    def get(self, spec: ToolSpec) -> dict[str, str]:
+        learned = self._learned.get(spec.qualified_name, {})
+        fmt = learned.get("format")
+        if spec.output_schema:
+            fmt = schema_sketch(_unwrap_structured(spec.output_schema))
+        return {"format": fmt or "", "example": learned.get("example", "")}
+
+    def learn(self, spec: ToolSpec, arguments: dict[str, Any], content: Any) -> None:
+        if spec.qualified_name in self._learned:
+            return
+        value = to_python(content)
+        call = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
+        shown = repr(value)
+        if len(shown) > 200:
+            shown = shown[:200] + "…"
+        self._learned[spec.qualified_name] = {
+            "format": describe_value(value),
+            "example": f"{spec.name}({call}) -> {shown}",
+        }
+
+
+def tools_info_text(specs: list[ToolSpec], formats: OutputFormats) -> str:
+    blocks = []
+    for spec in specs:
+        lines = [python_signature(spec)]
+        if spec.description:
+            lines.append("    " + spec.description.strip().splitlines()[0][:200])
+        fmt = formats.get(spec)
+        lines.append("    returns: " + (fmt["format"] or "not known yet (call it once and look at the value)"))
+        if fmt["example"]:
+            lines.append("    example: " + fmt["example"])
+        blocks.append("\n".join(lines))
+    return "\n".join(blocks)
+
+
+# -- request handling --------------------------------------------------------------------------
+class ToolBridge:
+    """Answers one session's requests. Holds the per-cell log of tool calls."""
+
+    def __init__(
+        self,
+        toolspace: Any,
+        *,
+        episode: str | None,
+        servers: list[str] | None,
+        formats: OutputFormats,
+        max_calls_per_cell: int = 100,
+    ) -> None:
+        self.toolspace = toolspace
+        self.episode = episode or f"exec-{uuid.uuid4().hex[:12]}"
+        self.formats = formats
+        self.max_calls_per_cell = max_calls_per_cell
+        known = {s.name: s for s in toolspace.servers if not s.catalog_only}
+        if servers is not None:
+            missing = [s for s in servers if s not in known]
+            if missing:
+                from atlas_plugins.errors import ConfigError
+
+                raise ConfigError(
+                    f"unknown or catalogue-only server(s) {', '.join(map(repr, missing))} for code_interpreter; "
+                    f"available: {', '.join(known)}"
+                )
+            known = {k: known[k] for k in servers}
+        self.servers = known
+        self.calls: list[dict[str, Any]] = []
+        self.call_time = 0.0
+
+    def reset_cell(self) -> None:
+        self.calls, self.call_time = [], 0.0
+
+    def _server(self, name: str) -> Any:
+        info = self.servers.get(name)
+        if info is None:
+            hint = closest(name, self.servers)
+            msg = f"unknown server {name!r}."
+            if hint:
+                msg += f" Did you mean {' or '.join(map(repr, hint))}?"
+            raise LookupError(msg + f" Available servers: {', '.join(self.servers)}")
+        return info
+
+    def handle(self, msg: Any) -> dict[str, Any]:
+        """The reply to one validated request message."""
+        try:
+            if isinstance(msg, ServerMsg):
+                return self._ok(msg.id, [t.name for t in self._server(msg.server).tools])
+            if isinstance(msg, InfoMsg):
+                return self._ok(msg.id, self._info(msg))
+            if isinstance(msg, CallMsg):
+                return self._call(msg)
+        except LookupError as exc:
+            return {"op": "result", "id": msg.id, "ok": False, "error": str(exc.args[0])}
+        raise ProtocolViolation(f"{msg.op!r} is not a request")
+
+    @staticmethod
+    def _ok(rid: int, content: Any) -> dict[str, Any]:
+        return {"op": "result", "id": rid, "ok": True, "content": content}
+
+    def _info(self, msg: InfoMsg) -> str:
+        info = self._server(msg.server)
+        by_name = {t.name: t for t in info.tools}
+        if msg.tools is None:
+            return tools_info_text(list(by_name.values()), self.formats)
+        parts, specs = [], []
+        for name in msg.tools:
+            if name in by_name:
+                specs.append(by_name[name])
+            else:
+                hint = closest(name, by_name)
+                parts.append(
+                    f"no tool {name!r} on {msg.server!r}"
+                    + (f"; did you mean {' or '.join(map(repr, hint))}?" if hint else f"; its tools: {', '.join(by_name)}")
+                )
+        return "\n".join([tools_info_text(specs, self.formats), *parts]).strip()
+
+    def _call(self, msg: CallMsg) -> dict[str, Any]:
+        info = self._server(msg.server)
+        if len(self.calls) >= self.max_calls_per_cell:
+            return {"op": "result", "id": msg.id, "ok": False,
+                    "error": f"tool-call limit reached ({self.max_calls_per_cell} calls per cell)"}
+        spec = next((t for t in info.tools if t.name == msg.tool), None)
+        arguments = dict(msg.kwargs)
+        if msg.args:
+            # Positional arguments follow the schema's property order (what the signature shows).
+            order = list(((spec.input_schema if spec else {}) or {}).get("properties") or {})
+            if spec is None or len(msg.args) > len(order) or any(k in arguments for k in order[: len(msg.args)]):
+                sig = python_signature(spec) if spec else f"{msg.tool}(...)"
+                return {"op": "result", "id": msg.id, "ok": False,
+                        "error": f"call {msg.server}.{msg.tool} with keyword arguments; signature: {sig}"}
+            arguments.update(zip(order, msg.args))
+        t0 = time.perf_counter()
+        result = self.toolspace.call(msg.server, msg.tool, arguments, episode=self.episode)
+        self.call_time += time.perf_counter() - t0
+        content = result.content if result.ok else None  # the toolspace already unwrapped {'result': x}
+        self.calls.append(
+            {"server": msg.server, "tool": msg.tool, "arguments": arguments, "ok": result.ok,
+             "error": result.error, "error_type": result.error_type,
+             "content_type": type(to_python(content)).__name__ if result.ok else None}
+        )
+        if not result.ok:
+            error = result.error or "tool call failed"
+            if result.error_type == "unknown_tool":
+                error = error.replace(" on server ", " on ")
+            return {"op": "result", "id": msg.id, "ok": False, "error": error}
+        if spec is not None:
+            self.formats.learn(spec, arguments, content)
+        return self._ok(msg.id, content)
+
+    def hint(self, error_type: str | None, error: str) -> str | None:
+        """For a wrong-type use of a tool result, say what that tool returns."""
+        if error_type not in ("TypeError", "KeyError", "IndexError", "AttributeError"):
+            return None
+        good = [c for c in self.calls if c["ok"]]
+        if not good:
+            return None
+        last = good[-1]
+        spec = next((t for t in self.servers[last["server"]].tools if t.name == last["tool"]), None)
+        kind = last["content_type"]
+        lead = f"{last['server']}.{last['tool']}(...) returned a {kind}"
+        if "string indices must be integers" in error or (kind == "str" and error_type in ("TypeError", "KeyError")):
+            lead = f"you indexed a str as if it were a dict or list; {lead}"
+        elif "list indices must be integers" in error:
+            lead = f"you indexed a list with a str key as if it were a dict; {lead}"
+        fmt = self.formats.get(spec) if spec else {"format": "", "example": ""}
+        text = f"hint: {lead}"
+        if fmt["format"]:
+            text += f"; its output format is {fmt['format']}"
+        if fmt["example"]:
+            text += f"; example: {fmt['example']}"
+        return text
+
+
+# -- sessions -----------------------------------------------------------------------------------
+class Transport:
+    """How bytes reach one sandboxed interpreter. Implemented per executor."""
+
+    def start(self) -> None: ...
+
+    def send(self, msg: dict[str, Any]) -> None: ...
+
+    def recv(self, deadline: float) -> Any:
+        """The next validated message; raises CellTimeout / SandboxDied / ProtocolViolation."""
+        raise NotImplementedError
+
+    def stop(self) -> None: ...
+
+    def diagnostics(self) -> str:
+        return ""
+
+
+class BridgedSession:
+    """A persistent interpreter reached over a :class:`Transport` (implements ``CodeSession``)."""
+
+    def __init__(self, transport_factory: Any, bridge: ToolBridge, *, timeout: float, start_timeout: float,
+                 response_limit: int) -> None:
+        self._factory = transport_factory
+        self.bridge = bridge
+        self.timeout, self.start_timeout, self.response_limit = timeout, start_timeout, response_limit
+        self._cell = 0
+        self._transport: Any = None
+        self.cold_start_ms: float | None = None
+        self._start()
+
+    @property
+    def episode(self) -> str:
+        return self.bridge.episode
+
+    def _start(self) -> None:
+        t0 = time.perf_counter()
+        transport = self._factory()
+        transport.start()
+        try:
+            msg = transport.recv(time.monotonic() + self.start_timeout)
+        except (CellTimeout, SandboxDied, ProtocolViolation) as exc:
+            detail = transport.diagnostics()
+            transport.stop()
+            raise self._start_error(exc, detail) from None
+        if not isinstance(msg, ReadyMsg):
+            transport.stop()
+            raise self._start_error(ProtocolViolation(f"expected 'ready', got {msg.op!r}"), "")
+        self._transport = transport
+        self.cold_start_ms = (time.perf_counter() - t0) * 1000
+
+    def _start_error(self, exc: Exception, detail: str) -> Exception:
+        from atlas_plugins.errors import AtlasError
+
+        return AtlasError(f"the sandboxed interpreter did not start ({exc})" + (f": {detail}" if detail else ""))
+
+    def run(self, code: str) -> CellResult:
+        """Run one cell. Never raises for problems of the code: they come back in the result."""
+        if not isinstance(code, str):
+            return CellResult(ok=False, error=f"code must be a str, got {type(code).__name__}")
+        if self._transport is None:
+            self._start()
+        self._cell += 1
+        self.bridge.reset_cell()
+        t0 = time.perf_counter()
+        started = time.monotonic()
+        problem: str | None = None
+        try:
+            self._transport.send({"op": "run", "cell": self._cell, "code": code})
+            while True:
+                # Time spent inside tool calls does not count against the cell's wall-time limit.
+                msg = self._transport.recv(started + self.timeout + self.bridge.call_time)
+                if isinstance(msg, DoneMsg):
+                    if msg.cell != self._cell:
+                        raise ProtocolViolation(f"'done' for cell {msg.cell} while cell {self._cell} runs")
+                    return self._finish(msg, t0)
+                if isinstance(msg, ReadyMsg):
+                    raise ProtocolViolation("unexpected 'ready' during a cell")
+                self._transport.send(self.bridge.handle(msg))
+        except CellTimeout:
+            problem = f"the cell ran longer than the {self.timeout:g}s time limit and was stopped"
+        except SandboxDied as exc:
+            problem = f"the interpreter crashed ({exc})"
+        except ProtocolViolation as exc:
+            problem = f"the sandbox sent an invalid bridge message ({exc})"
+        except (BrokenPipeError, OSError) as exc:
+            problem = f"the interpreter is unreachable ({exc})"
+        log.warning("code_interpreter cell %d: %s; restarting the interpreter", self._cell, problem)
+        self._restart()
+        return CellResult(
+            ok=False,
+            error=f"{problem}; {STATE_LOST}.",
+            elapsed_ms=(time.perf_counter() - t0) * 1000,
+            restarted=True,
+            tool_calls=list(self.bridge.calls),
+        )
+
+    def _finish(self, msg: DoneMsg, t0: float) -> CellResult:
+        error = msg.error
+        if error is not None:
+            hint = self.bridge.hint(msg.error_type, error)
+            if hint:
+                error += "\n" + hint
+        return CellResult(
+            ok=msg.ok and error is None,
+            value=msg.value,
+            stdout=msg.stdout,
+            error=error,
+            elapsed_ms=(time.perf_counter() - t0) * 1000,
+            tool_calls=list(self.bridge.calls),
+        )
+
+    def observe(self, code: str) -> str:
+        """Run a cell and return what the model sees (truncated to the response limit)."""
+        return self.run(code).observation(self.response_limit)
+
+    def _restart(self) -> None:
+        if self._transport is not None:
+            self._transport.stop()
+            self._transport = None
+        try:
+            self._start()
+        except Exception as exc:  # noqa: BLE001 - the next run() retries and reports
+            log.warning("could not restart the interpreter now: %s", exc)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            try:
+                self._transport.send({"op": "exit"})
+            except Exception:  # noqa: BLE001
+                pass
+            self._transport.stop()
+            self._transport = None
+
+    def __enter__(self) -> "BridgedSession":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,201 @@
+"""The ``e2b`` executor: cells run in an E2B cloud sandbox (``e2b-code-interpreter``).
+
+Same session semantics as ``local``: the stdlib-only runner
+(:mod:`atlas_plugins.orchestration.sandbox_runner`) is written into the sandbox with
+``sandbox.files.write`` and started as a long-lived relay process with
+``sandbox.commands.run(cmd, background=True, stdin=True, timeout=0)``. Messages travel as one
+JSON object per line: host -> sandbox with ``sandbox.commands.send_stdin(pid, line)``, sandbox
+-> host through the ``on_stdout`` callback of ``handle.wait(...)`` running in a reader thread.
+Tool calls come back to the host, which makes the MCP call (vetoes apply, MCP credentials
+never enter the sandbox) exactly as for the local executor.
+
+The SDK is imported lazily, only when no ``sandbox_factory`` is given. The test suite cannot
+reach E2B's cloud; it injects a local stand-in that implements exactly the SDK subset used here
+(``files.write``, ``commands.run(..., background=True, stdin=True, timeout=0)`` returning a
+handle with ``pid`` and ``wait(on_stdout=, on_stderr=)``, ``commands.send_stdin``,
+``commands.kill``, ``kill``) with local processes.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import shlex
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from atlas_plugins.hookspecs import hookimpl
+from atlas_plugins.orchestration.bridge import (
+    MAX_MESSAGE_BYTES,
+    BridgedSession,
+    CellTimeout,
+    OutputFormats,
+    ProtocolViolation,
+    SandboxDied,
+    ToolBridge,
+    Transport,
+    parse_message,
+)
+
+RUNNER_SOURCE = Path(__file__).resolve().parent.parent / "sandbox_runner.py"
+_DEAD = object()
+
+
+class E2BOptions(BaseModel):
+    """Options of the ``e2b`` executor."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    timeout: float = Field(30.0, gt=0, description="wall-time limit per cell, seconds (tool-call time excluded)")
+    start_timeout: float = Field(60.0, gt=0)
+    template: str | None = None
+    sandbox_timeout: int = Field(600, gt=0, description="lifetime of the E2B sandbox, seconds")
+    allow_internet_access: bool = False
+    api_key: str | None = None
+    python: str = "python3"
+    runner_path: str = "/tmp/atlas_runner.py"
+    cpu_seconds: int = 300
+    memory_mb: int = 2048
+    max_output_chars: int = 200_000
+    response_limit: int = 4000
+    max_calls_per_cell: int = 100
+
+
+def _default_factory(o: E2BOptions) -> Any:
+    from e2b_code_interpreter import Sandbox  # lazy: optional dependency, network client
+
+    kwargs: dict[str, Any] = {"timeout": o.sandbox_timeout, "allow_internet_access": o.allow_internet_access}
+    if o.template:
+        kwargs["template"] = o.template
+    if o.api_key:
+        kwargs["api_key"] = o.api_key
+    return Sandbox.create(**kwargs)
+
+
+class E2BTransport(Transport):
+    """The runner as a background command in one E2B sandbox, reached over its stdin/stdout."""
+
+    def __init__(self, sandbox: Any, o: E2BOptions) -> None:
+        self.sandbox, self.o = sandbox, o
+        self.handle: Any = None
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._partial = ""
+        self._stderr: list[str] = []
+        self._reader: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.sandbox.files.write(self.o.runner_path, RUNNER_SOURCE.read_text(encoding="utf-8"))
+        limits = {"cpu_seconds": self.o.cpu_seconds, "memory_bytes": self.o.memory_mb * 1024 * 1024}
+        cmd = " ".join(
+            [shlex.quote(self.o.python), "-I", "-S", "-B", "-u", shlex.quote(self.o.runner_path),
+             "--transport", "lines", "--limits", shlex.quote(json.dumps(limits)),
+             "--output-limit", str(self.o.max_output_chars)]
+        )
+        self._queue = queue.Queue()
+        self._partial = ""
+        self.handle = self.sandbox.commands.run(cmd, background=True, stdin=True, timeout=0)
+        self._reader = threading.Thread(target=self._pump, name="atlas-e2b-reader", daemon=True)
+        self._reader.start()
+
+    def _pump(self) -> None:
+        try:
+            self.handle.wait(on_stdout=self._on_stdout, on_stderr=self._on_stderr)
+        except Exception as exc:  # noqa: BLE001 - CommandExitException or a lost connection
+            self._stderr.append(f"[relay ended: {exc}]")
+        self._queue.put(_DEAD)
+
+    def _on_stdout(self, chunk: str) -> None:
+        self._partial += chunk
+        while "\n" in self._partial:
+            line, _, self._partial = self._partial.partition("\n")
+            self._queue.put(line)
+        if len(self._partial) > MAX_MESSAGE_BYTES:
+            self._queue.put(ProtocolViolation(f"a line over the {MAX_MESSAGE_BYTES}-byte cap"))
+            self._partial = ""
+
+    def _on_stderr(self, chunk: str) -> None:
+        self._stderr.append(chunk)
+        if sum(len(c) for c in self._stderr) > 20_000:
+            self._stderr = self._stderr[-20:]
+
+    def send(self, msg: dict[str, Any]) -> None:
+        self.sandbox.commands.send_stdin(self.handle.pid, json.dumps(msg, ensure_ascii=True) + "\n")
+
+    def recv(self, deadline: float) -> Any:
+        try:
+            item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise CellTimeout() from None
+        if item is _DEAD:
+            self._queue.put(_DEAD)
+            raise SandboxDied(self.diagnostics() or "the relay process exited")
+        if isinstance(item, Exception):
+            raise item
+        return parse_message(item.encode("utf-8", "surrogatepass"))
+
+    def diagnostics(self) -> str:
+        return "".join(self._stderr)[-600:].strip()
+
+    def stop(self) -> None:
+        if self.handle is not None:
+            try:
+                self.sandbox.commands.kill(self.handle.pid)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+            if self._reader is not None:
+                self._reader.join(timeout=5)
+            self.handle = None
+
+
+class E2BSession(BridgedSession):
+    """A :class:`BridgedSession` that also owns (and on close kills) its E2B sandbox."""
+
+    sandbox: Any = None
+
+    def close(self) -> None:
+        super().close()
+        if self.sandbox is not None:
+            try:
+                self.sandbox.kill()
+            finally:
+                self.sandbox = None
+
+
+class E2BExecutor:
+    """Runs ``code_interpreter`` cells in E2B sandboxes (registered ``e2b``).
+
+    ``E2BExecutor(template=..., api_key=..., timeout=30)``; pass ``sandbox_factory`` (a
+    callable returning an object with the SDK subset above) to use another sandbox provider or
+    a local stand-in. One sandbox per session; a crashed or timed-out relay is restarted in the
+    same sandbox (its variables are lost, files in the sandbox stay).
+    """
+
+    name = "e2b"
+
+    def __init__(self, *, sandbox_factory: Callable[[], Any] | None = None, **options: Any) -> None:
+        self.options = E2BOptions(**options)
+        self.sandbox_factory = sandbox_factory or (lambda: _default_factory(self.options))
+        self.formats = OutputFormats()
+
+    def open_session(self, toolspace: Any, *, episode: str | None = None, servers: list[str] | None = None) -> E2BSession:
+        bridge = ToolBridge(toolspace, episode=episode, servers=servers, formats=self.formats,
+                            max_calls_per_cell=self.options.max_calls_per_cell)
+        sandbox = self.sandbox_factory()
+        o = self.options
+        try:
+            session = E2BSession(lambda: E2BTransport(sandbox, o), bridge, timeout=o.timeout,
+                                 start_timeout=o.start_timeout, response_limit=o.response_limit)
+        except BaseException:
+            sandbox.kill()
+            raise
+        session.sandbox = sandbox
+        return session
+
+
+@hookimpl
+def atlas_register_executors(register: Any) -> None:
+    register("e2b", E2BExecutor)

@@ -1,0 +1,302 @@
+"""Rubric rewards as a TRL reward function.
+
+::
+
+    from trl import GRPOTrainer
+    import atlas_plugins as atlas
+
+    reward = atlas.rubric_reward(provider="template", judge="rules", aggregator="atlas")
+    trainer = GRPOTrainer(model=..., reward_funcs=[reward], train_dataset=ds, args=cfg)
+
+The returned callable follows TRL 1.16's contract (``GRPOTrainer._calculate_rewards``)::
+
+    fn(prompts, completions, completion_ids=..., trainer_state=..., log_metric=..., log_extra=...,
+       **dataset_columns_and_rollout_fields) -> list[float | None]
+
+Per row it finds the rubric in, in order: a ``rubric`` column (dict, JSON string or
+:class:`Rubric`); a ``task`` column (dict, JSON string or :class:`Task`) given to the provider;
+else a task assembled from the row's own columns (``task_id``/``id``, ``answer``,
+``metadata``, ``expected_state``, ``servers``, the prompt) given to the provider. Rubrics are
+cached per task for the life of the function (and on disk by the ``llm`` provider).
+
+The trajectory is a ``trajectory`` column (a :class:`Trajectory` or dict, as a
+``rollout_func`` returns it) or, when there is none, a minimal one built from the completion:
+the final answer is the text inside ``<answer>…</answer>`` (else the whole text) and tool
+calls are the ``<tool_call>{"name": ..., "arguments": ...}</tool_call>`` JSON blocks (or the
+``tool_calls`` of chat messages). Their results are unknown, so such calls count as
+successful with an empty result.
+
+A row whose criteria all went unscored returns ``None`` (TRL then excludes it instead of
+handing it a made-up 0). Per-category means are logged through TRL's ``log_metric`` as
+``rubric/<category>`` and kept in ``fn.last_metrics``; per-row breakdowns are in
+``fn.last_breakdowns``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+from atlas_plugins.errors import ConfigError
+from atlas_plugins.rewards.base import RewardBreakdown, coerce_task
+from atlas_plugins.rewards.rubric import Rubric
+from atlas_plugins.types import Task, ToolCallRecord, Trajectory
+
+_ANSWER_RE = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.S | re.I)
+_TOOL_CALL_RE = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.S | re.I)
+_TASK_FIELDS = ("answer", "metadata", "expected_state", "servers", "split", "difficulty")
+_RESERVED = {"trainer_state", "log_metric", "log_extra", "environments", "completion_ids"}
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # multimodal / content-part lists
+        return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
+    return "" if content is None else str(content)
+
+
+def _prompt_text(prompt: Any) -> str:
+    if isinstance(prompt, list):
+        users = [m for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
+        return _text(users[-1].get("content")) if users else _text(prompt[-1].get("content") if prompt and isinstance(prompt[-1], dict) else "")
+    return _text(prompt)
+
+
+def _parse_tool_calls(text: str, turn: int) -> list[ToolCallRecord]:
+    calls = []
+    for block in _TOOL_CALL_RE.findall(text):
+        try:
+            obj = json.loads(block.strip())
+        except json.JSONDecodeError:
+            continue  # an unparseable call is not a call; the rubric's checks will notice
+        if isinstance(obj, dict) and isinstance(obj.get("name"), str):
+            args = obj.get("arguments", {})
+            if isinstance(args, str):
+                try:
+                    args = json.loads(args)
+                except json.JSONDecodeError:
+                    args = {"_raw": args}
+            calls.append(ToolCallRecord(turn=turn, name=obj["name"], arguments=args if isinstance(args, dict) else {"_value": args}))
+    return calls
+
+
+def trajectory_from_completion(completion: Any, *, prompt: Any = None, task: Task | None = None) -> Trajectory:
+    """A minimal :class:`Trajectory` from a completion string or a list of chat messages."""
+    calls: list[ToolCallRecord] = []
+    texts: list[str] = []
+    messages: list[dict[str, Any]] = []
+    if isinstance(completion, list):
+        turn = 0
+        for m in completion:
+            if not isinstance(m, dict):
+                continue
+            messages.append(m)
+            role = m.get("role")
+            if role == "assistant":
+                turn += 1
+                t = _text(m.get("content"))
+                texts.append(t)
+                calls += _parse_tool_calls(t, turn)
+                for tc in m.get("tool_calls") or []:
+                    fn = tc.get("function", tc) if isinstance(tc, dict) else {}
+                    args = fn.get("arguments", {})
+                    if isinstance(args, str):
+                        try:
+                            args = json.loads(args)
+                        except json.JSONDecodeError:
+                            args = {"_raw": args}
+                    if isinstance(fn.get("name"), str):
+                        calls.append(ToolCallRecord(turn=turn, name=fn["name"], arguments=args if isinstance(args, dict) else {}))
+            elif role == "tool" and calls:
+                calls[-1].result = _text(m.get("content"))[:4000]
+    else:
+        text = _text(completion)
+        texts.append(text)
+        messages.append({"role": "assistant", "content": text})
+        calls = _parse_tool_calls(text, 1)
+    full = "\n".join(texts)
+    answers = _ANSWER_RE.findall(full)
+    if answers:
+        final = answers[-1].strip()
+    else:
+        # Without <answer> tags, the answer is what the last assistant turn said outside tool calls.
+        final = _TOOL_CALL_RE.sub("", texts[-1] if texts else "").strip()
+    task_dict = task.model_dump(mode="json") if task is not None else ({"prompt": _prompt_text(prompt)} if prompt is not None else {})
+    return Trajectory(
+        task_id=task.id if task is not None else "",
+        task=task_dict,
+        messages=messages,
+        tool_calls=calls,
+        final_answer=final,
+        turns=max(1, len(texts)),
+    )
+
+
+def _resolve(kind: str, value: Any, options: dict[str, Any] | None) -> Any:
+    if isinstance(value, str):
+        from atlas_plugins.plugins import get_plugin_manager
+
+        return get_plugin_manager().create(kind, value, **(options or {}))
+    if options:
+        raise ConfigError(f"{kind} options were given, but the {kind[:-1]} is already an instance")
+    return value
+
+
+class RubricReward:
+    """The callable :func:`rubric_reward` returns (see the module docstring)."""
+
+    def __init__(
+        self,
+        provider: Any = "static",
+        judge: Any = "rules",
+        aggregator: Any = "atlas",
+        toolspace: Any = None,
+        *,
+        name: str = "rubric_reward",
+        provider_options: dict[str, Any] | None = None,
+        judge_options: dict[str, Any] | None = None,
+        aggregator_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.provider = _resolve("rubric_providers", provider, provider_options)
+        self.judge = _resolve("judges", judge, judge_options)
+        self.aggregator = _resolve("aggregators", aggregator, aggregator_options)
+        self.toolspace = toolspace
+        self.__name__ = name
+        self._rubrics: dict[str, Rubric] = {}
+        self.last_metrics: dict[str, float] = {}
+        self.last_breakdowns: list[RewardBreakdown | None] = []
+        self.last_trajectories: list[Trajectory] = []
+        self.calls = 0
+
+    # -- per-row inputs -----------------------------------------------------------------------
+    def _task_from_row(self, i: int, prompt: Any, columns: dict[str, Any]) -> Task:
+        if columns.get("task") is not None and columns["task"][i] is not None:
+            return coerce_task(columns["task"][i])
+        data: dict[str, Any] = {k: columns[k][i] for k in _TASK_FIELDS if k in columns and columns[k][i] is not None}
+        ptext = _prompt_text(prompt)
+        tid = None
+        for key in ("task_id", "id"):
+            if key in columns and columns[key][i] is not None:
+                tid = str(columns[key][i])
+                break
+        data["id"] = tid or "prompt-" + hashlib.sha256(ptext.encode()).hexdigest()[:12]
+        data["prompt"] = ptext
+        if isinstance(data.get("metadata"), str):
+            data["metadata"] = json.loads(data["metadata"])
+        return coerce_task(data)
+
+    def rubric_for_row(self, i: int, prompt: Any, columns: dict[str, Any]) -> tuple[Rubric, Task]:
+        task = self._task_from_row(i, prompt, columns)
+        raw = columns["rubric"][i] if "rubric" in columns else None
+        if raw is not None:
+            if isinstance(raw, str):
+                return Rubric.from_json(raw, source=f"rubric column, row {i}"), task
+            return Rubric.from_dict(raw, source=f"rubric column, row {i}"), task
+        key = hashlib.sha256(task.model_dump_json().encode()).hexdigest()
+        if key not in self._rubrics:
+            self._rubrics[key] = self.provider.rubric_for(task)
+        return self._rubrics[key], task
+
+    @staticmethod
+    def _trajectory(i: int, prompt: Any, completion: Any, task: Task, columns: dict[str, Any]) -> Trajectory:
+        raw = columns["trajectory"][i] if "trajectory" in columns else None
+        if raw is None:
+            return trajectory_from_completion(completion, prompt=prompt, task=task)
+        traj = raw if isinstance(raw, Trajectory) else Trajectory.model_validate(json.loads(raw) if isinstance(raw, str) else raw)
+        if not traj.task:
+            traj.task = task.model_dump(mode="json")
+        return traj
+
+    # -- the TRL contract -----------------------------------------------------------------------
+    def __call__(self, prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[float | None]:
+        log_metric = kwargs.get("log_metric")
+        columns = {k: v for k, v in kwargs.items() if k not in _RESERVED and isinstance(v, list)}
+        n = len(completions)
+        for k, v in columns.items():
+            if len(v) != n:
+                raise ConfigError(f"column {k!r} has {len(v)} values for {n} completions")
+        rows = []
+        for i in range(n):
+            prompt = prompts[i] if i < len(prompts) else None
+            rubric, task = self.rubric_for_row(i, prompt, columns)
+            rows.append((rubric, self._trajectory(i, prompt, completions[i], task, columns)))
+
+        breakdowns: list[RewardBreakdown | None] = [None] * n
+        if getattr(self.aggregator, "group_aware", False):
+            groups: dict[tuple[str, str], list[int]] = {}
+            for i, (rubric, traj) in enumerate(rows):
+                groups.setdefault((rubric.content_hash(), json.dumps(traj.task.get("prompt"), default=str)), []).append(i)
+            for idx in groups.values():
+                rubric = rows[idx[0]][0]
+                results = self.judge.score_group(rubric, [rows[i][1] for i in idx], toolspace=self.toolspace)
+                outs = self.aggregator.aggregate_group(rubric, [r.scores for r in results])
+                for i, out in zip(idx, outs):
+                    breakdowns[i] = out
+        else:
+            for i, (rubric, traj) in enumerate(rows):
+                result = self.judge.score(rubric, traj, toolspace=self.toolspace)
+                breakdowns[i] = self.aggregator.aggregate(rubric, result.scores)
+
+        rewards: list[float | None] = []
+        for (rubric, traj), b in zip(rows, breakdowns):
+            assert b is not None
+            traj.reward = None if b.empty else b.value
+            traj.reward_by_category = dict(b.by_category)
+            rewards.append(traj.reward)
+        self._record_metrics(rows, breakdowns, log_metric)
+        self._notify([t for _, t in rows])
+        self.calls += 1
+        return rewards
+
+    def _record_metrics(self, rows: list[tuple[Rubric, Trajectory]], breakdowns: list[Any], log_metric: Any) -> None:
+        scored = [b for b in breakdowns if b is not None and not b.empty]
+        metrics: dict[str, float] = {
+            "reward": sum(b.value for b in scored) / len(scored) if scored else float("nan"),
+            "scored_fraction": len(scored) / len(breakdowns) if breakdowns else 0.0,
+            "unscored_criteria": sum(len(b.unscored) for b in breakdowns if b is not None) / max(1, len(breakdowns)),
+            "judge_failures": float(sum(len(t.judge_failures) for _, t in rows)),
+        }
+        cats: dict[str, list[float]] = {}
+        for b in scored:
+            for c, v in b.by_category.items():
+                cats.setdefault(c, []).append(v)
+        for c, vs in cats.items():
+            metrics[c] = sum(vs) / len(vs)
+        self.last_metrics = metrics
+        self.last_breakdowns = list(breakdowns)
+        self.last_trajectories = [t for _, t in rows]
+        if callable(log_metric):
+            for k, v in metrics.items():
+                if v == v:  # skip NaN
+                    log_metric(f"rubric/{k}", float(v))
+
+    @staticmethod
+    def _notify(trajs: list[Trajectory]) -> None:
+        from atlas_plugins.plugins import get_plugin_manager
+
+        pm = get_plugin_manager()
+        for t in trajs:
+            pm.on_trajectory(t)
+
+
+def rubric_reward(
+    provider: Any = "static",
+    judge: Any = "rules",
+    aggregator: Any = "atlas",
+    toolspace: Any = None,
+    **options: Any,
+) -> RubricReward:
+    """A TRL reward function scoring completions against per-task rubrics.
+
+    ``provider``, ``judge`` and ``aggregator`` are registered names (see ``atlas plugins``) or
+    instances; ``provider_options``/``judge_options``/``aggregator_options`` go to the named
+    factories; ``toolspace`` is needed for ``state`` checks; ``name`` sets ``__name__`` (what
+    TRL logs the reward as, default ``rubric_reward``).
+    """
+    return RubricReward(provider, judge, aggregator, toolspace, **options)
+
+
+__all__ = ["RubricReward", "rubric_reward", "trajectory_from_completion"]
