@@ -10,7 +10,7 @@ import typer
 from typer.testing import CliRunner
 
 from atlas_plugins.context.base import ToolRetriever
-from atlas_plugins.context.retrievers._common import lexical_tokens, split_identifier, tool_document
+from atlas_plugins.context.retrievers._common import dense_tool_document, lexical_tokens, split_identifier, tool_document
 from atlas_plugins.errors import AtlasError
 from atlas_plugins.plugins import get_retriever
 from atlas_plugins.toolspace import Toolspace
@@ -53,6 +53,9 @@ def test_document_text():
     doc = tool_document(spec, "Email things")
     for part in ("mail server", "Email things", "send email", "Send a message.", "to address", "Recipient"):
         assert part in doc
+    # The dense text is short: no server summary, no arguments.
+    assert dense_tool_document(spec) == "mail server: send email — Send a message."
+    assert dense_tool_document(spec.model_copy(update={"description": " "})) == "mail server: send email"
 
 
 @pytest.mark.parametrize("name", ["bm25", "dense", "hybrid"])
@@ -119,6 +122,42 @@ def test_bad_retriever_options():
         get_retriever("bm25", top_servers=0)
     with pytest.raises(AtlasError, match="bogus"):
         get_retriever("dense", bogus=True)
+    with pytest.raises(AtlasError, match="query_precision"):
+        get_retriever("dense", query_precision="int4")
+    with pytest.raises(AtlasError, match="build_precision"):
+        get_retriever("hybrid", dense={"build_precision": "fp16"})
+
+
+def test_dense_precision_options_and_query_cache():
+    servers = load_catalog(TOUCAN, limit=6)
+    tools, summaries = [t for s in servers for t in s.tools], {s.name: s.summary for s in servers}
+    fp32 = get_retriever("dense", build_precision="fp32")
+    fp32.index(tools, summaries)
+    bf16 = get_retriever("dense", build_precision="bf16")
+    bf16.index(tools, summaries)
+    # Precision is part of the cache key: a bf16 index is never served for an fp32 request
+    # (the bf16 one may already be cached by the default "auto" build of another test).
+    assert bf16.index_key != fp32.index_key
+    auto = get_retriever("dense")
+    assert auto.effective_build_precision in ("fp32", "bf16")
+    cos = (fp32._tool_emb * bf16._tool_emb).sum(axis=1)
+    assert cos.min() > 0.99, cos.min()  # bf16 autocast changes embeddings only slightly
+    longer = get_retriever("dense", build_precision="fp32", max_seq_length=128)
+    longer.index(tools, summaries)
+    assert not longer.last_index_cached and longer.index_key != fp32.index_key
+
+    q = "read a file from disk"
+    int8 = get_retriever("dense", build_precision="fp32", query_precision="int8", query_cache_size=1)
+    int8.index(tools, summaries)
+    assert int8.last_index_cached  # query settings do not touch the index
+    e8, e32 = int8.query_embedding(q), fp32.query_embedding(q)
+    assert 0.85 < float(e8 @ e32) < 0.99999  # a different (quantised) model, same space
+    assert fp32.search(q, 1)[0].tool in [h.tool for h in int8.search(q, 3)]
+    # LRU cache: a repeated query is served from the cache; size 1 evicts the older query.
+    assert int8.query_embedding(q) is e8
+    int8.query_embedding("list directory contents")
+    assert list(int8._query_cache) == ["list directory contents"]
+    assert int8.query_embedding(q) is not e8
 
 
 def test_cli_retrieve(tmp_path):

@@ -144,6 +144,7 @@ class Agent:
             if not isinstance(code, str) or not code.strip():
                 return ('Error: code_interpreter needs {"code": "<python source>"}', False, "invalid_arguments")
             cell = ep.code.run(code)
+            ep.extra["inner_calls"] = cell.tool_calls  # recorded on the trajectory by _step
             return cell.observation(cfg.max_response_chars), cell.ok, None if cell.ok else "code_error"
         if ep.code is not None:  # PTC: every tool is reached through code
             return (
@@ -229,6 +230,20 @@ class Agent:
                     error_type=error_type,
                 )
             )
+            # MCP calls made from inside a code cell are part of the execution trace too, so
+            # rubrics (tool appropriateness, grounding, parameters) see them as tool calls.
+            for inner in ep.extra.pop("inner_calls", None) or []:
+                traj.tool_calls.append(
+                    ToolCallRecord(
+                        turn=traj.turns,
+                        name=f"{inner['server']}:{inner['tool']}",
+                        arguments=inner.get("arguments") or {},
+                        ok=bool(inner.get("ok")),
+                        result=str(inner.get("text") or "")[: cfg.max_response_chars],
+                        error=inner.get("error"),
+                        error_type=inner.get("error_type"),
+                    )
+                )
             if not ok:
                 traj.tool_errors += 1
             self._observe(ep, observation)

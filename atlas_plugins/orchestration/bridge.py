@@ -290,7 +290,8 @@ class ToolBridge:
         self.calls.append(
             {"server": msg.server, "tool": msg.tool, "arguments": arguments, "ok": result.ok,
              "error": result.error, "error_type": result.error_type,
-             "content_type": type(to_python(content)).__name__ if result.ok else None}
+             "content_type": type(to_python(content)).__name__ if result.ok else None,
+             "text": result.text[:2000]}
         )
         if not result.ok:
             error = result.error or "tool call failed"

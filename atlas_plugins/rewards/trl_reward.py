@@ -175,6 +175,12 @@ class RubricReward:
     def _task_from_row(self, i: int, prompt: Any, columns: dict[str, Any]) -> Task:
         if columns.get("task") is not None and columns["task"][i] is not None:
             return coerce_task(columns["task"][i])
+        # A rollout's trajectory carries the full task it was played on (metadata included).
+        raw = columns["trajectory"][i] if columns.get("trajectory") is not None else None
+        if raw is not None:
+            traj_task = raw.task if isinstance(raw, Trajectory) else (json.loads(raw) if isinstance(raw, str) else raw).get("task")
+            if traj_task:
+                return coerce_task(traj_task)
         data: dict[str, Any] = {k: columns[k][i] for k in _TASK_FIELDS if k in columns and columns[k][i] is not None}
         ptext = _prompt_text(prompt)
         tid = None

@@ -457,8 +457,10 @@ class Toolspace:
                 )
             conn = self._connections[server]
         try:
-            result = await asyncio.wait_for(conn.call(tool, arguments, meta), limit)
-        except asyncio.TimeoutError:
+            # asyncio.timeout (not wait_for): no extra task per call, which is measurable here.
+            async with asyncio.timeout(limit):
+                result = await conn.call(tool, arguments, meta)
+        except TimeoutError:
             return fail(f"{server}:{tool} timed out after {limit:g}s", "timeout")
         except ServerExited as exc:
             # Not retried: the call itself may be what kills the server. The next call restarts it.

@@ -28,6 +28,15 @@ from trl import GRPOConfig
 from atlas_plugins.errors import ConfigError
 
 
+def _has_cuda() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except ImportError:  # pragma: no cover - torch comes with trl
+        return False
+
+
 @dataclass
 class AtlasGRPOConfig(GRPOConfig):
     # -- paper defaults that differ from TRL's ----------------------------------------------
@@ -76,6 +85,13 @@ class AtlasGRPOConfig(GRPOConfig):
     trajectory_log: str | None = field(
         default=None, metadata={"help": "JSONL of every scored trajectory; default <output_dir>/trajectories.jsonl."}
     )
+
+    def __post_init__(self) -> None:
+        # TRL defaults to bf16, which a CPU machine cannot run: fall back to fp32 on the CPU.
+        if not _has_cuda():
+            self.use_cpu = True
+            self.bf16 = False
+        super().__post_init__()
 
     def agent_config(self) -> Any:
         from atlas_plugins.agent.loop import AgentConfig

@@ -158,8 +158,8 @@ class AtlasTrainer:
         )
 
     def _peft_config(self) -> Any:
-        if not self.config.use_lora:
-            return None
+        if not self.config.use_lora or hasattr(self.model, "peft_config"):
+            return None  # off, or the model already carries a LoRA (e.g. from the warm start)
         from peft import LoraConfig
 
         return LoraConfig(

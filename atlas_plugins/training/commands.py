@@ -1,0 +1,87 @@
+"""``atlas train`` and ``atlas demo``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("train")
+    def train_cmd(
+        config: Path = typer.Option(..., "--config", "-c", help="Training config YAML (AtlasGRPOConfig fields)."),
+        resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in output_dir."),
+        output_dir: Optional[str] = typer.Option(None, "--output-dir", "-o", help="Override output_dir."),
+        max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Override max_steps."),
+        as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    ) -> None:
+        """Rubric-based GRPO of the native agent (TRL GRPOTrainer + LoRA)."""
+        from atlas_plugins.cli import fail, print_json
+        from atlas_plugins.errors import AtlasError
+
+        try:
+            from atlas_plugins.training.config import AtlasGRPOConfig
+            from atlas_plugins.training.trainer import AtlasTrainer
+        except ImportError as exc:
+            fail(f"training needs the 'train' extra: pip install 'atlas-plugins[train]' ({exc})", as_json=as_json)
+        try:
+            cfg = AtlasGRPOConfig.from_yaml(config, output_dir=output_dir, max_steps=max_steps)
+            trainer = AtlasTrainer(cfg)
+        except AtlasError as exc:
+            fail(str(exc), as_json=as_json)
+        try:
+            out = trainer.train(resume=resume)
+        except AtlasError as exc:
+            fail(str(exc), as_json=as_json)
+        finally:
+            trainer.close()
+        adapter = trainer.save_adapter(Path(cfg.output_dir) / "adapter")
+        result = {
+            "output_dir": cfg.output_dir,
+            "global_step": trainer.trainer.state.global_step,
+            "train_runtime_s": out.metrics.get("train_runtime"),
+            "trajectory_log": str(cfg.trajectory_log_path),
+            "adapter": str(adapter),
+            "last_log": next((h for h in reversed(trainer.trainer.state.log_history) if "reward" in h), {}),
+        }
+        if as_json:
+            print_json(result)
+        else:
+            typer.echo(json.dumps(result, indent=2, default=str))
+
+    @app.command("demo")
+    def demo_cmd(
+        out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for report.md, the plot and results."),
+        heldout: int = typer.Option(4, "--heldout", help="Held-out tasks to evaluate."),
+        steps: int = typer.Option(3, "--steps", help="GRPO steps."),
+        designs: str = typer.Option("eager,itl,itl+ptc", "--designs", help="Designs to evaluate before/after."),
+        no_warm_start: bool = typer.Option(False, "--no-warm-start", help="Skip the behaviour-cloning warm start."),
+        seed: int = typer.Option(0, "--seed"),
+        as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    ) -> None:
+        """The whole loop on the embedded defaults: evaluate, train (rubric GRPO), re-evaluate."""
+        from atlas_plugins.cli import fail, print_json
+
+        try:
+            from atlas_plugins.training.demo import DemoSettings, run_demo
+        except ImportError as exc:
+            fail(f"the demo needs the 'train' extra: pip install 'atlas-plugins[train]' ({exc})", as_json=as_json)
+        settings = DemoSettings(
+            seed=seed,
+            heldout_tasks=heldout,
+            grpo_steps=steps,
+            designs=[d.strip() for d in designs.split(",") if d.strip()],
+            warm_start=not no_warm_start,
+        )
+        say = (lambda m: print(m, file=sys.stderr)) if as_json else typer.echo
+        result = run_demo(out, settings, say=say)
+        if as_json:
+            print_json({k: result[k] for k in ("before", "after", "plot", "report")})
+            return
+        from rich.console import Console
+
+        Console().print(Path(result["report"]).read_text())

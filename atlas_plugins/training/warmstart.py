@@ -1,0 +1,192 @@
+"""Warm start: behaviour cloning on verified demonstrations before rubric GRPO.
+
+Why: cold-start GRPO needs at least one rollout per group that scores differently from the
+others. The embedded SmolLM2-135M never emits a well-formed tool call on its own (measured:
+0 tool calls in 16 greedy level-1 episodes under eager and ITL), so every group scores 0 and
+GRPO has no signal. A short supervised warm start on successful trajectories fixes the format.
+
+What: for each *training* task (held-out tasks are never touched), its verified reference
+solution is played through the real agent loop by :class:`ScriptedPolicy` — the same prompt,
+the same loading-policy meta-calls (``fetch_tools`` / ``get_selected_tools`` for ITL, one
+``code_interpreter`` cell for PTC), real MCP calls and real observations — and kept only if the
+task's own rubric scores it 1.0. The model is then finetuned (LoRA, TRL's ``SFTTrainer``) on
+those token-faithful trajectories with the loss on model tokens only (``env_mask`` 1), exactly
+the tokens GRPO later trains.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+from atlas_plugins.policy.base import Generation
+from atlas_plugins.types import Task, Trajectory
+
+
+def _call(name: str, arguments: dict[str, Any]) -> str:
+    return "<tool_call>" + json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False) + "</tool_call>"
+
+
+def scripted_turns(task: Task, *, loading: str, ptc: bool) -> list[str] | None:
+    """The assistant turns that solve ``task`` under a design (None when it has no solution)."""
+    solution = task.metadata.get("reference_solution") or []
+    if not solution:
+        return None
+    answer = task.answer if task.answer else "Done."
+    turns: list[str] = []
+    if ptc:
+        lines, names = [], {}
+        for step in solution:
+            server = step["server"]
+            if server not in names:
+                names[server] = f"s{len(names)}"
+                lines.append(f"{names[server]} = MCPServer({server!r})")
+        for i, step in enumerate(solution):
+            args = ", ".join(f"{k}={v!r}" for k, v in step["arguments"].items())
+            lines.append(f"r{i} = {names[step['server']]}.{step['tool']}({args})")
+        lines.append(f"r{len(solution) - 1}")
+        turns.append(_call("code_interpreter", {"code": "\n".join(lines)}))
+    else:
+        if loading in ("isl", "itl", "search"):
+            by_server: dict[str, list[str]] = {}
+            for step in solution:
+                by_server.setdefault(step["server"], [])
+                if step["tool"] not in by_server[step["server"]]:
+                    by_server[step["server"]].append(step["tool"])
+            for server, tools in by_server.items():
+                turns.append(_call("fetch_tools", {"server": server}))
+                if loading != "isl":
+                    turns.append(_call("get_selected_tools", {"server": server, "tools": tools}))
+        for step in solution:
+            turns.append(_call(f"{step['server']}:{step['tool']}", step["arguments"]))
+    turns.append(f"<answer>{answer}</answer>")
+    return turns
+
+
+class ScriptedPolicy:
+    """A stand-in *policy* (not a model) that replays fixed assistant turns, one episode at a time.
+
+    It satisfies the agent's policy interface so demonstrations go through exactly the code path
+    (and produce exactly the token layout) of real rollouts. Logprobs are 0.0: demonstrations
+    are for supervised loss, never for policy-gradient ratios.
+    """
+
+    name = "scripted"
+
+    def __init__(self, tokenizer: Any, turns: list[str]) -> None:
+        self.tokenizer = tokenizer
+        self._turns = list(turns)
+        self._i = 0
+
+    def apply_chat_template(self, messages: list[dict[str, Any]], tools: Any = None, add_generation_prompt: bool = True) -> list[int]:
+        return list(self.tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=add_generation_prompt, return_dict=False))
+
+    def generate(self, batch: Sequence[Sequence[int]], **_: Any) -> list[Generation]:
+        if len(batch) != 1:
+            raise ValueError("ScriptedPolicy plays one episode at a time")
+        text = self._turns[min(self._i, len(self._turns) - 1)]
+        self._i += 1
+        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return [Generation(completion_ids=ids, logprobs=[0.0] * len(ids), text=text, finish_reason="stop", stop=None)]
+
+
+def demonstrations(
+    tasks: Sequence[Task],
+    toolspace: Any,
+    tokenizer: Any,
+    agent_config: Any,
+    scorer: Any,
+) -> tuple[list[Trajectory], dict[str, int]]:
+    """Play each task's reference solution through the agent; keep those its rubric scores 1.0."""
+    from atlas_plugins.agent.loop import Agent
+
+    ptc = agent_config.executor is not None
+    kept: list[Trajectory] = []
+    stats = {"tasks": len(tasks), "no_solution": 0, "kept": 0, "rejected": 0}
+    agent: Agent | None = None
+    for task in tasks:
+        if task.split == "heldout":
+            raise ValueError(f"task {task.id!r} is held out; demonstrations use training tasks only")
+        turns = scripted_turns(task, loading=agent_config.loading, ptc=ptc)
+        if turns is None:
+            stats["no_solution"] += 1
+            continue
+        policy = ScriptedPolicy(tokenizer, turns)
+        if agent is None:
+            # Demonstrations may run longer than a rollout budget: they are for SFT, not GRPO.
+            limits = {"max_turns": 32, "max_tool_calls": 32, "max_episode_tokens": max(4096, agent_config.max_episode_tokens)}
+            agent = Agent(policy, toolspace, agent_config.model_copy(update=limits))
+        agent.policy = policy
+        traj = agent.run([task])[0]
+        scorer.score(traj)
+        if traj.reward is not None and traj.reward >= 0.999:
+            kept.append(traj)
+            stats["kept"] += 1
+        else:
+            stats["rejected"] += 1
+    return kept, stats
+
+
+def sft_rows(trajs: Sequence[Trajectory], max_length: int | None = None) -> list[dict[str, list[int]]]:
+    """Pre-tokenized SFT rows: loss on sampled-model tokens only (prompt and env tokens -> -100)."""
+    rows = []
+    for t in trajs:
+        ids = list(t.prompt_ids) + list(t.completion_ids)
+        labels = [-100] * len(t.prompt_ids) + [tok if m == 1 else -100 for tok, m in zip(t.completion_ids, t.env_mask)]
+        if max_length is not None:
+            ids, labels = ids[:max_length], labels[:max_length]
+        rows.append({"input_ids": ids, "labels": labels})
+    return rows
+
+
+def warm_start(
+    model: Any,
+    tokenizer: Any,
+    trajs: Sequence[Trajectory],
+    *,
+    output_dir: str,
+    epochs: float = 2.0,
+    learning_rate: float = 3e-4,
+    batch_size: int = 4,
+    peft_config: Any = None,
+    max_length: int = 2048,
+    seed: int = 0,
+) -> Any:
+    """Supervised warm start with TRL's SFTTrainer; returns the (LoRA-wrapped) trained model."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    if not trajs:
+        raise ValueError("warm start needs at least one demonstration")
+    args = SFTConfig(
+        output_dir=output_dir,
+        num_train_epochs=epochs,
+        learning_rate=learning_rate,
+        per_device_train_batch_size=batch_size,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True if not _has_accelerator() else False,
+        bf16=False,
+        seed=seed,
+        max_length=max_length,
+        remove_unused_columns=False,
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(sft_rows(trajs, max_length)),
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+    trainer.train()
+    return trainer.model, trainer.state.log_history
+
+
+def _has_accelerator() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except ImportError:  # pragma: no cover - torch is part of the train extra
+        return False

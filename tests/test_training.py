@@ -1,0 +1,122 @@
+"""Rubric GRPO end to end on the embedded model and servers: real TRL steps, the trajectory log,
+checkpoint + resume without lost or repeated steps, the warm start, and the train CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("trl", reason="training tests need the 'train' extra")
+
+import atlas_plugins as atlas  # noqa: E402
+from atlas_plugins.envs.taskgen import load_default_tasks  # noqa: E402
+from atlas_plugins.errors import ConfigError  # noqa: E402
+from atlas_plugins.training.config import AtlasGRPOConfig  # noqa: E402
+from atlas_plugins.training.evaluate import Scorer  # noqa: E402
+from atlas_plugins.training.trainer import AtlasTrainer  # noqa: E402
+from atlas_plugins.training.warmstart import demonstrations, sft_rows, warm_start  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def ts():
+    with atlas.Toolspace.default(servers=["math", "units", "notes", "weather"]) as space:
+        yield space
+
+
+@pytest.fixture(scope="module")
+def small_tasks():
+    # One-server level-1 tasks on small servers keep prompts short: CPU training cost scales with tokens.
+    keep = {"math", "units"}
+    return [t for t in load_default_tasks("train") if t.difficulty == 1 and set(t.servers) <= keep][:2]
+
+
+def tiny(out: Path, **kw):
+    settings = dict(
+        max_steps=2,
+        per_device_train_batch_size=2,
+        num_generations=2,
+        max_turn_tokens=8,
+        max_completion_length=64,
+        max_tool_calls=1,
+        max_turns=2,
+        save_steps=1,
+        logging_steps=1,
+    )
+    settings.update(kw)
+    return AtlasGRPOConfig.cpu_demo(str(out), **settings)
+
+
+def _log_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_grpo_steps_log_and_resume_without_lost_or_repeated_steps(tmp_path, ts, small_tasks):
+    out = tmp_path / "run"
+    trainer = AtlasTrainer(tiny(out), toolspace=ts, tasks=small_tasks)
+    trainer.train()
+    assert trainer.trainer.state.global_step == 2
+    logged = [h for h in trainer.trainer.state.log_history if "reward" in h]
+    assert len(logged) == 2
+    for key in ("atlas/success", "atlas/context_tokens", "atlas/turns", "atlas/tool_errors", "atlas/parse_failures"):
+        assert key in logged[0], key
+    lines = _log_lines(out / "trajectories.jsonl")
+    assert len(lines) == 2 * 2 and {ln["step"] for ln in lines} == {0, 1}
+    assert all(ln["reward"] is not None and "TF" in ln["by_category"] for ln in lines)
+    assert (out / "checkpoint-2").is_dir()
+
+    # "Kill" after step 2, then continue to step 3 from the checkpoint.
+    resumed = AtlasTrainer(tiny(out, max_steps=3), toolspace=ts, tasks=small_tasks)
+    resumed.train(resume=True)
+    assert resumed.trainer.state.global_step == 3
+    steps = [ln["step"] for ln in _log_lines(out / "trajectories.jsonl")]
+    assert steps == [0, 0, 1, 1, 2, 2]  # nothing repeated, nothing lost
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path, ts, small_tasks):
+    trainer = AtlasTrainer(tiny(tmp_path / "empty"), toolspace=ts, tasks=small_tasks)
+    with pytest.raises(atlas.AtlasError, match="no checkpoint"):
+        trainer.train(resume=True)
+
+
+def test_warm_start_on_verified_demonstrations(tmp_path, ts, small_tasks):
+    import torch
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from atlas_plugins.policy.embedded import resolve_model_path
+
+    path = resolve_model_path(None)
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    cfg = tiny(tmp_path)
+    demos, stats = demonstrations(small_tasks[:2], ts, tok, cfg.agent_config(), Scorer(toolspace=ts))
+    assert stats["kept"] == 2 and stats["rejected"] == 0
+    rows = sft_rows(demos)
+    for row, d in zip(rows, demos):
+        trained = [i for i, lab in enumerate(row["labels"]) if lab != -100]
+        assert len(trained) == sum(d.env_mask)  # loss on model tokens only
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM")
+    tuned, log = warm_start(model, tok, demos, output_dir=str(tmp_path / "ws"), epochs=1, batch_size=2, peft_config=lora, max_length=384)
+    losses = [h["loss"] for h in log if "loss" in h]
+    assert losses and all(torch.isfinite(torch.tensor(losses)))
+    assert any(("lora_B" in n and p.abs().sum() > 0) for n, p in tuned.named_parameters())
+    # only the adapter trains; the base weights stay frozen
+    assert all(not p.requires_grad for n, p in tuned.named_parameters() if "lora_" not in n)
+
+
+def test_heldout_tasks_are_refused_for_demonstrations(ts, tmp_path):
+    held = load_default_tasks("heldout")[:1]
+    with pytest.raises(ValueError, match="held out"):
+        demonstrations(held, ts, None, tiny(tmp_path).agent_config(), None)
+
+
+def test_config_yaml_errors_name_the_setting(tmp_path):
+    p = tmp_path / "train.yaml"
+    p.write_text("output_dir: x\nnum_generation: 4\n")
+    with pytest.raises(ConfigError, match="num_generation.*did you mean 'num_generations'"):
+        AtlasGRPOConfig.from_yaml(p)
+    p.write_text("output_dir: x\nloading: itl\nmax_steps: 3\n")
+    cfg = AtlasGRPOConfig.from_yaml(p, max_steps=5)
+    assert cfg.max_steps == 5 and cfg.num_generations == 4 and cfg.beta == 0.001
