@@ -286,3 +286,127 @@ def test_tool_calls_become_openai_tool_calls(server: PolicyServer, policy: Trans
     assert resp.status_code == 200, resp.text
     assert '"math:add"' in policy.decode(server.records[-1].prompt_ids)
     assert resp.json()["choices"][0]["finish_reason"] in ("stop", "length", "tool_calls")
+
+
+# --------------------------------------------------------------------------- prefix (multi-turn KV) cache
+ENV_TEXT = "<|im_start|>user\nTool result: 42. Continue.<|im_end|>\n<|im_start|>assistant\n"
+
+
+def next_turn(policy: TransformersPolicy, prompt: list[int], gen: Generation, repeats: int = 1) -> list[int]:
+    """What the agent does between turns: the sequence so far + sampled ids + environment tokens."""
+    env = policy.tokenizer.encode(ENV_TEXT, add_special_tokens=False)
+    return prompt + gen.completion_ids + env * repeats
+
+
+def assert_same(got: list[Generation], expected: list[Generation]) -> None:
+    assert [g.completion_ids for g in got] == [g.completion_ids for g in expected]
+    for a, b in zip(got, expected):
+        assert a.finish_reason == b.finish_reason and a.prompt_len == b.prompt_len
+        assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs)) < 1e-4, (a.logprobs, b.logprobs)
+
+
+def test_prefix_cache_multi_turn_greedy_is_exact(policy: TransformersPolicy, prompts) -> None:
+    cached = TransformersPolicy(policy.model, tokenizer=policy.tokenizer)  # same weights, own store
+    plain = TransformersPolicy(policy.model, tokenizer=policy.tokenizer, prefix_cache=False)
+    turn1 = cached.generate(prompts[:2], max_new_tokens=[3, 6], temperature=0)
+    assert cached.prefix_cache_stats["entries"] == 2
+    # A batch mixing two cached rows of different cached lengths (and different suffix lengths)
+    # with a row that has no cached prefix.
+    turn2 = [next_turn(cached, prompts[1], turn1[1], repeats=2), prompts[2], next_turn(cached, prompts[0], turn1[0])]
+    before = cached.prefix_cache_stats
+    got = cached.generate(turn2, max_new_tokens=5, temperature=0)
+    after = cached.prefix_cache_stats
+    assert after["hits"] - before["hits"] == 2 and after["misses"] - before["misses"] == 1
+    # The off-by-one: the last sampled id of turn 1 was never fed, so it is prefilled now.
+    assert after["reused_tokens"] - before["reused_tokens"] == sum(
+        len(p) + g.num_tokens - 1 for p, g in zip(prompts[:2], turn1))
+    assert_same(got, plain.generate(turn2, max_new_tokens=5, temperature=0))
+    # Used entries are gone (each sequence continues once); the three new sequences are stored.
+    assert after["entries"] == 3
+    # Turn 3 continues from turn 2's cache, including the row that was uncached in turn 2.
+    turn3 = [next_turn(cached, p, g) for p, g in zip(turn2, got)]
+    assert_same(cached.generate(turn3, max_new_tokens=4, temperature=0),
+                plain.generate(turn3, max_new_tokens=4, temperature=0))
+    assert cached.prefix_cache_stats["hits"] - after["hits"] == 3
+    assert plain.prefix_cache_stats["entries"] == 0 and plain.prefix_cache_stats["hits"] == 0
+
+
+def test_prefix_cache_sampled_logprobs_match_rescore(policy: TransformersPolicy, prompts) -> None:
+    cached = TransformersPolicy(policy.model, tokenizer=policy.tokenizer)
+    turn1 = cached.generate(prompts[:2], max_new_tokens=4, temperature=1.0, seed=1)
+    turn2 = [next_turn(cached, p, g) for p, g in zip(prompts[:2], turn1)]
+    got = cached.generate(turn2, max_new_tokens=6, temperature=0.8, top_p=0.9, seed=2)
+    assert cached.prefix_cache_stats["hits"] == 2
+    for prompt, gen in zip(turn2, got):
+        expected = rescore(policy.model, prompt, gen.completion_ids, 0.8)
+        assert torch.allclose(expected, torch.tensor(gen.logprobs), atol=1e-4), (expected, gen.logprobs)
+
+
+def test_prefix_cache_is_dropped_when_weights_change(prompts) -> None:
+    cached = TransformersPolicy()  # its own model: this test edits the weights
+    plain = TransformersPolicy(cached.model, tokenizer=cached.tokenizer, prefix_cache=False)
+    turn1 = cached.generate(prompts[:2], max_new_tokens=3, temperature=0)
+    turn2 = [next_turn(cached, p, g) for p, g in zip(prompts[:2], turn1)]
+    stale_reference = plain.generate(turn2, max_new_tokens=4, temperature=0)
+    # An optimizer-style in-place update of a base parameter (bumps param._version).
+    weight = cached.model.model.layers[3].self_attn.k_proj.weight
+    with torch.no_grad():
+        weight.add_(0.01)
+    got = cached.generate(turn2, max_new_tokens=4, temperature=0)
+    stats = cached.prefix_cache_stats
+    assert stats["hits"] == 0 and stats["invalidations"] == 1, stats
+    fresh = plain.generate(turn2, max_new_tokens=4, temperature=0)
+    assert_same(got, fresh)
+    # The update really changes the outputs: a stale cache would have been wrong.
+    assert max(abs(x - y) for a, b in zip(fresh, stale_reference) for x, y in zip(a.logprobs, b.logprobs)) > 1e-3
+    # A write through .data bumps no version counter; the sampled values of trainable params catch it
+    # (here every element moves, as an optimizer step moves every element it trains).
+    turn3 = [next_turn(cached, p, g) for p, g in zip(turn2, got)]
+    with torch.no_grad():
+        for param in cached.model.model.layers[5].parameters():
+            param.data.mul_(1.01)
+    got3 = cached.generate(turn3, max_new_tokens=3, temperature=0)
+    assert cached.prefix_cache_stats["hits"] == 0 and cached.prefix_cache_stats["invalidations"] == 2
+    assert_same(got3, plain.generate(turn3, max_new_tokens=3, temperature=0))
+    # And the explicit way.
+    assert cached.prefix_cache_stats["entries"] == 2
+    cached.invalidate_cache()
+    assert cached.prefix_cache_stats["entries"] == 0 and cached.prefix_cache_stats["invalidations"] == 3
+
+
+def test_prefix_cache_memory_cap_evicts(policy: TransformersPolicy, prompts) -> None:
+    probe = TransformersPolicy(policy.model, tokenizer=policy.tokenizer)
+    probe.generate([prompts[0]], max_new_tokens=2, temperature=0)
+    per_token = probe.prefix_cache_stats["bytes"] // probe.prefix_cache_stats["tokens"]
+    assert per_token == 30 * 2 * 3 * 64 * 4  # layers x (K, V) x kv heads x head dim x float32
+    # Room for the longest of the three turn-1 sequences, never for two.
+    longest = max(len(p) for p in prompts) + 3
+    cap = per_token * (longest + 10)
+    capped = TransformersPolicy(policy.model, tokenizer=policy.tokenizer, prefix_cache_bytes=cap)
+    turn1 = capped.generate(prompts, max_new_tokens=3, temperature=0)
+    stats = capped.prefix_cache_stats
+    assert stats["stored"] == 3 and stats["entries"] == 1 and stats["evictions"] == 2 and stats["bytes"] <= cap
+    turn2 = [next_turn(capped, p, g) for p, g in zip(prompts, turn1)]
+    got = capped.generate(turn2, max_new_tokens=3, temperature=0)
+    assert capped.prefix_cache_stats["hits"] == 1  # only the survivor was reusable
+    assert capped.prefix_cache_stats["bytes"] <= cap
+    plain = TransformersPolicy(policy.model, tokenizer=policy.tokenizer, prefix_cache=False)
+    assert_same(got, plain.generate(turn2, max_new_tokens=3, temperature=0))
+    # A cap of 0 stores nothing; a bad cap is named.
+    none = TransformersPolicy(policy.model, tokenizer=policy.tokenizer, prefix_cache_bytes=0)
+    none.generate([prompts[0]], max_new_tokens=2, temperature=0)
+    assert none.prefix_cache_stats["entries"] == 0
+    with pytest.raises(AtlasError, match="prefix_cache_bytes"):
+        TransformersPolicy(policy.model, tokenizer=policy.tokenizer, prefix_cache_bytes=-1)
+
+
+def test_prefix_cache_identical_rows_each_use_their_own_entry(policy: TransformersPolicy, prompts) -> None:
+    cached = TransformersPolicy(policy.model, tokenizer=policy.tokenizer)
+    turn1 = cached.generate([prompts[0], prompts[0]], max_new_tokens=2, temperature=0)
+    assert turn1[0].completion_ids == turn1[1].completion_ids and cached.prefix_cache_stats["entries"] == 2
+    turn2 = [next_turn(cached, prompts[0], g) for g in turn1]
+    got = cached.generate(turn2, max_new_tokens=2, temperature=0)
+    stats = cached.prefix_cache_stats
+    # Both stored copies were used and evicted; only turn 2's two sequences remain.
+    assert stats["hits"] == 2 and stats["entries"] == 2 and stats["tokens"] == sum(
+        len(p) + g.num_tokens - 1 for p, g in zip(turn2, got))

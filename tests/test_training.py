@@ -120,3 +120,30 @@ def test_config_yaml_errors_name_the_setting(tmp_path):
     p.write_text("output_dir: x\nloading: itl\nmax_steps: 3\n")
     cfg = AtlasGRPOConfig.from_yaml(p, max_steps=5)
     assert cfg.max_steps == 5 and cfg.num_generations == 4 and cfg.beta == 0.001
+
+
+def test_demo_runs_end_to_end_and_writes_report(tmp_path):
+    """A tiny demo: 1 held-out task, ITL only, no warm start, one GRPO step of a group of 2."""
+    from atlas_plugins.training.demo import DemoSettings, run_demo
+
+    settings = DemoSettings(
+        heldout_tasks=1,
+        train_tasks=2,
+        designs=["itl"],
+        warm_start=False,
+        grpo_steps=1,
+        grpo_batch=2,
+        grpo_group=2,
+        grpo_max_completion_length=64,
+        grpo_max_turn_tokens=8,
+        eval_max_turns=2,
+        eval_max_new_tokens=8,
+    )
+    out = run_demo(tmp_path / "demo", settings, say=lambda m: None)
+    for side in ("before", "after"):
+        assert set(out[side]) == {"reward", "success", "context_tokens"}
+        assert 0.0 <= out[side]["reward"] <= 1.0 and out[side]["context_tokens"] > 0
+    assert Path(out["plot"]).stat().st_size > 1000
+    report = Path(out["report"]).read_text()
+    assert "| itl | base |" in report and "| itl | trained |" in report
+    assert (tmp_path / "demo" / "adapter" / "adapter_config.json").is_file()

@@ -52,7 +52,7 @@ class AgentConfig(BaseModel):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     observation_role: str = Field("tool", description="chat role of observation turns ('tool' or 'user')")
     user_template: str = "Task: {task}"
-    ptc_servers: list[str] | None = Field(None, description="servers listed in the PTC prompt (None = all live ones)")
+    ptc_servers: list[str] | None = Field(None, description="servers listed in the PTC prompt (None = the task's, else all)")
 
 
 @dataclass
@@ -102,7 +102,8 @@ class Agent:
         return "\n\n".join(
             [
                 FORMAT_INSTRUCTIONS,
-                code_interpreter_prompt(self.toolspace, servers=self.config.ptc_servers),
+                # Like ITL, a task that names its servers sees only those (the paper's setting).
+                code_interpreter_prompt(self.toolspace, servers=self.config.ptc_servers or task.servers or None),
                 "Tool:\n" + json.dumps(schema.get("function", schema), separators=(",", ":")),
             ]
         )

@@ -14,7 +14,16 @@ because the loop must give things ``generate`` does not give together:
 
 The loop only calls ``model(input_ids, attention_mask, position_ids, past_key_values)``, so it
 works unchanged for a PEFT-wrapped model; training updates that same object in place and the
-next ``generate`` call samples from the updated weights (there is nothing to refresh).
+next ``generate`` call samples from the updated weights.
+
+**Prefix cache.** An agent calls ``generate`` once per turn with each episode's whole token
+sequence so far, and sequences only grow (turn k+1's prompt = turn k's prompt + the sampled ids
++ environment tokens). Re-prefilling ~2,000 prompt tokens every turn dominates the cost, so after
+each call the policy keeps, per returned row, its full sequence and that row's per-layer K/V
+(the real tokens only; :class:`_PrefixStore`). A later prompt that extends a stored sequence
+prefills only its new suffix on top of the stored K/V. The store is emptied whenever the
+weights change (see :meth:`TransformersPolicy.invalidate_cache`), because reusing K/V computed by
+older weights would silently break token faithfulness (logprobs no longer the model's).
 """
 
 from __future__ import annotations
@@ -22,6 +31,8 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -59,6 +70,13 @@ class TransformersPolicy:
         dtype: ``"float32"``, ``"bfloat16"``, ``"float16"``, ``"auto"`` or a ``torch.dtype``; only
             used when the model is loaded here (``None``: the checkpoint's dtype).
         name: display name (defaults to the model folder's name).
+        prefix_cache: reuse the KV cache of earlier calls for prompts that extend a sequence an
+            earlier call returned (prompt + sampled ids): only the new suffix is prefilled.
+            Outputs are the same as without it (up to float rounding); ``False`` turns it off.
+        prefix_cache_bytes: cap on the K/V bytes the prefix cache holds (least recently stored
+            entries are evicted first; an entry larger than the cap is not stored). It lives
+            where the model runs. SmolLM2-135M in float32 needs 46 KB per token, so the default
+            2 GiB holds ~46k tokens (e.g. 23 episodes of 2,000 tokens).
     """
 
     def __init__(
@@ -69,6 +87,8 @@ class TransformersPolicy:
         device: str | None = None,
         dtype: Any = None,
         name: str | None = None,
+        prefix_cache: bool = True,
+        prefix_cache_bytes: int = 2 * 1024**3,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -117,6 +137,50 @@ class TransformersPolicy:
         self._cache_kwarg = _cache_kwarg(self.model)
         # One generation at a time per policy object: the server shares a policy across threads.
         self.lock = threading.RLock()
+        if isinstance(prefix_cache_bytes, bool) or not isinstance(prefix_cache_bytes, int) or prefix_cache_bytes < 0:
+            raise AtlasError(f"prefix_cache_bytes must be a non-negative int, got {prefix_cache_bytes!r}")
+        self.prefix_cache = bool(prefix_cache)
+        self._prefix = _PrefixStore(prefix_cache_bytes)
+
+    # ------------------------------------------------------------------ prefix cache
+    def invalidate_cache(self) -> None:
+        """Drop every stored prefix K/V. Call it after changing the weights in a way the
+        automatic check may miss (writes through ``param.data`` to parameters it does not
+        sample); optimizer steps and in-place ``param.add_``-style updates are detected."""
+        with self.lock:
+            self._prefix.clear(invalidation=True)
+
+    @property
+    def prefix_cache_stats(self) -> dict[str, int]:
+        """Counters of the prefix cache: ``hits``/``misses`` (prompts that did / did not reuse
+        a stored prefix), ``reused_tokens``/``prefilled_tokens``, ``stored``, ``evictions`` (by
+        the byte cap, an entry too large to store included), ``invalidations`` (non-empty store
+        dropped because the weights changed), and the current ``entries``, ``tokens`` and ``bytes``."""
+        with self.lock:
+            return self._prefix.stats()
+
+    def _weights_fingerprint(self) -> tuple:
+        """A cheap value that changes when the weights do.
+
+        Every in-place op on a parameter (optimizer steps, ``with no_grad(): p.add_(...)``,
+        ``load_state_dict``) bumps its ``_version``; moving the model changes ``data_ptr``.
+        Writes through ``param.data`` bump neither, so 16 strided values of every trainable
+        parameter are sampled as well (an optimizer step moves essentially every element of a
+        tensor it trains; a ``.data`` write to only a few elements could still be missed).
+        Cost: ~2 ms for SmolLM2-135M's 272 parameter tensors on CPU, one device sync on GPU.
+        """
+        import torch
+
+        params = list(self.model.parameters())
+        versions = tuple((p.data_ptr(), p._version) for p in params)
+        trainable = [p for p in params if p.requires_grad] or params
+        with torch.no_grad():
+            samples = []
+            for p in trainable:
+                flat = p.detach().reshape(-1)
+                samples.append(flat[:: max(1, flat.numel() // 16)][:16].float())
+            probe = tuple(torch.cat(samples).cpu().tolist()) if samples else ()
+        return versions, probe
 
     # ------------------------------------------------------------------ chat templates
     def apply_chat_template(
@@ -224,10 +288,13 @@ class TransformersPolicy:
         with self.lock:
             was_training = self.model.training
             self.model.eval()  # no dropout (LoRA dropout included) while sampling
+            store = self._prefix if self.prefix_cache else None
+            if store is not None:
+                store.check_weights(self._weights_fingerprint())
             try:
                 with torch.inference_mode():
                     out_ids, out_lps, reasons, stop_hit = self._decode_loop(
-                        prompts, limits, stops, greedy, scale, top_p, generator
+                        prompts, limits, stops, greedy, scale, top_p, generator, store
                     )
             finally:
                 if was_training:
@@ -266,21 +333,36 @@ class TransformersPolicy:
         scale: float,
         top_p: float,
         generator: "torch.Generator | None",
+        store: "_PrefixStore | None" = None,
     ) -> tuple[list[list[int]], list[list[float]], list[str], list[str | None]]:
         import torch
 
         n = len(prompts)
-        width = max(len(p) for p in prompts)
+        # Which prompts extend a stored sequence: their K/V for all but the suffix is reused.
+        entries = store.match(prompts) if store is not None else [None] * n
+        cached = [e.cached_len if e is not None else 0 for e in entries]
+        suffixes = [p[c:] for p, c in zip(prompts, cached)]
+        c_width, width = max(cached), max(len(x) for x in suffixes)
+        # Left padding of both parts: row i's columns are [pad | cached K/V | pad | suffix], so
+        # every row's next token sits in the last column. Pads in the middle are masked out.
         input_ids = torch.full((n, width), self._pad_id, dtype=torch.long)
-        mask = torch.zeros((n, width), dtype=torch.long)
-        for i, p in enumerate(prompts):  # left padding: every row's next token sits in the last column
-            input_ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
-            mask[i, width - len(p):] = 1
+        mask = torch.zeros((n, c_width + width), dtype=torch.long)
+        for i, (suffix, c) in enumerate(zip(suffixes, cached)):
+            input_ids[i, width - len(suffix):] = torch.tensor(suffix, dtype=torch.long)
+            mask[i, c_width - c:c_width] = 1
+            mask[i, c_width + width - len(suffix):] = 1
         input_ids, mask = input_ids.to(self.device), mask.to(self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        # Real tokens count up from 0 through the cached part, so the suffix continues at cached_len.
+        positions = ((mask.cumsum(-1) - 1).clamp(min=0))[:, c_width:]
+        cache_kwargs: dict[str, Any] = {}
+        if c_width:
+            cache_kwargs[self._cache_kwarg] = _batch_cache(entries, c_width, n, self.device)
+        if store is not None:
+            store.record(entries, prompts, cached)
 
         out = self.model(
-            input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
+            input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
+            **cache_kwargs,
         )
         cache = _output_cache(out)
         logits = out.logits[:, -1, :]
@@ -294,6 +376,9 @@ class TransformersPolicy:
         rows = list(range(n))  # original index of each batch position still decoding
         alive = [True] * n  # only used with a cache type that cannot drop rows
         can_prune = hasattr(cache, "batch_select_indices")
+        # Only a cache of plain full-attention layers can be sliced per row and rebuilt later
+        # (a sliding-window layer keeps only its window; other kinds hold other state).
+        capture = store is not None and store.max_bytes > 0 and _plain_dynamic(cache)
 
         while True:
             logps = torch.log_softmax(logits.float() / scale, dim=-1)
@@ -322,6 +407,13 @@ class TransformersPolicy:
                     reasons[i] = "length"
                 else:
                     keep.append(j)
+                    continue
+                if capture:
+                    # The row is done: its cache holds prompt + all sampled ids but the last one
+                    # (not fed yet). Keep the real columns only (the mask's ones), copied out.
+                    real = mask[j].bool()
+                    kv = [(layer.keys[j][:, real, :], layer.values[j][:, real, :]) for layer in cache.layers]
+                    store.put(prompts[i] + out_ids[i], kv)
             if not keep:
                 break
             if can_prune and len(keep) < len(rows):
@@ -347,6 +439,135 @@ class TransformersPolicy:
             logits = out.logits[:, -1, :]
             next_pos = next_pos + 1
         return out_ids, out_lps, reasons, stop_hit
+
+
+@dataclass(eq=False)
+class _PrefixEntry:
+    """One finished row: its full sequence and the K/V of all of it but the last token.
+
+    The last sampled token was never fed through the model, so ``kv`` covers ``ids[:-1]``:
+    ``cached_len == len(ids) - 1``. ``kv`` holds one ``(keys, values)`` pair per layer, each
+    ``[kv_heads, cached_len, head_dim]`` on the model's device, padding already removed.
+    """
+
+    ids: tuple[int, ...]
+    kv: list[tuple["torch.Tensor", "torch.Tensor"]]
+    nbytes: int = 0
+
+    @property
+    def cached_len(self) -> int:
+        return len(self.ids) - 1
+
+
+@dataclass
+class _PrefixStore:
+    """Stored prefixes, least recently stored first, capped at ``max_bytes`` of K/V.
+
+    An entry is removed once a prompt used it: each sequence continues once (the next turn
+    stores the longer sequence), so keeping it would only hold memory.
+    """
+
+    max_bytes: int
+    entries: "OrderedDict[int, _PrefixEntry]" = field(default_factory=OrderedDict)
+    fingerprint: Any = None
+    bytes: int = 0
+    _next: int = 0
+    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
+        ("hits", "misses", "reused_tokens", "prefilled_tokens", "stored", "evictions", "invalidations"), 0))
+
+    def clear(self, *, invalidation: bool = False) -> None:
+        if invalidation and self.entries:
+            self.counters["invalidations"] += 1
+        self.entries.clear()
+        self.bytes = 0
+
+    def check_weights(self, fingerprint: Any) -> None:
+        """Empty the store when the weights changed since the entries were computed."""
+        if self.fingerprint is not None and fingerprint != self.fingerprint:
+            self.clear(invalidation=True)
+        self.fingerprint = fingerprint
+
+    def match(self, prompts: list[list[int]]) -> list[_PrefixEntry | None]:
+        """For each prompt, the longest stored sequence that is a prefix of it (or ``None``).
+
+        Two prompts may share one entry (its tensors are only read), but between equally long
+        candidates an entry no other prompt of the batch took is preferred: identical sequences
+        (a GRPO group's rows often start alike) are stored once per row and should each be used
+        and so evicted."""
+        found: list[_PrefixEntry | None] = []
+        taken: set[int] = set()
+        for prompt in prompts:
+            best: _PrefixEntry | None = None
+            for entry in self.entries.values():
+                k = len(entry.ids)
+                if k > len(prompt) or prompt[k - 1] != entry.ids[-1]:  # cheap rejections first
+                    continue
+                if best is not None and (k < len(best.ids) or (k == len(best.ids) and id(best) not in taken)):
+                    continue
+                if tuple(prompt[:k]) == entry.ids:
+                    best = entry
+            if best is not None:
+                taken.add(id(best))
+            found.append(best)
+        return found
+
+    def record(self, used: list[_PrefixEntry | None], prompts: list[list[int]], cached: list[int]) -> None:
+        """Count hits and misses, and evict the entries just used."""
+        for entry, prompt, c in zip(used, prompts, cached):
+            self.counters["hits" if entry is not None else "misses"] += 1
+            self.counters["reused_tokens"] += c
+            self.counters["prefilled_tokens"] += len(prompt) - c
+        gone = {id(e) for e in used if e is not None}
+        for key in [k for k, e in self.entries.items() if id(e) in gone]:
+            self.bytes -= self.entries.pop(key).nbytes
+
+    def put(self, ids: list[int], kv: list[tuple["torch.Tensor", "torch.Tensor"]]) -> None:
+        nbytes = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in kv)
+        if nbytes > self.max_bytes:
+            self.counters["evictions"] += 1  # would not fit even alone
+            return
+        self.entries[self._next] = _PrefixEntry(tuple(ids), kv, nbytes)
+        self._next += 1
+        self.bytes += nbytes
+        self.counters["stored"] += 1
+        while self.bytes > self.max_bytes:
+            _, old = self.entries.popitem(last=False)
+            self.bytes -= old.nbytes
+            self.counters["evictions"] += 1
+
+    def stats(self) -> dict[str, int]:
+        return {**self.counters, "entries": len(self.entries),
+                "tokens": sum(e.cached_len for e in self.entries.values()), "bytes": self.bytes}
+
+
+def _plain_dynamic(cache: Any) -> bool:
+    """Whether ``cache`` is a ``DynamicCache`` of full-attention layers only, all filled — the
+    one kind whose rows can be cut out per token and rebuilt by :func:`_batch_cache`."""
+    from transformers.cache_utils import DynamicCache, DynamicLayer
+
+    return isinstance(cache, DynamicCache) and all(
+        type(layer) is DynamicLayer and layer.keys is not None and layer.keys.dim() == 4 for layer in cache.layers
+    )
+
+
+def _batch_cache(entries: list[_PrefixEntry | None], width: int, n: int, device: Any) -> Any:
+    """A ``DynamicCache`` for a batch of ``n`` rows whose row ``i`` holds ``entries[i]``'s K/V
+    right-aligned in ``width`` columns (zeros to its left and for rows without an entry; the
+    attention mask hides them)."""
+    from transformers.cache_utils import DynamicCache
+
+    first = next(e for e in entries if e is not None)
+    layers = []
+    for layer_idx, (k0, v0) in enumerate(first.kv):
+        keys = k0.new_zeros((n, k0.shape[0], width, k0.shape[-1]))
+        values = v0.new_zeros((n, v0.shape[0], width, v0.shape[-1]))
+        for i, entry in enumerate(entries):
+            if entry is not None:
+                k, v = entry.kv[layer_idx]
+                keys[i, :, width - entry.cached_len:] = k
+                values[i, :, width - entry.cached_len:] = v
+        layers.append((keys.to(device), values.to(device)))
+    return DynamicCache(ddp_cache_data=layers)
 
 
 def _cache_kwarg(model: Any) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -34,7 +35,8 @@ def register(app: typer.Typer) -> None:
         except AtlasError as exc:
             fail(str(exc), as_json=as_json)
         try:
-            out = trainer.train(resume=resume)
+            with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+                out = trainer.train(resume=resume)
         except AtlasError as exc:
             fail(str(exc), as_json=as_json)
         finally:
@@ -57,7 +59,7 @@ def register(app: typer.Typer) -> None:
     def demo_cmd(
         out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for report.md, the plot and results."),
         heldout: int = typer.Option(4, "--heldout", help="Held-out tasks to evaluate."),
-        steps: int = typer.Option(3, "--steps", help="GRPO steps."),
+        steps: int = typer.Option(2, "--steps", help="GRPO steps."),
         designs: str = typer.Option("eager,itl,itl+ptc", "--designs", help="Designs to evaluate before/after."),
         no_warm_start: bool = typer.Option(False, "--no-warm-start", help="Skip the behaviour-cloning warm start."),
         seed: int = typer.Option(0, "--seed"),
@@ -78,7 +80,9 @@ def register(app: typer.Typer) -> None:
             warm_start=not no_warm_start,
         )
         say = (lambda m: print(m, file=sys.stderr)) if as_json else typer.echo
-        result = run_demo(out, settings, say=say)
+        # transformers' progress callback prints log dicts to stdout; keep stdout for the JSON.
+        with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+            result = run_demo(out, settings, say=say)
         if as_json:
             print_json({k: result[k] for k in ("before", "after", "plot", "report")})
             return

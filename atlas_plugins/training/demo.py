@@ -24,16 +24,23 @@ from atlas_plugins.types import Task
 class DemoSettings(BaseModel):
     seed: int = 0
     heldout_tasks: int = 4
-    train_tasks: int = 16
+    train_tasks: int = 8
     max_difficulty: int = 1
     designs: list[str] = ["eager", "itl", "itl+ptc"]
     train_design: str = "itl"
     warm_start: bool = True
-    warm_start_epochs: float = 1.0
+    # Measured: 1 epoch at 3e-4 left greedy outputs unchanged; 3 epochs at 1e-3 (loss 0.96 -> 0.01)
+    # makes the model emit well-formed ITL meta-calls.
+    warm_start_epochs: float = 3.0
+    warm_start_lr: float = 1e-3
     warm_start_max_length: int = 768
-    grpo_steps: int = 3
-    eval_max_turns: int = 4
-    eval_max_new_tokens: int = 64
+    grpo_steps: int = 2
+    grpo_batch: int = 4  # one task x a group of 4 per step
+    grpo_group: int = 4
+    grpo_max_completion_length: int = 256
+    grpo_max_turn_tokens: int = 64
+    eval_max_turns: int = 5
+    eval_max_new_tokens: int = 48
 
 
 def _pick(tasks: list[Task], n: int, max_difficulty: int) -> list[Task]:
@@ -93,7 +100,16 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *, say: 
 
         results["before"] = eval_all("base", model)
 
-        cfg = AtlasGRPOConfig.cpu_demo(str(out / "grpo"), max_steps=s.grpo_steps, seed=s.seed, **design_settings(s.train_design))
+        cfg = AtlasGRPOConfig.cpu_demo(
+            str(out / "grpo"),
+            max_steps=s.grpo_steps,
+            seed=s.seed,
+            per_device_train_batch_size=s.grpo_batch,
+            num_generations=s.grpo_group,
+            max_completion_length=s.grpo_max_completion_length,
+            max_turn_tokens=s.grpo_max_turn_tokens,
+            **design_settings(s.train_design),
+        )
         warm_log: list[dict[str, Any]] = []
         if s.warm_start:
             say(f"warm start: playing reference solutions of {len(train)} training tasks …")
@@ -103,7 +119,7 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *, say: 
             from peft import LoraConfig
 
             lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules=cfg.lora_target_modules, task_type="CAUSAL_LM")
-            model, warm_log = warm_start(model, tokenizer, demos, output_dir=str(out / "warm_start"), epochs=s.warm_start_epochs, peft_config=lora, seed=s.seed, max_length=s.warm_start_max_length)
+            model, warm_log = warm_start(model, tokenizer, demos, output_dir=str(out / "warm_start"), epochs=s.warm_start_epochs, learning_rate=s.warm_start_lr, peft_config=lora, seed=s.seed, max_length=s.warm_start_max_length)
         say(f"rubric GRPO: {s.grpo_steps} steps, design {s.train_design} …")
         trainer = AtlasTrainer(cfg, toolspace=ts, tasks=train, model=model, tokenizer=tokenizer)
         trainer.train()
