@@ -32,3 +32,14 @@ def test_public_api_names_exist():
     ):
         assert hasattr(atlas, name), name
     assert callable(atlas.Toolspace.default) and callable(atlas.Toolspace.from_config)
+
+
+def test_quickstart_example_runs():
+    """examples/quickstart.py is what the README points newcomers at: it must keep working."""
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "quickstart.py"
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "tools on" in out.stdout and "Did you mean 'add'" in out.stdout
+    assert "itl:" in out.stdout and "eager:" in out.stdout
