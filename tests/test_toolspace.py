@@ -186,6 +186,9 @@ def test_embedded_default_toolspace_over_the_hub_with_episode_isolation():
     with atlas.Toolspace.default() as ts:
         assert len(ts.servers) >= 12 and len(ts.list_tools()) >= 150
         assert all(s.transport == "http" and s.summary for s in ts.servers)
+        from atlas_plugins.envs import EMBEDDED_SERVERS
+
+        assert ts.server_names == list(EMBEDDED_SERVERS)  # config order, not start-up order
         r = ts.call("math", "add", {"numbers": [1, 2, 3.5]})
         assert r.ok and "6.5" in r.text
         wrote = ts.call("notes", "create_note", {"title": "Groceries", "body": "milk"}, episode="ep-a")

@@ -273,6 +273,10 @@ class Toolspace:
             self._connections[s.name] = conn
 
         results = await asyncio.gather(*(open_one(s, c) for s, c in live), return_exceptions=True)
+        # Servers finish starting in any order; keep the config's order so prompts (server
+        # indexes, tool listings) are the same from run to run.
+        order = {s.name: i for i, s in enumerate(cfg.servers)}
+        self._servers = dict(sorted(self._servers.items(), key=lambda kv: order.get(kv[0], len(order))))
         failures = [
             f"{s.name}: {r}" + (f" (stderr: {c.stderr_tail(300)})" if c.stderr_tail(300) else "")
             for (s, c), r in zip(live, results)
