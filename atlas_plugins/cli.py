@@ -29,14 +29,14 @@ app.add_typer(toolspace_app, name="toolspace")
 console = Console(stderr=False)
 err_console = Console(stderr=True)
 
-#: Modules that add commands (each has ``register(app)``); missing ones are skipped quietly.
+#: Modules that add commands (each has ``register(app)``). Each imports only typer at module
+#: level; heavy imports happen inside the commands.
 COMMAND_MODULES = (
     "atlas_plugins.context.commands",
     "atlas_plugins.orchestration.commands",
     "atlas_plugins.rewards.commands",
     "atlas_plugins.envs.commands",
     "atlas_plugins.training.commands",
-    "atlas_plugins.evaluation.commands",
 )
 
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
@@ -159,13 +159,7 @@ def toolspace_call(
 
 def _register_area_commands() -> None:
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name):  # that area has no commands yet; else a real bug
-                continue
-            raise
-        module.register(app)
+        importlib.import_module(name).register(app)
 
 
 _register_area_commands()

@@ -230,12 +230,9 @@ class AtlasTrainer:
 
         def atlas_reward(prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[float | None]:
             rewards = base(prompts, completions, **kwargs)
-            raw = kwargs.get("trajectory") or []
-            trajs = [Trajectory.model_validate(r) if not isinstance(r, Trajectory) else r for r in raw]
-            for t, r, b in zip(trajs, rewards, getattr(base, "last_breakdowns", [None] * len(trajs))):
-                t.reward = r
-                if b is not None:
-                    t.reward_by_category = dict(b.by_category)
+            # The reward function already parsed and scored each row's trajectory (reward and
+            # per-category scores set on it): log those instead of parsing them again.
+            trajs = list(base.last_trajectories)
             log_metric = kwargs.get("log_metric")
             if callable(log_metric) and trajs:
                 for k, v in episode_metrics(trajs).items():
