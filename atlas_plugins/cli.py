@@ -37,6 +37,7 @@ COMMAND_MODULES = (
     "atlas_plugins.rewards.commands",
     "atlas_plugins.envs.commands",
     "atlas_plugins.training.commands",
+    "atlas_plugins.evaluation.commands",
 )
 
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")

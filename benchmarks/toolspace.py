@@ -81,8 +81,8 @@ async def bare_latencies(server: str, tool: str, args: dict, n: int) -> list[flo
         return out
 
 
-def toolspace_latencies(server: str, tool: str, args: dict, n: int) -> list[float]:
-    with atlas.Toolspace.default(servers=[server], transport="stdio") as ts:
+def toolspace_latencies(server: str, tool: str, args: dict, n: int, transport: str = "stdio") -> list[float]:
+    with atlas.Toolspace.default(servers=[server], transport=transport) as ts:
         for _ in range(20):
             ts.call(server, tool, args)
         out = []
@@ -103,11 +103,13 @@ def main() -> None:
     cold = [cold_start("hub", a.repeats), cold_start("stdio", a.repeats)]
     server, tool, args = pick_call()
     # Interleave rounds of both so drift in machine load hits both equally.
-    bare, ours = [], []
+    bare, ours, hub = [], [], []
     rounds = 3
     for _ in range(rounds):
         bare += asyncio.run(bare_latencies(server, tool, args, a.calls // rounds))
         ours += toolspace_latencies(server, tool, args, a.calls // rounds)
+        # The default transport: the same server inside the hub process, over streamable HTTP.
+        hub += toolspace_latencies(server, tool, args, a.calls // rounds, transport="hub")
     calls = {
         "call": f"{server}:{tool}",
         "bare_p50_ms": statistics.median(bare),
@@ -115,6 +117,8 @@ def main() -> None:
         "toolspace_p50_ms": statistics.median(ours),
         "toolspace_p95_ms": pct(ours, 0.95),
     }
+    calls["hub_p50_ms"] = statistics.median(hub)
+    calls["hub_p95_ms"] = pct(hub, 0.95)
     calls["ratio_p50"] = calls["toolspace_p50_ms"] / calls["bare_p50_ms"]
     calls["ratio_p95"] = calls["toolspace_p95_ms"] / calls["bare_p95_ms"]
 
@@ -128,6 +132,7 @@ def main() -> None:
     print(f"{'bare mcp.Client':<22}{calls['bare_p50_ms']:>9.3f}{calls['bare_p95_ms']:>9.3f}")
     print(f"{'Toolspace.call':<22}{calls['toolspace_p50_ms']:>9.3f}{calls['toolspace_p95_ms']:>9.3f}")
     print(f"{'ratio':<22}{calls['ratio_p50']:>9.2f}{calls['ratio_p95']:>9.2f}")
+    print(f"{'Toolspace.call (hub)':<22}{calls['hub_p50_ms']:>9.3f}{calls['hub_p95_ms']:>9.3f}   (default transport, HTTP)")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"cold_start": cold, "warm_call": calls, "python": sys.version.split()[0]}, indent=2))
     print(f"\nwrote {RESULTS}")

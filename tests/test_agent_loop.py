@@ -126,3 +126,19 @@ def test_real_model_trajectory_is_token_faithful(ts, tokenizer, tasks):
             if m == 1:
                 assert abs(logps[p + j - 1, tok].item() - lp) < 1e-3
         assert sum(traj.env_mask) > 0
+
+
+def test_followup_user_turns_are_delivered_in_order(ts, tokenizer, tasks):
+    task = tasks["math_multiply"].model_copy(deep=True)
+    task.metadata["followups"] = ["Now add 1 and 1.", "Thanks, that is all."]
+    call = '<tool_call>{"name": "math:add", "arguments": {"numbers": [1, 1]}}</tool_call>'
+    turns = ["<answer>first</answer>", call, "<answer>2</answer>", "<answer>bye</answer>", "<answer>never</answer>"]
+    traj = _play(ts, tokenizer, turns, task, loading="eager")
+    assert traj.metadata["finish"] == "answer" and traj.turns == 4
+    assert traj.metadata["answers"] == ["first", "2", "bye"] and traj.final_answer == "bye"
+    # user_turn_at[i] < call.turn <= user_turn_at[i+1]: the add call belongs to user turn 1.
+    assert traj.metadata["user_turn_at"] == [0, 1, 3]
+    assert [c.turn for c in traj.tool_calls] == [2]
+    users = [m["content"] for m in traj.messages if m["role"] == "user"]
+    assert users[1:] == ["Task: Now add 1 and 1.", "Task: Thanks, that is all."]
+    _check_layout(traj, tokenizer)

@@ -21,15 +21,6 @@ QUESTIONS = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One intra-op thread: a 135M model gains little from a second one, and when the suite
-    shares 2 cores with other processes, two spinning OpenMP threads make generation ~10-20x
-    slower (measured: batch of 4 x 16 tokens, 85 s with 2 threads vs 4 s with 1 under load)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

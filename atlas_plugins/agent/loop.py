@@ -66,6 +66,7 @@ class _Episode:
     tool_calls: int = 0
     done: bool = False
     finish: str = ""
+    followups: list[str] = field(default_factory=list)  # user messages still to deliver
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -88,6 +89,10 @@ class Agent:
         self.executor = get_executor(self.config.executor, **self.config.executor_options) if self.config.executor else None
         self.tokenizer = policy.tokenizer
         self.template: TurnTemplate = probe_template(self.tokenizer, self.config.observation_role)
+        # Multi-turn tasks (``task.metadata["followups"]``) get their later user messages as user turns.
+        self.user_template: TurnTemplate = (
+            self.template if self.config.observation_role == "user" else probe_template(self.tokenizer, "user")
+        )
 
     # -- episode setup -----------------------------------------------------------------------
     def _system_text(self, ctx: Any, task: Task) -> str:
@@ -112,7 +117,11 @@ class Agent:
         ctx = self.loading.start_episode(self.toolspace, task)
         code = None
         if self.executor is not None:
-            code = self.executor.open_session(self.toolspace, episode=episode_id, servers=task.servers or None)
+            # Catalogue-only servers (e.g. padding) are listed in the prompt but cannot run code
+            # calls; the session gets the task's runnable servers only.
+            runnable = {s.name for s in self.toolspace.servers if not s.catalog_only}
+            servers = [s for s in task.servers if s in runnable] if task.servers else None
+            code = self.executor.open_session(self.toolspace, episode=episode_id, servers=servers)
         messages = [
             {"role": "system", "content": self._system_text(ctx, task)},
             {"role": "user", "content": self.config.user_template.format(task=task.prompt)},
@@ -132,7 +141,11 @@ class Agent:
                 "policy": getattr(self.policy, "name", type(self.policy).__name__),
             },
         )
-        return _Episode(task=task, traj=traj, ctx=ctx, code=code, ids=list(prompt_ids))
+        followups = task.metadata.get("followups") or []
+        if followups:
+            traj.metadata["user_turn_at"] = [0]
+            traj.metadata["answers"] = []
+        return _Episode(task=task, traj=traj, ctx=ctx, code=code, ids=list(prompt_ids), followups=[str(f) for f in followups])
 
     # -- acting ------------------------------------------------------------------------------
     def _act(self, ep: _Episode, name: str, arguments: dict[str, Any]) -> tuple[str, bool, str | None]:
@@ -173,14 +186,28 @@ class Agent:
         result = self.toolspace.call_qualified(name, arguments, episode=ep.traj.metadata["episode_id"])
         return _truncate(result.observation(), cfg.max_response_chars), result.ok, result.error_type
 
-    def _observe(self, ep: _Episode, content: str) -> None:
-        text = self.template.observation_text(content, sampled_text=ep.sampled_text)
+    def _observe(self, ep: _Episode, content: str, *, role: str | None = None) -> None:
+        role = role or self.config.observation_role
+        template = self.user_template if role == "user" and role != self.config.observation_role else self.template
+        text = template.observation_text(content, sampled_text=ep.sampled_text)
         ids = encode(self.tokenizer, text)
         ep.traj.completion_ids.extend(ids)
         ep.traj.env_mask.extend([0] * len(ids))
         ep.traj.logprobs.extend([0.0] * len(ids))
         ep.ids.extend(ids)
-        ep.traj.messages.append({"role": self.config.observation_role, "content": content})
+        ep.traj.messages.append({"role": role, "content": content})
+
+    def _finish_user_turn(self, ep: _Episode, answer: str, finish: str) -> None:
+        """The model answered the current user message: deliver the next one, or end."""
+        traj = ep.traj
+        traj.final_answer = answer
+        if "answers" in traj.metadata:
+            traj.metadata["answers"].append(answer)
+        if ep.followups:
+            traj.metadata["user_turn_at"].append(traj.turns)
+            self._observe(ep, self.config.user_template.format(task=ep.followups.pop(0)), role="user")
+            return
+        ep.done, ep.finish = True, finish
 
     def _step(self, ep: _Episode, gen: Any) -> None:
         cfg, traj = self.config, ep.traj
@@ -196,8 +223,7 @@ class Agent:
         parsed = parse_assistant(content)
 
         if parsed.answer is not None:
-            traj.final_answer = parsed.answer.strip()
-            ep.done, ep.finish = True, "answer"
+            self._finish_user_turn(ep, parsed.answer.strip(), "answer")
             return
         if not parsed.tool_calls:
             if parsed.errors:
@@ -207,8 +233,7 @@ class Agent:
                 traj.parse_failures += 1
                 self._observe(ep, f"Error: your turn was cut off. Call one tool with {EXPECTED_FORMAT}, or finish with <answer>...</answer>.")
             else:  # a plain reply: the model is done talking
-                traj.final_answer = (parsed.content or content).strip()
-                ep.done, ep.finish = True, "reply"
+                self._finish_user_turn(ep, (parsed.content or content).strip(), "reply")
                 return
         else:
             call = parsed.tool_calls[0]  # generation stops after the first call
@@ -261,6 +286,11 @@ class Agent:
         tasks = [t if isinstance(t, Task) else Task.model_validate(t) for t in tasks]
         episodes = [self._start(t, f"{t.id}-{uuid.uuid4().hex[:10]}") for t in tasks]
         cfg = self.config
+        for ep in episodes:
+            # An eager prompt over a large tool space may not fit at all: the episode ends
+            # before the first turn (a failure the evaluation reports, not a crash).
+            if len(ep.ids) >= cfg.max_context_tokens:
+                ep.done, ep.finish = True, "context_overflow"
         try:
             turn = 0
             while True:

@@ -58,6 +58,10 @@ def _bind(host: str, port: int) -> socket.socket:
     info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     sock = socket.socket(info[0], socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if info[0] in (socket.AF_INET, socket.AF_INET6):
+        # Accepted sockets inherit this: without it, small responses wait for the client's
+        # delayed ACK (Nagle), measured ~50 ms per tool call instead of a few ms.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(info[4])
     sock.listen(512)
     sock.set_inheritable(True)
@@ -73,15 +77,25 @@ def _stdin_is_pipe() -> bool:
 
 
 async def serve(names: list[str], host: str, port: int, seed: int) -> None:
+    app, _ = build_app(names, seed, host)
+    await serve_app(app, names, host, port, label="hub")
+
+
+async def serve_app(app: Any, names: list[str], host: str, port: int, *, label: str = "server") -> None:
+    """Serve an ASGI app with uvicorn on ``host:port`` (0 = a free port), print one JSON line
+    ``{"url", "servers"}`` once it listens, and exit when stdin (a pipe from the parent) closes.
+
+    Shared by every multi-server MCP process here (this hub, the BFCL suite's server) so the
+    parent-side :class:`~atlas_plugins.toolspace.toolspace.ServerProcess` can drive them alike.
+    """
     import uvicorn
 
-    app, _ = build_app(names, seed, host)
     sock = _bind(host, port)
     bound = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
 
-    if _stdin_is_pipe():
+    if _stdin_is_pipe():  # die with the parent: it closes our stdin
         def watch_stdin() -> None:
             try:
                 while sys.stdin.buffer.read(65536):
@@ -90,7 +104,7 @@ async def serve(names: list[str], host: str, port: int, seed: int) -> None:
                 pass
             server.should_exit = True
 
-        threading.Thread(target=watch_stdin, name="hub-stdin-watch", daemon=True).start()
+        threading.Thread(target=watch_stdin, name=f"{label}-stdin-watch", daemon=True).start()
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve, [sock])

@@ -4,11 +4,14 @@
   batched, KV-cached generation that records sampled ids and their logprobs.
 * :class:`~atlas_plugins.policy.openai_policy.OpenAIPolicy` — any OpenAI-compatible endpoint,
   for evaluation only (text out, no token ids).
+* :class:`~atlas_plugins.policy.vllm_policy.VLLMPolicy` — vLLM (extra ``vllm``, GPU): TRL's
+  colocated engine or a ``trl vllm-serve`` server during training, or a standalone engine.
 * :class:`~atlas_plugins.policy.serve.PolicyServer` — serves a local policy as an
   OpenAI-compatible endpoint and records token ids per request.
+* :class:`~atlas_plugins.policy.batching.BatchedPolicy` — merges concurrent callers' generation
+  calls into one batch (adapted agents run one episode per thread).
 
 Importing this package is cheap: torch and transformers load only when a backend is built.
-A vLLM backend is not written yet (it needs a GPU; see the learning-loop issue).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ __all__ = [
     "PolicyServer",
     "SamplingParams",
     "TransformersPolicy",
+    "VLLMPolicy",
+    "BatchedPolicy",
     "make_policy",
     "POLICY_KINDS",
 ]
@@ -34,10 +39,12 @@ _LAZY = {
     "TransformersPolicy": "atlas_plugins.policy.transformers_policy",
     "OpenAIPolicy": "atlas_plugins.policy.openai_policy",
     "PolicyServer": "atlas_plugins.policy.serve",
+    "VLLMPolicy": "atlas_plugins.policy.vllm_policy",
+    "BatchedPolicy": "atlas_plugins.policy.batching",
 }
 
 #: Backend kinds accepted by :func:`make_policy` (a config's ``policy.kind``).
-POLICY_KINDS = {"transformers": "TransformersPolicy", "openai": "OpenAIPolicy"}
+POLICY_KINDS = {"transformers": "TransformersPolicy", "openai": "OpenAIPolicy", "vllm": "VLLMPolicy"}
 
 
 def make_policy(kind: str = "transformers", **options: Any) -> Any:
@@ -45,7 +52,10 @@ def make_policy(kind: str = "transformers", **options: Any) -> Any:
     ``make_policy("openai", base_url=..., model=...)``."""
     if kind not in POLICY_KINDS:
         raise ValueError(f"unknown policy kind {kind!r}; expected one of {sorted(POLICY_KINDS)}")
-    return __getattr__(POLICY_KINDS[kind])(**options)
+    cls = __getattr__(POLICY_KINDS[kind])
+    if kind == "vllm":  # a standalone engine: make_policy("vllm", model="Qwen/Qwen3-4B-Instruct-2507", ...)
+        return cls.from_pretrained(**options)
+    return cls(**options)
 
 
 def __getattr__(name: str) -> Any:

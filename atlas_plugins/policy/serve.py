@@ -12,14 +12,40 @@ Endpoints:
 * ``POST /v1/chat/completions`` — ``messages``, ``max_tokens`` (or ``max_completion_tokens``),
   ``temperature``, ``top_p``, ``stop``, ``seed``, ``n`` (the ``n`` samples are generated as one
   batch — a GRPO group), ``tools``, ``tool_choice`` (``"none"`` disables tool-call parsing),
-  ``logprobs``, and vLLM's ``return_token_ids`` extension (adds ``prompt_token_ids`` and
+  ``logprobs``, ``stream`` (when the server was started with ``streaming=True``: the whole
+  completion is generated, then sent as server-sent-event chunks, ``stream_options.include_usage``
+  honoured), and vLLM's ``return_token_ids`` extension (adds ``prompt_token_ids`` and
   per-choice ``token_ids``). When ``tools`` are given and the completion holds well-formed
   tool calls (parsed by :mod:`atlas_plugins.agent.parsing`), they are returned as OpenAI
-  ``tool_calls`` with ``finish_reason: "tool_calls"``. Streaming is not supported.
+  ``tool_calls`` with ``finish_reason: "tool_calls"``.
+* ``POST /rollouts/<rollout>/v1/chat/completions`` (and ``GET .../models``) — the same, with the
+  request tagged as belonging to rollout ``<rollout>``; a header ``X-Atlas-Rollout: <rollout>``
+  does the same on the plain paths. See "Attribution" below.
 * ``GET  /atlas/records?since=N`` — the recorded requests (also in ``server.records``).
 
-The server is the standard library's threaded HTTP server: no extra dependency, and requests
-are served one generation at a time (the policy's lock), which is what a CPU model can do.
+Prompt rendering (``append_only=True``, the default): prompts are rendered with
+:class:`~atlas_plugins.agent.recorder.ChatRenderer`. A request whose messages continue a
+conversation this server answered (earlier messages, then the assistant message exactly as the
+server returned it, then new tool or user messages) gets the earlier prompt ids + the *sampled*
+ids + the chat template's text for the new turn, so the successive prompts of a multi-turn agent
+are prefix extensions of each other and nothing the model sampled is re-tokenized.
+``append_only=False`` renders every request afresh with the policy's chat template.
+
+Attribution (``record=True``): every request belongs to a *chain* — a linear conversation.
+A request whose messages continue an earlier reply of the server joins that reply's chain
+(:class:`ChainTracker` finds it by the messages, server-side, with no help from the client);
+anything else opens a new chain. A chain's *rollout* is the explicit tag of its first request
+(rollout path or header), else whatever :attr:`ChainTracker.resolver` answers for the new
+root (the proxy runner uses this to assign untagged chains to episodes), else ``None``.
+Identical conversations are told apart by their replies: two episodes of a GRPO group send the
+same first request, but each continuation carries its own episode's earlier reply, so the chains
+stay separate; when two chains are identical so far, a continuation takes a chain that has not
+been continued yet (a retry of an already-continued call forks a new chain of the same rollout).
+With ``record=False`` the server keeps no records and tracks no chains (a plain endpoint).
+
+The server is the standard library's threaded HTTP server: no extra dependency. Concurrent
+requests are generated one call at a time by the policy's lock, or batched together when the
+policy is a :class:`~atlas_plugins.policy.batching.BatchedPolicy`.
 
 Run it: ``python -m atlas_plugins.policy.serve --model embedded --port 8000``.
 """
@@ -28,19 +54,24 @@ from __future__ import annotations
 
 import argparse
 import collections
+import hashlib
 import json
+import re
 import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qs, urlparse
+from typing import Any, Callable
+from urllib.parse import parse_qs, unquote, urlparse
 
 from pydantic import BaseModel, Field
 
 from atlas_plugins.policy.base import Generation
 
 _MAX_N = 64
+#: Header naming the rollout a request belongs to (same effect as the ``/rollouts/<id>`` path).
+ROLLOUT_HEADER = "X-Atlas-Rollout"
+_ROLLOUT_PATH = re.compile(r"^/rollouts/(?P<rollout>[^/]+)(?P<rest>/.*)?$")
 
 
 class RecordedCompletion(BaseModel):
@@ -48,6 +79,10 @@ class RecordedCompletion(BaseModel):
     logprobs: list[float]
     text: str
     finish_reason: str
+    #: The assistant message as returned to the client (content, tool_calls).
+    message: dict[str, Any] = Field(default_factory=dict)
+    #: The chain this sample continues or starts (``None`` when attribution is off).
+    chain: str | None = None
 
 
 class RequestRecord(BaseModel):
@@ -62,21 +97,150 @@ class RequestRecord(BaseModel):
     sampling: dict[str, Any] = Field(default_factory=dict)
     prompt_ids: list[int]
     completions: list[RecordedCompletion]
+    #: True when the prompt was rendered append-only on an earlier served call.
+    continued: bool = False
+    #: The rollout the request's chain belongs to (explicit tag or resolver), if known.
+    rollout: str | None = None
+    #: The chain of choice 0 (``None`` when attribution is off).
+    chain: str | None = None
+    #: Seconds spent generating (for overhead accounting).
+    generate_s: float = 0.0
 
 
 class RequestError(ValueError):
     """A bad request; the message goes back to the client with HTTP 400."""
 
 
+class Chain(BaseModel):
+    """A linear conversation with the server: the requests that continue each other's replies."""
+
+    id: str
+    rollout: str | None = None
+    #: The chain this one forked from (a retry of an already-continued call, or choice k > 0 of ``n``).
+    parent: str | None = None
+    created: float = 0.0
+    #: ``(record index, choice index)`` of every call of the chain, in order.
+    calls: list[tuple[int, int]] = Field(default_factory=list)
+
+
+def message_key(message: dict[str, Any]) -> str:
+    """A comparable form of a chat message (role, text, tool calls; tool-call ids ignored).
+
+    Chat clients send back the assistant message they got, but may drop ``null`` fields or
+    re-serialise tool-call arguments, so messages are compared by meaning, the same way
+    :class:`~atlas_plugins.agent.recorder.ChatRenderer` compares them.
+    """
+    from atlas_plugins.agent.recorder import _canonical
+
+    return _canonical(message)
+
+
+def _chain_hashes(tools: list[dict[str, Any]] | None, messages: list[dict[str, Any]]) -> list[str]:
+    """``h[k]`` identifies ``(tools, messages[:k])``; incremental, so a lookup is linear in the history."""
+    h = hashlib.sha1(json.dumps(tools, sort_keys=True, default=str).encode() if tools else b"").hexdigest()
+    out = [h]
+    for m in messages:
+        h = hashlib.sha1((h + "\x1e" + message_key(m)).encode()).hexdigest()
+        out.append(h)
+    return out
+
+
+class ChainTracker:
+    """Server-side attribution of requests to chains and rollouts (see the module docs).
+
+    ``resolver(messages) -> rollout | None`` is asked once for every new untagged chain, under
+    the tracker's lock (keep it quick). Thread-safe.
+    """
+
+    def __init__(self, *, max_nodes: int = 100_000) -> None:
+        self.chains: dict[str, Chain] = {}
+        self.resolver: Callable[[list[dict[str, Any]]], str | None] | None = None
+        # hash of (tools, messages + reply) -> [[chain id, continued?], ...]
+        self._nodes: collections.OrderedDict[str, list[list[Any]]] = collections.OrderedDict()
+        self._max_nodes = max_nodes
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def _new_chain(self, rollout: str | None, parent: str | None) -> Chain:
+        self._count += 1
+        chain = Chain(id=f"chain-{self._count}-{uuid.uuid4().hex[:6]}", rollout=rollout, parent=parent, created=time.time())
+        self.chains[chain.id] = chain
+        return chain
+
+    def open(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, rollout: str | None) -> Chain:
+        """The chain a new request belongs to (found by its history, else a new one)."""
+        hashes = _chain_hashes(tools, messages)
+        with self._lock:
+            for cut in range(len(messages) - 1, 0, -1):
+                nodes = self._nodes.get(hashes[cut])
+                if not nodes:
+                    continue
+                live = [n for n in nodes if n[0] in self.chains and (rollout is None or self.chains[n[0]].rollout == rollout)]
+                if not live:
+                    continue
+                fresh = [n for n in live if not n[1]]
+                if fresh:
+                    fresh[0][1] = True
+                    return self.chains[fresh[0][0]]
+                # Every identical reply was already continued: a retry or a branch of the conversation.
+                base = self.chains[live[0][0]]
+                return self._new_chain(base.rollout, base.id)
+            if rollout is None and self.resolver is not None:
+                rollout = self.resolver(messages)
+            return self._new_chain(rollout, None)
+
+    def fork(self, chain: Chain) -> Chain:
+        with self._lock:
+            return self._new_chain(chain.rollout, chain.id)
+
+    def close(self, chain: Chain, record_index: int, choice: int, messages: list[dict[str, Any]],
+              tools: list[dict[str, Any]] | None, reply: dict[str, Any]) -> None:
+        """Register a served reply, so the request that continues it joins ``chain``."""
+        key = _chain_hashes(tools, [*messages, {**reply, "role": "assistant"}])[-1]
+        with self._lock:
+            chain.calls.append((record_index, choice))
+            self._nodes.setdefault(key, []).append([chain.id, False])
+            self._nodes.move_to_end(key)
+            while len(self._nodes) > self._max_nodes:
+                self._nodes.popitem(last=False)
+
+    def pop_rollout(self, rollout: str) -> list[Chain]:
+        """Remove and return the chains of ``rollout`` (oldest first)."""
+        with self._lock:
+            found = [c for c in self.chains.values() if c.rollout == rollout]
+            for c in found:
+                del self.chains[c.id]
+        return sorted(found, key=lambda c: c.created)
+
+    def pop_unattributed(self, since: float = 0.0) -> list[Chain]:
+        """Remove and return the chains no rollout was found for, created at or after ``since``."""
+        with self._lock:
+            found = [c for c in self.chains.values() if c.rollout is None and c.created >= since]
+            for c in found:
+                del self.chains[c.id]
+        return sorted(found, key=lambda c: c.created)
+
+
 class PolicyServer:
     """An OpenAI-compatible HTTP server in front of a token-level policy.
 
     Args:
-        policy: a :class:`~atlas_plugins.policy.base.Policy` (e.g. ``TransformersPolicy``).
+        policy: a :class:`~atlas_plugins.policy.base.Policy` (e.g. ``TransformersPolicy``), or
+            ``None`` to start listening before the policy exists (requests get HTTP 503 until
+            :meth:`set_policy`).
         host, port: where to listen; ``port=0`` picks a free port (see :attr:`base_url`).
         model_name: the id reported by ``/v1/models`` (default ``policy.name``); requests may
             name any model — there is only one.
         max_records: how many requests to keep (oldest dropped first).
+        append_only: render continuing conversations append-only (see the module docs);
+            ``False`` re-renders every request with the chat template.
+        record: keep :class:`RequestRecord` s and attribute requests to chains/rollouts;
+            ``False`` serves as a plain endpoint (no records, no attribution).
+        streaming: answer ``stream=true`` with server-sent events (the whole completion is
+            generated first); ``False`` refuses such requests with HTTP 400.
+        default_max_tokens: the completion budget when a request names none.
+        max_tokens_cap: an upper bound on every request's budget (``None``: no bound).
+        default_stop: stop strings used when a request names none.
     """
 
     def __init__(
@@ -87,21 +251,79 @@ class PolicyServer:
         *,
         model_name: str | None = None,
         max_records: int = 10_000,
+        append_only: bool = True,
+        record: bool = True,
+        streaming: bool = False,
+        default_max_tokens: int = 256,
+        max_tokens_cap: int | None = None,
+        default_stop: list[str] | None = None,
     ) -> None:
-        self.policy = policy
-        self.model_name = model_name or getattr(policy, "name", "policy")
+        for key, value in (("default_max_tokens", default_max_tokens), ("max_tokens_cap", max_tokens_cap)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{key} must be a positive integer, got {value!r}")
+        self._model_name = model_name
+        self.append_only = append_only
+        self.record = record
+        self.streaming = streaming
+        self.default_max_tokens = default_max_tokens
+        self.max_tokens_cap = max_tokens_cap
+        self.default_stop = list(default_stop) if default_stop else None
         self.records: collections.deque[RequestRecord] = collections.deque(maxlen=max_records)
+        self.chains = ChainTracker()
+        self.policy: Any = None
+        self.renderer: Any = None
         self._count = 0
         self._records_lock = threading.Lock()
+        self._policy_lock = threading.Lock()
+        if policy is not None:
+            self.set_policy(policy)
         self._httpd = ThreadingHTTPServer((host, port), _make_handler(self))
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 
     @property
+    def model_name(self) -> str:
+        return self._model_name or getattr(self.policy, "name", None) or "policy"
+
+    @model_name.setter
+    def model_name(self, value: str) -> None:
+        self._model_name = value
+
+    def set_policy(self, policy: Any) -> None:
+        """Serve ``policy`` from now on (e.g. the trainer's policy over the current weights).
+
+        The append-only renderer's memory of served conversations is kept while the tokenizer
+        stays the same (conversations in flight continue seamlessly), and reset otherwise.
+        """
+        if policy is None or not hasattr(policy, "generate"):
+            raise ValueError(f"policy must have a generate(...) method, got {policy!r}")
+        with self._policy_lock:
+            old = self.renderer
+            self.policy = policy
+            if self.append_only:
+                from atlas_plugins.agent.recorder import ChatRenderer
+
+                if old is not None and getattr(old, "tokenizer", None) is getattr(policy, "tokenizer", object()):
+                    old.policy = policy
+                else:
+                    self.renderer = ChatRenderer(policy)
+
+    @property
+    def url(self) -> str:
+        """The server root, e.g. ``http://127.0.0.1:41234``."""
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
     def base_url(self) -> str:
         """The API root to give an OpenAI client, e.g. ``http://127.0.0.1:41234/v1``."""
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"{self.url}/v1"
+
+    def rollout_url(self, rollout: str) -> str:
+        """An API root whose requests are tagged as rollout ``rollout`` (``.../rollouts/<id>/v1``)."""
+        if not rollout or "/" in rollout:
+            raise ValueError(f"rollout id must be a non-empty string without '/', got {rollout!r}")
+        return f"{self.url}/rollouts/{rollout}/v1"
 
     def start(self) -> "PolicyServer":
         """Serve in a background thread (returns at once; the socket is already listening)."""
@@ -130,22 +352,36 @@ class PolicyServer:
         with self._records_lock:
             return [r for r in self.records if r.index >= index]
 
+    def record_at(self, index: int) -> RequestRecord | None:
+        """The record with ``index`` (``None`` once it was dropped from the bounded store)."""
+        with self._records_lock:
+            if not self.records:
+                return None
+            pos = index - self.records[0].index  # usually exact: indices are stored in order
+            if 0 <= pos < len(self.records) and self.records[pos].index == index:
+                return self.records[pos]
+            return next((r for r in self.records if r.index == index), None)
+
     # ------------------------------------------------------------------ request handling
     def models(self) -> dict[str, Any]:
         return {"object": "list", "data": [{"id": self.model_name, "object": "model", "owned_by": "atlas-plugins"}]}
 
-    def chat_completions(self, body: Any) -> dict[str, Any]:
+    def _parse(self, body: Any) -> dict[str, Any]:
+        """Validate a chat-completion body; the sampling settings, or :class:`RequestError`."""
         if not isinstance(body, dict):
             raise RequestError("the request body must be a JSON object")
-        if body.get("stream"):
-            raise RequestError("stream=true is not supported by this server; send stream=false")
+        if body.get("stream") and not self.streaming:
+            raise RequestError(
+                "stream=true is not supported by this server (start it with PolicyServer(..., streaming=True)); "
+                "send stream=false"
+            )
         messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
+        if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) and "role" in m for m in messages):
             raise RequestError("'messages' must be a non-empty list of {role, content} objects")
         tools = body.get("tools") or None
         if tools is not None and not isinstance(tools, list):
             raise RequestError("'tools' must be a list")
-        max_tokens = body.get("max_completion_tokens", body.get("max_tokens")) or 256
+        max_tokens = body.get("max_completion_tokens", body.get("max_tokens")) or self.default_max_tokens
         n = body.get("n") or 1
         temperature = body.get("temperature")
         temperature = 1.0 if temperature is None else temperature
@@ -165,13 +401,33 @@ class PolicyServer:
             raise RequestError(f"'stop' must be a string or a list of non-empty strings, got {stop!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise RequestError(f"'seed' must be an integer, got {seed!r}")
+        if self.max_tokens_cap is not None:
+            max_tokens = min(max_tokens, self.max_tokens_cap)
+        return {"messages": messages, "tools": tools, "max_tokens": max_tokens, "n": n, "temperature": temperature,
+                "top_p": top_p, "stop": stop if stop is not None else self.default_stop, "seed": seed}
 
+    def chat_completions(self, body: Any, *, rollout: str | None = None) -> dict[str, Any]:
+        """Answer one chat-completion request body (a ``chat.completion`` object).
+
+        ``rollout`` tags the request (what the ``/rollouts/<id>`` path and the header do).
+        """
+        req = self._parse(body)
+        policy, renderer = self.policy, self.renderer
+        if policy is None:
+            raise ServiceUnavailable("no policy is being served yet (PolicyServer.set_policy was not called)")
+        messages, tools, n = req["messages"], req["tools"], req["n"]
+        chain = self.chains.open(messages, tools, rollout) if self.record else None
         try:
-            prompt_ids = self.policy.apply_chat_template(messages, tools=tools)
-            gens: list[Generation] = self.policy.generate(
-                [prompt_ids] * n, max_new_tokens=int(max_tokens), temperature=float(temperature),
-                top_p=float(top_p), stop=stop, seed=seed,
+            if renderer is not None:
+                prompt_ids, continued = renderer.prompt_ids(messages, tools)
+            else:
+                prompt_ids, continued = list(policy.apply_chat_template(messages, tools=tools)), False
+            t0 = time.perf_counter()
+            gens: list[Generation] = policy.generate(
+                [prompt_ids] * n, max_new_tokens=int(req["max_tokens"]), temperature=float(req["temperature"]),
+                top_p=float(req["top_p"]), stop=req["stop"], seed=req["seed"],
             )
+            generate_s = time.perf_counter() - t0
         except (ValueError, TypeError, KeyError) as exc:
             raise RequestError(f"{type(exc).__name__}: {exc}") from exc
 
@@ -179,30 +435,48 @@ class PolicyServer:
         with self._records_lock:
             index = self._count
             self._count += 1
-            record_id = f"chatcmpl-{index}-{uuid.uuid4().hex[:8]}"
-            self.records.append(RequestRecord(
-                id=record_id, index=index, created=created, model=self.model_name, messages=messages, tools=tools,
-                sampling={"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "stop": stop,
-                          "seed": seed, "n": n},
-                prompt_ids=prompt_ids,
-                completions=[RecordedCompletion(completion_ids=g.completion_ids, logprobs=g.logprobs, text=g.text,
-                                                finish_reason=g.finish_reason) for g in gens],
-            ))
-
+        record_id = f"chatcmpl-{index}-{uuid.uuid4().hex[:8]}"
         parse_tools = tools is not None and body.get("tool_choice") != "none"
-        choices = []
+        choices, recorded = [], []
         for i, g in enumerate(gens):
             message, calls_found = assistant_message(g.text, parse_tools=parse_tools, call_id=f"call_{index}_{i}")
+            if renderer is not None:
+                # What the client gets back is what it will send in the next request's history.
+                renderer.remember(messages, tools, prompt_ids, g.completion_ids, g.text, message)
+            choice_chain = None
+            if chain is not None:
+                choice_chain = chain if i == 0 else self.chains.fork(chain)
+                self.chains.close(choice_chain, index, i, messages, tools, message)
             finish = "tool_calls" if calls_found else ("length" if g.finish_reason == "length" else "stop")
             choice: dict[str, Any] = {"index": i, "message": message, "finish_reason": finish}
             if body.get("logprobs"):
                 choice["logprobs"] = {"content": [
-                    {"token": self.policy.tokenizer.decode([t]), "logprob": lp, "top_logprobs": []}
+                    {"token": policy.tokenizer.decode([t]), "logprob": lp, "top_logprobs": []}
                     for t, lp in zip(g.completion_ids, g.logprobs)
                 ]}
             if body.get("return_token_ids"):
                 choice["token_ids"] = g.completion_ids
             choices.append(choice)
+            recorded.append(RecordedCompletion(
+                completion_ids=g.completion_ids, logprobs=g.logprobs, text=g.text, finish_reason=g.finish_reason,
+                message=message, chain=choice_chain.id if choice_chain is not None else None))
+        if self.record:
+            rec = RequestRecord(
+                id=record_id, index=index, created=created, model=self.model_name, messages=messages, tools=tools,
+                sampling={k: req[k] for k in ("max_tokens", "temperature", "top_p", "stop", "seed", "n")},
+                prompt_ids=prompt_ids, completions=recorded, continued=continued,
+                rollout=chain.rollout if chain is not None else None, chain=chain.id if chain is not None else None,
+                generate_s=generate_s,
+            )
+            with self._records_lock:
+                # Indices are handed out in order but requests finish out of order: insert sorted,
+                # so the store stays ordered by index (record_at relies on it).
+                if self.records and self.records[-1].index > index:
+                    items = sorted([*self.records, rec], key=lambda r: r.index)
+                    self.records.clear()
+                    self.records.extend(items)
+                else:
+                    self.records.append(rec)
         completion_tokens = sum(g.num_tokens for g in gens)
         response: dict[str, Any] = {
             "id": record_id,
@@ -216,6 +490,35 @@ class PolicyServer:
         if body.get("return_token_ids"):
             response["prompt_token_ids"] = prompt_ids
         return response
+
+
+class ServiceUnavailable(RuntimeError):
+    """The server has no policy yet; HTTP 503."""
+
+
+def stream_events(response: dict[str, Any], *, include_usage: bool = False) -> list[dict[str, Any]]:
+    """A whole ``chat.completion`` as the ``chat.completion.chunk`` events a streaming client expects.
+
+    Per choice: one chunk with the role and content (and logprobs), one with the tool calls,
+    one with the finish reason; then, when asked, a usage chunk with no choices.
+    """
+    head = {"id": response["id"], "object": "chat.completion.chunk", "created": response["created"],
+            "model": response["model"]}
+    events: list[dict[str, Any]] = []
+    for choice in response["choices"]:
+        msg = choice["message"]
+        first: dict[str, Any] = {"index": choice["index"], "delta": {"role": "assistant", "content": msg.get("content") or ""},
+                                 "finish_reason": None}
+        if "logprobs" in choice:
+            first["logprobs"] = choice["logprobs"]
+        events.append({**head, "choices": [first]})
+        if msg.get("tool_calls"):
+            calls = [{"index": k, **c} for k, c in enumerate(msg["tool_calls"])]
+            events.append({**head, "choices": [{"index": choice["index"], "delta": {"tool_calls": calls}, "finish_reason": None}]})
+        events.append({**head, "choices": [{"index": choice["index"], "delta": {}, "finish_reason": choice["finish_reason"]}]})
+    if include_usage:
+        events.append({**head, "choices": [], "usage": response["usage"]})
+    return events
 
 
 def assistant_message(text: str, *, parse_tools: bool, call_id: str = "call") -> tuple[dict[str, Any], bool]:
@@ -247,6 +550,14 @@ def assistant_message(text: str, *, parse_tools: bool, call_id: str = "call") ->
     return message, True
 
 
+def _route(path: str, rollout: str | None) -> tuple[str, str | None]:
+    """``/rollouts/<id>/v1/x`` -> (``/v1/x``, ``<id>``); other paths pass through with the header's rollout."""
+    m = _ROLLOUT_PATH.match(path)
+    if m:
+        return (m.group("rest") or "/").rstrip("/") or "/", unquote(m.group("rollout"))
+    return path.rstrip("/") or "/", rollout
+
+
 def _make_handler(server: PolicyServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, so clients reuse one connection
@@ -262,14 +573,25 @@ def _make_handler(server: PolicyServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
+        def _send_events(self, events: list[dict[str, Any]]) -> None:
+            # The whole stream is known: one body with a length keeps the connection reusable.
+            data = "".join(f"data: {json.dumps(e)}\n\n" for e in events).encode() + b"data: [DONE]\n\n"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
         def _error(self, status: int, message: str, kind: str) -> None:
             self._send(status, {"error": {"message": message, "type": kind, "code": status}})
 
         def do_GET(self) -> None:  # noqa: N802 - stdlib naming
             url = urlparse(self.path)
-            if url.path.rstrip("/") in ("/v1/models", "/models"):
+            path, _ = _route(url.path, None)
+            if path in ("/v1/models", "/models"):
                 self._send(200, server.models())
-            elif url.path.rstrip("/") == "/atlas/records":
+            elif path == "/atlas/records":
                 try:
                     since = int(parse_qs(url.query).get("since", ["0"])[0])
                 except ValueError:
@@ -283,7 +605,8 @@ def _make_handler(server: PolicyServer) -> type[BaseHTTPRequestHandler]:
             url = urlparse(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
-            if url.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
+            path, rollout = _route(url.path, self.headers.get(ROLLOUT_HEADER) or None)
+            if path not in ("/v1/chat/completions", "/chat/completions"):
                 self._error(404, f"no route POST {url.path}", "not_found")
                 return
             try:
@@ -292,11 +615,21 @@ def _make_handler(server: PolicyServer) -> type[BaseHTTPRequestHandler]:
                 self._error(400, f"the request body is not valid JSON: {exc}", "invalid_request_error")
                 return
             try:
-                self._send(200, server.chat_completions(body))
+                response = server.chat_completions(body, rollout=rollout)
             except RequestError as exc:
                 self._error(400, str(exc), "invalid_request_error")
+                return
+            except ServiceUnavailable as exc:
+                self._error(503, str(exc), "service_unavailable")
+                return
             except Exception as exc:  # noqa: BLE001 - one bad request must not take the server down
                 self._error(500, f"{type(exc).__name__}: {exc}", "server_error")
+                return
+            if body.get("stream"):
+                options = body.get("stream_options") or {}
+                self._send_events(stream_events(response, include_usage=bool(options.get("include_usage"))))
+            else:
+                self._send(200, response)
 
     return Handler
 
@@ -308,10 +641,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--device", default=None)
+    parser.add_argument("--no-stream", action="store_true", help="refuse stream=true requests")
     args = parser.parse_args(argv)
     from atlas_plugins.policy.transformers_policy import TransformersPolicy
 
-    srv = PolicyServer(TransformersPolicy(args.model, device=args.device), args.host, args.port)
+    srv = PolicyServer(TransformersPolicy(args.model, device=args.device), args.host, args.port, streaming=not args.no_stream)
     print(f"serving {srv.model_name} at {srv.base_url}", flush=True)
     try:
         srv.serve_forever()

@@ -48,11 +48,12 @@ def truncate(text: str, limit: int) -> tuple[str, bool]:
     return text[:limit] + f"\n…[truncated {len(text) - limit} of {len(text)} characters]", True
 
 
-class _Hub:
-    """The embedded servers served from one process over streamable HTTP (fast cold start)."""
+class ServerProcess:
+    """A child process serving MCP servers over HTTP (see :func:`atlas_plugins.envs.hub.serve_app`):
+    it prints one JSON line with its ``url`` once it listens and exits when its stdin closes."""
 
-    def __init__(self, servers: list[str], seed: int) -> None:
-        self.servers, self.seed = servers, seed
+    def __init__(self, argv: list[str], *, env: dict[str, str] | None = None, label: str = "the MCP server process") -> None:
+        self.argv, self.env, self.label = list(argv), dict(env or {}), label
         self.proc: subprocess.Popen[str] | None = None
         self.url: str | None = None
         self._errlog = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
@@ -60,14 +61,13 @@ class _Hub:
     def start(self, timeout: float) -> str:
         import os
 
-        env = {**os.environ, "ATLAS_ENV_SEED": str(self.seed), "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "atlas_plugins.envs.hub", "--port", "0", "--servers", ",".join(self.servers)],
+            self.argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._errlog,
             text=True,
-            env=env,
+            env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1"},
         )
         line: list[str] = []
         reader = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
@@ -75,12 +75,12 @@ class _Hub:
         reader.join(timeout)
         if not line or not line[0].strip():
             self.stop()
-            raise ToolspaceError(f"the embedded server hub did not start within {timeout:.0f}s: {self.stderr_tail()}")
+            raise ToolspaceError(f"{self.label} did not start within {timeout:.0f}s: {self.stderr_tail()}")
         try:
             self.url = json.loads(line[0])["url"].rstrip("/")
         except (ValueError, KeyError, TypeError):
             self.stop()
-            raise ToolspaceError(f"the embedded server hub printed an unexpected line: {line[0][:200]!r}") from None
+            raise ToolspaceError(f"{self.label} printed an unexpected line: {line[0][:200]!r}") from None
         return self.url
 
     @property
@@ -92,11 +92,11 @@ class _Hub:
             return
         try:
             if self.proc.stdin:
-                self.proc.stdin.close()  # the hub exits when its stdin closes
-            self.proc.wait(timeout=3)
+                self.proc.stdin.close()  # the server exits when its stdin closes
+            self.proc.wait(timeout=5)
         except (subprocess.TimeoutExpired, OSError):
             self.proc.kill()
-            self.proc.wait(timeout=3)
+            self.proc.wait(timeout=5)
         self.proc = None
 
     def stderr_tail(self, chars: int = 800) -> str:
@@ -105,6 +105,18 @@ class _Hub:
             return self._errlog.read()[-chars:].strip()
         except (OSError, ValueError):
             return ""
+
+
+class _Hub(ServerProcess):
+    """The embedded servers served from one process over streamable HTTP (fast cold start)."""
+
+    def __init__(self, servers: list[str], seed: int) -> None:
+        self.servers, self.seed = servers, seed
+        super().__init__(
+            [sys.executable, "-m", "atlas_plugins.envs.hub", "--port", "0", "--servers", ",".join(servers)],
+            env={"ATLAS_ENV_SEED": str(seed)},
+            label="the embedded server hub",
+        )
 
 
 class Toolspace:

@@ -133,6 +133,9 @@ class AtlasGRPOConfig(GRPOConfig):
             save_steps=6,
             use_cpu=True,
             bf16=False,
+            # TRL defaults to gradient checkpointing; a 135M model needs no memory saving on a
+            # CPU, and recomputing activations only slows the backward pass.
+            gradient_checkpointing=False,
             seed=0,
         )
         settings.update(overrides)

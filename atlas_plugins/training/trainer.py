@@ -4,9 +4,11 @@ How one step runs:
 
 1. TRL draws a batch of task prompts (each repeated ``num_generations`` times: one GRPO group
    per task) and calls our ``rollout_func``.
-2. ``rollout_func`` plays every episode of the batch with :class:`~atlas_plugins.agent.loop.Agent`
-   — group-batched generation with the *training* model itself (PEFT-wrapped, updated in
-   place), MCP tool calls, loading-policy meta-calls, sandboxed code — and returns, per episode,
+2. ``rollout_func`` plays every episode of the batch with the runner — by default the native
+   :class:`~atlas_plugins.agent.loop.Agent` (group-batched generation with the *training* model
+   itself, PEFT-wrapped and updated in place, MCP tool calls, loading-policy meta-calls,
+   sandboxed code); an adapter's runner plays an existing LangGraph graph or DSPy program
+   instead (see :mod:`atlas_plugins.agent.runner`) — and returns, per episode,
    the first prompt's ids, everything after it as ``completion_ids``, the sampled tokens'
    logprobs, and ``env_mask`` (0 on tool results and injected schemas, so the loss ignores them).
    The full :class:`~atlas_plugins.types.Trajectory` travels as an extra ``trajectory`` column.
@@ -18,7 +20,10 @@ Every scored trajectory is appended to a JSONL log (flushed and fsynced per line
 run loses nothing already scored). Checkpoints come from TRL every ``save_steps``; ``resume``
 continues from the newest one with the optimizer, scheduler, RNG and data order restored.
 The native loop never re-renders a conversation (see :mod:`atlas_plugins.agent.rendering`), so
-its trajectories have no prefix breaks; a trajectory that reports one is rejected loudly.
+its trajectories have no prefix breaks. Adapted agents may have them (a framework that rewrites
+its history, or DSPy, which renders every call afresh): such an episode trains one of its
+segments, drawn uniformly at random (:func:`training_view`; the reasoning is in
+:mod:`atlas_plugins.agent.recorder`).
 """
 
 from __future__ import annotations
@@ -79,6 +84,28 @@ def episode_metrics(trajs: list[Trajectory]) -> dict[str, float]:
     }
 
 
+def training_view(traj: Trajectory, rng: random.Random, max_completion_length: int | None = None) -> dict[str, Any]:
+    """The token row one episode contributes to a GRPO step.
+
+    Without prefix breaks: the whole episode. With breaks: one segment drawn uniformly (its
+    index is recorded as ``metadata["trained_segment"]``). Completions longer than
+    ``max_completion_length`` are cut there (mask and logprobs alike); the cut is recorded.
+    """
+    if traj.prefix_breaks and traj.segments:
+        k = rng.randrange(len(traj.segments))
+        seg = traj.segments[k]
+        traj.metadata["trained_segment"] = k
+        row = {key: list(seg[key]) for key in ("prompt_ids", "completion_ids", "env_mask", "logprobs")}
+    else:
+        row = {"prompt_ids": traj.prompt_ids, "completion_ids": traj.completion_ids, "env_mask": traj.env_mask, "logprobs": traj.logprobs}
+    if not (len(row["completion_ids"]) == len(row["env_mask"]) == len(row["logprobs"])):
+        raise AtlasError(f"trajectory of task {traj.task_id!r}: completion_ids, env_mask and logprobs differ in length")
+    if max_completion_length and len(row["completion_ids"]) > max_completion_length:
+        traj.metadata["truncated_completion"] = len(row["completion_ids"])
+        row = {k: (v[:max_completion_length] if k != "prompt_ids" else v) for k, v in row.items()}
+    return row
+
+
 def is_success(traj: Trajectory) -> bool:
     """Task success: every task-fulfilment criterion fully met."""
     tf = traj.reward_by_category.get("TF")
@@ -97,7 +124,10 @@ class AtlasTrainer:
         model: Any = None,
         tokenizer: Any = None,
         callbacks: list[Any] | None = None,
+        runner: Any = None,
     ) -> None:
+        """``runner`` plays the episodes (default: the native agent under ``config``'s design);
+        pass an adapter's runner to train an existing LangGraph graph or DSPy program."""
         self.config = config
         self._own_toolspace = toolspace is None
         if toolspace is None:
@@ -114,7 +144,13 @@ class AtlasTrainer:
         self.model, self.tokenizer = self._load_model(model, tokenizer)
         self.log = TrajectoryLog(config.trajectory_log_path)
         self.reward = self._make_reward()
-        self._agent: Any = None
+        from atlas_plugins.agent.runner import NativeRunner, Runner
+
+        self.runner = runner if runner is not None else NativeRunner(self.toolspace, config.agent_config())
+        if not isinstance(self.runner, Runner):
+            raise ConfigError(f"runner {self.runner!r} has no run(tasks, *, policy, seed) method")
+        self._policy_obj: Any = None
+        self._view_rng = random.Random(config.seed)
         self._rollouts = 0
         self.trainer = self._make_trainer(callbacks or [])
 
@@ -189,15 +225,19 @@ class AtlasTrainer:
 
     # -- rollouts and rewards ------------------------------------------------------------------------
     def _policy(self, trainer: Any) -> Any:
+        """The policy over the model being trained (rebuilt only if TRL swapped the model)."""
         from atlas_plugins.policy.transformers_policy import TransformersPolicy
 
         model = trainer.accelerator.unwrap_model(trainer.model)
-        if self._agent is None or self._agent.policy.model is not model:
-            from atlas_plugins.agent.loop import Agent
+        if self._policy_obj is None or self._policy_obj.model is not model:
+            if self.config.use_vllm:
+                # TRL syncs the training weights into its vLLM engine before each rollout_func call.
+                from atlas_plugins.policy.vllm_policy import VLLMPolicy
 
-            policy = TransformersPolicy(model=model, tokenizer=self.tokenizer, name=f"{self.config.model}+grpo")
-            self._agent = Agent(policy, self.toolspace, self.config.agent_config())
-        return self._agent
+                self._policy_obj = VLLMPolicy.from_trainer(trainer, self.tokenizer, name=f"{self.config.model}+grpo")
+            else:
+                self._policy_obj = TransformersPolicy(model=model, tokenizer=self.tokenizer, name=f"{self.config.model}+grpo")
+        return self._policy_obj
 
     def _task_for(self, prompt: Any) -> Task:
         text = prompt if isinstance(prompt, str) else (prompt[-1]["content"] if isinstance(prompt, list) and prompt else str(prompt))
@@ -207,20 +247,22 @@ class AtlasTrainer:
         return task
 
     def _rollout(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
-        agent = self._policy(trainer)
+        policy = self._policy(trainer)
         tasks = [self._task_for(p) for p in prompts]
         seed = None if self.config.seed is None else self.config.seed * 100_003 + self._rollouts * 997
-        trajs = agent.run(tasks, seed=seed)
+        trajs = self.runner.run(tasks, policy=policy, seed=seed)
         self._rollouts += 1
+        if len(trajs) != len(tasks):
+            raise AtlasError(f"runner returned {len(trajs)} trajectories for {len(tasks)} tasks")
+        rows = []
         for t in trajs:
-            if t.prefix_breaks:
-                raise AtlasError(f"trajectory of task {t.task_id!r} has {t.prefix_breaks} prefix break(s); the native loop must not produce any")
             t.metadata["step"] = trainer.state.global_step
+            rows.append(training_view(t, self._view_rng, self.config.max_completion_length))
         return {
-            "prompt_ids": [t.prompt_ids for t in trajs],
-            "completion_ids": [t.completion_ids for t in trajs],
-            "logprobs": [t.logprobs for t in trajs],
-            "env_mask": [t.env_mask for t in trajs],
+            "prompt_ids": [r["prompt_ids"] for r in rows],
+            "completion_ids": [r["completion_ids"] for r in rows],
+            "logprobs": [r["logprobs"] for r in rows],
+            "env_mask": [r["env_mask"] for r in rows],
             "trajectory": [t.model_dump(mode="json") for t in trajs],
         }
 

@@ -8,13 +8,17 @@ It reads:
 * ``metadata["answer_contains"]`` — extra strings the answer must contain;
 * ``task.expected_state`` — post-episode MCP calls whose results must match
   (``[{"server", "tool", "arguments", "expect"}]``), scored as ``state`` checks;
+* ``metadata["success_check"]`` — ``"module:function"``, a benchmark's own objective checker
+  ``fn(trajectory, **params) -> float | bool`` (params from ``metadata["success_check_params"]``),
+  scored as a ``python`` check (e.g. BFCL's state/response checker for ``bfcl-multi-turn``);
 * ``metadata["expected_tools"]`` — tools the agent should call: strings ``"math:add"`` or
   dicts ``{"tool": "math:add", "arguments": {"a": 1}, "min_count": 1}`` (``arguments`` is the
   required subset of the call's arguments).
 
 It builds (weights in brackets):
 
-* **TF** — answer correct [10], each expected end state [9], extra answer strings [8]; when the
+* **TF** — the benchmark's own success check [10], answer correct [10], each expected end
+  state [9], extra answer strings [8]; when the
   task has none of these, one natural-language criterion "fulfils the request" [10] (left to an
   LM judge);
 * **TA** — each expected tool called [7]; without expected tools, one natural-language
@@ -67,6 +71,16 @@ class TemplateProvider:
         crit: list[dict[str, Any]] = []
 
         # -- TF ---------------------------------------------------------------------------
+        success_check = md.get("success_check")
+        if success_check is not None:
+            if not isinstance(success_check, str) or ":" not in success_check:
+                raise ConfigError(f"task {t.id!r}: metadata.success_check must be 'module:function', got {success_check!r}")
+            params = md.get("success_check_params") or {}
+            if not isinstance(params, dict):
+                raise ConfigError(f"task {t.id!r}: metadata.success_check_params must be a dict")
+            crit.append(dict(id="benchmark_success", name="Benchmark's own success check passes", category="TF", weight=10,
+                             description=f"The benchmark's checker ({success_check}) accepts the episode",
+                             check={"type": "python", "function": success_check, "params": params}))
         if t.answer is not None:
             match = md.get("answer_match", "contains")
             if match == "contains":

@@ -1,0 +1,361 @@
+"""Play an existing compiled LangGraph graph on tasks and return trajectories for the GRPO core.
+
+:class:`LangGraphRunner` implements the :class:`~atlas_plugins.agent.runner.Runner` protocol::
+
+    model = AtlasChatModel(policy=TransformersPolicy(...))
+    graph = create_react_agent(model, toolspace_tools(ts, ["math"]))
+    trainer = AtlasTrainer(cfg, toolspace=ts, tasks=tasks, model=policy.model,
+                           tokenizer=policy.tokenizer, runner=LangGraphRunner(graph, model, ts))
+    trainer.train()
+    graph.invoke(...)   # the same graph object now answers with the trained weights
+
+Each call of :meth:`LangGraphRunner.run` installs the trainer's policy in the chat model (kept
+there afterwards: that is what makes the update "in place"), and runs the graph once per task,
+concurrently, each run with its own episode id (``config["configurable"]["atlas_episode"]``),
+its own :func:`~atlas_langgraph.tools.episode_scope` and its own
+:func:`~atlas_langgraph.chat_model.recording_scope`. Concurrent model calls are merged into
+batched generation by :class:`~atlas_plugins.policy.batching.BatchedPolicy`. A run that fails
+(``GraphRecursionError``, a tool raising, a bad output) does not fail the step: its trajectory
+holds what was recorded up to the failure and ``metadata["error"]`` says what happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Sequence
+
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+
+from atlas_plugins.agent.parsing import parse_assistant
+from atlas_plugins.agent.recorder import LLMCall, token_fields
+from atlas_plugins.types import Task, ToolCallRecord, Trajectory
+
+from atlas_langgraph.chat_model import AtlasChatModel, recording_scope, to_openai_messages
+from atlas_langgraph.tools import EPISODE_CONFIG_KEY, episode_scope, qualified_name
+
+__all__ = ["LangGraphRunner", "TASK_CONFIG_KEY", "default_input", "default_output"]
+
+#: ``configurable`` key under which each run also gets its task (``task.model_dump()``).
+TASK_CONFIG_KEY = "atlas_task"
+_RESULT_CHARS = 4000
+
+
+def default_input(task: Task) -> dict[str, Any]:
+    """The graph input for a task: the prompt as the one user message (``MessagesState``)."""
+    return {"messages": [("user", task.prompt)]}
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p if isinstance(p, str) else str(p.get("text", "")) for p in content if isinstance(p, (str, dict)))
+    return "" if content is None else str(content)
+
+
+def default_output(state: Any) -> str | None:
+    """The final answer: the text of the last AI message of ``state["messages"]``."""
+    messages = state.get("messages") if isinstance(state, dict) else getattr(state, "messages", None)
+    for m in reversed(list(messages or [])):
+        if isinstance(m, AIMessage):
+            return _text(m.content).strip() or None
+    return None
+
+
+class LangGraphRunner:
+    """Runs a compiled graph once per task with an :class:`AtlasChatModel` (see module docs).
+
+    Args:
+        graph: a compiled LangGraph graph (anything with ``invoke(input, config)``) whose model
+            is ``model``.
+        model: the graph's :class:`AtlasChatModel`.
+        toolspace: the toolspace the graph's tools call (kept for the trainer and for scoring).
+        input_fn: task -> graph input (default :func:`default_input`).
+        output_fn: final graph state -> final answer text (default :func:`default_output`).
+        max_concurrency: how many runs at once (default: all tasks of a call).
+        recursion_limit: LangGraph's super-step limit per run (a run that hits it keeps what it
+            recorded; ``metadata["error"]`` names ``GraphRecursionError``).
+        batch: merge concurrent model calls into batched generation (``BatchedPolicy``).
+        max_wait_ms: how long a batch waits for the other runs' calls.
+    """
+
+    name = "langgraph"
+
+    def __init__(
+        self,
+        graph: Any,
+        model: AtlasChatModel,
+        toolspace: Any = None,
+        *,
+        input_fn: Callable[[Task], Any] | None = None,
+        output_fn: Callable[[Any], str | None] | None = None,
+        max_concurrency: int | None = None,
+        recursion_limit: int = 25,
+        batch: bool = True,
+        max_wait_ms: float = 50.0,
+    ) -> None:
+        if not isinstance(model, AtlasChatModel):
+            raise TypeError(f"model must be an AtlasChatModel (the graph's model), got {type(model).__name__}")
+        if not hasattr(graph, "invoke"):
+            raise TypeError(f"graph must be a compiled LangGraph graph with invoke(), got {type(graph).__name__}")
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        self.graph = graph
+        self.model = model
+        self.toolspace = toolspace
+        self.input_fn = input_fn or default_input
+        self.output_fn = output_fn or default_output
+        self.max_concurrency = max_concurrency
+        self.recursion_limit = recursion_limit
+        self.batch = batch
+        self.max_wait_ms = max_wait_ms
+
+    # -- Runner protocol -----------------------------------------------------------------------
+    def run(self, tasks: Sequence[Task], *, policy: Any = None, seed: int | None = None) -> list[Trajectory]:
+        """One run of the graph per task (concurrently); trajectories in task order.
+
+        ``policy`` (the trainer's) replaces the model's policy and stays installed afterwards;
+        ``None`` keeps the model's current policy (evaluation).
+        """
+        tasks = [t if isinstance(t, Task) else Task.model_validate(t) for t in tasks]
+        if not tasks:
+            return []
+        base = policy if policy is not None else self.model.policy
+        if base is None:
+            raise ValueError("no policy: pass policy= or give the AtlasChatModel one")
+        batched = None
+        if self.batch and len(tasks) > 1:
+            from atlas_plugins.policy.batching import BatchedPolicy
+
+            batched = BatchedPolicy(base, max_wait_ms=self.max_wait_ms)
+        self.model.policy = batched or base
+        try:
+            workers = min(len(tasks), self.max_concurrency or len(tasks))
+            seeds = [None if seed is None else seed + 1009 * i for i in range(len(tasks))]
+            if workers == 1:
+                return [self._episode(t, s, batched) for t, s in zip(tasks, seeds)]
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="atlas-langgraph") as pool:
+                # Each run gets a fresh copy of the caller's context: its scopes stay its own.
+                futures = [
+                    pool.submit(contextvars.copy_context().run, self._episode, t, s, batched) for t, s in zip(tasks, seeds)
+                ]
+                return [f.result() for f in futures]
+        finally:
+            # Keep the (unwrapped) trained policy installed: the graph answers with it from now on.
+            self.model.policy = base
+
+    # -- one episode ---------------------------------------------------------------------------
+    def _episode(self, task: Task, seed: int | None, batched: Any) -> Trajectory:
+        episode_id = f"{task.id}-{uuid.uuid4().hex[:10]}"
+        config = {
+            "configurable": {EPISODE_CONFIG_KEY: episode_id, TASK_CONFIG_KEY: task.model_dump()},
+            "recursion_limit": self.recursion_limit,
+            "run_name": f"atlas:{task.id}",
+        }
+        state: Any = None
+        error: str | None = None
+        t0 = time.perf_counter()
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(episode_scope(episode_id))
+            rec = stack.enter_context(recording_scope(episode_id, seed=seed))
+            if batched is not None:
+                stack.enter_context(batched.episode())
+            try:
+                state = self.graph.invoke(self.input_fn(task), config)
+            except Exception as exc:  # noqa: BLE001 - one episode's failure must not fail the step
+                error = f"{type(exc).__name__}: {exc}"
+            finally:
+                _release_episode(episode_id)
+        traj = self.trajectory(task, rec.calls, state, episode_id=episode_id, error=error)
+        traj.metadata["wall_s"] = round(time.perf_counter() - t0, 3)
+        return traj
+
+    def trajectory(
+        self,
+        task: Task,
+        calls: Sequence[LLMCall],
+        state: Any,
+        *,
+        episode_id: str,
+        error: str | None = None,
+    ) -> Trajectory:
+        """Build the trajectory of one run from its recorded calls and the graph's final state."""
+        messages: list[BaseMessage] = []
+        if state is not None:
+            raw = state.get("messages") if isinstance(state, dict) else getattr(state, "messages", None)
+            messages = [m for m in raw or [] if isinstance(m, BaseMessage)]
+        if messages:
+            chat = to_openai_messages(messages)
+            # A system prompt the graph adds at call time (not kept in state) is part of the episode.
+            seen = calls[0].messages if calls else []
+            if seen and seen[0].get("role") == "system" and (not chat or chat[0].get("role") != "system"):
+                chat.insert(0, dict(seen[0]))
+        elif calls:
+            # The run failed before returning a state: the last call's view plus its reply.
+            chat = list(calls[-1].messages) + [{"role": "assistant", "content": calls[-1].text}]
+        else:
+            chat = [{"role": "user", "content": task.prompt}]
+
+        final: str | None = None
+        if state is not None:
+            try:
+                final = self.output_fn(state)
+            except Exception as exc:  # noqa: BLE001 - a user output_fn bug is reported, not raised
+                error = error or f"output_fn failed: {type(exc).__name__}: {exc}"
+        elif calls:
+            parsed = parse_assistant(calls[-1].text)
+            final = parsed.answer.strip() if parsed.answer else None
+
+        tool_calls = _tool_records(messages)
+        meta: dict[str, Any] = {"runner": self.name, "episode_id": episode_id, "model_calls": len(calls)}
+        if error:
+            meta["error"] = error
+        fields = token_fields(calls)
+        return Trajectory(
+            task_id=task.id,
+            task=task.model_dump(),
+            messages=chat,
+            tool_calls=tool_calls,
+            final_answer=final,
+            turns=len(calls),
+            tool_errors=sum(1 for r in tool_calls if not r.ok),
+            parse_failures=sum(1 for c in calls if parse_assistant(c.text).errors),
+            metadata=meta,
+            **fields,
+        )
+
+
+def _tool_records(messages: Sequence[BaseMessage]) -> list[ToolCallRecord]:
+    """Tool calls of a run: each AIMessage tool call with its ToolMessage result (``server:tool`` names)."""
+    results = {m.tool_call_id: m for m in messages if isinstance(m, ToolMessage)}
+    records: list[ToolCallRecord] = []
+    turn = 0
+    for m in messages:
+        if not isinstance(m, AIMessage):
+            continue
+        turn += 1
+        for tc in m.tool_calls:
+            res = results.get(tc.get("id") or "")
+            artifact = res.artifact if res is not None and isinstance(res.artifact, dict) else {}
+            if res is None:
+                ok, text, err, kind = False, "", "the tool was never run (the episode ended first)", "not_run"
+            else:
+                text = _text(res.content)
+                ok = bool(artifact.get("ok", res.status != "error"))
+                err = artifact.get("error") if artifact else (text if not ok else None)
+                kind = artifact.get("error_type") if artifact else (None if ok else "tool_error")
+            records.append(
+                ToolCallRecord(
+                    turn=turn,
+                    name=qualified_name(tc["name"]),
+                    arguments=dict(tc.get("args") or {}),
+                    ok=ok,
+                    result=text[:_RESULT_CHARS],
+                    error=err,
+                    error_type=kind,
+                )
+            )
+            # MCP calls made from code_interpreter cells count as tool calls too (as in the native loop).
+            for inner in artifact.get("inner_calls") or []:
+                records.append(
+                    ToolCallRecord(
+                        turn=turn,
+                        name=f"{inner.get('server')}:{inner.get('tool')}",
+                        arguments=inner.get("arguments") or {},
+                        ok=bool(inner.get("ok")),
+                        result=str(inner.get("text") or "")[:_RESULT_CHARS],
+                        error=inner.get("error"),
+                        error_type=inner.get("error_type"),
+                    )
+                )
+    return records
+
+
+def _release_episode(episode_id: str) -> None:
+    """Free per-episode resources a prebuilt agent opened (code sessions); no-op otherwise."""
+    from atlas_langgraph.prebuilt import release_episode
+
+    release_episode(episode_id)
+
+
+
+
+# ------------------------------------------------------------------------------ warm start
+class ReplayPolicy:
+    """Replays fixed assistant turns through the graph, rendering prompts with a real policy.
+
+    Used for warm-start demonstrations: a task's verified reference solution is played through
+    the *user's graph* (same system prompt, same tool schemas, real MCP calls), so the SFT rows
+    have exactly the token layout of later GRPO rollouts. Logprobs are 0.0 (SFT only).
+    """
+
+    def __init__(self, policy: Any, turns: list[str]) -> None:
+        self.policy = policy
+        self.tokenizer = policy.tokenizer
+        self.name = "replay"
+        self._turns = list(turns)
+        self._i = 0
+
+    def apply_chat_template(self, messages: list[dict[str, Any]], tools: Any = None, add_generation_prompt: bool = True) -> list[int]:
+        return self.policy.apply_chat_template(messages, tools=tools, add_generation_prompt=add_generation_prompt)
+
+    def generate(self, batch: Sequence[Sequence[int]], **_: Any) -> list[Any]:
+        from atlas_plugins.policy.base import Generation
+
+        if len(batch) != 1:
+            raise ValueError("ReplayPolicy plays one episode at a time")
+        text = self._turns[min(self._i, len(self._turns) - 1)]
+        self._i += 1
+        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return [Generation(completion_ids=ids, logprobs=[0.0] * len(ids), text=text, finish_reason="stop")]
+
+
+def reference_turns(task: Task) -> list[str] | None:
+    """A task's reference solution as assistant turns calling the graph's tools (``server__tool``)."""
+    from atlas_langgraph.tools import lc_name_for
+
+    solution = task.metadata.get("reference_solution") or []
+    if not solution:
+        return None
+    turns = []
+    for step in solution:
+        qualified = f"{step['server']}:{step['tool']}"
+        call = {"name": lc_name_for(qualified) or qualified, "arguments": step.get("arguments") or {}}
+        turns.append("<tool_call>" + json.dumps(call, ensure_ascii=False) + "</tool_call>")
+    turns.append(f"<answer>{task.answer or 'Done.'}</answer>")
+    return turns
+
+
+def demonstrations(runner: LangGraphRunner, tasks: Sequence[Task], scorer: Any) -> tuple[list[Trajectory], dict[str, int]]:
+    """Play each training task's reference solution through ``runner``'s graph; keep those scored 1.0.
+
+    Feed the result to :func:`atlas_plugins.training.warmstart.warm_start`. Held-out tasks are refused.
+    """
+    base = runner.model.policy
+    kept: list[Trajectory] = []
+    stats = {"tasks": len(tasks), "no_solution": 0, "kept": 0, "rejected": 0}
+    try:
+        for task in tasks:
+            if task.split == "heldout":
+                raise ValueError(f"task {task.id!r} is held out; demonstrations use training tasks only")
+            turns = reference_turns(task)
+            if turns is None:
+                stats["no_solution"] += 1
+                continue
+            replay = ReplayPolicy(base, turns)
+            runner.model.policy = replay
+            traj = runner._episode(task, None, None)
+            scorer.score(traj)
+            if traj.reward is not None and traj.reward >= 0.999 and not traj.metadata.get("error"):
+                kept.append(traj)
+                stats["kept"] += 1
+            else:
+                stats["rejected"] += 1
+    finally:
+        runner.model.policy = base
+    return kept, stats

@@ -1,0 +1,113 @@
+"""``atlas eval`` (one model, one design, one suite) and ``atlas bench`` (a grid)."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+
+def _csv(text: str, what: str) -> list[str]:
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    if not items:
+        raise typer.BadParameter(f"{what} is empty")
+    return items
+
+
+def _models(model: str, adapter: Optional[str], trained: Optional[str]) -> dict[str, tuple[str, Optional[str]]]:
+    models: dict[str, tuple[str, Optional[str]]] = {"base" if not adapter else "adapter": (model, adapter)}
+    if trained:
+        models["trained"] = (model, trained)
+    return models
+
+
+def _run(as_json: bool, **kwargs: Any) -> list[Any]:
+    from atlas_plugins.cli import fail
+
+    try:
+        from atlas_plugins.evaluation.bench import run_bench
+    except ImportError as exc:
+        fail(f"evaluation needs the 'train' extra: pip install 'atlas-plugins[train]' ({exc})", as_json=as_json)
+    say = (lambda m: print(m, file=sys.stderr)) if as_json else typer.echo
+    try:
+        # transformers may print to stdout; keep stdout for the JSON contract.
+        with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+            return run_bench(say=say, **kwargs)
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        fail(str(exc), as_json=as_json)
+    raise AssertionError("unreachable")
+
+
+def _overrides(max_turns: Optional[int], max_new_tokens: Optional[int]) -> dict[str, int]:
+    out = {}
+    if max_turns:
+        out.update(max_turns=max_turns, max_tool_calls=max_turns)
+    if max_new_tokens:
+        out["max_new_tokens"] = max_new_tokens
+    return out
+
+
+def register(app: typer.Typer) -> None:
+    suite_help = "Suite: embedded (held-out embedded tasks) or bfcl-multi-turn (needs: pip install --no-deps bfcl-eval)."
+
+    @app.command("eval")
+    def eval_cmd(
+        suite: str = typer.Option("embedded", "--suite", help=suite_help),
+        design: str = typer.Option("itl", "--design", help="eager, isl, itl, itl+ptc or search."),
+        model: str = typer.Option("embedded", "--model", help="'embedded' or an HF model folder/id."),
+        adapter: Optional[str] = typer.Option(None, "--adapter", help="LoRA adapter folder from atlas train / atlas demo."),
+        padding: int = typer.Option(0, "--padding", help="Distractor catalogue servers added to each task's tool space."),
+        limit: Optional[int] = typer.Option(8, "--limit", help="Number of tasks (fixed order)."),
+        max_turns: Optional[int] = typer.Option(None, "--max-turns", help="Model turns (and tool calls) per episode."),
+        max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="Tokens per model turn."),
+        device: Optional[str] = typer.Option(None, "--device", help="Torch device for the model, e.g. cuda (default: cpu)."),
+        out: Path = typer.Option(Path("eval-out"), "--out", help="Folder for results.json/.md, the chart and trajectories."),
+        as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    ) -> None:
+        """Evaluate one model under one design on one suite."""
+        from atlas_plugins.cli import print_json
+
+        cells = _run(
+            as_json, suite_name=suite, designs=[design], paddings=[padding], models=_models(model, adapter, None),
+            limit=limit, out_dir=out, agent_overrides=_overrides(max_turns, max_new_tokens), device=device,
+        )
+        row = cells[0].model_dump()
+        if as_json:
+            print_json(row)
+        else:
+            typer.echo((out / "results.md").read_text())
+
+    @app.command("bench")
+    def bench_cmd(
+        suite: str = typer.Option("embedded", "--suite", help=suite_help),
+        designs: str = typer.Option("eager,itl,itl+ptc", "--designs", help="Comma-separated designs."),
+        padding: str = typer.Option("0", "--padding", help="Comma-separated distractor-server counts, e.g. 0,100,500,1000."),
+        model: str = typer.Option("embedded", "--model", help="'embedded' or an HF model folder/id."),
+        adapter: Optional[str] = typer.Option(None, "--adapter", help="Evaluate this LoRA adapter instead of the base model."),
+        trained: Optional[str] = typer.Option(None, "--trained", help="Also evaluate this LoRA adapter (base vs trained)."),
+        limit: Optional[int] = typer.Option(8, "--limit", help="Number of tasks per cell (fixed order)."),
+        max_turns: Optional[int] = typer.Option(None, "--max-turns", help="Model turns (and tool calls) per episode."),
+        max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="Tokens per model turn."),
+        device: Optional[str] = typer.Option(None, "--device", help="Torch device for the model, e.g. cuda (default: cpu)."),
+        out: Path = typer.Option(Path("bench-out"), "--out", help="Folder for results.json/.md, bench.png and trajectories."),
+        as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    ) -> None:
+        """A grid: designs × padding (× base/trained) on a suite; JSON, Markdown and a chart."""
+        from atlas_plugins.cli import fail, print_json
+
+        try:
+            pads = [int(p) for p in _csv(padding, "--padding")]
+        except ValueError:
+            fail(f"--padding must be comma-separated integers, got {padding!r}", as_json=as_json)
+        cells = _run(
+            as_json, suite_name=suite, designs=_csv(designs, "--designs"), paddings=pads,
+            models=_models(model, adapter, trained), limit=limit, out_dir=out,
+            agent_overrides=_overrides(max_turns, max_new_tokens), device=device,
+        )
+        if as_json:
+            print_json({"results": [c.model_dump() for c in cells], "markdown": str(out / "results.md"), "plot": str(out / "bench.png")})
+        else:
+            typer.echo((out / "results.md").read_text())

@@ -1,0 +1,109 @@
+"""Learning: the default `atlas demo` over several seeds — held-out reward/success before and after.
+
+Each seed runs `atlas demo --seed S --json` in its own process (so peak memory is that process's
+max RSS, read from the OS after it exits). Prints a table per design with mean ± std over seeds
+and the relative change of the mean held-out reward; writes benchmarks/results/learning.json.
+
+    python benchmarks/learning.py --seeds 0,1,2          # ~10 min per seed on 2 idle cores
+    python benchmarks/learning.py --collect DIR [DIR ...]  # the table from finished demo folders
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def run_seed(seed: int, out: Path, extra: list[str]) -> dict:
+    t0 = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    proc = subprocess.run(
+        [sys.executable, "-m", "atlas_plugins.cli", "demo", "--out", str(out), "--seed", str(seed), "--json", *extra],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"seed {seed} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    # ru_maxrss of RUSAGE_CHILDREN is the largest child's peak (KiB on Linux); children run
+    # one at a time, so a growth means this child set a new maximum.
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    results = json.loads((out / "results.json").read_text())
+    return {
+        "seed": seed,
+        "wall_s": wall,
+        "peak_rss_mib": peak_kib / 1024 if peak_kib > before else None,
+        "before": results["before"],
+        "after": results["after"],
+    }
+
+
+def summarize(runs: list[dict]) -> dict:
+    designs = list(runs[0]["before"])
+    table = {}
+    for d in designs:
+        row = {}
+        for tag in ("before", "after"):
+            for key in ("reward", "success", "context_tokens", "turns"):
+                vals = [r[tag][d][key] for r in runs]
+                row[f"{tag}_{key}"] = {"mean": statistics.fmean(vals), "std": statistics.pstdev(vals), "values": vals}
+        b, a = row["before_reward"]["mean"], row["after_reward"]["mean"]
+        row["relative_reward_change"] = (a - b) / b if b > 0 else None
+        row["absolute_reward_change"] = a - b
+        table[d] = row
+    return table
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--out", type=Path, default=None, help="keep the demo folders here (default: a temp dir)")
+    ap.add_argument("--json-out", type=Path, default=HERE / "results" / "learning.json")
+    ap.add_argument("--collect", type=Path, nargs="+", default=None,
+                    help="summarize finished `atlas demo` folders (their results.json) instead of running")
+    ap.add_argument("extra", nargs="*", help="extra `atlas demo` flags after --")
+    args = ap.parse_args()
+    runs = []
+    if args.collect:
+        for folder in args.collect:
+            res = json.loads((folder / "results.json").read_text())
+            runs.append({"seed": res["settings"]["seed"], "wall_s": res["wall_s"], "peak_rss_mib": None,
+                         "before": res["before"], "after": res["after"], "folder": str(folder)})
+        seeds = [r["seed"] for r in runs]
+        root = Path(args.collect[0]).parent
+    else:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        root = args.out or Path(tempfile.mkdtemp(prefix="atlas-learning-"))
+        for seed in seeds:
+            print(f"seed {seed} …", flush=True)
+            runs.append(run_seed(seed, root / f"seed{seed}", args.extra))
+            r = runs[-1]
+            print(f"  {r['wall_s']:.0f} s, peak RSS {r['peak_rss_mib'] or float('nan'):.0f} MiB", flush=True)
+    table = summarize(runs)
+    print("\n| design | reward before | reward after | relative | success before | success after |")
+    print("|---|---|---|---|---|---|")
+    for d, row in table.items():
+        rel = row["relative_reward_change"]
+        print(
+            f"| {d} | {row['before_reward']['mean']:.3f} ± {row['before_reward']['std']:.3f} | "
+            f"{row['after_reward']['mean']:.3f} ± {row['after_reward']['std']:.3f} | "
+            f"{'n/a (base 0)' if rel is None else f'{rel:+.0%}'} | {row['before_success']['mean']:.2f} | {row['after_success']['mean']:.2f} |"
+        )
+    args.json_out.parent.mkdir(parents=True, exist_ok=True)
+    args.json_out.write_text(json.dumps({"seeds": seeds, "runs": runs, "table": table, "out": str(root)}, indent=2))
+    print(f"\nwrote {args.json_out}")
+
+
+if __name__ == "__main__":
+    main()
