@@ -94,7 +94,7 @@ def main() -> None:
 
     with atlas.Toolspace.default(servers=sorted({s for t in tasks for s in t.servers})) as ts:
         acfg = AtlasGRPOConfig.cpu_demo(str(tmp / "atlas"), max_steps=args.steps, max_turns=1, max_tool_calls=1,
-                                        max_turn_tokens=args.length, loading="eager", max_train_tasks=n_tasks, **common)
+                                        max_turn_tokens=args.length, loading="itl", max_train_tasks=n_tasks, **common)
         # The agent's first prompt of each task, as text: TRL gets exactly the same prompt tokens.
         probe = Agent(ScriptedPolicy(tok, []), ts, acfg.agent_config())
         prompts = []

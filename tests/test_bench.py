@@ -56,8 +56,10 @@ def test_bench_grid_contract_and_eager_overflow(tmp_path):
     # ITL starts from the server index: it grows with padding but stays playable.
     assert rows[("itl", 60)]["context_overflow"] == 0.0 and rows[("itl", 60)]["turns"] >= 1
     assert rows[("itl", 0)]["initial_context_tokens"] < rows[("itl", 60)]["initial_context_tokens"] < 8192
-    # PTC lists the padded servers too, but its code session only gets the runnable ones.
-    assert rows[("itl+ptc", 60)]["context_overflow"] == 0.0 and rows[("itl+ptc", 60)]["turns"] >= 1
+    # PTC's prompt lists every server with its tool names (the paper's prompt), distractors too;
+    # its code session still opens (only the runnable servers), whether or not the prompt fits.
+    assert rows[("itl+ptc", 60)]["context_tokens"] > rows[("itl+ptc", 0)]["context_tokens"]
+    assert rows[("itl+ptc", 0)]["turns"] >= 1
     assert (out / "results.md").read_text().count("| base |") == 6
     assert (out / "bench.png").stat().st_size > 1000
     assert len((out / "traj_base_itl_60.jsonl").read_text().splitlines()) == 1

@@ -181,6 +181,7 @@ def test_grpo_trains_the_dspy_program_in_place(tmp_path, ts, tasks):
     grad_norms = [h.get("grad_norm", 0.0) for h in trainer.trainer.state.log_history]
     if any(g and g > 0 for g in grad_norms):  # equal rewards within every group give no gradient
         assert any("lora_B" in n and p.abs().sum() > 0 for n, p in trained.named_parameters())
-    else:
+    else:  # zero advantages -> zero gradient -> LoRA's B stays at its zero initialisation
         print("note: every GRPO group had equal rewards, so the LoRA weights did not move")
+        assert not any("lora_B" in n and p.abs().sum() > 0 for n, p in trained.named_parameters())
     assert lm(messages=[{"role": "user", "content": "2+2?"}])  # the same LM object keeps answering

@@ -147,3 +147,11 @@ def test_demo_runs_end_to_end_and_writes_report(tmp_path):
     report = Path(out["report"]).read_text()
     assert "| itl | base |" in report and "| itl | trained |" in report
     assert (tmp_path / "demo" / "adapter" / "adapter_config.json").is_file()
+
+
+def test_gpu_vllm_example_config_parses_with_paper_defaults():
+    path = Path(__file__).resolve().parents[1] / "examples" / "train_gpu_vllm.yaml"
+    cfg = AtlasGRPOConfig.from_yaml(path)
+    assert cfg.use_vllm and cfg.vllm_mode == "colocate"
+    assert (cfg.num_generations, cfg.temperature, cfg.beta, cfg.max_tool_calls) == (4, 1.0, 0.001, 20)
+    assert cfg.agent_config().loading == "itl"

@@ -39,7 +39,9 @@ def code_interpreter_schema() -> dict[str, Any]:
 
 def code_interpreter_prompt(toolspace: Any, servers: list[str] | None = None, *, max_tools_per_server: int = 60) -> str:
     """System-prompt text: how to use ``code_interpreter`` and each server with its tool names."""
-    infos = [s for s in toolspace.servers if not s.catalog_only and (servers is None or s.name in servers)]
+    # Catalogue-only servers are listed too: they are part of the tool space the model must search
+    # (e.g. padding in `atlas bench`); a code call to one fails with a clear error in the sandbox.
+    infos = [s for s in toolspace.servers if servers is None or s.name in servers]
     lines = [
         f"You can run Python with the tool `{TOOL_NAME}(code)`: Jupyter notebook style cells, state is "
         "maintained across the calls.",
