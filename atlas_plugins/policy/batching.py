@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
-from atlas_plugins.policy.base import Generation
+from atlas_plugins.policy.base import Generation, per_prompt, per_prompt_stops
 
 
 @dataclass
@@ -90,15 +90,8 @@ class BatchedPolicy:
     ) -> list[Generation]:
         prompts = [list(p) for p in prompts]
         n = len(prompts)
-        mnt = [int(max_new_tokens)] * n if isinstance(max_new_tokens, int) else [int(x) for x in max_new_tokens]
-        if len(mnt) != n:
-            raise ValueError(f"max_new_tokens has {len(mnt)} entries for {n} prompts")
-        if stop is None or (stop and isinstance(stop[0], str)):
-            stops: list[list[str] | None] = [list(stop) if stop else None] * n  # type: ignore[arg-type]
-        else:
-            stops = [list(s) if s else None for s in stop]  # type: ignore[union-attr]
-            if len(stops) != n:
-                raise ValueError(f"stop has {len(stops)} entries for {n} prompts")
+        mnt = [int(x) for x in per_prompt(max_new_tokens, n, what="max_new_tokens", scalar=int)]
+        stops: list[list[str] | None] = [row or None for row in per_prompt_stops(stop, n)]
         call = _Call(prompts, mnt, stops, (float(temperature), float(top_p)), seed)
         with self._cond:
             self._queue.append(call)

@@ -44,17 +44,9 @@ class DemoSettings(BaseModel):
 
 
 def _pick(tasks: list[Task], n: int, max_difficulty: int) -> list[Task]:
-    chosen = [t for t in tasks if t.difficulty <= max_difficulty]
-    # Round-robin over templates so a small sample still covers different servers.
-    by_template: dict[str, list[Task]] = {}
-    for t in chosen:
-        by_template.setdefault(str(t.metadata.get("template", t.id)), []).append(t)
-    out: list[Task] = []
-    while len(out) < n and any(by_template.values()):
-        for key in list(by_template):
-            if by_template[key] and len(out) < n:
-                out.append(by_template[key].pop(0))
-    return out
+    from atlas_plugins.evaluation.suites.embedded import round_robin
+
+    return round_robin([t for t in tasks if t.difficulty <= max_difficulty])[:n]
 
 
 def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *, say: Callable[[str], None] = print) -> dict[str, Any]:

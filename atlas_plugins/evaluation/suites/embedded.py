@@ -21,6 +21,13 @@ def load_tasks(limit: int | None = None, *, max_difficulty: int | None = None, s
     from atlas_plugins.envs.taskgen import load_default_tasks
 
     tasks = [t for t in load_default_tasks(split) if max_difficulty is None or t.difficulty <= max_difficulty]
+    ordered = round_robin(tasks)
+    return ordered[:limit] if limit else ordered
+
+
+def round_robin(tasks: list[Task]) -> list[Task]:
+    """Tasks interleaved over their templates (first of each, then second of each, …), so any
+    prefix of the list covers as many templates, hence servers, as it can."""
     by_template: dict[str, list[Task]] = {}
     for t in tasks:
         by_template.setdefault(str(t.metadata.get("template", t.id)), []).append(t)
@@ -29,7 +36,7 @@ def load_tasks(limit: int | None = None, *, max_difficulty: int | None = None, s
         for key in list(by_template):
             if by_template[key]:
                 ordered.append(by_template[key].pop(0))
-    return ordered[:limit] if limit else ordered
+    return ordered
 
 
 def toolspace(seed: int = 0) -> Any:
