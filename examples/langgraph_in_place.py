@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import tempfile
 import time
@@ -74,9 +75,9 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="output folder (default: a temporary one)")
     ap.add_argument("--grpo-steps", type=int, default=2)
     ap.add_argument("--heldout", type=int, default=4)
-    ap.add_argument("--train", type=int, default=6)
+    ap.add_argument("--train", type=int, default=4, help="training tasks (warm-start demonstrations and GRPO)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a shared 2-core machine)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice, all cores)")
     args = ap.parse_args()
     t_start = time.perf_counter()
 
@@ -93,7 +94,8 @@ def main() -> None:
     from atlas_langgraph import AtlasChatModel, LangGraphRunner, toolspace_tools
     from atlas_langgraph.runner import demonstrations
 
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
     def say(msg: str) -> None:
@@ -119,12 +121,12 @@ def main() -> None:
         demos, stats = demonstrations(runner, train, scorer)
         say(f"[warm start] {stats['kept']} verified demonstrations of {stats['tasks']} training tasks")
         cfg = AtlasGRPOConfig.cpu_demo(
-            str(out / "grpo"), max_steps=args.grpo_steps, per_device_train_batch_size=4, num_generations=2,
+            str(out / "grpo"), max_steps=args.grpo_steps, per_device_train_batch_size=2, num_generations=2,
             max_completion_length=256, save_steps=max(args.grpo_steps, 1), logging_steps=1, seed=args.seed,
         )
         lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules=cfg.lora_target_modules, task_type="CAUSAL_LM")
         tuned, _ = warm_start(policy.model, policy.tokenizer, demos, output_dir=str(out / "warm_start"),
-                              epochs=3, learning_rate=3e-3, batch_size=4, peft_config=lora, max_length=768, seed=args.seed)
+                              epochs=3, learning_rate=3e-3, batch_size=2, peft_config=lora, max_length=768, seed=args.seed)
         model.policy = TransformersPolicy(model=tuned, tokenizer=policy.tokenizer, name="warm")
         warm = evaluate(runner, heldout, scorer, seed=args.seed)
         say(f"[warm]   reward {warm['reward']:.3f}  success {warm['success']:.0%}  tool calls/episode {warm['tool_calls']:.1f}")
@@ -153,7 +155,12 @@ def main() -> None:
     print("\n| held-out (level 1) | reward | success | tool calls/episode |\n|---|---|---|---|")
     for name, row in (("before", before), ("warm start", warm), (f"after {args.grpo_steps} GRPO steps", after)):
         print(f"| {name} | {row['reward']:.3f} | {row['success']:.0%} | {row['tool_calls']:.1f} |")
-    print(f"\nwall time {time.perf_counter() - t_start:.0f} s")
+    total = time.perf_counter() - t_start
+    print(f"\nwall time {total:.0f} s (torch threads {torch.get_num_threads()})")
+    summary = {"before": before, "warm": warm, "after": after, "warm_start": stats, "grpo_rewards": rewards,
+               "total_s": round(total, 1), "tools": TOOLS, "args": vars(args)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    print(f"summary: {out / 'summary.json'}")
 
 
 if __name__ == "__main__":

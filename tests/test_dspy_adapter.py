@@ -185,3 +185,41 @@ def test_grpo_trains_the_dspy_program_in_place(tmp_path, ts, tasks):
         print("note: every GRPO group had equal rewards, so the LoRA weights did not move")
         assert not any("lora_B" in n and p.abs().sum() > 0 for n, p in trained.named_parameters())
     assert lm(messages=[{"role": "user", "content": "2+2?"}])  # the same LM object keeps answering
+
+
+def test_demonstrations_replay_reference_solutions_in_dspy_format(ts, tasks):
+    from atlas_dspy import demonstrations, react_replies
+    from atlas_plugins.training.evaluate import Scorer
+    from atlas_plugins.training.warmstart import sft_rows
+
+    base = TransformersPolicy(None)
+    lm = AtlasLM(base, max_tokens=16)
+    program = _program(ts)  # max_iters=2: one tool step, a finish step, then extract
+    runner = DSPyRunner(program, lm, ts, max_concurrency=1)
+    demos, stats = demonstrations(runner, tasks, Scorer(toolspace=ts))
+    assert stats == {"tasks": len(tasks), "no_solution": 0, "kept": len(tasks), "rejected": 0}
+    assert lm.policy is base  # the scripted policy is swapped out again
+    eos = base.tokenizer.eos_token_id
+    for demo, task in zip(demos, tasks):
+        # DSPy's own parser read every scripted reply: no parse failure, the reference answer out.
+        assert demo.parse_failures == 0 and "error" not in demo.metadata
+        assert demo.final_answer == task.answer and demo.reward >= 0.999
+        assert [c.name for c in demo.tool_calls] == [f"{s['server']}:{s['tool']}" for s in task.metadata["reference_solution"]]
+        assert demo.turns == 3 and len(demo.segments) == 3  # react (tool), react (finish), extract
+        for seg in demo.segments:  # every call is model tokens only, ending as a sampled reply ends
+            assert seg["completion_ids"][-1] == eos and set(seg["env_mask"]) == {1}
+    rows = sft_rows(demos)
+    assert len(rows) == sum(len(d.segments) for d in demos)  # one SFT row per LM call
+    for row, seg in zip(rows, [s for d in demos for s in d.segments]):
+        assert row["input_ids"] == seg["prompt_ids"] + seg["completion_ids"]
+        assert sum(label != -100 for label in row["labels"]) == len(seg["completion_ids"])
+
+    one_step = dspy.ReAct("task -> answer", tools=toolspace_tools(ts, ["math"], tools=TOOLS), max_iters=1)
+    assert len(react_replies(one_step, tasks[0])) == 2  # no room for finish: tool step, extract
+    two_steps = tasks[0].model_copy(update={"metadata": {**tasks[0].metadata, "reference_solution": tasks[0].metadata["reference_solution"] * 2}})
+    assert react_replies(one_step, two_steps) is None  # needs more iterations than the program has
+    held = next(t for t in load_default_tasks("heldout") if t.difficulty == 1)
+    with pytest.raises(ValueError, match="held out"):
+        demonstrations(runner, [held], Scorer(toolspace=ts))
+    with pytest.raises(atlas.AtlasError, match="dspy.ReAct"):
+        react_replies(dspy.Predict("task -> answer"), tasks[0])

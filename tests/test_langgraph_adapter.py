@@ -30,6 +30,7 @@ import atlas_plugins as atlas  # noqa: E402
 from atlas_plugins.agent.recorder import token_fields  # noqa: E402
 from atlas_plugins.envs.taskgen import load_default_tasks  # noqa: E402
 from atlas_plugins.policy.transformers_policy import TransformersPolicy  # noqa: E402
+from atlas_plugins.training.warmstart import ScriptedPolicy  # noqa: E402
 from atlas_plugins.types import Task  # noqa: E402
 from atlas_langgraph import (  # noqa: E402
     AtlasChatModel,
@@ -40,7 +41,7 @@ from atlas_langgraph import (  # noqa: E402
     recording_scope,
     toolspace_tools,
 )
-from atlas_langgraph.runner import ReplayPolicy, demonstrations  # noqa: E402
+from atlas_langgraph.runner import demonstrations  # noqa: E402
 
 TOOLS = ["math:add", "math:subtract"]
 # The warm start + GRPO fixture is minutes of CPU on a loaded 2-core machine.
@@ -311,7 +312,7 @@ def test_failed_episode_returns_what_was_recorded(trained, ts):
 # --------------------------------------------------------------------------------- prebuilt
 def _replay_agent(ts, turns, **kw):
     base = TransformersPolicy()
-    model = AtlasChatModel(policy=ReplayPolicy(base, turns), max_new_tokens=8)
+    model = AtlasChatModel(policy=ScriptedPolicy(base.tokenizer, turns, policy=base), max_new_tokens=8)
     return create_atlas_agent(model, ts, **kw), model
 
 

@@ -187,3 +187,77 @@ class DSPyRunner:
             metadata=metadata,
             **token_fields(calls),
         )
+
+
+# ------------------------------------------------------------------------------ warm start
+def react_replies(program: Any, task: Task) -> list[str] | None:
+    """A task's reference solution as the replies a ``dspy.ReAct`` program's LM should give.
+
+    One ``react`` reply per solution step (thought, tool name, JSON arguments), a ``finish``
+    reply when the iteration budget leaves room for one, then the ``extract`` reply (reasoning,
+    answer) — each written by DSPy's own adapter (``format_assistant_message_content``), so the
+    model is cloned on exactly the format that adapter parses. ``None`` when the task has no
+    solution, uses a tool the program lacks, or needs more steps than ``program.max_iters``.
+    """
+    from atlas_dspy.tools import tool_name
+
+    if not isinstance(program, dspy.ReAct):
+        raise AtlasError(f"react_replies scripts dspy.ReAct programs; got {type(program).__name__} (pass replies=)")
+    solution = task.metadata.get("reference_solution") or []
+    if not solution or len(solution) > program.max_iters:
+        return None
+    adapter = dspy.settings.adapter or dspy.ChatAdapter()
+    react, extract = program.react.signature, program.extract.predict.signature
+    replies, used = [], []
+    for step in solution:
+        name = tool_name(step["server"], step["tool"])
+        if name not in program.tools:
+            return None
+        used.append(name)
+        replies.append(adapter.format_assistant_message_content(react, {
+            "next_thought": f"I need {name}.",  # short: every token is paid for at each call
+            "next_tool_name": name,
+            "next_tool_args": step.get("arguments") or {},
+        }))
+    if len(solution) < program.max_iters:
+        replies.append(adapter.format_assistant_message_content(react, {
+            "next_thought": "I have the result.", "next_tool_name": "finish", "next_tool_args": {},
+        }))
+    outputs = {name: "" for name in extract.output_fields}
+    outputs["reasoning"] = f"{', '.join(used)} returned the result."
+    outputs[next(n for n in extract.output_fields if n != "reasoning")] = task.answer or "Done."
+    replies.append(adapter.format_assistant_message_content(extract, outputs))
+    return replies
+
+
+def demonstrations(
+    runner: DSPyRunner,
+    tasks: Sequence[Task],
+    scorer: Any,
+    replies: Callable[[Any, Task], list[str] | None] = react_replies,
+) -> tuple[list[Trajectory], dict[str, int]]:
+    """Play scripted replies through ``runner``'s program; keep the episodes their rubric scores 1.0.
+
+    Why: a 135M model never writes DSPy's ``[[ ## field ## ]]`` format on its own, so every GRPO
+    group scores 0 and there is no signal. The replies (``replies(program, task)``; the default
+    scripts a ``dspy.ReAct``'s reference solution) are replayed by a
+    :class:`~atlas_plugins.training.warmstart.ScriptedPolicy` inside the *user's program* — same
+    prompts, same adapter, real tool calls — and recorded like any episode, one segment per LM
+    call. Feed the result to :func:`atlas_plugins.training.warmstart.warm_start` (one SFT row per
+    call). Held-out tasks are refused.
+    """
+    from atlas_plugins.training.warmstart import ScriptedPolicy, verified
+
+    base = runner.lm.policy
+
+    def play(task: Task) -> Trajectory | None:
+        script = replies(runner.program, task)
+        if script is None:
+            return None
+        runner.lm.set_policy(ScriptedPolicy(base.tokenizer, script, policy=base, eos=True))
+        return runner._play(task, None, None)
+
+    try:
+        return verified(tasks, scorer, play)
+    finally:
+        runner.lm.set_policy(base)

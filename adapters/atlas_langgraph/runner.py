@@ -286,35 +286,6 @@ def _release_episode(episode_id: str) -> None:
 
 
 # ------------------------------------------------------------------------------ warm start
-class ReplayPolicy:
-    """Replays fixed assistant turns through the graph, rendering prompts with a real policy.
-
-    Used for warm-start demonstrations: a task's verified reference solution is played through
-    the *user's graph* (same system prompt, same tool schemas, real MCP calls), so the SFT rows
-    have exactly the token layout of later GRPO rollouts. Logprobs are 0.0 (SFT only).
-    """
-
-    def __init__(self, policy: Any, turns: list[str]) -> None:
-        self.policy = policy
-        self.tokenizer = policy.tokenizer
-        self.name = "replay"
-        self._turns = list(turns)
-        self._i = 0
-
-    def apply_chat_template(self, messages: list[dict[str, Any]], tools: Any = None, add_generation_prompt: bool = True) -> list[int]:
-        return self.policy.apply_chat_template(messages, tools=tools, add_generation_prompt=add_generation_prompt)
-
-    def generate(self, batch: Sequence[Sequence[int]], **_: Any) -> list[Any]:
-        from atlas_plugins.policy.base import Generation
-
-        if len(batch) != 1:
-            raise ValueError("ReplayPolicy plays one episode at a time")
-        text = self._turns[min(self._i, len(self._turns) - 1)]
-        self._i += 1
-        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        return [Generation(completion_ids=ids, logprobs=[0.0] * len(ids), text=text, finish_reason="stop")]
-
-
 def reference_turns(task: Task) -> list[str] | None:
     """A task's reference solution as assistant turns calling the graph's tools (``server__tool``)."""
     from atlas_langgraph.tools import lc_name_for
@@ -334,28 +305,24 @@ def reference_turns(task: Task) -> list[str] | None:
 def demonstrations(runner: LangGraphRunner, tasks: Sequence[Task], scorer: Any) -> tuple[list[Trajectory], dict[str, int]]:
     """Play each training task's reference solution through ``runner``'s graph; keep those scored 1.0.
 
-    Feed the result to :func:`atlas_plugins.training.warmstart.warm_start`. Held-out tasks are refused.
+    The solution's turns are replayed by a :class:`~atlas_plugins.training.warmstart.ScriptedPolicy`
+    that renders prompts with the model's real policy, so the demonstrations go through the
+    *user's graph* (same system prompt, same tool schemas, real MCP calls) and have exactly the
+    token layout of later GRPO rollouts. Feed the result to
+    :func:`atlas_plugins.training.warmstart.warm_start`. Held-out tasks are refused.
     """
+    from atlas_plugins.training.warmstart import ScriptedPolicy, verified
+
     base = runner.model.policy
-    kept: list[Trajectory] = []
-    stats = {"tasks": len(tasks), "no_solution": 0, "kept": 0, "rejected": 0}
+
+    def play(task: Task) -> Trajectory | None:
+        turns = reference_turns(task)
+        if turns is None:
+            return None
+        runner.model.policy = ScriptedPolicy(base.tokenizer, turns, policy=base)
+        return runner._episode(task, None, None)
+
     try:
-        for task in tasks:
-            if task.split == "heldout":
-                raise ValueError(f"task {task.id!r} is held out; demonstrations use training tasks only")
-            turns = reference_turns(task)
-            if turns is None:
-                stats["no_solution"] += 1
-                continue
-            replay = ReplayPolicy(base, turns)
-            runner.model.policy = replay
-            traj = runner._episode(task, None, None)
-            scorer.score(traj)
-            if traj.reward is not None and traj.reward >= 0.999 and not traj.metadata.get("error"):
-                kept.append(traj)
-                stats["kept"] += 1
-            else:
-                stats["rejected"] += 1
+        return verified(tasks, scorer, play)
     finally:
         runner.model.policy = base
-    return kept, stats

@@ -17,7 +17,7 @@ the tokens GRPO later trains.
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from atlas_plugins.policy.base import Generation
 from atlas_plugins.types import Task, Trajectory
@@ -69,16 +69,31 @@ class ScriptedPolicy:
     It satisfies the agent's policy interface so demonstrations go through exactly the code path
     (and produce exactly the token layout) of real rollouts. Logprobs are 0.0: demonstrations
     are for supervised loss, never for policy-gradient ratios.
+
+    Args:
+        tokenizer: tokenizes the scripted turns (the trained model's tokenizer).
+        turns: the assistant replies, in order (the last one repeats if more are asked for).
+        policy: a real policy whose ``apply_chat_template`` renders prompts (adapters render
+            through their policy; it must share ``tokenizer``). Default: the tokenizer's template.
+        eos: end every turn with the tokenizer's end-of-sequence token, as a model's reply ends
+            when nothing else stops it (callers without stop strings, e.g. DSPy: the clone must
+            learn to stop). Off by default: the native agent's turns end at a stop string.
     """
 
     name = "scripted"
 
-    def __init__(self, tokenizer: Any, turns: list[str]) -> None:
+    def __init__(self, tokenizer: Any, turns: list[str], policy: Any = None, eos: bool = False) -> None:
         self.tokenizer = tokenizer
+        self.policy = policy
+        self.eos_id = tokenizer.eos_token_id if eos else None
+        if eos and self.eos_id is None:
+            raise ValueError("ScriptedPolicy(eos=True) needs a tokenizer with an eos_token_id")
         self._turns = list(turns)
         self._i = 0
 
     def apply_chat_template(self, messages: list[dict[str, Any]], tools: Any = None, add_generation_prompt: bool = True) -> list[int]:
+        if self.policy is not None:
+            return self.policy.apply_chat_template(messages, tools=tools, add_generation_prompt=add_generation_prompt)
         return list(self.tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=add_generation_prompt, return_dict=False))
 
     def generate(self, batch: Sequence[Sequence[int]], **_: Any) -> list[Generation]:
@@ -87,7 +102,40 @@ class ScriptedPolicy:
         text = self._turns[min(self._i, len(self._turns) - 1)]
         self._i += 1
         ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        return [Generation(completion_ids=ids, logprobs=[0.0] * len(ids), text=text, finish_reason="stop", stop=None)]
+        if self.eos_id is None:
+            return [Generation(completion_ids=ids, logprobs=[0.0] * len(ids), text=text, finish_reason="stop", stop=None)]
+        # As a sampled reply: the EOS id is part of the completion and ``text`` decodes all ids.
+        ids.append(self.eos_id)
+        text = self.tokenizer.decode(ids, skip_special_tokens=False)
+        return [Generation(completion_ids=ids, logprobs=[0.0] * len(ids), text=text, finish_reason="eos", stop=self.tokenizer.eos_token)]
+
+
+def verified(
+    tasks: Sequence[Task],
+    scorer: Any,
+    play: Callable[[Task], Trajectory | None],
+) -> tuple[list[Trajectory], dict[str, int]]:
+    """Play each training task with ``play`` (``None``: no scripted solution) and keep the
+    trajectories its rubric scores 1.0 without an error. Held-out tasks are refused.
+
+    Shared by the native agent's :func:`demonstrations` and the adapters' (LangGraph, DSPy),
+    which differ only in how a scripted solution is played."""
+    kept: list[Trajectory] = []
+    stats = {"tasks": len(tasks), "no_solution": 0, "kept": 0, "rejected": 0}
+    for task in tasks:
+        if task.split == "heldout":
+            raise ValueError(f"task {task.id!r} is held out; demonstrations use training tasks only")
+        traj = play(task)
+        if traj is None:
+            stats["no_solution"] += 1
+            continue
+        scorer.score(traj)
+        if traj.reward is not None and traj.reward >= 0.999 and not traj.metadata.get("error"):
+            kept.append(traj)
+            stats["kept"] += 1
+        else:
+            stats["rejected"] += 1
+    return kept, stats
 
 
 def demonstrations(
@@ -101,41 +149,41 @@ def demonstrations(
     from atlas_plugins.agent.loop import Agent
 
     ptc = agent_config.executor is not None
-    kept: list[Trajectory] = []
-    stats = {"tasks": len(tasks), "no_solution": 0, "kept": 0, "rejected": 0}
+    # Demonstrations may run longer than a rollout budget: they are for SFT, not GRPO.
+    limits = {"max_turns": 32, "max_tool_calls": 32, "max_episode_tokens": max(4096, agent_config.max_episode_tokens)}
     agent: Agent | None = None
-    for task in tasks:
-        if task.split == "heldout":
-            raise ValueError(f"task {task.id!r} is held out; demonstrations use training tasks only")
+
+    def play(task: Task) -> Trajectory | None:
+        nonlocal agent
         turns = scripted_turns(task, loading=agent_config.loading, ptc=ptc)
         if turns is None:
-            stats["no_solution"] += 1
-            continue
+            return None
         policy = ScriptedPolicy(tokenizer, turns)
         if agent is None:
-            # Demonstrations may run longer than a rollout budget: they are for SFT, not GRPO.
-            limits = {"max_turns": 32, "max_tool_calls": 32, "max_episode_tokens": max(4096, agent_config.max_episode_tokens)}
             agent = Agent(policy, toolspace, agent_config.model_copy(update=limits))
         agent.policy = policy
-        traj = agent.run([task])[0]
-        scorer.score(traj)
-        if traj.reward is not None and traj.reward >= 0.999:
-            kept.append(traj)
-            stats["kept"] += 1
-        else:
-            stats["rejected"] += 1
-    return kept, stats
+        return agent.run([task])[0]
+
+    return verified(tasks, scorer, play)
 
 
 def sft_rows(trajs: Sequence[Trajectory], max_length: int | None = None) -> list[dict[str, list[int]]]:
-    """Pre-tokenized SFT rows: loss on sampled-model tokens only (prompt and env tokens -> -100)."""
+    """Pre-tokenized SFT rows: loss on sampled-model tokens only (prompt and env tokens -> -100).
+
+    One row per trajectory; a trajectory with prefix breaks (an adapter that re-renders its
+    prompt, e.g. DSPy) gives one row per segment, so every model turn is cloned."""
     rows = []
     for t in trajs:
-        ids = list(t.prompt_ids) + list(t.completion_ids)
-        labels = [-100] * len(t.prompt_ids) + [tok if m == 1 else -100 for tok, m in zip(t.completion_ids, t.env_mask)]
-        if max_length is not None:
-            ids, labels = ids[:max_length], labels[:max_length]
-        rows.append({"input_ids": ids, "labels": labels})
+        parts = t.segments if t.prefix_breaks and t.segments else [
+            {"prompt_ids": t.prompt_ids, "completion_ids": t.completion_ids, "env_mask": t.env_mask}
+        ]
+        for part in parts:
+            prompt, completion, mask = part["prompt_ids"], part["completion_ids"], part["env_mask"]
+            ids = list(prompt) + list(completion)
+            labels = [-100] * len(prompt) + [tok if m == 1 else -100 for tok, m in zip(completion, mask)]
+            if max_length is not None:
+                ids, labels = ids[:max_length], labels[:max_length]
+            rows.append({"input_ids": ids, "labels": labels})
     return rows
 
 
