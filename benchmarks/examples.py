@@ -33,10 +33,15 @@ def run_example(name: str, workdir: Path) -> dict:
     with log.open("w") as fh:
         proc = subprocess.Popen([sys.executable, str(ROOT / EXAMPLES[name]), "--out", str(out)],
                                 cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
-        # wait4 gives this child's own resource usage (peak RSS in KiB on Linux).
-        _, status, usage = os.wait4(proc.pid, 0)
+        try:
+            # wait4 reaps the child and gives its own resource usage (peak RSS in KiB on Linux).
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:  # Ctrl-C: do not leave the example running
+            proc.kill()
+            proc.wait()
+            raise
     wall = time.perf_counter() - t0
-    code = os.waitstatus_to_exitcode(status)
+    code = proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, so tell Popen
     if code != 0:
         sys.stderr.write(log.read_text()[-6000:])
         raise SystemExit(f"{EXAMPLES[name]} failed with exit code {code}")

@@ -72,7 +72,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="dspy_react_out")
     ap.add_argument("--steps", type=int, default=2, help="GRPO steps")
-    ap.add_argument("--eval-tasks", type=int, default=3)
+    ap.add_argument("--eval-tasks", type=int, default=3, help="up to this many held-out tasks (2 match the tools)")
     ap.add_argument("--warm-tasks", type=int, default=3, help="training tasks whose reference solutions are cloned")
     ap.add_argument("--train-tasks", type=int, default=2, help="training tasks GRPO samples from")
     ap.add_argument("--max-tokens", type=int, default=80, help="tokens per DSPy LM call (a scripted react reply is ~60)")
@@ -124,6 +124,9 @@ def main() -> None:
         heldout = pick("heldout", args.eval_tasks)
         warm_tasks = pick("train", args.warm_tasks)
         train = pick("train", args.warm_tasks + args.train_tasks)[args.warm_tasks:]  # GRPO on tasks not cloned
+        if not heldout or not warm_tasks or not train:
+            raise SystemExit(f"not enough level-1 tasks for the tools {TOOLS}: {len(heldout)} held-out, "
+                             f"{len(warm_tasks)} warm-start, {len(train)} GRPO (lower --warm-tasks/--train-tasks)")
         say(f"held-out tasks: {[t.id for t in heldout]}")
 
         # --- 1. before (greedy) ----------------------------------------------------------------

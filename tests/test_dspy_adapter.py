@@ -193,7 +193,7 @@ def test_demonstrations_replay_reference_solutions_in_dspy_format(ts, tasks):
     from atlas_plugins.training.warmstart import sft_rows
 
     base = TransformersPolicy(None)
-    lm = AtlasLM(base, max_tokens=16)
+    lm = AtlasLM(base, max_tokens=80)  # a scripted react reply is ~60 tokens
     program = _program(ts)  # max_iters=2: one tool step, a finish step, then extract
     runner = DSPyRunner(program, lm, ts, max_concurrency=1)
     demos, stats = demonstrations(runner, tasks, Scorer(toolspace=ts))
@@ -208,11 +208,24 @@ def test_demonstrations_replay_reference_solutions_in_dspy_format(ts, tasks):
         assert demo.turns == 3 and len(demo.segments) == 3  # react (tool), react (finish), extract
         for seg in demo.segments:  # every call is model tokens only, ending as a sampled reply ends
             assert seg["completion_ids"][-1] == eos and set(seg["env_mask"]) == {1}
+        assert "<|im_end|>" not in demo.messages[-1]["content"]  # text as the policy decodes it
     rows = sft_rows(demos)
     assert len(rows) == sum(len(d.segments) for d in demos)  # one SFT row per LM call
     for row, seg in zip(rows, [s for d in demos for s in d.segments]):
         assert row["input_ids"] == seg["prompt_ids"] + seg["completion_ids"]
         assert sum(label != -100 for label in row["labels"]) == len(seg["completion_ids"])
+
+    # Replies longer than the LM's token budget are cut as sampling would cut them: not cloned.
+    short = DSPyRunner(program, AtlasLM(base, max_tokens=16), ts, max_concurrency=1)
+    _, cut = demonstrations(short, tasks[:1], Scorer(toolspace=ts))
+    assert cut["kept"] == 0 and cut["rejected"] == 1
+
+    # The answer goes to the runner's answer field, whatever the signature calls it.
+    named = dspy.ReAct("task -> result", tools=toolspace_tools(ts, ["math"], tools=TOOLS), max_iters=2)
+    kept, _ = demonstrations(DSPyRunner(named, lm, ts, answer_field="result", max_concurrency=1), tasks[:1], Scorer(toolspace=ts))
+    assert len(kept) == 1 and kept[0].final_answer == tasks[0].answer
+    with pytest.raises(atlas.AtlasError, match="notes"):
+        react_replies(dspy.ReAct("task -> notes, answer", tools=[]), tasks[0])
 
     one_step = dspy.ReAct("task -> answer", tools=toolspace_tools(ts, ["math"], tools=TOOLS), max_iters=1)
     assert len(react_replies(one_step, tasks[0])) == 2  # no room for finish: tool step, extract

@@ -312,7 +312,7 @@ def test_failed_episode_returns_what_was_recorded(trained, ts):
 # --------------------------------------------------------------------------------- prebuilt
 def _replay_agent(ts, turns, **kw):
     base = TransformersPolicy()
-    model = AtlasChatModel(policy=ScriptedPolicy(base.tokenizer, turns, policy=base), max_new_tokens=8)
+    model = AtlasChatModel(policy=ScriptedPolicy(base.tokenizer, turns, policy=base), max_new_tokens=64)
     return create_atlas_agent(model, ts, **kw), model
 
 

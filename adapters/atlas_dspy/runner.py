@@ -26,6 +26,7 @@ caller's context with its own LM override, episode and recording.
 from __future__ import annotations
 
 import contextvars
+import functools
 import time
 from contextlib import nullcontext
 import uuid
@@ -190,43 +191,56 @@ class DSPyRunner:
 
 
 # ------------------------------------------------------------------------------ warm start
-def react_replies(program: Any, task: Task) -> list[str] | None:
+def react_replies(program: Any, task: Task, answer_field: str = "answer") -> list[str] | None:
     """A task's reference solution as the replies a ``dspy.ReAct`` program's LM should give.
 
     One ``react`` reply per solution step (thought, tool name, JSON arguments), a ``finish``
     reply when the iteration budget leaves room for one, then the ``extract`` reply (reasoning,
-    answer) — each written by DSPy's own adapter (``format_assistant_message_content``), so the
-    model is cloned on exactly the format that adapter parses. ``None`` when the task has no
-    solution, uses a tool the program lacks, or needs more steps than ``program.max_iters``.
+    and ``task.answer`` in ``answer_field``) — each written by the configured DSPy adapter's
+    ``format_assistant_message_content``, so the model is cloned on exactly the format that
+    adapter parses. ``None`` when the task has no solution, uses a tool the program lacks, or
+    needs more steps than ``program.max_iters``. A signature with outputs besides the answer
+    (and ``reasoning``) cannot be scripted from a task: write your own ``replies``.
     """
     from atlas_dspy.tools import tool_name
 
     if not isinstance(program, dspy.ReAct):
         raise AtlasError(f"react_replies scripts dspy.ReAct programs; got {type(program).__name__} (pass replies=)")
+    react, extract = program.react.signature, program.extract.predict.signature
+    others = [name for name in extract.output_fields if name not in ("reasoning", answer_field)]
+    if answer_field not in extract.output_fields or others:
+        raise AtlasError(
+            f"react_replies fills 'reasoning' and the answer field {answer_field!r}; the program's outputs are "
+            f"{list(extract.output_fields)}: pass demonstrations(..., replies=your_fn) that writes all of them"
+        )
     solution = task.metadata.get("reference_solution") or []
     if not solution or len(solution) > program.max_iters:
         return None
     adapter = dspy.settings.adapter or dspy.ChatAdapter()
-    react, extract = program.react.signature, program.extract.predict.signature
+
+    def reply(signature: Any, outputs: dict[str, Any]) -> str:
+        try:
+            return adapter.format_assistant_message_content(signature, outputs)
+        except NotImplementedError as exc:
+            raise AtlasError(f"the DSPy adapter {type(adapter).__name__} cannot write replies; pass replies=") from exc
+
     replies, used = [], []
     for step in solution:
         name = tool_name(step["server"], step["tool"])
         if name not in program.tools:
             return None
         used.append(name)
-        replies.append(adapter.format_assistant_message_content(react, {
+        replies.append(reply(react, {
             "next_thought": f"I need {name}.",  # short: every token is paid for at each call
             "next_tool_name": name,
             "next_tool_args": step.get("arguments") or {},
         }))
     if len(solution) < program.max_iters:
-        replies.append(adapter.format_assistant_message_content(react, {
-            "next_thought": "I have the result.", "next_tool_name": "finish", "next_tool_args": {},
-        }))
-    outputs = {name: "" for name in extract.output_fields}
-    outputs["reasoning"] = f"{', '.join(used)} returned the result."
-    outputs[next(n for n in extract.output_fields if n != "reasoning")] = task.answer or "Done."
-    replies.append(adapter.format_assistant_message_content(extract, outputs))
+        replies.append(reply(react, {"next_thought": "I have the result.", "next_tool_name": "finish", "next_tool_args": {}}))
+    outputs = {answer_field: task.answer or "Done."}
+    if "reasoning" in extract.output_fields:
+        outputs["reasoning"] = f"{', '.join(used)} returned the result."
+    replies.append(reply(extract, outputs))
     return replies
 
 
@@ -234,13 +248,14 @@ def demonstrations(
     runner: DSPyRunner,
     tasks: Sequence[Task],
     scorer: Any,
-    replies: Callable[[Any, Task], list[str] | None] = react_replies,
+    replies: Callable[[Any, Task], list[str] | None] | None = None,
 ) -> tuple[list[Trajectory], dict[str, int]]:
     """Play scripted replies through ``runner``'s program; keep the episodes their rubric scores 1.0.
 
     Why: a 135M model never writes DSPy's ``[[ ## field ## ]]`` format on its own, so every GRPO
     group scores 0 and there is no signal. The replies (``replies(program, task)``; the default
-    scripts a ``dspy.ReAct``'s reference solution) are replayed by a
+    scripts a ``dspy.ReAct``'s reference solution: :func:`react_replies` with the runner's
+    ``answer_field``) are replayed by a
     :class:`~atlas_plugins.training.warmstart.ScriptedPolicy` inside the *user's program* — same
     prompts, same adapter, real tool calls — and recorded like any episode, one segment per LM
     call. Feed the result to :func:`atlas_plugins.training.warmstart.warm_start` (one SFT row per
@@ -249,6 +264,8 @@ def demonstrations(
     from atlas_plugins.training.warmstart import ScriptedPolicy, verified
 
     base = runner.lm.policy
+    if replies is None:
+        replies = functools.partial(react_replies, answer_field=runner.answer_field)
 
     def play(task: Task) -> Trajectory | None:
         script = replies(runner.program, task)

@@ -39,8 +39,8 @@ class Generation(BaseModel):
     ``completion_ids`` are exactly the sampled ids, the end-of-sequence token included when it
     was sampled (``finish_reason == "eos"``). When a stop string ends the completion
     (``finish_reason == "stop"``) the ids end with the token that completed the stop string, so
-    ``text`` (always ``tokenizer.decode(completion_ids)``, special tokens kept) contains the
-    stop string and may run a few characters past it when that token spans the boundary —
+    ``text`` (always the decoded ``completion_ids``; TransformersPolicy skips special tokens)
+    contains the stop string and may run a few characters past it when that token spans the boundary —
     truncating *inside* a token would break token faithfulness. ``stop`` says which stop string
     (or the EOS token's text) ended the completion.
     """

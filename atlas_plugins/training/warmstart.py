@@ -17,6 +17,7 @@ the tokens GRPO later trains.
 from __future__ import annotations
 
 import json
+import warnings
 from typing import Any, Callable, Sequence
 
 from atlas_plugins.policy.base import Generation
@@ -74,20 +75,30 @@ class ScriptedPolicy:
         tokenizer: tokenizes the scripted turns (the trained model's tokenizer).
         turns: the assistant replies, in order (the last one repeats if more are asked for).
         policy: a real policy whose ``apply_chat_template`` renders prompts (adapters render
-            through their policy; it must share ``tokenizer``). Default: the tokenizer's template.
-        eos: end every turn with the tokenizer's end-of-sequence token, as a model's reply ends
-            when nothing else stops it (callers without stop strings, e.g. DSPy: the clone must
-            learn to stop). Off by default: the native agent's turns end at a stop string.
+            through their policy; it must use ``tokenizer``). Default: the tokenizer's template.
+        eos: end every turn with the end-of-sequence token the policy stops on, as a model's
+            reply ends when nothing else stops it (callers without stop strings, e.g. DSPy: the
+            clone must learn to stop). Off by default: the native agent's turns end at a stop string.
+
+    A turn longer than the caller's ``max_new_tokens`` is cut there (``finish_reason="length"``),
+    as sampling would cut it: a demonstration the model could not produce within its budget
+    then fails its rubric instead of being cloned.
     """
 
     name = "scripted"
 
     def __init__(self, tokenizer: Any, turns: list[str], policy: Any = None, eos: bool = False) -> None:
+        if policy is not None and getattr(policy, "tokenizer", tokenizer) is not tokenizer:
+            raise ValueError("ScriptedPolicy: the rendering policy must use the same tokenizer object")
         self.tokenizer = tokenizer
         self.policy = policy
-        self.eos_id = tokenizer.eos_token_id if eos else None
-        if eos and self.eos_id is None:
-            raise ValueError("ScriptedPolicy(eos=True) needs a tokenizer with an eos_token_id")
+        self.eos_id: int | None = None
+        if eos:
+            # The id the policy stops on (its generation config may name another than the tokenizer).
+            ids = list(getattr(policy, "_eos_ids", None) or []) or [tokenizer.eos_token_id]
+            if ids[0] is None:
+                raise ValueError("ScriptedPolicy(eos=True) needs a tokenizer with an eos_token_id")
+            self.eos_id = int(ids[0])
         self._turns = list(turns)
         self._i = 0
 
@@ -96,18 +107,29 @@ class ScriptedPolicy:
             return self.policy.apply_chat_template(messages, tools=tools, add_generation_prompt=add_generation_prompt)
         return list(self.tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=add_generation_prompt, return_dict=False))
 
-    def generate(self, batch: Sequence[Sequence[int]], **_: Any) -> list[Generation]:
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text as the rendering policy reports it (special tokens skipped by default)."""
+        if self.policy is not None and hasattr(self.policy, "decode"):
+            return self.policy.decode(ids)
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+
+    def generate(self, batch: Sequence[Sequence[int]], max_new_tokens: Any = None, **_: Any) -> list[Generation]:
         if len(batch) != 1:
             raise ValueError("ScriptedPolicy plays one episode at a time")
         text = self._turns[min(self._i, len(self._turns) - 1)]
         self._i += 1
         ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        if self.eos_id is None:
-            return [Generation(completion_ids=ids, logprobs=[0.0] * len(ids), text=text, finish_reason="stop", stop=None)]
-        # As a sampled reply: the EOS id is part of the completion and ``text`` decodes all ids.
-        ids.append(self.eos_id)
-        text = self.tokenizer.decode(ids, skip_special_tokens=False)
-        return [Generation(completion_ids=ids, logprobs=[0.0] * len(ids), text=text, finish_reason="eos", stop=self.tokenizer.eos_token)]
+        reason, stop = "stop", None
+        if self.eos_id is not None:
+            # As a sampled reply: the EOS id is part of the completion, the text is decoded from the ids.
+            ids.append(self.eos_id)
+            reason, stop = "eos", self.tokenizer.convert_ids_to_tokens(self.eos_id)
+        limit = max_new_tokens[0] if isinstance(max_new_tokens, (list, tuple)) else max_new_tokens
+        if limit is not None and len(ids) > int(limit):
+            ids, reason, stop = ids[: int(limit)], "length", None
+        if reason != "stop":
+            text = self.decode(ids)
+        return [Generation(completion_ids=ids, logprobs=[0.0] * len(ids), text=text, finish_reason=reason, stop=stop)]
 
 
 def verified(
@@ -149,8 +171,10 @@ def demonstrations(
     from atlas_plugins.agent.loop import Agent
 
     ptc = agent_config.executor is not None
-    # Demonstrations may run longer than a rollout budget: they are for SFT, not GRPO.
-    limits = {"max_turns": 32, "max_tool_calls": 32, "max_episode_tokens": max(4096, agent_config.max_episode_tokens)}
+    # Demonstrations may run longer than a rollout budget: they are for SFT, not GRPO (a PTC
+    # cell that solves a multi-step task is longer than a tiny per-turn budget allows).
+    limits = {"max_turns": 32, "max_tool_calls": 32, "max_episode_tokens": max(4096, agent_config.max_episode_tokens),
+              "max_new_tokens": max(1024, agent_config.max_new_tokens)}
     agent: Agent | None = None
 
     def play(task: Task) -> Trajectory | None:
@@ -172,7 +196,7 @@ def sft_rows(trajs: Sequence[Trajectory], max_length: int | None = None) -> list
 
     One row per trajectory; a trajectory with prefix breaks (an adapter that re-renders its
     prompt, e.g. DSPy) gives one row per segment, so every model turn is cloned."""
-    rows = []
+    rows, dropped = [], 0
     for t in trajs:
         parts = t.segments if t.prefix_breaks and t.segments else [
             {"prompt_ids": t.prompt_ids, "completion_ids": t.completion_ids, "env_mask": t.env_mask}
@@ -183,7 +207,12 @@ def sft_rows(trajs: Sequence[Trajectory], max_length: int | None = None) -> list
             labels = [-100] * len(prompt) + [tok if m == 1 else -100 for tok, m in zip(completion, mask)]
             if max_length is not None:
                 ids, labels = ids[:max_length], labels[:max_length]
+            if all(label == -100 for label in labels):
+                dropped += 1  # the prompt alone fills max_length: no model token left to learn
+                continue
             rows.append({"input_ids": ids, "labels": labels})
+    if dropped:
+        warnings.warn(f"sft_rows: {dropped} row(s) dropped: no model token within max_length={max_length}", stacklevel=2)
     return rows
 
 
@@ -199,8 +228,13 @@ def warm_start(
     peft_config: Any = None,
     max_length: int = 2048,
     seed: int = 0,
+    gradient_checkpointing: bool | None = None,
 ) -> Any:
-    """Supervised warm start with TRL's SFTTrainer; returns the (LoRA-wrapped) trained model."""
+    """Supervised warm start with TRL's SFTTrainer; returns the (LoRA-wrapped) trained model.
+
+    ``gradient_checkpointing`` (TRL's SFT default is on) trades a second forward pass for
+    activation memory; ``None`` turns it on only with a GPU — on CPU the short demonstration
+    rows fit easily and the recomputation is pure cost."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -219,6 +253,7 @@ def warm_start(
         seed=seed,
         max_length=max_length,
         remove_unused_columns=False,
+        gradient_checkpointing=_has_accelerator() if gradient_checkpointing is None else gradient_checkpointing,
     )
     trainer = SFTTrainer(
         model=model,
