@@ -143,7 +143,8 @@ def main() -> None:
         )
         lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules=cfg.lora_target_modules, task_type="CAUSAL_LM")
         tuned, _ = warm_start(model, tok, demos, output_dir=str(out / "warm_start"), epochs=2, learning_rate=3e-3,
-                              batch_size=1, peft_config=lora, max_length=2048, seed=args.seed)
+                              batch_size=1, peft_config=lora, max_length=2048, seed=args.seed,
+                              gradient_checkpointing=False)
         lm.set_policy(TransformersPolicy(model=tuned, tokenizer=tok, name="warm"))
         warm = None
         if args.eval_warm:

@@ -126,7 +126,8 @@ def main() -> None:
         )
         lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules=cfg.lora_target_modules, task_type="CAUSAL_LM")
         tuned, _ = warm_start(policy.model, policy.tokenizer, demos, output_dir=str(out / "warm_start"),
-                              epochs=3, learning_rate=3e-3, batch_size=2, peft_config=lora, max_length=768, seed=args.seed)
+                              epochs=3, learning_rate=3e-3, batch_size=2, peft_config=lora, max_length=768, seed=args.seed,
+                              gradient_checkpointing=False)
         model.policy = TransformersPolicy(model=tuned, tokenizer=policy.tokenizer, name="warm")
         warm = evaluate(runner, heldout, scorer, seed=args.seed)
         say(f"[warm]   reward {warm['reward']:.3f}  success {warm['success']:.0%}  tool calls/episode {warm['tool_calls']:.1f}")
