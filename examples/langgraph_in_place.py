@@ -32,8 +32,10 @@ TOOLS = ["math:add", "math:subtract", "units:convert", "timezones:get_current_ti
 
 
 def pick_tasks(split: str, limit: int) -> list:
-    """Level-1 tasks whose reference solution only uses the agent's tools."""
+    """Level-1 tasks whose reference solution only uses the agent's tools, one per template first
+    (so a small pick still covers several tools)."""
     from atlas_plugins.envs.taskgen import load_default_tasks
+    from atlas_plugins.evaluation.suites.embedded import round_robin
 
     tasks = [
         t
@@ -42,16 +44,7 @@ def pick_tasks(split: str, limit: int) -> list:
         and t.metadata.get("reference_solution")
         and all(f"{s['server']}:{s['tool']}" in TOOLS for s in t.metadata["reference_solution"])
     ]
-    # Round-robin over the tools so a small pick still covers several of them.
-    by_tool: dict[str, list] = {}
-    for t in tasks:
-        by_tool.setdefault(t.metadata["reference_solution"][0]["tool"], []).append(t)
-    picked: list = []
-    while len(picked) < limit and any(by_tool.values()):
-        for group in by_tool.values():
-            if group and len(picked) < limit:
-                picked.append(group.pop(0))
-    return picked
+    return round_robin(tasks)[:limit]
 
 
 def evaluate(runner, tasks, scorer, *, seed: int) -> dict:
