@@ -14,7 +14,10 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+from atlas_plugins.values import printable
 
 app = typer.Typer(
     name="atlas",
@@ -150,10 +153,10 @@ def toolspace_call(
         ts.close()
     if as_json:
         print_json({"ok": result.ok, "content": result.content if result.ok else None, "error": result.error})
-    elif result.ok:
-        console.print(result.text)
+    elif result.ok:  # a server's text is untrusted: no raw terminal escapes, no rich markup
+        console.print(printable(result.text), markup=False, highlight=False)
     else:
-        err_console.print(f"[bold red]error:[/] {result.error}")
+        err_console.print(f"[bold red]error:[/] {escape(printable(result.error or ''))}")
     if not result.ok:
         raise typer.Exit(1)
 

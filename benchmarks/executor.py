@@ -91,7 +91,7 @@ def main() -> None:
     from atlas_plugins.toolspace import Toolspace
 
     ts = Toolspace.from_dict({"servers": {"math": {"command": "python", "args": [SERVER]}}}).start()
-    ex = LocalExecutor()
+    ex = LocalExecutor(max_calls_per_cell=100, timeout=30)  # the in-cell loop below makes 100 calls
     cold = []
     for _ in range(opts.starts):
         t0 = time.perf_counter()
@@ -115,7 +115,7 @@ def main() -> None:
         assert s.run("m.add(a=1, b=2)").ok
         bridged.append((time.perf_counter() - t0) * 1000)
     t0 = time.perf_counter()
-    n_loop = min(opts.cells, 100)  # the default per-cell tool-call cap
+    n_loop = min(opts.cells, 100)  # within max_calls_per_cell above
     assert s.run(f"for _ in range({n_loop}):\n    m.add(a=1, b=2)").ok
     in_cell = (time.perf_counter() - t0) * 1000 / n_loop
     tokens = token_comparison(ts, s)

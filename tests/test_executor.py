@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -114,9 +115,12 @@ def test_timeout_restarts_with_state_lost_note(ts):
         assert "every variable" in r.error
         assert "NameError" in s.run("kept").error  # state really was lost
         assert s.run("MCPServer('math').add(a=2, b=2)").value == "4.0"  # and the new session works
-        # tool-call time does not count against the cell's limit
+        # Tool-call time counts against the cell's budget: the call gets only the time left.
+        t0 = time.monotonic()
         slow = s.run("MCPServer('math').slow(seconds=1.3)")
-        assert slow.ok and slow.value == "'done'", slow
+        assert not slow.ok and "1s time limit (tool calls included)" in slow.error, slow
+        assert time.monotonic() - t0 < 1.3
+        assert slow.tool_calls and slow.tool_calls[0]["error_type"] == "timeout"
     finally:
         s.close()
 

@@ -31,6 +31,10 @@ from ._fixtures import people
 
 MAX_FILE_CHARS = 1_000_000
 READ_LIMIT_CHARS = 20_000
+# One episode's workspace quota: what copy/write/append/mkdir may grow it to (copying a file onto
+# itself repeatedly otherwise doubles it per call).
+MAX_WORKSPACE_BYTES = 8 * 1024 * 1024
+MAX_WORKSPACE_ENTRIES = 2000
 
 PathArg = Annotated[str, arg("Path relative to the workspace root, e.g. 'notes/todo.txt' ('.' is the root).")]
 
@@ -133,6 +137,30 @@ def _check_size(content: str) -> None:
         raise EnvError(f"content is {len(content)} characters; the limit per file is {MAX_FILE_CHARS}")
 
 
+def _usage(path: Path) -> tuple[int, int]:
+    """(bytes, entries) under ``path`` (itself included), symlinks not followed."""
+    if not path.exists() and not path.is_symlink():
+        return 0, 0
+    if not path.is_dir() or path.is_symlink():
+        return path.lstat().st_size, 1
+    size, entries = 0, 1
+    for x in path.rglob("*"):
+        entries += 1
+        if x.is_file() and not x.is_symlink():
+            size += x.stat().st_size
+    return size, entries
+
+
+def _ensure_room(root: Path, add_bytes: int, add_entries: int = 0) -> None:
+    """Refuse a change that would take the workspace over its quota."""
+    if add_bytes <= 0 and add_entries <= 0:
+        return
+    size, entries = _usage(root)
+    if size + add_bytes > MAX_WORKSPACE_BYTES or entries + add_entries > MAX_WORKSPACE_ENTRIES:
+        raise EnvError(f"the workspace is limited to {MAX_WORKSPACE_BYTES // (1024 * 1024)} MiB and "
+                       f"{MAX_WORKSPACE_ENTRIES} entries (now {size} bytes, {entries} entries); delete something first")
+
+
 def build(seed: int = 0) -> EnvServer:
     srv = new_server("files", "A private workspace folder: list, read, write, move, copy, search and grep text files.")
     store: EpisodeStore[FilesState] = EpisodeStore(initial_state, seed)
@@ -188,6 +216,7 @@ def build(seed: int = 0) -> EnvServer:
         existed = p.exists()
         if existed and not overwrite:
             raise EnvError(f"'{path}' already exists; pass overwrite=true to replace it or use append_file")
+        _ensure_room(root, len(content.encode("utf-8")) - (p.stat().st_size if existed else 0), 0 if existed else 1)
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(content, encoding="utf-8")
         return {"path": rel(root, p), "size_bytes": p.stat().st_size, "created": not existed}
@@ -204,6 +233,7 @@ def build(seed: int = 0) -> EnvServer:
             raise EnvError(f"'{path}' is a directory, not a file")
         old = p.read_text(encoding="utf-8") if p.exists() else ""
         _check_size(old + content)
+        _ensure_room(root, len(content.encode("utf-8")), 0 if p.exists() else 1)
         p.parent.mkdir(parents=True, exist_ok=True)
         with p.open("a", encoding="utf-8") as fh:
             fh.write(content)
@@ -249,6 +279,8 @@ def build(seed: int = 0) -> EnvServer:
                 shutil.rmtree(dst)
             else:
                 dst.unlink()
+        if op == "copy":
+            _ensure_room(root, *_usage(src))
         dst.parent.mkdir(parents=True, exist_ok=True)
         if op == "move":
             shutil.move(str(src), str(dst))
@@ -285,6 +317,7 @@ def build(seed: int = 0) -> EnvServer:
         if p.exists() and not p.is_dir():
             raise EnvError(f"'{path}' exists and is a file")
         existed = p.exists()
+        _ensure_room(root, 0, 0 if existed else len(Path(path).parts))
         p.mkdir(parents=True, exist_ok=True)
         return {"path": rel(root, p), "created": not existed}
 

@@ -7,6 +7,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
+import anyio
+
 from ._base import Context, EnvError, EnvServer, EpisodeStore, arg, lookup, main, new_server
 
 Numbers = Annotated[list[float], arg("A list of numbers, e.g. [3, 1.5, 8].", min_length=1, max_length=10000)]
@@ -19,6 +21,9 @@ _FUNCS = {"sqrt": _m.sqrt, "abs": abs, "round": round, "min": min, "max": max, "
           "log2": _m.log2, "exp": _m.exp, "sin": _m.sin, "cos": _m.cos, "tan": _m.tan, "floor": _m.floor,
           "ceil": _m.ceil, "factorial": _m.factorial}
 _CONSTS = {"pi": _m.pi, "e": _m.e, "tau": _m.tau}
+# Integer results are capped in size *before* they are computed: '((9**1000)**1000)**24' would
+# otherwise keep a CPU busy for minutes. 4,096 bits is about 1,233 decimal digits.
+MAX_INT_BITS = 4096
 
 
 @dataclass
@@ -49,6 +54,7 @@ def safe_eval(expr: str, names: dict[str, float]) -> float:
             left, right = ev(node.left), ev(node.right)
             if isinstance(node.op, ast.Pow) and abs(right) > 1000:
                 raise EnvError("exponent too large (limit 1000)")
+            _check_size(node.op, left, right, expr)
             return _BINOPS[type(node.op)](left, right)
         if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
             return _UNARY[type(node.op)](ev(node.operand))
@@ -72,6 +78,8 @@ def safe_eval(expr: str, names: dict[str, float]) -> float:
 
     try:
         value = ev(tree)
+    except RecursionError:
+        raise EnvError(f"expression '{expr[:60]}' is nested too deeply") from None
     except ZeroDivisionError:
         raise EnvError(f"division by zero in '{expr}'") from None
     except (OverflowError, ValueError, TypeError) as exc:
@@ -81,6 +89,21 @@ def safe_eval(expr: str, names: dict[str, float]) -> float:
     if isinstance(value, complex):
         raise EnvError(f"'{expr}' has a complex result; only real results are supported")
     return value
+
+
+def _check_size(op: ast.operator, left: Any, right: Any, expr: str) -> None:
+    """Refuse an integer operation whose result would exceed :data:`MAX_INT_BITS`."""
+    if not (isinstance(left, int) and isinstance(right, int)):
+        return  # floats overflow on their own, at once
+    if isinstance(op, ast.Pow) and right > 0 and abs(left) > 1:
+        bits = right * abs(left).bit_length()
+    elif isinstance(op, ast.Mult):
+        bits = left.bit_length() + right.bit_length()
+    else:
+        bits = max(left.bit_length(), right.bit_length()) + 1
+    if bits > MAX_INT_BITS:
+        raise EnvError(f"the result of '{expr[:60]}' would have over {MAX_INT_BITS} bits (about "
+                       f"{int(MAX_INT_BITS * 0.30103)} digits); use smaller numbers")
 
 
 def build(seed: int = 0) -> EnvServer:
@@ -137,8 +160,10 @@ def build(seed: int = 0) -> EnvServer:
         ctx: Context,
     ) -> dict:
         """Evaluate an arithmetic expression safely (numbers, operators, math functions, stored names)."""
-        st = store.get(ctx)
-        return {"expression": expression, "result": _num(safe_eval(expression, st.memory))}
+        memory = dict(store.get(ctx).memory)
+        # Off the event loop: one server process may host every embedded server (the hub).
+        value = await anyio.to_thread.run_sync(safe_eval, expression, memory)
+        return {"expression": expression, "result": _num(value)}
 
     @srv.tool()
     async def describe(numbers: Numbers) -> dict:

@@ -1,11 +1,24 @@
 """The host side of ``code_interpreter``: validates bridge requests and makes the MCP calls.
 
 Executors differ only in how bytes reach the sandbox (:class:`Transport`); everything else is
-here: the cell loop with its wall-time limit, restart-on-crash, the request handling (every
-message from the sandbox is untrusted input: size-capped, schema-checked with pydantic,
-unknown ops refused), tool calls through ``toolspace.call(..., episode=...)`` (so
-``atlas_before_tool_call`` vetoes apply and no MCP credentials enter the sandbox), the output
-formats learned from the first successful call, and the error hints for small models.
+here: the cell loop with its wall-time budget, restart-on-crash, the request handling, tool
+calls through ``toolspace.call(..., episode=...)`` (so ``atlas_before_tool_call`` vetoes apply
+and no MCP credentials enter the sandbox), the output formats learned from a session's first
+successful call, and the error hints for small models.
+
+Everything the sandbox sends is untrusted, because model code runs in the runner's process and
+can write any bytes on the bridge:
+
+* each message is size-capped, parsed with a nesting cap (:func:`~atlas_plugins.values.loads_bounded`)
+  and schema-checked with pydantic; unknown ops are refused;
+* what a ``done`` message reports (stdout, value, error) is capped again here, whatever the
+  runner claims its own caps are;
+* a cell's wall-time budget includes the tool calls it makes: each call gets only the time
+  left in the budget;
+* tool results are checked before they go into the sandbox (size, nesting), so an oversized
+  result is an error the cell can read, not a broken bridge;
+* output formats and examples shown by ``get_tools_info`` are learned per session, never
+  shared between episodes.
 """
 
 from __future__ import annotations
@@ -19,14 +32,16 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, TypeAdapter, ValidationError
 
 from atlas_plugins.orchestration.base import CellResult
-from atlas_plugins.orchestration.sandbox_runner import describe_value, to_python
+from atlas_plugins.orchestration.sandbox_runner import ERROR_CHARS, VALUE_REPR_CHARS
 from atlas_plugins.toolspace.toolspace import closest
 from atlas_plugins.toolspace.validation import python_signature
 from atlas_plugins.types import ToolSpec
+from atlas_plugins.values import MAX_JSON_DEPTH, describe_value, loads_bounded, nesting_exceeds, to_python
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+MAX_RESULT_BYTES = 1024 * 1024  # the largest tool result (as JSON) sent into the sandbox
 STATE_LOST = "the interpreter was restarted: every variable, import and MCPServer object from earlier cells is gone"
 
 
@@ -95,8 +110,8 @@ def parse_message(payload: bytes) -> Any:
     if len(payload) > MAX_MESSAGE_BYTES:
         raise ProtocolViolation(f"message of {len(payload)} bytes exceeds the {MAX_MESSAGE_BYTES}-byte cap")
     try:
-        data = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = loads_bounded(payload)
+    except (ValueError, UnicodeDecodeError) as exc:  # UnicodeDecodeError is a ValueError; named for readers
         raise ProtocolViolation(f"message is not JSON ({exc})") from None
     if not isinstance(data, dict) or "op" not in data:
         raise ProtocolViolation(f"message is not an object with an 'op': {str(data)[:120]!r}")
@@ -149,7 +164,8 @@ def _unwrap_structured(schema: dict[str, Any]) -> dict[str, Any]:
 
 class OutputFormats:
     """Output format + example per tool: from ``output_schema``, else learned from the first
-    successful call (kept on the host, shared by every session of one executor)."""
+    successful call. One instance per session: an example shows real arguments and results,
+    which must never reach another episode."""
 
     def __init__(self) -> None:
         self._learned: dict[str, dict[str, str]] = {}
@@ -199,13 +215,15 @@ class ToolBridge:
         *,
         episode: str | None,
         servers: list[str] | None,
-        formats: OutputFormats,
-        max_calls_per_cell: int = 100,
+        max_calls_per_cell: int = 30,
+        max_result_bytes: int = MAX_RESULT_BYTES,
     ) -> None:
         self.toolspace = toolspace
         self.episode = episode or f"exec-{uuid.uuid4().hex[:12]}"
-        self.formats = formats
+        self.formats = OutputFormats()  # per session, see OutputFormats
         self.max_calls_per_cell = max_calls_per_cell
+        self.max_result_bytes = max_result_bytes
+        self.deadline = float("inf")  # time.monotonic() by which the running cell must finish
         known = {s.name: s for s in toolspace.servers if not s.catalog_only}
         if servers is not None:
             missing = [s for s in servers if s not in known]
@@ -221,8 +239,8 @@ class ToolBridge:
         self.calls: list[dict[str, Any]] = []
         self.call_time = 0.0
 
-    def reset_cell(self) -> None:
-        self.calls, self.call_time = [], 0.0
+    def reset_cell(self, deadline: float = float("inf")) -> None:
+        self.calls, self.call_time, self.deadline = [], 0.0, deadline
 
     def _server(self, name: str) -> Any:
         info = self.servers.get(name)
@@ -283,8 +301,12 @@ class ToolBridge:
                 return {"op": "result", "id": msg.id, "ok": False,
                         "error": f"call {msg.server}.{msg.tool} with keyword arguments; signature: {sig}"}
             arguments.update(zip(order, msg.args))
+        left = self.deadline - time.monotonic()
+        if left <= 0.05:
+            raise CellTimeout()
+        timeout = left if left != float("inf") else None
         t0 = time.perf_counter()
-        result = self.toolspace.call(msg.server, msg.tool, arguments, episode=self.episode)
+        result = self.toolspace.call(msg.server, msg.tool, arguments, episode=self.episode, timeout=timeout)
         self.call_time += time.perf_counter() - t0
         content = result.content if result.ok else None  # the toolspace already unwrapped {'result': x}
         self.calls.append(
@@ -298,9 +320,23 @@ class ToolBridge:
             if result.error_type == "unknown_tool":
                 error = error.replace(" on server ", " on ")
             return {"op": "result", "id": msg.id, "ok": False, "error": error}
+        problem = self._unsendable(content)
+        if problem:
+            return {"op": "result", "id": msg.id, "ok": False, "error": f"{msg.server}.{msg.tool} returned {problem}"}
         if spec is not None:
             self.formats.learn(spec, arguments, content)
         return self._ok(msg.id, content)
+
+    def _unsendable(self, content: Any) -> str | None:
+        """Why a tool result cannot go into the sandbox, or None. A hostile MCP server may send
+        anything; the cell gets a readable error instead of a broken bridge."""
+        if nesting_exceeds(content, MAX_JSON_DEPTH):
+            return f"a value nested deeper than {MAX_JSON_DEPTH} levels; it cannot be passed to code"
+        size = len(json.dumps(content, ensure_ascii=False, default=repr))
+        if size > self.max_result_bytes:
+            return (f"{size} bytes, over the {self.max_result_bytes}-byte limit for code_interpreter; "
+                    "ask for less (filters, paging, a smaller range)")
+        return None
 
     def hint(self, error_type: str | None, error: str) -> str | None:
         """For a wrong-type use of a tool result, say what that tool returns."""
@@ -343,15 +379,32 @@ class Transport:
     def diagnostics(self) -> str:
         return ""
 
+    def crash_output(self, cell: int) -> str:
+        """What ``cell`` printed before the interpreter died, where the transport can tell."""
+        return ""
+
+
+def _cap(text: str | None, limit: int, what: str) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return text[:limit] + f"\n…[{len(text) - limit} more characters of {what} dropped]"
+
 
 class BridgedSession:
-    """A persistent interpreter reached over a :class:`Transport` (implements ``CodeSession``)."""
+    """A persistent interpreter reached over a :class:`Transport` (implements ``CodeSession``).
+
+    ``timeout`` is the wall-time budget of one cell, tool calls included. ``output_limit``
+    caps the stdout kept per cell; the value and error caps are the runner's own
+    (``VALUE_REPR_CHARS``, ``ERROR_CHARS``), enforced again here because the runner's claims
+    cannot be trusted.
+    """
 
     def __init__(self, transport_factory: Any, bridge: ToolBridge, *, timeout: float, start_timeout: float,
-                 response_limit: int) -> None:
+                 response_limit: int, output_limit: int = 200_000) -> None:
         self._factory = transport_factory
         self.bridge = bridge
         self.timeout, self.start_timeout, self.response_limit = timeout, start_timeout, response_limit
+        self.output_limit = output_limit
         self._cell = 0
         self._transport: Any = None
         self.cold_start_ms: float | None = None
@@ -364,13 +417,16 @@ class BridgedSession:
     def _start(self) -> None:
         t0 = time.perf_counter()
         transport = self._factory()
-        transport.start()
         try:
+            transport.start()
             msg = transport.recv(time.monotonic() + self.start_timeout)
-        except (CellTimeout, SandboxDied, ProtocolViolation) as exc:
+        except (CellTimeout, SandboxDied, ProtocolViolation, OSError) as exc:
             detail = transport.diagnostics()
             transport.stop()
             raise self._start_error(exc, detail) from None
+        except BaseException:
+            transport.stop()
+            raise
         if not isinstance(msg, ReadyMsg):
             transport.stop()
             raise self._start_error(ProtocolViolation(f"expected 'ready', got {msg.op!r}"), "")
@@ -386,18 +442,20 @@ class BridgedSession:
         """Run one cell. Never raises for problems of the code: they come back in the result."""
         if not isinstance(code, str):
             return CellResult(ok=False, error=f"code must be a str, got {type(code).__name__}")
-        if self._transport is None:
-            self._start()
-        self._cell += 1
-        self.bridge.reset_cell()
         t0 = time.perf_counter()
-        started = time.monotonic()
+        if self._transport is None:
+            try:
+                self._start()
+            except Exception as exc:  # noqa: BLE001 - reported to the model, retried next cell
+                return CellResult(ok=False, error=f"the interpreter could not be started: {exc}", restarted=True)
+        self._cell += 1
+        deadline = time.monotonic() + self.timeout  # one budget for the cell and its tool calls
+        self.bridge.reset_cell(deadline)
         problem: str | None = None
         try:
             self._transport.send({"op": "run", "cell": self._cell, "code": code})
             while True:
-                # Time spent inside tool calls does not count against the cell's wall-time limit.
-                msg = self._transport.recv(started + self.timeout + self.bridge.call_time)
+                msg = self._transport.recv(deadline)
                 if isinstance(msg, DoneMsg):
                     if msg.cell != self._cell:
                         raise ProtocolViolation(f"'done' for cell {msg.cell} while cell {self._cell} runs")
@@ -406,7 +464,8 @@ class BridgedSession:
                     raise ProtocolViolation("unexpected 'ready' during a cell")
                 self._transport.send(self.bridge.handle(msg))
         except CellTimeout:
-            problem = f"the cell ran longer than the {self.timeout:g}s time limit and was stopped"
+            problem = (f"the cell ran longer than its {self.timeout:g}s time limit (tool calls included) "
+                       "and was stopped")
         except SandboxDied as exc:
             problem = f"the interpreter crashed ({exc})"
         except ProtocolViolation as exc:
@@ -414,9 +473,11 @@ class BridgedSession:
         except (BrokenPipeError, OSError) as exc:
             problem = f"the interpreter is unreachable ({exc})"
         log.warning("code_interpreter cell %d: %s; restarting the interpreter", self._cell, problem)
+        printed = _cap(self._transport.crash_output(self._cell), self.output_limit, "output") or ""
         self._restart()
         return CellResult(
             ok=False,
+            stdout=printed,
             error=f"{problem}; {STATE_LOST}.",
             elapsed_ms=(time.perf_counter() - t0) * 1000,
             restarted=True,
@@ -424,15 +485,15 @@ class BridgedSession:
         )
 
     def _finish(self, msg: DoneMsg, t0: float) -> CellResult:
-        error = msg.error
+        error = _cap(msg.error, ERROR_CHARS, "the error")
         if error is not None:
             hint = self.bridge.hint(msg.error_type, error)
             if hint:
                 error += "\n" + hint
         return CellResult(
             ok=msg.ok and error is None,
-            value=msg.value,
-            stdout=msg.stdout,
+            value=_cap(msg.value, VALUE_REPR_CHARS, "the value"),
+            stdout=_cap(msg.stdout, self.output_limit, "output") or "",
             error=error,
             elapsed_ms=(time.perf_counter() - t0) * 1000,
             tool_calls=list(self.bridge.calls),

@@ -73,13 +73,19 @@ def register(app: typer.Typer) -> None:
                     "elapsed_ms": round(result.elapsed_ms, 3)}
             sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
         else:
+            from rich.markup import escape
+
+            from atlas_plugins.values import printable
+
+            # Cell output is untrusted: terminal escapes are shown, never sent raw to the terminal,
+            # and rich markup in it is printed literally.
             console = Console()
             if result.stdout:
-                console.print(result.stdout.rstrip("\n"), markup=False, highlight=False)
+                console.print(printable(result.stdout.rstrip("\n")), markup=False, highlight=False)
             if result.value is not None:
-                console.print(result.value, markup=False)
+                console.print(printable(result.value), markup=False)
             if result.error:
-                Console(stderr=True).print(f"[bold red]error:[/] {result.error}", highlight=False)
+                Console(stderr=True).print(f"[bold red]error:[/] {escape(printable(result.error))}", highlight=False)
             Console(stderr=True).print(f"[dim]{result.elapsed_ms:.1f} ms[/]")
         if not result.ok:
             raise typer.Exit(1)

@@ -17,8 +17,12 @@ Messages (sandbox -> host): ``ready``, ``server``/``call``/``info`` requests (ea
 ``id``), ``done``. The host treats everything it receives as untrusted: model code runs in
 this process and can write anything on the bridge fds.
 
-The host also imports :func:`to_python` and :func:`describe_value` from this module (so both
-sides convert tool output the same way); nothing else here runs on import.
+Tool output is converted with :mod:`atlas_plugins.values` on both sides: the executor puts a
+copy of that file beside this one as ``atlas_values.py``. Nothing here runs on import.
+
+Output a cell prints is also mirrored into a fixed-size file the host passed in
+(``--mirror-fd``), so what was printed before a crash (segfault, CPU limit, a blocked system
+call) still reaches the model. The host reads it as untrusted text, like everything else.
 """
 
 from __future__ import annotations
@@ -34,48 +38,22 @@ import sys
 import traceback
 from typing import Any
 
+if __package__:  # imported on the host
+    from atlas_plugins.values import describe_value, loads_bounded, to_python
+else:  # run as a script in the sandbox, where the executor put a copy of values.py beside it
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from atlas_values import describe_value, loads_bounded, to_python  # type: ignore[no-redef]
+
+    del sys.path[0]
+
+__all__ = ["describe_value", "to_python", "main"]
+
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 VALUE_REPR_CHARS = 20_000
+ERROR_CHARS = 20_000  # an honest 9 MB exception message must not overflow the bridge
+EXIT_CPU_LIMIT = 152  # 128 + SIGXCPU: the runner's own exit when the CPU-time limit is reached
 _HEADER = struct.Struct(">I")
-
-
-# -- value helpers (shared with the host) ---------------------------------------------------
-def to_python(content: Any) -> Any:
-    """A tool result as a Python value: already-decoded JSON stays; text goes through
-    ``ast.literal_eval`` (Python reprs such as ``{'a': 1}`` or ``(1, 2)``), else stays text."""
-    if not isinstance(content, str):
-        return content
-    text = content.strip()
-    if not text or len(text) > 1_000_000 or text[0] not in "[{(\"'-0123456789TFN":
-        return content
-    try:
-        return json.loads(text)
-    except ValueError:
-        pass
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return content
-
-
-def describe_value(value: Any, depth: int = 0) -> str:
-    """A compact type sketch of a value: ``{"total": float, "items": list[{"id": str}]}``."""
-    if depth > 3:
-        return "..."
-    if isinstance(value, bool):
-        return "bool"
-    if value is None:
-        return "None"
-    if isinstance(value, (int, float, str)):
-        return type(value).__name__
-    if isinstance(value, dict):
-        items = list(value.items())
-        inner = ", ".join(f"{json.dumps(str(k))}: {describe_value(v, depth + 1)}" for k, v in items[:12])
-        return "{" + inner + (", ..." if len(items) > 12 else "") + "}"
-    if isinstance(value, (list, tuple)):
-        name = type(value).__name__
-        return f"{name}[{describe_value(value[0], depth + 1)}]" if value else f"{name} (empty)"
-    return type(value).__name__
+_MIRROR_HEADER = struct.Struct(">QQ")  # (cell, bytes written) at the start of the mirror
 
 
 # -- the bridge ---------------------------------------------------------------------------
@@ -227,10 +205,13 @@ class MCPServer:
 
 # -- running cells ------------------------------------------------------------------------
 class _Capture(io.TextIOBase):
-    """stdout/stderr of a cell, capped so an output flood cannot exhaust memory."""
+    """stdout/stderr of a cell, capped so an output flood cannot exhaust memory, and mirrored
+    into the host's crash file (``mirror``: a writable fd of fixed size, or -1)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, cell: int = 0, mirror: int = -1, mirror_size: int = 0) -> None:
         self.limit, self.parts, self.size, self.dropped = limit, [], 0, 0
+        self.cell, self.mirror, self.mirror_room, self.mirrored = cell, mirror, mirror_size - _MIRROR_HEADER.size, 0
+        self._mirror_write(b"")
 
     def writable(self) -> bool:
         return True
@@ -239,10 +220,24 @@ class _Capture(io.TextIOBase):
         s = str(s)
         room = self.limit - self.size
         if room > 0:
-            self.parts.append(s[:room])
-            self.size += min(len(s), room)
+            kept = s[:room]
+            self.parts.append(kept)
+            self.size += len(kept)
+            self._mirror_write(kept.encode("utf-8", "replace"))
         self.dropped += max(0, len(s) - max(room, 0))
         return len(s)
+
+    def _mirror_write(self, data: bytes) -> None:
+        if self.mirror < 0:
+            return
+        data = data[: max(0, self.mirror_room - self.mirrored)]
+        try:
+            if data:
+                os.pwrite(self.mirror, data, _MIRROR_HEADER.size + self.mirrored)
+                self.mirrored += len(data)
+            os.pwrite(self.mirror, _MIRROR_HEADER.pack(self.cell, self.mirrored), 0)
+        except OSError:
+            self.mirror = -1  # the mirror is a convenience for crashes; never fail a cell over it
 
     def text(self) -> str:
         out = "".join(self.parts)
@@ -286,9 +281,13 @@ def _fresh_namespace() -> None:
         sys.modules[modname] = mod
 
 
-def run_cell(cell: int, code: str, output_limit: int) -> dict[str, Any]:
+def _cap(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + f"…[{len(text) - limit} more characters]"
+
+
+def run_cell(cell: int, code: str, output_limit: int, mirror: int = -1, mirror_size: int = 0) -> dict[str, Any]:
     filename = f"<cell {cell}>"
-    capture = _Capture(output_limit)
+    capture = _Capture(output_limit, cell, mirror, mirror_size)
     value: str | None = None
     error: str | None = None
     error_type: str | None = None
@@ -304,17 +303,12 @@ def run_cell(cell: int, code: str, output_limit: int) -> dict[str, Any]:
             result = eval(compile(ast.Expression(last.value), filename, "eval"), NAMESPACE)
             if result is not None:
                 NAMESPACE["_"] = result
-                value = repr(result)
-                if len(value) > VALUE_REPR_CHARS:
-                    value = value[:VALUE_REPR_CHARS] + f"…[{len(value) - VALUE_REPR_CHARS} more characters]"
+                value = _cap(repr(result), VALUE_REPR_CHARS)
     except BridgeError:
         raise
     except BaseException as exc:  # noqa: BLE001 - SystemExit/KeyboardInterrupt in a cell are errors too
-        error_type = type(exc).__name__
-        try:
-            error = _format_error(exc, "<cell ")
-        except Exception:  # noqa: BLE001 - a hostile __str__ must not kill the runner
-            error = error_type
+        error_type = _safe(lambda: type(exc).__name__, "Exception")
+        error = _cap(_safe(lambda: _format_error(exc, "<cell "), error_type), ERROR_CHARS)
     finally:
         sys.stdout, sys.stderr = old_out, old_err
     return {
@@ -328,12 +322,21 @@ def run_cell(cell: int, code: str, output_limit: int) -> dict[str, Any]:
     }
 
 
+def _safe(fn: Any, fallback: str) -> str:
+    """``fn()``, or ``fallback`` when it raises anything at all: a hostile ``__str__`` or
+    ``__repr__`` may raise SystemExit, and the runner must outlive the cell."""
+    try:
+        out = fn()
+        return out if type(out) is str else fallback
+    except BaseException:  # noqa: BLE001
+        return fallback
+
+
 def _apply_limits(limits: dict[str, int]) -> None:
     import resource
     import signal
 
     table = {
-        "cpu_seconds": resource.RLIMIT_CPU,
         "memory_bytes": resource.RLIMIT_AS,
         "max_processes": resource.RLIMIT_NPROC,
         "max_file_bytes": resource.RLIMIT_FSIZE,
@@ -343,55 +346,102 @@ def _apply_limits(limits: dict[str, int]) -> None:
         if limits.get(key):
             value = int(limits[key])
             resource.setrlimit(res, (value, value))
+    if limits.get("cpu_seconds"):
+        # The soft limit sends SIGXCPU, which the runner turns into a distinct exit status the
+        # host can name; the hard limit a little later kills even code stuck inside C.
+        soft = int(limits["cpu_seconds"])
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 2))
+        signal.signal(signal.SIGXCPU, lambda *_: os._exit(EXIT_CPU_LIMIT))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     # Writing past the file-size limit raises OSError (EFBIG) instead of killing the interpreter.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
-# seccomp: refuse new processes (threads stay allowed). Syscall numbers per architecture.
+# -- seccomp ---------------------------------------------------------------------------------
+# The runner is the sandbox's pid 1 and its only process; it installs this filter before any
+# model code runs, so every thread model code can ever have is filtered. System calls that only
+# an attacker needs fail with EPERM: new processes and program execution; debugging or reading
+# other processes (ptrace, process_vm_*, pidfd_getfd, kcmp); kernel attack surface that no cell
+# needs (io_uring, bpf, perf_event_open, userfaultfd, keyrings); namespaces and mounts; clocks,
+# modules, reboot and other host administration. Numbers per architecture (from the kernel's
+# unistd headers); a foreign ABI is killed outright.
 _AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
+_DENY_COMMON = {  # the numbers shared by x86_64 and aarch64 (the newer, unified system calls)
+    "pidfd_send_signal": 424, "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
+    "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433,
+    "pidfd_open": 434, "pidfd_getfd": 438, "process_madvise": 440, "mount_setattr": 442,
+}
 _DENY = {
-    "x86_64": {"fork": 57, "vfork": 58, "execve": 59, "execveat": 322},
-    "aarch64": {"execve": 221, "execveat": 281},
+    "x86_64": {
+        "fork": 57, "vfork": 58, "execve": 59, "execveat": 322, "ptrace": 101, "process_vm_readv": 310,
+        "process_vm_writev": 311, "kcmp": 312, "bpf": 321, "perf_event_open": 298, "userfaultfd": 323,
+        "keyctl": 250, "add_key": 248, "request_key": 249, "mount": 165, "umount2": 166, "pivot_root": 155,
+        "chroot": 161, "unshare": 272, "setns": 308, "name_to_handle_at": 303, "open_by_handle_at": 304,
+        "kexec_load": 246, "kexec_file_load": 320, "init_module": 175, "finit_module": 313, "delete_module": 176,
+        "reboot": 169, "swapon": 167, "swapoff": 168, "acct": 163, "quotactl": 179, "iopl": 172, "ioperm": 173,
+        "settimeofday": 164, "clock_settime": 227, "clock_adjtime": 305, "adjtimex": 159, "sethostname": 170,
+        "setdomainname": 171, "syslog": 103, "uselib": 134, "personality": 135, "fanotify_init": 300,
+        "migrate_pages": 256, "move_pages": 279, "vmsplice": 278, "modify_ldt": 154, "lookup_dcookie": 212,
+        "vhangup": 153, "mknod": 133, "mknodat": 259,
+    },
+    "aarch64": {
+        "execve": 221, "execveat": 281, "ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271,
+        "kcmp": 272, "bpf": 280, "perf_event_open": 241, "userfaultfd": 282, "keyctl": 219, "add_key": 217,
+        "request_key": 218, "mount": 40, "umount2": 39, "pivot_root": 41, "chroot": 51, "unshare": 97,
+        "setns": 268, "name_to_handle_at": 264, "open_by_handle_at": 265, "kexec_load": 104,
+        "kexec_file_load": 294, "init_module": 105, "finit_module": 273, "delete_module": 106, "reboot": 142,
+        "swapon": 224, "swapoff": 225, "acct": 89, "quotactl": 60, "settimeofday": 170, "clock_settime": 112,
+        "clock_adjtime": 266, "adjtimex": 171, "sethostname": 161, "setdomainname": 162, "syslog": 116,
+        "personality": 92, "fanotify_init": 262, "migrate_pages": 238, "move_pages": 239, "vmsplice": 75,
+        "lookup_dcookie": 18, "vhangup": 58, "mknodat": 33,
+    },
 }
 _CLONE = {"x86_64": 56, "aarch64": 220}
 _CLONE3 = 435
 _CLONE_THREAD = 0x00010000
+_PRCTL = {"x86_64": 157, "aarch64": 167}
+_PR_SET_PDEATHSIG = 1  # clearing it would let the sandbox outlive its host
+# chmod-family calls and the index of their mode argument: setuid/setgid bits are refused.
+_CHMOD = {"x86_64": {90: 1, 91: 1, 268: 2, 452: 2}, "aarch64": {52: 1, 53: 2, 452: 2}}
+_S_ISUID_ISGID = 0o6000
+
+
+def seccomp_program(machine: str) -> list[tuple[int, int, int, int]]:
+    """The classic-BPF filter as (code, jt, jf, k) instructions, for ``machine``."""
+    ret_allow, ret_kill = 0x7FFF0000, 0x80000000  # SECCOMP_RET_ALLOW, SECCOMP_RET_KILL_PROCESS
+    ret_eperm, ret_enosys = 0x00050000 | 1, 0x00050000 | 38  # SECCOMP_RET_ERRNO | errno
+    ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ/JGE/JSET|K, BPF_RET|K
+
+    def arg(i: int) -> tuple[int, int, int, int]:  # low 32 bits of argument i (little-endian)
+        return (ld, 0, 0, 16 + 8 * i)
+
+    def when(nr: int, block: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+        return [(jeq, 0, len(block), nr), *block]  # the block ends in a return
+
+    prog = [(ld, 0, 0, 4), (jeq, 1, 0, _AUDIT_ARCH[machine]), (ret, 0, 0, ret_kill), (ld, 0, 0, 0)]
+    if machine == "x86_64":
+        prog += [(jge, 0, 1, 0x40000000), (ret, 0, 0, ret_eperm)]  # the x32 ABI
+    for nr in sorted({*_DENY[machine].values(), *_DENY_COMMON.values()}):
+        prog += when(nr, [(ret, 0, 0, ret_eperm)])
+    prog += when(_CLONE3, [(ret, 0, 0, ret_enosys)])  # ENOSYS: the C library falls back to clone
+    prog += when(_CLONE[machine], [arg(0), (jset, 1, 0, _CLONE_THREAD), (ret, 0, 0, ret_eperm), (ret, 0, 0, ret_allow)])
+    prog += when(_PRCTL[machine], [arg(0), (jeq, 0, 1, _PR_SET_PDEATHSIG), (ret, 0, 0, ret_eperm), (ret, 0, 0, ret_allow)])
+    for nr, i in _CHMOD[machine].items():
+        prog += when(nr, [arg(i), (jset, 0, 1, _S_ISUID_ISGID), (ret, 0, 0, ret_eperm), (ret, 0, 0, ret_allow)])
+    prog.append((ret, 0, 0, ret_allow))
+    return prog
 
 
 def _install_seccomp() -> bool:
-    """Install a filter that makes fork/vfork/execve/execveat and non-thread clone fail with
-    EPERM (clone3 with ENOSYS, so the C library falls back to clone for threads). Returns
-    False on an architecture this filter does not know (the caller reports it)."""
+    """Install :func:`seccomp_program` for this process and every thread it will start.
+    Returns False on an architecture the filter does not know (the caller reports it)."""
     import ctypes
     import platform
 
     machine = platform.machine()
     if machine not in _AUDIT_ARCH:
         return False
-    ret_allow = 0x7FFF0000
-    ret_eperm = 0x00050000 | 1
-    ret_enosys = 0x00050000 | 38
-    ret_kill = 0x80000000  # SECCOMP_RET_KILL_PROCESS
-    ld_w_abs, jeq_k, jge_k, jset_k, ret_k = 0x20, 0x15, 0x35, 0x45, 0x06
-    prog: list[tuple[int, int, int, int]] = [
-        (ld_w_abs, 0, 0, 4),  # arch
-        (jeq_k, 1, 0, _AUDIT_ARCH[machine]),
-        (ret_k, 0, 0, ret_kill),  # foreign ABI: never allowed
-        (ld_w_abs, 0, 0, 0),  # syscall number
-    ]
-    if machine == "x86_64":
-        prog += [(jge_k, 0, 1, 0x40000000), (ret_k, 0, 0, ret_eperm)]  # x32 ABI
-    for nr in _DENY[machine].values():
-        prog += [(jeq_k, 0, 1, nr), (ret_k, 0, 0, ret_eperm)]
-    prog += [(jeq_k, 0, 1, _CLONE3), (ret_k, 0, 0, ret_enosys)]
-    prog += [
-        (jeq_k, 0, 3, _CLONE[machine]),
-        (ld_w_abs, 0, 0, 16),  # low 32 bits of clone's flags
-        (jset_k, 1, 0, _CLONE_THREAD),
-        (ret_k, 0, 0, ret_eperm),
-        (ret_k, 0, 0, ret_allow),
-    ]
+    prog = seccomp_program(machine)
 
     class SockFilter(ctypes.Structure):
         _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]
@@ -418,9 +468,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--transport", choices=("fd", "lines"), default="fd")
     parser.add_argument("--rfd", type=int, default=0)
     parser.add_argument("--wfd", type=int, default=1)
+    parser.add_argument("--mirror-fd", type=int, default=-1, help="fixed-size file that mirrors each cell's output")
+    parser.add_argument("--mirror-size", type=int, default=0)
     parser.add_argument("--limits", default="{}")
     parser.add_argument("--output-limit", type=int, default=200_000)
-    parser.add_argument("--seccomp", action="store_true", help="refuse new processes (threads stay allowed)")
+    parser.add_argument("--seccomp", action="store_true", help="install the system-call filter")
     opts = parser.parse_args(argv)
     _apply_limits(json.loads(opts.limits))
     seccomp = _install_seccomp() if opts.seccomp else False
@@ -438,14 +490,19 @@ def main(argv: list[str]) -> int:
     while True:
         try:
             msg = BRIDGE.recv()
-        except EOFError:
-            return 0
+        except (EOFError, BridgeError):
+            break  # the host is gone, or speaks nonsense: nothing left to serve
         if msg.get("op") == "run" and isinstance(msg.get("code"), str) and isinstance(msg.get("cell"), int):
-            BRIDGE.send(run_cell(msg["cell"], msg["code"], opts.output_limit))
+            try:
+                BRIDGE.send(run_cell(msg["cell"], msg["code"], opts.output_limit, opts.mirror_fd, opts.mirror_size))
+            except (EOFError, BridgeError, OSError):
+                break
         elif msg.get("op") == "exit":
-            return 0
+            break
         else:
             BRIDGE.send({"op": "done", "cell": -1, "ok": False, "error": f"runner: unexpected message {str(msg)[:200]}"})
+    # os._exit, not a return: threads a cell left running must not keep the sandbox alive.
+    os._exit(0)
 
 
 if __name__ == "__main__":

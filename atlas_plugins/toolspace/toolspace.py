@@ -27,6 +27,7 @@ from atlas_plugins.toolspace.catalog import dedupe_names, load_catalog, server_f
 from atlas_plugins.toolspace.config import ServerConfig, ToolspaceConfig, config_from_dict, load_config
 from atlas_plugins.toolspace.validation import ArgumentValidator
 from atlas_plugins.types import ServerInfo, ToolResult, ToolSpec, split_qualified
+from atlas_plugins.values import MAX_JSON_DEPTH, loads_bounded, nesting_exceeds
 
 T = TypeVar("T")
 
@@ -492,6 +493,12 @@ class Toolspace:
         return self._to_result(server, tool, result, t0)
 
     def _to_result(self, server: str, tool: str, result: Any, t0: float) -> ToolResult:
+        if result.structured_content is not None and nesting_exceeds(result.structured_content, MAX_JSON_DEPTH):
+            # A hostile server's structure would break repr/json.dumps further down (RecursionError).
+            return ToolResult(ok=False, server=server, tool=tool, content=None,
+                              text=f"Error: {server}:{tool} returned a value nested deeper than {MAX_JSON_DEPTH} levels",
+                              error=f"{server}:{tool} returned a value nested deeper than {MAX_JSON_DEPTH} levels",
+                              error_type="invalid_result", elapsed_ms=(time.perf_counter() - t0) * 1000)
         parts = []
         for block in result.content or []:
             kind = getattr(block, "type", "")
@@ -607,11 +614,12 @@ def unwrap_structured(value: Any, output_schema: dict[str, Any] | None) -> Any:
 
 
 def parse_text(text: str) -> Any:
-    """MCP text content as a Python value: JSON when it parses, else the text itself."""
+    """MCP text content as a Python value: JSON when it parses (within the size and nesting caps
+    of :func:`~atlas_plugins.values.loads_bounded`: a server's text is untrusted), else the text."""
     stripped = text.strip()
     if stripped[:1] in ("{", "[", '"') or stripped in ("true", "false", "null") or _looks_numeric(stripped):
         try:
-            return json.loads(stripped)
+            return loads_bounded(stripped)
         except ValueError:
             pass
     return text

@@ -33,7 +33,6 @@ from atlas_plugins.orchestration.bridge import (
     MAX_MESSAGE_BYTES,
     BridgedSession,
     CellTimeout,
-    OutputFormats,
     ProtocolViolation,
     SandboxDied,
     ToolBridge,
@@ -42,6 +41,7 @@ from atlas_plugins.orchestration.bridge import (
 )
 
 RUNNER_SOURCE = Path(__file__).resolve().parent.parent / "sandbox_runner.py"
+VALUES_SOURCE = Path(__file__).resolve().parents[2] / "values.py"
 _DEAD = object()
 
 
@@ -50,7 +50,7 @@ class E2BOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
-    timeout: float = Field(30.0, gt=0, description="wall-time limit per cell, seconds (tool-call time excluded)")
+    timeout: float = Field(30.0, gt=0, description="wall-time budget per cell, seconds, tool calls included")
     start_timeout: float = Field(60.0, gt=0)
     template: str | None = None
     sandbox_timeout: int = Field(600, gt=0, description="lifetime of the E2B sandbox, seconds")
@@ -62,7 +62,7 @@ class E2BOptions(BaseModel):
     memory_mb: int = 2048
     max_output_chars: int = 200_000
     response_limit: int = 4000
-    max_calls_per_cell: int = 100
+    max_calls_per_cell: int = 30
 
 
 def _default_factory(o: E2BOptions) -> Any:
@@ -89,6 +89,9 @@ class E2BTransport(Transport):
 
     def start(self) -> None:
         self.sandbox.files.write(self.o.runner_path, RUNNER_SOURCE.read_text(encoding="utf-8"))
+        # The runner imports its value helpers from a copy of atlas_plugins/values.py beside it.
+        values_path = str(Path(self.o.runner_path).with_name("atlas_values.py"))
+        self.sandbox.files.write(values_path, VALUES_SOURCE.read_text(encoding="utf-8"))
         limits = {"cpu_seconds": self.o.cpu_seconds, "memory_bytes": self.o.memory_mb * 1024 * 1024}
         cmd = " ".join(
             [shlex.quote(self.o.python), "-I", "-S", "-B", "-u", shlex.quote(self.o.runner_path),
@@ -179,16 +182,16 @@ class E2BExecutor:
     def __init__(self, *, sandbox_factory: Callable[[], Any] | None = None, **options: Any) -> None:
         self.options = E2BOptions(**options)
         self.sandbox_factory = sandbox_factory or (lambda: _default_factory(self.options))
-        self.formats = OutputFormats()
 
     def open_session(self, toolspace: Any, *, episode: str | None = None, servers: list[str] | None = None) -> E2BSession:
-        bridge = ToolBridge(toolspace, episode=episode, servers=servers, formats=self.formats,
+        bridge = ToolBridge(toolspace, episode=episode, servers=servers,
                             max_calls_per_cell=self.options.max_calls_per_cell)
         sandbox = self.sandbox_factory()
         o = self.options
         try:
             session = E2BSession(lambda: E2BTransport(sandbox, o), bridge, timeout=o.timeout,
-                                 start_timeout=o.start_timeout, response_limit=o.response_limit)
+                                 start_timeout=o.start_timeout, response_limit=o.response_limit,
+                                 output_limit=o.max_output_chars)
         except BaseException:
             sandbox.kill()
             raise

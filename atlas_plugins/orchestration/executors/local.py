@@ -1,26 +1,43 @@
 """The ``local`` executor: model code runs in a child interpreter inside bubblewrap.
 
-Isolation is by process and namespaces, not by inspecting the code:
+What the sandbox guarantees (each layer holds on its own, so no single mistake is an escape):
 
-* ``bwrap --unshare-all`` (own user, pid, network — no interfaces but an unconfigured loopback
-  —, ipc, uts and cgroup namespaces), ``--die-with-parent``, ``--new-session``;
-* the file system is an empty tmpfs root with read-only binds of only ``/usr/lib*`` (shared
-  libraries) and the Python runtime (``sys.base_prefix``, mounted at ``/opt/python`` with its
-  ``site-packages`` hidden), the runner script (``--ro-bind-data``, never a host path), a
-  private ``/proc``, ``/dev`` and ``/tmp`` (tmpfs), and one private writable session directory
-  at ``/session``. Nothing else of the host is visible: not host ``/tmp``, ``/root``, home,
-  ``/work``, the project, the venv or ``/etc``;
-* ``--clearenv`` with only ``PATH``/``HOME``/``LANG``/``LD_LIBRARY_PATH`` set;
-* resource limits set by the runner before any model code runs (CPU seconds, address space,
-  processes, file size, open files); the host enforces wall time per cell and kills the
-  whole sandbox when it is exceeded; output is capped on both sides;
-* a seccomp filter, installed by the runner before any model code runs, refuses every new
-  process (``fork``/``vfork``/non-thread ``clone``/``execve``): no shells, no subprocesses, no
-  fork bombs, even when the host runs as root (the kernel exempts uid 0 from ``RLIMIT_NPROC``).
-  Threads still work.
+* **No host privileges, even when the host runs as root.** bubblewrap itself is started as an
+  unprivileged host uid: the caller's own uid, or, when the caller is root, a fresh uid per
+  session from an unused range (``0x70000000`` and up, no passwd entry). Inside, the code runs
+  as uid 65534 of a private user namespace with no capabilities (``--cap-drop ALL``) and
+  nested user namespaces disabled. Kernel checks that trust uid 0 (``/proc/sys`` writes, files
+  owned by root) do not apply; ``RLIMIT_NPROC`` binds, so threads are capped per session.
+* **One process, filtered from its first instruction of model code.** The runner is the
+  sandbox's pid 1 (``--as-pid-1``: no bubblewrap init to ptrace). It applies its rlimits and a
+  seccomp filter before reading the first cell; every thread model code can start inherits both.
+  The filter refuses new processes and ``execve``, ``ptrace``, ``process_vm_*``, ``pidfd_*``,
+  io_uring, bpf, perf events, userfaultfd, keyrings, mounts and namespaces, setuid/setgid mode
+  bits, clearing the parent-death signal, and host administration calls (list:
+  :func:`~atlas_plugins.orchestration.sandbox_runner.seccomp_program`).
+* **A file system with nothing of the host.** An empty root, remounted read-only, with
+  read-only binds of only the shared libraries (``/usr/lib*``), ``/etc/ld.so.cache`` and the
+  Python runtime (at ``/opt/python``, its ``site-packages`` absent), the runner (copied in from
+  memory, never a host path), a private ``/proc`` with ``/proc/sys`` read-only, a read-only
+  ``/dev`` with the usual device nodes, and three size-capped tmpfs mounts: ``/tmp``,
+  ``/dev/shm`` and ``/session`` (the working directory). Nothing is written on the host:
+  ``/session`` vanishes with the sandbox, and no mount lets setuid or device files act.
+* **No network** (a private network namespace with an unconfigured loopback), a private ipc,
+  uts and cgroup namespace, an empty environment but ``PATH``/``HOME``/``LANG``.
+* **Bounded resources**: CPU seconds, address space, threads, file size and open files per
+  interpreter (rlimits); bytes per tmpfs; a wall-time budget per cell that includes its tool
+  calls; output, value and error sizes capped on the host.
+* **Reaped on close**: the host kills pid 1 (which takes the whole pid namespace with it), waits
+  for it to exit, then waits for bubblewrap.
 
-Tool calls travel over two pipes as length-prefixed JSON to the host, which makes the MCP
-call (see :mod:`atlas_plugins.orchestration.bridge`).
+Not covered: the number of files on the tmpfs mounts is bounded only by their byte size, CPU
+time and the cell's wall time (empty files cost no bytes); CPU and memory *bandwidth* are
+shared with the host; timing side channels are not addressed. Where a machine has cgroup v2
+delegation, a ``pids.max``/``memory.max`` cgroup around bubblewrap would add a second cap.
+
+Tool calls travel over two pipes as length-prefixed JSON to the host, which makes the MCP call
+(see :mod:`atlas_plugins.orchestration.bridge`); the host treats every byte from the sandbox as
+hostile.
 
 Where bubblewrap cannot run, opening a session raises :class:`SandboxUnavailable`, unless
 ``unsafe_no_sandbox=True``: then the runner is a plain child process with rlimits only (and a
@@ -29,8 +46,12 @@ loud warning).
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import hashlib
 import json
 import os
+import secrets
 import select
 import shutil
 import signal
@@ -40,25 +61,34 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from atlas_plugins.errors import AtlasError
 from atlas_plugins.hookspecs import hookimpl
 from atlas_plugins.orchestration.bridge import (
+    MAX_MESSAGE_BYTES,
     BridgedSession,
     CellTimeout,
-    OutputFormats,
     ProtocolViolation,
     SandboxDied,
     ToolBridge,
     Transport,
     parse_message,
 )
+from atlas_plugins.orchestration.sandbox_runner import EXIT_CPU_LIMIT
+
+if TYPE_CHECKING:
+    from atlas_plugins.toolspace import Toolspace
 
 RUNNER_SOURCE = Path(__file__).resolve().parent.parent / "sandbox_runner.py"
+VALUES_SOURCE = Path(__file__).resolve().parents[2] / "values.py"
 _HEADER_SIZE = 4
+_MIRROR_HEADER = 16  # sandbox_runner._MIRROR_HEADER: (cell, bytes written), two big-endian u64
+SANDBOX_UID_BASE = 0x70000000  # per-session host uids for root callers: [base, base + 2**24)
+_INNER_UID = 65534  # the uid model code sees inside its user namespace
+_VIEW_LAYOUT = 1  # version of the runtime view's layout (see _runtime_for_other_uid)
 
 
 class SandboxUnavailable(AtlasError):
@@ -70,18 +100,22 @@ class LocalOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    timeout: float = Field(10.0, gt=0, description="wall-time limit per cell, seconds (tool-call time excluded)")
-    start_timeout: float = Field(15.0, gt=0)
+    timeout: float = Field(10.0, gt=0, description="wall-time budget per cell, seconds, tool calls included")
+    start_timeout: float = Field(15.0, gt=0, description="seconds to wait for a new interpreter")
     cpu_seconds: int = Field(120, gt=0, description="CPU seconds per interpreter (RLIMIT_CPU)")
-    memory_mb: int = Field(1024, ge=64, description="address space (RLIMIT_AS)")
-    max_processes: int = Field(16, ge=1, description="processes/threads of the sandbox user (RLIMIT_NPROC)")
+    memory_mb: int = Field(1024, ge=64, description="address space per interpreter (RLIMIT_AS)")
+    max_processes: int = Field(16, ge=1, description="threads of the sandbox's uid (RLIMIT_NPROC)")
     max_file_mb: int = Field(64, ge=1, description="largest file the code may write (RLIMIT_FSIZE)")
-    max_open_files: int = Field(64, ge=16)
-    max_output_chars: int = Field(200_000, ge=1000, description="stdout kept per cell inside the sandbox")
+    max_open_files: int = Field(64, ge=16, description="open file descriptors (RLIMIT_NOFILE)")
+    session_mb: int = Field(64, ge=1, description="size of /session, the working directory (a tmpfs)")
+    tmp_mb: int = Field(64, ge=1, description="size of /tmp (a tmpfs); /dev/shm gets a quarter of it")
+    max_output_chars: int = Field(200_000, ge=1000, description="stdout kept per cell (capped on the host too)")
     response_limit: int = Field(4000, ge=100, description="characters of observation the model sees")
-    max_calls_per_cell: int = Field(100, ge=1)
+    max_calls_per_cell: int = Field(30, ge=1, description="tool calls one cell may make")
+    uid: int | None = Field(None, ge=1, description="host uid to run the sandbox as; default: the caller's, "
+                            "or a fresh unprivileged uid per session when the caller is root (never 0)")
     unsafe_no_sandbox: bool = Field(False, description="run without bubblewrap (rlimits only); never for untrusted code")
-    bwrap: str = "bwrap"
+    bwrap: str = Field("bwrap", description="the bubblewrap executable")
 
 
 def _limits(o: LocalOptions) -> dict[str, int]:
@@ -103,48 +137,200 @@ def _python_runtime() -> tuple[Path, Path]:
     return prefix, exe
 
 
+def _sandbox_uid(o: LocalOptions) -> int | None:
+    """The host uid bubblewrap runs as; None means the caller's own (an unprivileged caller)."""
+    if o.uid is not None:
+        if o.uid == 0:
+            raise AtlasError("the sandbox never runs as uid 0")
+        return o.uid if o.uid != os.geteuid() else None
+    if os.geteuid() != 0:
+        return None
+    # A fresh uid per session: sessions cannot signal or out-count (RLIMIT_NPROC) each other.
+    return SANDBOX_UID_BASE + secrets.randbelow(1 << 24)
+
+
+def _traversable_by_others(path: Path) -> bool:
+    """Whether a uid that owns nothing can reach ``path`` (every directory on the way o+x)."""
+    for p in (path, *path.parents):
+        try:
+            if not os.stat(p).st_mode & 0o001:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def _runtime_for_other_uid(prefix: Path, exe: Path) -> Path:
+    """A copy of the Python runtime that an unprivileged uid can read: ``prefix`` itself when it
+    can reach it, else a tree of hard links (copies across file systems) in a root-owned 0755
+    directory under ``/var/tmp``, made once per runtime. bubblewrap resolves bind sources as the
+    uid it runs as, so a runtime under ``/root`` (pyenv, CI) cannot be bound directly."""
+    if _traversable_by_others(prefix):
+        return prefix
+    stdlib = prefix / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}"
+    st = os.stat(exe)
+    # The key changes with the runtime and with this layout (bump _VIEW_LAYOUT when it changes).
+    key = hashlib.sha256(f"{_VIEW_LAYOUT}|{prefix}|{exe}|{st.st_ino}|{st.st_mtime_ns}|{sys.version}".encode()).hexdigest()[:16]
+    parent = Path("/var/tmp") if os.path.isdir("/var/tmp") else Path(tempfile.gettempdir())
+    view = parent / f"atlas-python-{key}"
+    if _trusted_dir(view):
+        return view
+    build = Path(tempfile.mkdtemp(prefix=f".atlas-python-{key}-", dir=parent))
+    try:
+        skip = {stdlib / "site-packages", stdlib / "test"}
+        for src in [exe, *_walk_files(prefix / "lib", skip)]:
+            dst = build / src.relative_to(prefix)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if src.is_symlink():
+                os.symlink(os.readlink(src), dst)
+                continue
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)
+        (build / (stdlib / "site-packages").relative_to(prefix)).mkdir(parents=True, exist_ok=True)  # empty, as usual
+        for d in (build, *[p for p in build.rglob("*") if p.is_dir() and not p.is_symlink()]):
+            os.chmod(d, 0o755)
+        try:
+            os.rename(build, view)
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not _trusted_dir(view):
+                raise
+            shutil.rmtree(build, ignore_errors=True)  # another process made the same view first
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    return view
+
+
+def _walk_files(root: Path, skip: set[Path]) -> list[Path]:
+    out: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        dirnames[:] = [d for d in dirnames if here / d not in skip]
+        out += [here / f for f in filenames]
+        out += [here / d for d in dirnames if (here / d).is_symlink()]
+    return out
+
+
+def _trusted_dir(path: Path) -> bool:
+    """An existing directory owned by us and writable by nobody else (not a squatter's)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return (path.is_dir() and not path.is_symlink() and st.st_uid == os.geteuid()
+            and not st.st_mode & 0o022)
+
+
+_SIGNAL_REASONS = {
+    "SIGKILL": "killed: the hard CPU-time limit or the machine's memory ran out",
+    "SIGSEGV": "segmentation fault: the code crashed the interpreter (ctypes or a C extension)",
+    "SIGSYS": "a system call the sandbox does not allow",
+    "SIGXCPU": "the CPU-time limit was reached",
+    "SIGABRT": "aborted by the C library",
+    "SIGBUS": "bus error: bad memory access",
+    "SIGFPE": "arithmetic fault in C code",
+    "SIGILL": "illegal instruction",
+    "SIGXFSZ": "the file-size limit was reached",
+}
+
+
+def describe_exit(code: int, cpu_seconds: int) -> str:
+    """A model-readable cause for an interpreter's exit status. bubblewrap reports a child killed
+    by signal N as 128 + N; ``subprocess`` reports it as -N."""
+    if code == EXIT_CPU_LIMIT:
+        return f"the CPU-time limit ({cpu_seconds} s per interpreter) was reached"
+    signum = -code if code < 0 else code - 128 if 128 < code < 128 + 65 else None
+    if signum is None:
+        return f"exit status {code}"
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        return f"exit status {code}"
+    reason = _SIGNAL_REASONS.get(name, "killed by a signal")
+    if name == "SIGKILL":
+        reason = f"killed: the hard CPU-time limit ({cpu_seconds} s per interpreter) or the machine's memory ran out"
+    return f"{reason} ({name})"
+
+
 class LocalTransport(Transport):
-    """One sandboxed runner process and its two bridge pipes."""
+    """One sandboxed runner process, its two bridge pipes and its crash-output mirror."""
 
     def __init__(self, options: LocalOptions) -> None:
         self.o = options
         self.proc: subprocess.Popen[bytes] | None = None
-        self.session_dir: str | None = None
+        self.session_dir: str | None = None  # only without a sandbox: the runner's cwd on the host
         self._rfd = self._wfd = -1
+        self._mirror = -1
+        self._pidfd = -1
+        self._child_pid: int | None = None
         self._buf = b""
         self._log = tempfile.TemporaryFile()
 
     # -- process ---------------------------------------------------------------------------
     def start(self) -> None:
-        self.session_dir = tempfile.mkdtemp(prefix="atlas-exec-")
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
-        keep: list[int] = []  # fds only the child needs
+        self._rfd, self._wfd = from_child_r, to_child_w
+        self._mirror = _sealed_memfd("atlas-output", _MIRROR_HEADER + 4 * self.o.max_output_chars)
+        info_r = info_w = -1
+        keep: list[int] = []  # fds only the child needs; closed here once it has them
         try:
             if self.o.unsafe_no_sandbox:
-                cmd, env, user = self._unsafe_command(to_child_r, from_child_w)
-                cwd: str | None = self.session_dir
+                cmd, env, cwd, user = self._unsafe_command(to_child_r, from_child_w)
             else:
-                cmd, keep, user = self._bwrap_command(to_child_r, from_child_w)
+                info_r, info_w = os.pipe()
+                cmd, keep, user = self._bwrap_command(to_child_r, from_child_w, info_w)
                 env, cwd = {"PATH": "/usr/bin:/bin"}, "/"
             self.proc = subprocess.Popen(
                 cmd,
                 stdin=subprocess.DEVNULL,
                 stdout=self._log,
                 stderr=self._log,
-                pass_fds=(to_child_r, from_child_w, *keep),
+                pass_fds=(to_child_r, from_child_w, self._mirror, *keep, *([info_w] if info_w >= 0 else [])),
                 env=env,
                 cwd=cwd,
                 start_new_session=True,  # its own process group, killed as a whole
                 **user,
             )
         finally:
-            for fd in (to_child_r, from_child_w, *keep):
-                os.close(fd)
-        self._rfd, self._wfd = from_child_r, to_child_w
+            for fd in (to_child_r, from_child_w, info_w, *keep):
+                if fd >= 0:
+                    os.close(fd)
         os.set_blocking(self._rfd, False)
+        if info_r >= 0:
+            self._watch_child(info_r)
+        elif self.proc is not None:
+            self._child_pid = self.proc.pid
 
-    def _bwrap_command(self, rfd: int, wfd: int) -> tuple[list[str], list[int], dict[str, Any]]:
+    def _watch_child(self, info_r: int) -> None:
+        """Read bubblewrap's ``--info-fd`` report and hold a pidfd on the sandbox's pid 1."""
+        deadline = time.monotonic() + self.o.start_timeout
+        data = b""
+        try:
+            while not data.rstrip().endswith(b"}") and time.monotonic() < deadline:
+                ready, _, _ = select.select([info_r], [], [], min(0.5, max(0.0, deadline - time.monotonic())))
+                if not ready:
+                    if self.proc is not None and self.proc.poll() is not None:
+                        break
+                    continue
+                chunk = os.read(info_r, 4096)
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            os.close(info_r)
+        try:
+            self._child_pid = int(json.loads(data)["child-pid"])
+        except (ValueError, KeyError, TypeError):
+            return  # bubblewrap failed before spawning; recv() reports its stderr
+        try:
+            self._pidfd = os.pidfd_open(self._child_pid)
+        except (OSError, AttributeError):
+            self._pidfd = -1  # an old kernel: stop() falls back to the pid
+
+    def _bwrap_command(self, rfd: int, wfd: int, info_fd: int) -> tuple[list[str], list[int], dict[str, Any]]:
         bwrap = shutil.which(self.o.bwrap)
         if bwrap is None:
             raise SandboxUnavailable(
@@ -152,14 +338,16 @@ class LocalTransport(Transport):
                 "Install it (Debian/Ubuntu: apt-get install bubblewrap) or, only for trusted code, pass "
                 "unsafe_no_sandbox=True (CLI: --unsafe-no-sandbox) to run with resource limits only."
             )
+        uid = _sandbox_uid(self.o)
         prefix, exe = _python_runtime()
-        assert self.session_dir is not None
-        runner_fd = os.memfd_create("atlas-runner")  # the runner never exists as a host path
-        os.write(runner_fd, RUNNER_SOURCE.read_bytes())
-        os.lseek(runner_fd, 0, os.SEEK_SET)
-        keep = [runner_fd]
-        args = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
-                "--hostname", "sandbox"]
+        runtime = prefix if uid is None else _runtime_for_other_uid(prefix, exe)
+        runner_fd = _data_fd("atlas-runner", RUNNER_SOURCE.read_bytes())  # never a host path
+        values_fd = _data_fd("atlas-values", VALUES_SOURCE.read_bytes())
+        keep = [runner_fd, values_fd]
+        mb = 1024 * 1024
+        args = [bwrap, "--unshare-all", "--unshare-user", "--uid", str(_INNER_UID), "--gid", str(_INNER_UID),
+                "--disable-userns", "--die-with-parent", "--new-session", "--as-pid-1", "--cap-drop", "ALL",
+                "--hostname", "sandbox", "--info-fd", str(info_fd)]
         for d in ("/usr/lib", "/usr/lib64", "/usr/lib32"):
             if os.path.isdir(d) and not os.path.islink(d):
                 args += ["--ro-bind", d, d]
@@ -175,14 +363,20 @@ class LocalTransport(Transport):
         else:
             py_root = "/opt/python"
             python = f"{py_root}/{exe.relative_to(prefix)}"
-            args += ["--ro-bind", str(prefix), py_root]
+            args += ["--ro-bind", str(runtime), py_root]
         stdlib = f"lib/python{sys.version_info.major}.{sys.version_info.minor}"
-        if os.path.isdir(prefix / stdlib / "site-packages"):
-            args += ["--tmpfs", f"{py_root}/{stdlib}/site-packages"]  # hide the runtime's installed packages
+        if os.path.isdir(runtime / stdlib / "site-packages"):
+            args += ["--tmpfs", f"{py_root}/{stdlib}/site-packages", "--remount-ro", f"{py_root}/{stdlib}/site-packages"]
         args += [
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-            "--bind", self.session_dir, "/session", "--chdir", "/session",
+            "--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys",  # bwrap leaves sysctls writable for uid 0
+            "--dev", "/dev",
+            "--size", str(max(1, self.o.tmp_mb // 4) * mb), "--tmpfs", "/dev/shm",
+            "--size", str(self.o.tmp_mb * mb), "--tmpfs", "/tmp",
+            "--size", str(self.o.session_mb * mb), "--perms", "0700", "--tmpfs", "/session",
             "--ro-bind-data", str(runner_fd), "/opt/atlas/runner.py",
+            "--ro-bind-data", str(values_fd), "/opt/atlas/atlas_values.py",
+            "--remount-ro", "/dev", "--remount-ro", "/",
+            "--chdir", "/session",
             "--clearenv",
             "--setenv", "PATH", f"{py_root}/bin:/usr/bin",
             "--setenv", "HOME", "/session",
@@ -192,13 +386,15 @@ class LocalTransport(Transport):
             "--", python, "-I", "-S", "-B", "/opt/atlas/runner.py",
             *self._runner_args(rfd, wfd),
         ]
-        return args, keep, {}
+        user: dict[str, Any] = {} if uid is None else {"user": uid, "group": uid, "extra_groups": []}
+        return args, keep, user
 
     def _runner_args(self, rfd: int, wfd: int) -> list[str]:
         return ["--transport", "fd", "--rfd", str(rfd), "--wfd", str(wfd),
+                "--mirror-fd", str(self._mirror), "--mirror-size", str(os.fstat(self._mirror).st_size),
                 "--limits", json.dumps(_limits(self.o)), "--output-limit", str(self.o.max_output_chars), "--seccomp"]
 
-    def _unsafe_command(self, rfd: int, wfd: int) -> tuple[list[str], dict[str, str], dict[str, Any]]:
+    def _unsafe_command(self, rfd: int, wfd: int) -> tuple[list[str], dict[str, str], str, dict[str, Any]]:
         warnings.warn(
             "code_interpreter runs WITHOUT a sandbox (unsafe_no_sandbox=True): model code can read and write "
             "your files and reach the network; only resource limits apply. Never use this with untrusted code.",
@@ -206,11 +402,12 @@ class LocalTransport(Transport):
             stacklevel=4,
         )
         sys.stderr.write("WARNING: atlas code_interpreter is running WITHOUT a sandbox (--unsafe-no-sandbox)\n")
-        assert self.session_dir is not None
+        self.session_dir = tempfile.mkdtemp(prefix="atlas-exec-")
         runner = Path(self.session_dir) / ".atlas_runner.py"
         runner.write_bytes(RUNNER_SOURCE.read_bytes())
+        (Path(self.session_dir) / "atlas_values.py").write_bytes(VALUES_SOURCE.read_bytes())
         env = {"PATH": "/usr/bin:/bin", "HOME": self.session_dir, "LANG": "C.UTF-8"}
-        return [sys.executable, "-I", "-S", "-B", str(runner), *self._runner_args(rfd, wfd)], env, {}
+        return [sys.executable, "-I", "-S", "-B", str(runner), *self._runner_args(rfd, wfd)], env, self.session_dir, {}
 
     # -- bridge ------------------------------------------------------------------------------
     def send(self, msg: dict[str, Any]) -> None:
@@ -242,8 +439,6 @@ class LocalTransport(Transport):
     def recv(self, deadline: float) -> Any:
         self._fill(_HEADER_SIZE, deadline)
         size = int.from_bytes(self._buf[:_HEADER_SIZE], "big")
-        from atlas_plugins.orchestration.bridge import MAX_MESSAGE_BYTES
-
         if size > MAX_MESSAGE_BYTES:
             raise ProtocolViolation(f"message header announces {size} bytes, over the {MAX_MESSAGE_BYTES}-byte cap")
         self._fill(_HEADER_SIZE + size, deadline)
@@ -258,12 +453,8 @@ class LocalTransport(Transport):
             code = self.proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
             return "the bridge closed"
-        if code < 0:
-            name = signal.Signals(-code).name
-            why = {"SIGXCPU": "CPU-time limit", "SIGKILL": "killed", "SIGSEGV": "segmentation fault"}.get(name, name)
-            return f"{why}, signal {name}"
         detail = self.diagnostics()
-        return f"exit status {code}" + (f": {detail}" if detail else "")
+        return describe_exit(code, self.o.cpu_seconds) + (f": {detail}" if detail and code > 0 and code < 128 else "")
 
     def diagnostics(self) -> str:
         try:
@@ -274,7 +465,34 @@ class LocalTransport(Transport):
         except (OSError, ValueError):
             return ""
 
+    def crash_output(self, cell: int) -> str:
+        """What ``cell`` printed, read back from the mirror (untrusted: the sandbox can write it)."""
+        if self._mirror < 0:
+            return ""
+        try:
+            head = os.pread(self._mirror, _MIRROR_HEADER, 0)
+            seen, size = int.from_bytes(head[:8], "big"), int.from_bytes(head[8:16], "big")
+            if seen != cell:
+                return ""
+            room = os.fstat(self._mirror).st_size - _MIRROR_HEADER
+            data = os.pread(self._mirror, min(size, room), _MIRROR_HEADER)
+        except OSError:
+            return ""
+        return data.decode("utf-8", "replace")
+
     def stop(self) -> None:
+        """Kill the sandbox's pid 1 (its pid namespace dies with it), wait until it has exited,
+        then reap bubblewrap and close everything."""
+        if self._pidfd >= 0:
+            try:
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+            except OSError:
+                pass  # already gone
+        elif self._child_pid is not None and self.proc is not None and self.proc.poll() is None:
+            try:
+                os.kill(self._child_pid, signal.SIGKILL)
+            except OSError:
+                pass
         if self.proc is not None:
             if self.proc.poll() is None:
                 try:
@@ -286,13 +504,16 @@ class LocalTransport(Transport):
             except subprocess.TimeoutExpired:
                 pass
             self.proc = None
-        for fd in (self._rfd, self._wfd):
+        if self._pidfd >= 0:
+            select.select([self._pidfd], [], [], 5)  # readable once pid 1 has exited
+        for fd in (self._rfd, self._wfd, self._pidfd, self._mirror):
             if fd >= 0:
                 try:
                     os.close(fd)
                 except OSError:
                     pass
-        self._rfd = self._wfd = -1
+        self._rfd = self._wfd = self._pidfd = self._mirror = -1
+        self._child_pid = None
         self._buf = b""
         if self.session_dir:
             shutil.rmtree(self.session_dir, ignore_errors=True)
@@ -300,36 +521,54 @@ class LocalTransport(Transport):
         self._log.close()
 
 
+def _data_fd(name: str, data: bytes) -> int:
+    fd = os.memfd_create(name)
+    os.write(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def _sealed_memfd(name: str, size: int) -> int:
+    """A zeroed in-memory file of exactly ``size`` bytes that nobody can grow or shrink."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    os.ftruncate(fd, size)
+    fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL)
+    return fd
+
+
 class LocalExecutor:
     """Runs ``code_interpreter`` cells in a bubblewrap sandbox on this machine (registered ``local``).
 
     ``LocalExecutor(timeout=10, memory_mb=1024, unsafe_no_sandbox=False, ...)`` — see
-    :class:`LocalOptions`. ``open_session(toolspace, episode=..., servers=[...])`` returns a
-    persistent session; each server of the toolspace (or of ``servers``) is ``MCPServer(name)``.
+    :class:`LocalOptions` and, for what the sandbox holds against, this module's docstring.
+    ``open_session(toolspace, episode=..., servers=[...])`` returns a persistent session; each
+    server of the toolspace (or of ``servers``) is ``MCPServer(name)``. Sessions share nothing:
+    not processes, not files, not the output examples ``get_tools_info`` shows.
     """
 
     name = "local"
 
     def __init__(self, **options: Any) -> None:
         self.options = LocalOptions(**options)
-        self.formats = OutputFormats()
 
-    def open_session(self, toolspace: Any, *, episode: str | None = None, servers: list[str] | None = None) -> BridgedSession:
-        bridge = ToolBridge(toolspace, episode=episode, servers=servers, formats=self.formats,
-                            max_calls_per_cell=self.options.max_calls_per_cell)
+    def open_session(self, toolspace: Toolspace, *, episode: str | None = None,
+                     servers: list[str] | None = None) -> BridgedSession:
         o = self.options
+        bridge = ToolBridge(toolspace, episode=episode, servers=servers, max_calls_per_cell=o.max_calls_per_cell)
         try:
-            return BridgedSession(lambda: LocalTransport(o), bridge, timeout=o.timeout,
-                                  start_timeout=o.start_timeout, response_limit=o.response_limit)
+            return BridgedSession(lambda: LocalTransport(o), bridge, timeout=o.timeout, start_timeout=o.start_timeout,
+                                  response_limit=o.response_limit, output_limit=o.max_output_chars)
         except SandboxUnavailable:
             raise
         except AtlasError as exc:
             if o.unsafe_no_sandbox:
                 raise
+            hint = ("As root, the sandbox runs as an unprivileged uid, which needs unprivileged user "
+                    "namespaces (sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0). "
+                    if os.geteuid() == 0 else "Enable unprivileged user namespaces or run where bwrap works. ")
             raise SandboxUnavailable(
-                f"bubblewrap could not create the sandbox here ({exc}). Enable unprivileged user namespaces "
-                "or run where bwrap works; only for trusted code, pass unsafe_no_sandbox=True "
-                "(CLI: --unsafe-no-sandbox) to run with resource limits only."
+                f"bubblewrap could not create the sandbox here ({exc}). {hint}Only for trusted code, pass "
+                "unsafe_no_sandbox=True (CLI: --unsafe-no-sandbox) to run with resource limits only."
             ) from None
 
 
