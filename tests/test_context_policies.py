@@ -256,3 +256,118 @@ def test_cli_context_embedded(ts):
     assert res.exit_code == 0, res.output
     eager = json.loads(res.stdout)
     assert eager["servers"] == 1 and eager["tools"] == len(ts.server("email").tools)
+
+
+# -- loading policies are objects --------------------------------------------------------------
+def test_core_has_no_per_policy_branches():
+    """The shared mechanism knows no policy by name: no ``mode`` anywhere in _core.py."""
+    import ast
+    from pathlib import Path
+
+    import atlas_plugins.context.policies._core as core
+
+    tree = ast.parse(Path(core.__file__).read_text())
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    attrs = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    assert "mode" not in names | attrs | strings
+    assert not hasattr(core, "PolicySettings")
+    for policy in ("eager", "isl", "itl", "search"):
+        assert not any(s == policy for s in strings), policy
+
+
+@pytest.mark.parametrize("policy,name,args,ok", [
+    ("itl", "fetch_tools", [1, 2], False),                              # arguments not an object
+    ("itl", "fetch_tools", {"server": "nope"}, False),                  # unknown server
+    ("itl", "fetch_tools", {"server": "email"}, True),
+    ("itl", "get_selected_tools", {"server": "email", "tools": []}, False),
+    ("itl", "get_selected_tools", {"server": "email", "tools": ["bogus"]}, False),
+    ("itl", "get_selected_tools", {"server": "email", "tools": ["send_message", "bogus"]}, True),  # partial load
+    ("isl", "fetch_tools", {"server": "files"}, True),
+    ("search", "search_tools", {"query": ""}, False),
+    ("search", "search_tools", {"query": "send an email", "k": "x"}, False),
+    ("search", "search_tools", {"query": "send an email"}, True),
+])
+def test_meta_results_are_typed_and_agree_with_their_text(ts, policy, name, args, ok):
+    """``meta_call`` says ok/not ok itself; it matches what the text says, and the string form
+    (``handle_meta_call``) is the same text."""
+    from atlas_plugins.context.base import meta_result_from_text
+
+    result = get_loading_policy(policy).start_episode(ts).meta_call(name, args)
+    assert result is not None and result.ok is ok, result
+    assert meta_result_from_text(result.text).ok is ok
+    assert (result.error_type == "meta_error") is (not ok)
+    again = get_loading_policy(policy).start_episode(ts).handle_meta_call(name, args)
+    assert again == result.text
+    if ok and name != "fetch_tools" or policy == "isl":
+        assert result.loaded or name == "search_tools"
+
+
+def test_reference_calls_are_each_policys_own(ts):
+    solution = [{"server": "email", "tool": "send_message", "arguments": {"to": "a@b.c"}},
+                {"server": "files", "tool": "read_file", "arguments": {"path": "x"}},
+                {"server": "email", "tool": "list_messages", "arguments": {}}]
+    direct = [("email:send_message", {"to": "a@b.c"}), ("files:read_file", {"path": "x"}), ("email:list_messages", {})]
+    assert get_loading_policy("eager").reference_calls(solution) == direct
+    assert get_loading_policy("isl").reference_calls(solution) == [
+        ("fetch_tools", {"server": "email"}), ("fetch_tools", {"server": "files"}), *direct]
+    itl = [("fetch_tools", {"server": "email"}), ("get_selected_tools", {"server": "email", "tools": ["send_message", "list_messages"]}),
+           ("fetch_tools", {"server": "files"}), ("get_selected_tools", {"server": "files", "tools": ["read_file"]}), *direct]
+    assert get_loading_policy("itl").reference_calls(solution) == itl
+    assert get_loading_policy("search").reference_calls(solution) == itl
+    # Replaying the calls actually loads what each direct call needs.
+    for name in ("isl", "itl"):
+        ctx = get_loading_policy(name).start_episode(ts, {"servers": ["email", "files"]})
+        for call, args in get_loading_policy(name).reference_calls(solution):
+            refused = ctx.check_call(call) if ":" in call else None
+            assert refused is None, (name, call, refused)
+            if ":" not in call:
+                assert ctx.meta_call(call, args).ok
+
+
+def test_a_plugin_writes_a_loading_policy_by_subclassing(ts):
+    """A third-party policy: subclass the base classes, register, and the agent's machinery
+    (system text, meta-calls, check_call, reference calls) works with it unchanged."""
+    import atlas_plugins as atlas
+    from atlas_plugins.context.policies import EpisodeBase, LoadingPolicyBase, MetaResult
+    from atlas_plugins.context.base import MetaTool
+    from atlas_plugins.hookspecs import hookimpl
+
+    class LoadAllEpisode(EpisodeBase):
+        """One meta-tool, ``load_everything``, that loads every tool of the episode."""
+
+        def meta_tools(self):
+            return [MetaTool(name="load_everything", description="Load all schemas.")]
+
+        def intro(self):
+            return "Call load_everything first."
+
+        def load_hint(self, server, tool):
+            return "load_everything"
+
+        def meta_load_everything(self, arguments):
+            loaded = list(self.tools)
+            return MetaResult(text=f"Loaded {len(loaded)} tools.", loaded=loaded, evicted=self._load(loaded, via="load_everything"))
+
+    class LoadAllPolicy(LoadingPolicyBase):
+        name = "load_all"
+        episode_class = LoadAllEpisode
+
+        def reference_calls(self, solution):
+            return [("load_everything", {}), *super().reference_calls(solution)]
+
+    class Plugin:
+        @hookimpl
+        def atlas_register_loading_policies(self, register):
+            register("load_all", LoadAllPolicy)
+
+    name = atlas.register_plugin(Plugin(), name="test-load-all")
+    try:
+        policy = get_loading_policy("load_all")
+        ctx = policy.start_episode(ts, {"servers": ["email"]})
+        assert "Call load_everything first." in ctx.system_prompt() and "Servers (1):" in ctx.system_prompt()
+        assert "load_everything" in ctx.check_call("email:send_message")
+        assert ctx.meta_call("load_everything", {}).ok and ctx.check_call("email:send_message") is None
+        assert policy.reference_calls([{"server": "email", "tool": "send_message", "arguments": {}}])[0] == ("load_everything", {})
+    finally:
+        atlas.unregister_plugin(name)

@@ -24,6 +24,7 @@ from typing import Any, Iterable, Iterator
 import dspy
 from dspy.adapters.types.tool import convert_input_schema_to_tool_args
 
+from atlas_plugins.agent.env import EpisodeEnv
 from atlas_plugins.types import ToolCallRecord
 
 
@@ -37,6 +38,16 @@ class EpisodeState:
         self.tool_errors = 0
         self.parse_failures = 0  # DSPy adapter parse errors (counted by the runner's callback)
         self._lock = threading.Lock()
+        self._env: EpisodeEnv | None = None
+
+    def env_for(self, toolspace: Any) -> EpisodeEnv:
+        """This episode's :class:`~atlas_plugins.agent.env.EpisodeEnv` (no loading policy: a
+        DSPy program is given its tools; no code tool), made on first use."""
+        with self._lock:
+            if self._env is None:
+                self._env = EpisodeEnv(toolspace, None, loading=None, episode_id=self.id,
+                                       max_response_chars=self.max_response_chars)
+            return self._env
 
     def log(self, record: ToolCallRecord) -> None:
         with self._lock:
@@ -89,21 +100,21 @@ def _make_call(toolspace: Any, server: str, tool: str, turn_of: Any) -> Any:
 
     def call(**kwargs: Any) -> str:
         state = _EPISODE.get()
-        result = toolspace.call(server, tool, kwargs, episode=state.id if state else None)
-        text = result.observation()
-        if state is not None:
-            state.log(
-                ToolCallRecord(
-                    turn=turn_of(),
-                    name=qualified,
-                    arguments=kwargs,
-                    ok=result.ok,
-                    result=text[: state.max_response_chars],
-                    error=None if result.ok else result.error,
-                    error_type=None if result.ok else result.error_type,
-                )
+        if state is None:  # outside an episode (e.g. a user trying the program): a plain call
+            return toolspace.call(server, tool, kwargs).observation()
+        obs = state.env_for(toolspace).act(qualified, kwargs)
+        state.log(
+            ToolCallRecord(
+                turn=turn_of(),
+                name=qualified,
+                arguments=kwargs,
+                ok=obs.ok,
+                result=obs.text[: state.max_response_chars],
+                error=obs.error,
+                error_type=obs.error_type,
             )
-        return text
+        )
+        return obs.text
 
     call.__name__ = tool_name(server, tool)
     return call

@@ -4,15 +4,15 @@ Two nodes, like ``langgraph-bigtool``'s agent::
 
     START -> agent --(tool calls)--> tools -> agent ... --(no tool calls)--> finish -> END
 
-* **agent** — on the episode's first step it starts the loading policy's episode context
-  (``get_loading_policy(loading).start_episode(toolspace, task)``) and, with an executor, opens
-  the episode's ``code_interpreter`` session; then it calls the model with the episode's system
-  prompt (the same text the native agent shows) before the conversation.
-* **tools** — runs the requested calls as LangChain tools that act on the episode's context:
+* **agent** — on the episode's first step it starts the episode's
+  :class:`~atlas_plugins.agent.env.EpisodeEnv` (the loading policy's context and, with an
+  executor, the ``code_interpreter`` session: the same object the native agent plays through);
+  then it calls the model with the episode's system text before the conversation.
+* **tools** — runs the requested calls as LangChain tools, each one ``env.act(name, args)``:
   the loading policy's meta-tools (``fetch_tools``, ``get_selected_tools``, ``search_tools`` …),
   ``code_interpreter``, and every MCP tool (refused with a "load it first" message while its
-  schema is not loaded, like the native loop).
-* **finish** — closes the episode's code session.
+  schema is not loaded, and under PTC refused with "call tools from Python", like the native loop).
+* **finish** — closes the episode's environment.
 
 How a step finds its episode: the episode id is the run's
 ``config["configurable"]["atlas_episode"]`` (what :class:`~atlas_langgraph.runner.LangGraphRunner`
@@ -26,10 +26,8 @@ the meta-tools and ``server:tool`` tools directly.
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
-from dataclasses import dataclass
 from typing import Annotated, Any, Callable
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage, ToolMessage
@@ -40,14 +38,14 @@ from langgraph.graph.message import add_messages
 from pydantic import ConfigDict
 from typing_extensions import TypedDict
 
-from atlas_plugins.types import Task, qualify
+from atlas_plugins.agent.env import EnvTool, EpisodeEnv
+from atlas_plugins.types import Task
 
 from atlas_langgraph.tools import EPISODE_CONFIG_KEY, current_episode, lc_tool_name
 
 __all__ = ["AtlasAgentState", "create_atlas_agent", "release_episode"]
 
 _TASK_CONFIG_KEY = "atlas_task"
-_CODE_TOOL = "code_interpreter"
 
 
 class AtlasAgentState(TypedDict, total=False):
@@ -56,28 +54,20 @@ class AtlasAgentState(TypedDict, total=False):
     atlas_episode: str
 
 
-@dataclass
-class _Episode:
-    ctx: Any
-    session: Any
-    system: str
-
-
-# episode id -> {agent key -> _Episode}; shared by every agent so a runner can release by id.
-_EPISODES: dict[str, dict[int, _Episode]] = {}
+# episode id -> {agent key -> EpisodeEnv}; shared by every agent so a runner can release by id.
+_EPISODES: dict[str, dict[int, EpisodeEnv]] = {}
 _LOCK = threading.Lock()
 
 
 def release_episode(episode_id: str) -> None:
-    """Close the code sessions of an episode and forget its contexts (idempotent)."""
+    """Close the environments (code sessions) of an episode and forget them (idempotent)."""
     with _LOCK:
-        eps = _EPISODES.pop(episode_id, {})
-    for ep in eps.values():
-        if ep.session is not None:
-            try:
-                ep.session.close()
-            except Exception:  # noqa: BLE001 - closing is best effort; the process may be gone
-                pass
+        envs = _EPISODES.pop(episode_id, {})
+    for env in envs.values():
+        try:
+            env.close()
+        except Exception:  # noqa: BLE001 - closing is best effort; the process may be gone
+            pass
 
 
 class _EpisodeTool(BaseTool):
@@ -85,8 +75,8 @@ class _EpisodeTool(BaseTool):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    fn: Callable[[_Episode, dict[str, Any], str], tuple[str, dict[str, Any]]]
-    lookup: Callable[[str], _Episode]
+    qualified: str  # the name EpisodeEnv.act knows the tool by ("server:tool" or a helper's name)
+    lookup: Callable[[str], EpisodeEnv]
     response_format: str = "content_and_artifact"
 
     def _to_args_and_kwargs(self, tool_input: Any, tool_call_id: str | None) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -98,7 +88,8 @@ class _EpisodeTool(BaseTool):
         episode = current_episode(config)
         if not episode:
             raise ValueError(f"tool {self.name!r} ran outside an atlas episode (no configurable['atlas_episode'])")
-        return self.fn(self.lookup(episode), arguments, episode)
+        obs = self.lookup(episode).act(self.qualified, arguments)
+        return obs.text, obs.artifact()
 
 
 def create_atlas_agent(
@@ -128,101 +119,38 @@ def create_atlas_agent(
     execu = get_executor(executor, **(executor_options or {})) if executor else None
     key = id(policy)
 
-    def system_text(ctx: Any, task: Task) -> str:
-        if execu is None:
-            return ctx.system_prompt()
-        # PTC, as the native agent: code_interpreter is the only tool; servers list their tool names.
-        from atlas_plugins.context.prompts import FORMAT_INSTRUCTIONS
-        from atlas_plugins.orchestration.prompt import code_interpreter_prompt, code_interpreter_schema
-
-        schema = code_interpreter_schema()
-        return "\n\n".join(
-            [
-                FORMAT_INSTRUCTIONS,
-                code_interpreter_prompt(toolspace, servers=task.servers or servers or None),
-                "Tool:\n" + json.dumps(schema["function"], separators=(",", ":")),
-            ]
-        )
-
-    def start(episode: str, task: Task) -> _Episode:
+    def start(episode: str, task: Task) -> EpisodeEnv:
         with _LOCK:
             found = _EPISODES.get(episode, {}).get(key)
         if found is not None:
             return found
-        ctx = policy.start_episode(toolspace, task)
-        session = execu.open_session(toolspace, episode=episode, servers=task.servers or servers or None) if execu else None
-        ep = _Episode(ctx=ctx, session=session, system=system_text(ctx, task))
+        env = EpisodeEnv(toolspace, task, loading=policy, executor=execu, episode_id=episode,
+                         max_response_chars=max_response_chars, default_servers=servers)
         with _LOCK:
-            _EPISODES.setdefault(episode, {})[key] = ep
-        return ep
+            _EPISODES.setdefault(episode, {})[key] = env
+        return env
 
-    def lookup(episode: str) -> _Episode:
+    def lookup(episode: str) -> EpisodeEnv:
         with _LOCK:
-            ep = _EPISODES.get(episode, {}).get(key)
-        if ep is None:
+            env = _EPISODES.get(episode, {}).get(key)
+        if env is None:
             raise ValueError(f"episode {episode!r} has not started (the agent node starts it)")
-        return ep
+        return env
 
-    def cut(text: str) -> str:
-        return text if len(text) <= max_response_chars else text[:max_response_chars] + f"\n…[truncated {len(text) - max_response_chars} characters]"
-
-    # -- tools ----------------------------------------------------------------------------------
-    def meta_fn(name: str) -> Callable[[_Episode, dict[str, Any], str], tuple[str, dict[str, Any]]]:
-        def fn(ep: _Episode, args: dict[str, Any], episode: str) -> tuple[str, dict[str, Any]]:
-            out = ep.ctx.handle_meta_call(name, args)
-            if out is None:
-                out = f"Error: {name!r} is not a helper tool of this episode"
-            ok = not out.lstrip().lower().startswith("error")
-            return cut(out), {"ok": ok, "error": None if ok else out, "error_type": None if ok else "meta_error"}
-
-        return fn
-
-    def code_fn(ep: _Episode, args: dict[str, Any], episode: str) -> tuple[str, dict[str, Any]]:
-        code = args.get("code")
-        if ep.session is None:
-            return f"Error: {_CODE_TOOL} is not available in this episode", {"ok": False, "error_type": "unknown_tool"}
-        if not isinstance(code, str) or not code.strip():
-            return 'Error: code_interpreter needs {"code": "<python source>"}', {"ok": False, "error_type": "invalid_arguments"}
-        cell = ep.session.run(code)
-        return cell.observation(max_response_chars), {
-            "ok": cell.ok,
-            "error": cell.error,
-            "error_type": None if cell.ok else "code_error",
-            "inner_calls": cell.tool_calls,
-        }
-
-    def mcp_fn(server: str, tool: str) -> Callable[[_Episode, dict[str, Any], str], tuple[str, dict[str, Any]]]:
-        qualified = qualify(server, tool)
-
-        def fn(ep: _Episode, args: dict[str, Any], episode: str) -> tuple[str, dict[str, Any]]:
-            if ep.session is not None:
-                return (f"Error: call tools from Python inside {_CODE_TOOL}", {"ok": False, "error_type": "unknown_tool"})
-            not_loaded = ep.ctx.check_call(qualified)
-            if not_loaded:
-                return not_loaded, {"ok": False, "error": not_loaded, "error_type": "not_loaded"}
-            result = toolspace.call(server, tool, args, episode=episode)
-            return cut(result.observation()), result.model_dump()
-
-        return fn
-
-    probe = policy.start_episode(toolspace, None)
-    tools: list[BaseTool] = []
-    for meta in probe.meta_tools():
-        tools.append(_EpisodeTool(name=meta.name, description=meta.description, args_schema=meta.input_schema, fn=meta_fn(meta.name), lookup=lookup))
-    if execu is not None:
+    # The tools every episode of this agent offers (a task-free probe, closed at once).
+    with EpisodeEnv(toolspace, None, loading=policy, executor=None, episode_id="atlas-probe") as probe:
+        offered: list[EnvTool] = probe.tools(servers=servers)
+    if execu is not None:  # under PTC: code_interpreter, and no meta-tools (as the native agent)
         from atlas_plugins.orchestration.prompt import code_interpreter_schema
 
-        fn_schema = code_interpreter_schema()["function"]
-        tools.append(_EpisodeTool(name=_CODE_TOOL, description=fn_schema["description"], args_schema=fn_schema["parameters"], fn=code_fn, lookup=lookup))
-    for info in toolspace.servers:
-        if info.catalog_only or (servers is not None and info.name not in servers):
-            continue
-        for spec in info.tools:
-            schema = dict(spec.input_schema or {"type": "object", "properties": {}})
-            tools.append(
-                _EpisodeTool(name=lc_tool_name(spec.server, spec.name), description=spec.description or spec.name,
-                             args_schema=schema, fn=mcp_fn(spec.server, spec.name), lookup=lookup)
-            )
+        fn = code_interpreter_schema()["function"]
+        offered = [EnvTool(name="code_interpreter", description=fn["description"], parameters=fn["parameters"], kind="code"),
+                   *[t for t in offered if t.kind == "mcp"]]
+    tools: list[BaseTool] = [
+        _EpisodeTool(name=lc_tool_name(*t.name.split(":", 1)) if t.kind == "mcp" else t.name, description=t.description,
+                     args_schema=t.parameters, qualified=t.name, lookup=lookup)
+        for t in offered
+    ]
     by_name = {t.name: t for t in tools}
 
     # -- graph ----------------------------------------------------------------------------------
@@ -239,8 +167,8 @@ def create_atlas_agent(
 
     def agent(state: AtlasAgentState, config: RunnableConfig) -> dict[str, Any]:
         episode = episode_of(state, config)
-        ep = start(episode, task_of(episode, state, config))
-        reply = model.invoke([SystemMessage(ep.system), *state["messages"]], _with_episode(config, episode))
+        env = start(episode, task_of(episode, state, config))
+        reply = model.invoke([SystemMessage(env.system_text()), *state["messages"]], _with_episode(config, episode))
         return {"messages": [reply], "atlas_episode": episode}
 
     def run_tools(state: AtlasAgentState, config: RunnableConfig) -> dict[str, Any]:
@@ -249,10 +177,9 @@ def create_atlas_agent(
         out: list[ToolMessage] = []
         for call in state["messages"][-1].tool_calls:
             tool = by_name.get(call["name"]) or by_name.get(call["name"].replace(":", "__"))
-            if tool is None:
-                helpers = [t.name for t in tools if "__" not in t.name]
-                msg = f"Error: unknown tool {call['name']!r}. Tools are named server:tool; helper tools: {', '.join(helpers)}"
-                out.append(ToolMessage(msg, tool_call_id=call["id"], name=call["name"], status="error", artifact={"ok": False, "error": msg, "error_type": "unknown_tool"}))
+            if tool is None:  # the episode's environment words the error, as for the native agent
+                obs = lookup(episode).act(call["name"], dict(call.get("args") or {}))
+                out.append(ToolMessage(obs.text, tool_call_id=call["id"], name=call["name"], status="error", artifact=obs.artifact()))
                 continue
             out.append(tool.invoke({**call, "type": "tool_call"}, cfg))
         return {"messages": out}

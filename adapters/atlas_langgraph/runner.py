@@ -31,6 +31,7 @@ from typing import Any, Callable, Sequence
 
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
+from atlas_plugins.agent.env import inner_call_records
 from atlas_plugins.agent.parsing import parse_assistant
 from atlas_plugins.agent.recorder import LLMCall, token_fields
 from atlas_plugins.types import Task, ToolCallRecord, Trajectory
@@ -261,18 +262,7 @@ def _tool_records(messages: Sequence[BaseMessage]) -> list[ToolCallRecord]:
                 )
             )
             # MCP calls made from code_interpreter cells count as tool calls too (as in the native loop).
-            for inner in artifact.get("inner_calls") or []:
-                records.append(
-                    ToolCallRecord(
-                        turn=turn,
-                        name=f"{inner.get('server')}:{inner.get('tool')}",
-                        arguments=inner.get("arguments") or {},
-                        ok=bool(inner.get("ok")),
-                        result=str(inner.get("text") or "")[:_RESULT_CHARS],
-                        error=inner.get("error"),
-                        error_type=inner.get("error_type"),
-                    )
-                )
+            records += inner_call_records(artifact.get("inner_calls") or [], turn=turn, limit=_RESULT_CHARS)
     return records
 
 

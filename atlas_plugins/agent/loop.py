@@ -5,11 +5,8 @@ in lock step: every turn, all unfinished episodes generate together in one batch
 the policy, then each turn is parsed and acted on:
 
 * ``<answer>…</answer>`` (or a turn that ends without a tool call) finishes the episode;
-* a loading-policy meta-tool (``fetch_tools``, ``get_selected_tools``, ``search_tools``) is
-  answered by the episode's :class:`~atlas_plugins.context.base.EpisodeContext`;
-* ``code_interpreter`` runs in the episode's sandboxed code session (when an executor is set);
-* ``server:tool`` goes to the toolspace with the episode id, after the context checks it is
-  loaded;
+* a tool call goes to the episode's :class:`~atlas_plugins.agent.env.EpisodeEnv` (meta-tools,
+  ``code_interpreter``, ``server:tool``; the same rules the LangGraph and DSPy adapters use);
 * anything unreadable becomes an error observation that teaches the expected format.
 
 Trajectories are token-faithful (see :mod:`atlas_plugins.agent.rendering`): model tokens are
@@ -19,18 +16,18 @@ the sampled ids with their logprobs (``env_mask`` 1); observations are environme
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from pydantic import BaseModel, Field
 
+from atlas_plugins.agent.env import CODE_TOOL, EpisodeEnv
 from atlas_plugins.agent.parsing import EXPECTED_FORMAT, parse_assistant
 from atlas_plugins.agent.rendering import TurnTemplate, encode, probe_template
-from atlas_plugins.types import Task, ToolCallRecord, Trajectory
+from atlas_plugins.types import Task, Trajectory
 
-CODE_TOOL = "code_interpreter"
+__all__ = ["CODE_TOOL", "STOP_STRINGS", "Agent", "AgentConfig", "run_episodes"]
 #: Where generation stops: after one tool call, or after the answer.
 STOP_STRINGS = ["</tool_call>", "</answer>"]
 
@@ -59,21 +56,13 @@ class AgentConfig(BaseModel):
 class _Episode:
     task: Task
     traj: Trajectory
-    ctx: Any
-    code: Any
+    env: EpisodeEnv
     ids: list[int]
     sampled_text: str = ""
     tool_calls: int = 0
     done: bool = False
     finish: str = ""
     followups: list[str] = field(default_factory=list)  # user messages still to deliver
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _truncate(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    return text[:limit] + f"\n…[truncated {len(text) - limit} of {len(text)} characters]"
 
 
 class Agent:
@@ -95,35 +84,12 @@ class Agent:
         )
 
     # -- episode setup -----------------------------------------------------------------------
-    def _system_text(self, ctx: Any, task: Task) -> str:
-        if self.executor is None:
-            return ctx.system_prompt()
-        # PTC (the paper's ITL+PTC): the only tool is code_interpreter; the prompt lists the
-        # servers with their tool names and the model loads signatures with get_tools_info.
-        from atlas_plugins.context.prompts import FORMAT_INSTRUCTIONS
-        from atlas_plugins.orchestration.prompt import code_interpreter_prompt, code_interpreter_schema
-
-        schema = code_interpreter_schema()
-        return "\n\n".join(
-            [
-                FORMAT_INSTRUCTIONS,
-                # Like ITL, a task that names its servers sees only those (the paper's setting).
-                code_interpreter_prompt(self.toolspace, servers=self.config.ptc_servers or task.servers or None),
-                "Tool:\n" + json.dumps(schema.get("function", schema), separators=(",", ":")),
-            ]
-        )
-
     def _start(self, task: Task, episode_id: str) -> _Episode:
-        ctx = self.loading.start_episode(self.toolspace, task)
-        code = None
-        if self.executor is not None:
-            # Catalogue-only servers (e.g. padding) are listed in the prompt but cannot run code
-            # calls; the session gets the task's runnable servers only.
-            runnable = {s.name for s in self.toolspace.servers if not s.catalog_only}
-            servers = [s for s in task.servers if s in runnable] if task.servers else None
-            code = self.executor.open_session(self.toolspace, episode=episode_id, servers=servers)
+        env = EpisodeEnv(self.toolspace, task, loading=self.loading, executor=self.executor, episode_id=episode_id,
+                         max_response_chars=self.config.max_response_chars, ptc_servers=self.config.ptc_servers,
+                         call_format=EXPECTED_FORMAT)
         messages = [
-            {"role": "system", "content": self._system_text(ctx, task)},
+            {"role": "system", "content": env.system_text()},
             {"role": "user", "content": self.config.user_template.format(task=task.prompt)},
         ]
         prompt_ids = list(self.policy.apply_chat_template(messages, add_generation_prompt=True))
@@ -145,46 +111,7 @@ class Agent:
         if followups:
             traj.metadata["user_turn_at"] = [0]
             traj.metadata["answers"] = []
-        return _Episode(task=task, traj=traj, ctx=ctx, code=code, ids=list(prompt_ids), followups=[str(f) for f in followups])
-
-    # -- acting ------------------------------------------------------------------------------
-    def _act(self, ep: _Episode, name: str, arguments: dict[str, Any]) -> tuple[str, bool, str | None]:
-        """Run one call; returns (observation, ok, error_type)."""
-        cfg = self.config
-        if name == CODE_TOOL:
-            if ep.code is None:
-                return (f"Error: {CODE_TOOL} is not available in this episode; call tools directly.", False, "unknown_tool")
-            code = arguments.get("code")
-            if not isinstance(code, str) or not code.strip():
-                return ('Error: code_interpreter needs {"code": "<python source>"}', False, "invalid_arguments")
-            cell = ep.code.run(code)
-            ep.extra["inner_calls"] = cell.tool_calls  # recorded on the trajectory by _step
-            return cell.observation(cfg.max_response_chars), cell.ok, None if cell.ok else "code_error"
-        if ep.code is not None:  # PTC: every tool is reached through code
-            return (
-                f"Error: call tools from Python inside {CODE_TOOL}, e.g. "
-                + '<tool_call>{"name": "code_interpreter", "arguments": {"code": "m = MCPServer(\'math\')\\nm.get_tools_info([\'add\'])"}}</tool_call>',
-                False,
-                "unknown_tool",
-            )
-        meta = ep.ctx.handle_meta_call(name, arguments)
-        if meta is not None:
-            ok = not meta.lstrip().lower().startswith("error")
-            return _truncate(meta, cfg.max_response_chars), ok, None if ok else "meta_error"
-        if ":" not in name:
-            known = [m.name for m in ep.ctx.meta_tools()] + ([CODE_TOOL] if ep.code is not None else [])
-            return (
-                f"Error: unknown tool {name!r}. Tools are named server:tool"
-                + (f"; helper tools: {', '.join(known)}" if known else "")
-                + f". Format: {EXPECTED_FORMAT}",
-                False,
-                "unknown_tool",
-            )
-        not_loaded = ep.ctx.check_call(name)
-        if not_loaded:
-            return not_loaded, False, "not_loaded"
-        result = self.toolspace.call_qualified(name, arguments, episode=ep.traj.metadata["episode_id"])
-        return _truncate(result.observation(), cfg.max_response_chars), result.ok, result.error_type
+        return _Episode(task=task, traj=traj, env=env, ids=list(prompt_ids), followups=[str(f) for f in followups])
 
     def _observe(self, ep: _Episode, content: str, *, role: str | None = None) -> None:
         role = role or self.config.observation_role
@@ -244,35 +171,12 @@ class Agent:
                 ep.done, ep.finish = True, "tool_limit"
                 return
             ep.tool_calls += 1
-            observation, ok, error_type = self._act(ep, call.name, call.arguments)
-            traj.tool_calls.append(
-                ToolCallRecord(
-                    turn=traj.turns,
-                    name=call.name,
-                    arguments=call.arguments,
-                    ok=ok,
-                    result=observation[: cfg.max_response_chars],
-                    error=None if ok else observation,
-                    error_type=error_type,
-                )
-            )
-            # MCP calls made from inside a code cell are part of the execution trace too, so
-            # rubrics (tool appropriateness, grounding, parameters) see them as tool calls.
-            for inner in ep.extra.pop("inner_calls", None) or []:
-                traj.tool_calls.append(
-                    ToolCallRecord(
-                        turn=traj.turns,
-                        name=f"{inner['server']}:{inner['tool']}",
-                        arguments=inner.get("arguments") or {},
-                        ok=bool(inner.get("ok")),
-                        result=str(inner.get("text") or "")[: cfg.max_response_chars],
-                        error=inner.get("error"),
-                        error_type=inner.get("error_type"),
-                    )
-                )
-            if not ok:
+            obs = ep.env.act(call.name, call.arguments)
+            traj.tool_calls += obs.records(turn=traj.turns, name=call.name, arguments=call.arguments,
+                                           limit=cfg.max_response_chars)
+            if not obs.ok:
                 traj.tool_errors += 1
-            self._observe(ep, observation)
+            self._observe(ep, obs.text)
         if len(traj.completion_ids) >= cfg.max_episode_tokens:
             ep.done, ep.finish = True, "episode_tokens"
         elif len(ep.ids) >= cfg.max_context_tokens:
@@ -317,11 +221,10 @@ class Agent:
                     progress(sum(ep.done for ep in episodes), len(episodes))
         finally:
             for ep in episodes:
-                if ep.code is not None:
-                    ep.code.close()
+                ep.env.close()
         out = []
         for ep in episodes:
-            ep.traj.loaded_tools_log = list(getattr(ep.ctx, "log", []))
+            ep.traj.loaded_tools_log = ep.env.log
             ep.traj.metadata["finish"] = ep.finish or "unfinished"
             out.append(ep.traj)
         return out

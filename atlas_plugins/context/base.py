@@ -27,6 +27,23 @@ class MetaTool(BaseModel):
         }
 
 
+class MetaResult(BaseModel):
+    """The outcome of one meta-call, typed: callers read ``ok`` instead of sniffing the text."""
+
+    text: str  # what the model sees
+    ok: bool = True
+    error_type: str | None = None  # "meta_error" when not ok, unless a policy says more
+    loaded: list[str] = Field(default_factory=list)  # qualified names this call loaded
+    evicted: list[str] = Field(default_factory=list)  # qualified names it unloaded for the budget
+
+
+def meta_result_from_text(text: str) -> MetaResult:
+    """A :class:`MetaResult` for a context that only implements ``handle_meta_call`` (a plain
+    string). The one place that infers success from the text: an ``Error`` prefix means not ok."""
+    ok = not text.lstrip().lower().startswith("error")
+    return MetaResult(text=text, ok=ok, error_type=None if ok else "meta_error")
+
+
 class RetrievalHit(BaseModel):
     server: str
     tool: str
@@ -55,6 +72,10 @@ class EpisodeContext(Protocol):
         err = ctx.check_call("server:tool")     # None if callable now, else how to load it
         ctx.loaded_tools()                      # ToolSpecs whose schemas the model has seen
         ctx.log                                 # load/evict events, for the trajectory
+
+    A context may also implement ``meta_call(name, arguments) -> MetaResult | None``, the typed
+    form of ``handle_meta_call``; the built-ins do (:class:`~atlas_plugins.context.policies.EpisodeBase`).
+    Callers use :func:`meta_result_from_text` for contexts that only return strings.
     """
 
     log: list[dict[str, Any]]

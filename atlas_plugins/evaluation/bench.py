@@ -17,21 +17,22 @@ from __future__ import annotations
 
 import importlib
 import json
-import statistics
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from pydantic import BaseModel, Field
 
+from atlas_plugins.evaluation.designs import design_settings
+from atlas_plugins.evaluation.episodes import mean, play_design
+from atlas_plugins.rewards.rubric import CATEGORIES
 from atlas_plugins.types import Task, Trajectory
 
 #: The catalogue distractor servers come from (../shared/data/toolspace; see its README).
 DEFAULT_PADDING_CATALOG = "toucan_servers.jsonl"
-CATEGORIES = ("TF", "TA", "TG", "PA")
 
 
-class CellResult(BaseModel):
+class BenchCell(BaseModel):
     """One (model, design, padding) cell; the first six fields are the ``atlas bench`` contract."""
 
     design: str
@@ -105,20 +106,12 @@ def run_cell(
     seed: int | None = 0,
     batch_size: int = 8,
     progress: Callable[[int, int], None] | None = None,
-) -> tuple[CellResult, list[Trajectory]]:
+) -> tuple[BenchCell, list[Trajectory]]:
     """Play and score every task under one design and padding."""
-    from atlas_plugins.agent.loop import Agent, AgentConfig
-    from atlas_plugins.training.evaluate import design_settings
-
     played = pad_tasks(tasks, list(distractors)[:padding]) if padding else list(tasks)
-    settings = {"temperature": 0.0, **design_settings(design), **(agent_overrides or {})}
-    agent = Agent(policy, toolspace, AgentConfig(**settings))
     t0 = time.perf_counter()
-    trajs: list[Trajectory] = []
-    for i in range(0, len(played), batch_size):
-        trajs += agent.run(played[i : i + batch_size], seed=seed)
-        if progress:
-            progress(len(trajs), len(played))
+    trajs = play_design(policy, toolspace, played, design, seed=seed, batch_size=batch_size, progress=progress,
+                        **(agent_overrides or {}))
     wall = time.perf_counter() - t0
     for task, traj in zip(played, trajs):
         scorer.score(traj)
@@ -127,13 +120,9 @@ def run_cell(
     return cell, trajs
 
 
-def summarize_cell(trajs: Sequence[Trajectory], *, design: str, padding: int, model: str, suite: str, wall_s: float = 0.0) -> CellResult:
+def summarize_cell(trajs: Sequence[Trajectory], *, design: str, padding: int, model: str, suite: str, wall_s: float = 0.0) -> BenchCell:
     """One cell's numbers from its scored, checked trajectories (``metadata["suite_check"]``)."""
-
-    def mean(xs: list[float]) -> float:
-        return float(statistics.fmean(xs)) if xs else 0.0
-
-    return CellResult(
+    return BenchCell(
         design=design,
         padding=padding,
         model=model,
@@ -191,9 +180,9 @@ def run_bench(
     seed: int = 0,
     device: str | None = None,
     say: Callable[[str], None] = print,
-) -> list[CellResult]:
+) -> list[BenchCell]:
     """Run the grid; ``models`` maps a label to ``(model, adapter)`` (default: the embedded base)."""
-    from atlas_plugins.training.evaluate import Scorer, design_settings
+    from atlas_plugins.rewards.scorer import Scorer
 
     for d in designs:
         design_settings(d)  # validates the name
@@ -206,7 +195,7 @@ def run_bench(
     models = models or {"base": ("embedded", None)}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    results: list[CellResult] = []
+    results: list[BenchCell] = []
     ts = suite.toolspace()
     distractors: list[str] = []
     if max(paddings, default=0) > 0:
@@ -236,7 +225,7 @@ def run_bench(
     return results
 
 
-def write_outputs(out: Path, suite_name: str, results: Sequence[CellResult]) -> dict[str, Path]:
+def write_outputs(out: Path, suite_name: str, results: Sequence[BenchCell]) -> dict[str, Path]:
     """``results.json``, ``results.md`` and ``bench.png`` in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps({"suite": suite_name, "results": [r.model_dump() for r in results]}, indent=2))
@@ -263,14 +252,14 @@ def write_outputs(out: Path, suite_name: str, results: Sequence[CellResult]) -> 
     return paths
 
 
-def _plot(path: Path, results: Sequence[CellResult]) -> Path:
+def _plot(path: Path, results: Sequence[BenchCell]) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    series: dict[tuple[str, str], list[CellResult]] = {}
+    series: dict[tuple[str, str], list[BenchCell]] = {}
     for r in results:
         series.setdefault((r.model, r.design), []).append(r)
     for (model, design), rows in series.items():

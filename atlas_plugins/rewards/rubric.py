@@ -41,9 +41,20 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from atlas_plugins.errors import ConfigError
+from atlas_plugins.types import Trajectory
 
 #: The paper's four categories, in its order.
 CATEGORIES: tuple[str, ...] = ("TF", "TA", "TG", "PA")
+#: A category score at or above this counts as fully met (scores are floats: 1.0 may be 0.9999…).
+FULL_SCORE = 0.999
+
+
+def is_success(traj: Trajectory) -> bool:
+    """Task success: every task-fulfilment (TF) criterion fully met."""
+    tf = traj.reward_by_category.get("TF")
+    return tf is not None and tf >= FULL_SCORE
+
+
 CATEGORY_NAMES: dict[str, str] = {
     "TF": "Task Fulfillment",
     "TA": "Tool Appropriateness",

@@ -29,7 +29,8 @@ successful with an empty result.
 A row whose criteria all went unscored returns ``None`` (TRL then excludes it instead of
 handing it a made-up 0). Per-category means are logged through TRL's ``log_metric`` as
 ``rubric/<category>`` and kept in ``fn.last_metrics``; per-row breakdowns are in
-``fn.last_breakdowns``.
+``fn.last_breakdowns``. Scoring itself is :class:`~atlas_plugins.rewards.scorer.Scorer`, the
+same object evaluation and the trainer use.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from typing import Any
 from atlas_plugins.errors import ConfigError
 from atlas_plugins.rewards.base import RewardBreakdown, coerce_task
 from atlas_plugins.rewards.rubric import Rubric
+from atlas_plugins.rewards.scorer import Scorer, batch_metrics, by_task_content, notify
 from atlas_plugins.types import Task, ToolCallRecord, Trajectory
 
 _ANSWER_RE = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.S | re.I)
@@ -135,16 +137,6 @@ def trajectory_from_completion(completion: Any, *, prompt: Any = None, task: Tas
     )
 
 
-def _resolve(kind: str, value: Any, options: dict[str, Any] | None) -> Any:
-    if isinstance(value, str):
-        from atlas_plugins.plugins import get_plugin_manager
-
-        return get_plugin_manager().create(kind, value, **(options or {}))
-    if options:
-        raise ConfigError(f"{kind} options were given, but the {kind[:-1]} is already an instance")
-    return value
-
-
 class RubricReward:
     """The callable :func:`rubric_reward` returns (see the module docstring)."""
 
@@ -160,12 +152,13 @@ class RubricReward:
         judge_options: dict[str, Any] | None = None,
         aggregator_options: dict[str, Any] | None = None,
     ) -> None:
-        self.provider = _resolve("rubric_providers", provider, provider_options)
-        self.judge = _resolve("judges", judge, judge_options)
-        self.aggregator = _resolve("aggregators", aggregator, aggregator_options)
+        # Rubrics cached by task content: two tasks never share a rubric by sharing an id.
+        self.scorer = Scorer(provider, judge, aggregator, toolspace, provider_options=provider_options,
+                             judge_options=judge_options, aggregator_options=aggregator_options,
+                             rubric_key=by_task_content)
+        self.provider, self.judge, self.aggregator = self.scorer.provider, self.scorer.judge, self.scorer.aggregator
         self.toolspace = toolspace
         self.__name__ = name
-        self._rubrics: dict[str, Rubric] = {}
         self.last_metrics: dict[str, float] = {}
         self.last_breakdowns: list[RewardBreakdown | None] = []
         self.last_trajectories: list[Trajectory] = []
@@ -201,10 +194,7 @@ class RubricReward:
             if isinstance(raw, str):
                 return Rubric.from_json(raw, source=f"rubric column, row {i}"), task
             return Rubric.from_dict(raw, source=f"rubric column, row {i}"), task
-        key = hashlib.sha256(task.model_dump_json().encode()).hexdigest()
-        if key not in self._rubrics:
-            self._rubrics[key] = self.provider.rubric_for(task)
-        return self._rubrics[key], task
+        return self.scorer.rubric(task), task
 
     @staticmethod
     def _trajectory(i: int, prompt: Any, completion: Any, task: Task, columns: dict[str, Any]) -> Trajectory:
@@ -230,62 +220,17 @@ class RubricReward:
             rubric, task = self.rubric_for_row(i, prompt, columns)
             rows.append((rubric, self._trajectory(i, prompt, completions[i], task, columns)))
 
-        breakdowns: list[RewardBreakdown | None] = [None] * n
-        if getattr(self.aggregator, "group_aware", False):
-            groups: dict[tuple[str, str], list[int]] = {}
-            for i, (rubric, traj) in enumerate(rows):
-                groups.setdefault((rubric.content_hash(), json.dumps(traj.task.get("prompt"), default=str)), []).append(i)
-            for idx in groups.values():
-                rubric = rows[idx[0]][0]
-                results = self.judge.score_group(rubric, [rows[i][1] for i in idx], toolspace=self.toolspace)
-                outs = self.aggregator.aggregate_group(rubric, [r.scores for r in results])
-                for i, out in zip(idx, outs):
-                    breakdowns[i] = out
-        else:
-            for i, (rubric, traj) in enumerate(rows):
-                result = self.judge.score(rubric, traj, toolspace=self.toolspace)
-                breakdowns[i] = self.aggregator.aggregate(rubric, result.scores)
-
-        rewards: list[float | None] = []
-        for (rubric, traj), b in zip(rows, breakdowns):
-            assert b is not None
-            traj.reward = None if b.empty else b.value
-            traj.reward_by_category = dict(b.by_category)
-            rewards.append(traj.reward)
-        self._record_metrics(rows, breakdowns, log_metric)
-        self._notify([t for _, t in rows])
-        self.calls += 1
-        return rewards
-
-    def _record_metrics(self, rows: list[tuple[Rubric, Trajectory]], breakdowns: list[Any], log_metric: Any) -> None:
-        scored = [b for b in breakdowns if b is not None and not b.empty]
-        metrics: dict[str, float] = {
-            "reward": sum(b.value for b in scored) / len(scored) if scored else float("nan"),
-            "scored_fraction": len(scored) / len(breakdowns) if breakdowns else 0.0,
-            "unscored_criteria": sum(len(b.unscored) for b in breakdowns if b is not None) / max(1, len(breakdowns)),
-            "judge_failures": float(sum(len(t.judge_failures) for _, t in rows)),
-        }
-        cats: dict[str, list[float]] = {}
-        for b in scored:
-            for c, v in b.by_category.items():
-                cats.setdefault(c, []).append(v)
-        for c, vs in cats.items():
-            metrics[c] = sum(vs) / len(vs)
-        self.last_metrics = metrics
-        self.last_breakdowns = list(breakdowns)
-        self.last_trajectories = [t for _, t in rows]
+        trajs = [t for _, t in rows]
+        breakdowns: list[RewardBreakdown | None] = list(self.scorer.score_batch(trajs, [r for r, _ in rows]))
+        metrics = batch_metrics(trajs, breakdowns)
+        self.last_metrics, self.last_breakdowns, self.last_trajectories = metrics, breakdowns, trajs
         if callable(log_metric):
             for k, v in metrics.items():
                 if v == v:  # skip NaN
                     log_metric(f"rubric/{k}", float(v))
-
-    @staticmethod
-    def _notify(trajs: list[Trajectory]) -> None:
-        from atlas_plugins.plugins import get_plugin_manager
-
-        pm = get_plugin_manager()
-        for t in trajs:
-            pm.on_trajectory(t)
+        notify(trajs)
+        self.calls += 1
+        return [t.reward for t in trajs]
 
 
 def rubric_reward(

@@ -58,7 +58,9 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *, say: 
     from atlas_plugins.policy.embedded import resolve_model_path
     from atlas_plugins.policy.transformers_policy import TransformersPolicy
     from atlas_plugins.training.config import AtlasGRPOConfig
-    from atlas_plugins.training.evaluate import Scorer, design_settings, evaluate
+    from atlas_plugins.evaluation.designs import design_settings
+    from atlas_plugins.evaluation.episodes import evaluate
+    from atlas_plugins.rewards.scorer import Scorer
     from atlas_plugins.training.trainer import AtlasTrainer
     from atlas_plugins.training.warmstart import demonstrations, warm_start
 
@@ -115,8 +117,8 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *, say: 
         say(f"rubric GRPO: {s.grpo_steps} steps, design {s.train_design} …")
         trainer = AtlasTrainer(cfg, toolspace=ts, tasks=train, model=model, tokenizer=tokenizer)
         trainer.train()
-        model = trainer.trainer.model
-        results["grpo_log"] = trainer.trainer.state.log_history
+        model = trainer.model
+        results["grpo_log"] = trainer.state.log_history
         results["after"] = eval_all("trained", model)
         trainer.save_adapter(out / "adapter")
 

@@ -11,10 +11,11 @@ How one step runs:
    instead (see :mod:`atlas_plugins.agent.runner`) — and returns, per episode,
    the first prompt's ids, everything after it as ``completion_ids``, the sampled tokens'
    logprobs, and ``env_mask`` (0 on tool results and injected schemas, so the loss ignores them).
-   The full :class:`~atlas_plugins.types.Trajectory` travels as an extra ``trajectory`` column.
-3. The reward function (:func:`atlas_plugins.rubric_reward`: rubric provider → judge →
-   aggregator) scores each trajectory against its task's fixed rubric; TRL normalises rewards
-   within each group and takes the policy-gradient step.
+   The trajectories stay with the trainer; an ``atlas_key`` column names each row's.
+3. The reward function scores the trajectories the trainer holds with its
+   :class:`~atlas_plugins.rewards.scorer.Scorer` (rubric provider → judge → aggregator; the
+   object :func:`atlas_plugins.rubric_reward` and evaluation use too) against each task's
+   fixed rubric; TRL normalises rewards within each group and takes the policy-gradient step.
 
 Every scored trajectory is appended to a JSONL log (flushed and fsynced per line, so a killed
 run loses nothing already scored). Checkpoints come from TRL every ``save_steps``; ``resume``
@@ -37,6 +38,7 @@ from typing import Any, Iterable
 from transformers import TrainerCallback
 
 from atlas_plugins.errors import AtlasError, ConfigError
+from atlas_plugins.rewards.rubric import is_success
 from atlas_plugins.training.config import AtlasGRPOConfig
 from atlas_plugins.types import Task, Trajectory
 
@@ -106,12 +108,6 @@ def training_view(traj: Trajectory, rng: random.Random, max_completion_length: i
     return row
 
 
-def is_success(traj: Trajectory) -> bool:
-    """Task success: every task-fulfilment criterion fully met."""
-    tf = traj.reward_by_category.get("TF")
-    return tf is not None and tf >= 0.999
-
-
 class AtlasTrainer:
     """Builds the model, toolspace, agent and reward, and runs TRL's GRPO with our rollouts."""
 
@@ -141,9 +137,13 @@ class AtlasTrainer:
         if config.max_train_tasks:
             self.tasks = self.tasks[: config.max_train_tasks]
         self._by_prompt = self._index_prompts(self.tasks)
-        self.model, self.tokenizer = self._load_model(model, tokenizer)
+        self._base_model, self.tokenizer = self._load_model(model, tokenizer)
         self.log = TrajectoryLog(config.trajectory_log_path)
-        self.reward = self._make_reward()
+        from atlas_plugins.rewards.scorer import Scorer, by_task_content
+
+        self.scorer = Scorer(config.rubric_provider, config.judge, config.aggregator, self.toolspace,
+                             rubric_key=by_task_content)
+        self._pending: dict[str, Trajectory] = {}  # atlas_key -> trajectory awaiting its reward
         from atlas_plugins.agent.runner import NativeRunner, Runner
 
         self.runner = runner if runner is not None else NativeRunner(self.toolspace, config.agent_config())
@@ -153,6 +153,16 @@ class AtlasTrainer:
         self._view_rng = random.Random(config.seed)
         self._rollouts = 0
         self.trainer = self._make_trainer(callbacks or [])
+
+    @property
+    def model(self) -> Any:
+        """The model being trained (PEFT-wrapped once TRL has it)."""
+        return self.trainer.model if getattr(self, "trainer", None) is not None else self._base_model
+
+    @property
+    def state(self) -> Any:
+        """TRL's ``TrainerState`` (``global_step``, ``log_history``, ...)."""
+        return self.trainer.state
 
     # -- construction --------------------------------------------------------------------------
     @staticmethod
@@ -183,18 +193,8 @@ class AtlasTrainer:
             tokenizer.pad_token = tokenizer.eos_token
         return model, tokenizer
 
-    def _make_reward(self) -> Any:
-        from atlas_plugins.rewards.trl_reward import rubric_reward
-
-        return rubric_reward(
-            provider=self.config.rubric_provider,
-            judge=self.config.judge,
-            aggregator=self.config.aggregator,
-            toolspace=self.toolspace,
-        )
-
     def _peft_config(self) -> Any:
-        if not self.config.use_lora or hasattr(self.model, "peft_config"):
+        if not self.config.use_lora or hasattr(self._base_model, "peft_config"):
             return None  # off, or the model already carries a LoRA (e.g. from the warm start)
         from peft import LoraConfig
 
@@ -213,7 +213,7 @@ class AtlasTrainer:
         rows = [{"prompt": t.prompt, "task_id": t.id} for t in self.tasks]
         reward = self._scored_reward()
         return GRPOTrainer(
-            model=self.model,
+            model=self._base_model,
             args=self.config,
             reward_funcs=[reward],
             train_dataset=Dataset.from_list(rows),
@@ -254,31 +254,41 @@ class AtlasTrainer:
         self._rollouts += 1
         if len(trajs) != len(tasks):
             raise AtlasError(f"runner returned {len(trajs)} trajectories for {len(tasks)} tasks")
-        rows = []
+        rows, keys = [], []
         for t in trajs:
             t.metadata["step"] = trainer.state.global_step
             rows.append(training_view(t, self._view_rng, self.config.max_completion_length))
+            key = f"{self._rollouts}:{len(keys)}"
+            self._pending[key] = t
+            keys.append(key)
         return {
             "prompt_ids": [r["prompt_ids"] for r in rows],
             "completion_ids": [r["completion_ids"] for r in rows],
             "logprobs": [r["logprobs"] for r in rows],
             "env_mask": [r["env_mask"] for r in rows],
-            "trajectory": [t.model_dump(mode="json") for t in trajs],
+            "atlas_key": keys,
         }
 
     def _scored_reward(self) -> Any:
-        base = self.reward
+        from atlas_plugins.rewards.scorer import batch_metrics, notify
+
         log = self.log
 
         def atlas_reward(prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[float | None]:
-            rewards = base(prompts, completions, **kwargs)
-            # The reward function already parsed and scored each row's trajectory (reward and
-            # per-category scores set on it): log those instead of parsing them again.
-            trajs = list(base.last_trajectories)
+            keys = kwargs.get("atlas_key")
+            if not isinstance(keys, list) or len(keys) != len(completions):
+                raise AtlasError("atlas_reward needs the rollout's atlas_key column (one key per completion)")
+            # Score the trajectories the rollout played, not a re-parse of their text.
+            trajs = [self._pending.pop(k) for k in keys]
+            breakdowns = self.scorer.score_batch(trajs)
             log_metric = kwargs.get("log_metric")
             if callable(log_metric) and trajs:
+                for k, v in batch_metrics(trajs, breakdowns).items():
+                    if v == v:  # skip NaN
+                        log_metric(f"rubric/{k}", float(v))
                 for k, v in episode_metrics(trajs).items():
                     log_metric(k, v)
+            notify(trajs)
             log.write(
                 {
                     "step": t.metadata.get("step"),
@@ -290,7 +300,7 @@ class AtlasTrainer:
                 }
                 for t in trajs
             )
-            return rewards
+            return [t.reward for t in trajs]
 
         atlas_reward.__name__ = "atlas_reward"
         return atlas_reward

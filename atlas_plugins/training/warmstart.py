@@ -18,18 +18,26 @@ from __future__ import annotations
 
 import json
 import warnings
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from atlas_plugins.policy.base import Generation
+from atlas_plugins.rewards.rubric import FULL_SCORE
 from atlas_plugins.types import Task, Trajectory
+
+if TYPE_CHECKING:
+    from atlas_plugins.context.base import LoadingPolicy
 
 
 def _call(name: str, arguments: dict[str, Any]) -> str:
     return "<tool_call>" + json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False) + "</tool_call>"
 
 
-def scripted_turns(task: Task, *, loading: str, ptc: bool) -> list[str] | None:
-    """The assistant turns that solve ``task`` under a design (None when it has no solution)."""
+def scripted_turns(task: Task, *, loading: str | LoadingPolicy, ptc: bool) -> list[str] | None:
+    """The assistant turns that solve ``task`` under a design (None when it has no solution).
+
+    Under PTC: one ``code_interpreter`` cell. Otherwise the loading policy writes the calls
+    (``reference_calls``: its meta-calls, then the task's tool calls); a plugin policy without
+    that method gets the direct tool calls."""
     solution = task.metadata.get("reference_solution") or []
     if not solution:
         return None
@@ -48,18 +56,13 @@ def scripted_turns(task: Task, *, loading: str, ptc: bool) -> list[str] | None:
         lines.append(f"r{len(solution) - 1}")
         turns.append(_call("code_interpreter", {"code": "\n".join(lines)}))
     else:
-        if loading in ("isl", "itl", "search"):
-            by_server: dict[str, list[str]] = {}
-            for step in solution:
-                by_server.setdefault(step["server"], [])
-                if step["tool"] not in by_server[step["server"]]:
-                    by_server[step["server"]].append(step["tool"])
-            for server, tools in by_server.items():
-                turns.append(_call("fetch_tools", {"server": server}))
-                if loading != "isl":
-                    turns.append(_call("get_selected_tools", {"server": server, "tools": tools}))
-        for step in solution:
-            turns.append(_call(f"{step['server']}:{step['tool']}", step["arguments"]))
+        if isinstance(loading, str):
+            from atlas_plugins.plugins import get_loading_policy
+
+            loading = get_loading_policy(loading)
+        writer = getattr(loading, "reference_calls", None)
+        calls = writer(solution) if writer else [(f"{s['server']}:{s['tool']}", s["arguments"]) for s in solution]
+        turns += [_call(name, arguments) for name, arguments in calls]
     turns.append(f"<answer>{answer}</answer>")
     return turns
 
@@ -152,7 +155,7 @@ def verified(
             stats["no_solution"] += 1
             continue
         scorer.score(traj)
-        if traj.reward is not None and traj.reward >= 0.999 and not traj.metadata.get("error"):
+        if traj.reward is not None and traj.reward >= FULL_SCORE and not traj.metadata.get("error"):
             kept.append(traj)
             stats["kept"] += 1
         else:
@@ -176,10 +179,13 @@ def demonstrations(
     limits = {"max_turns": 32, "max_tool_calls": 32, "max_episode_tokens": max(4096, agent_config.max_episode_tokens),
               "max_new_tokens": max(1024, agent_config.max_new_tokens)}
     agent: Agent | None = None
+    from atlas_plugins.plugins import get_loading_policy
+
+    loading = get_loading_policy(agent_config.loading, **agent_config.loading_options)
 
     def play(task: Task) -> Trajectory | None:
         nonlocal agent
-        turns = scripted_turns(task, loading=agent_config.loading, ptc=ptc)
+        turns = scripted_turns(task, loading=loading, ptc=ptc)
         if turns is None:
             return None
         policy = ScriptedPolicy(tokenizer, turns)

@@ -1,9 +1,14 @@
-"""Shared machinery of the built-in loading policies.
+"""The mechanism every built-in loading policy shares; each policy file adds its own behaviour.
 
-One :class:`ContextEpisode` class implements every built-in policy; a policy is a
-:class:`PolicySettings` (what the index shows, what ``fetch_tools`` returns, which meta-tools
-exist). That keeps the bad-input handling, the qualified naming and the eviction logic in one
-place, so ``eager``/``isl``/``itl``/``search`` cannot disagree about them.
+:class:`EpisodeBase` is the context state of one episode: the task's scope of servers, the
+schemas loaded so far (an LRU set under an optional token budget), ``check_call`` with the
+exact meta-call that loads a missing schema, the bad-input handling of meta-calls, and the
+system text's frame. It has no meta-tools of its own. A policy subclasses it and says what
+differs: its meta-tools and their handlers (``meta_<name>`` methods returning
+:class:`~atlas_plugins.context.base.MetaResult`), its intro text, and how a missing schema is
+loaded. :class:`LoadingPolicyBase` is the policy object (validated options, ``start_episode``)
+and also writes the reference turns that solve a task under the policy (``reference_calls``).
+A plugin author writes a new loading policy the same way: subclass both, register the policy.
 
 Design choices (documented here because the agent loop relies on them):
 
@@ -11,7 +16,7 @@ Design choices (documented here because the agent loop relies on them):
   meta-call *observations*, so the prompt prefix never changes (token-faithful training needs
   an append-only transcript).
 * "Loaded" means "the model has been shown this schema and it has not been evicted since".
-  :meth:`ContextEpisode.check_call` refuses calls to tools that are not loaded, with the exact
+  :meth:`EpisodeBase.check_call` refuses calls to tools that are not loaded, with the exact
   meta-call that loads them.
 * With ``max_loaded_tokens`` set, loaded schemas are kept in least-recently-used order (a load
   or a successful ``check_call`` counts as a use); when the total exceeds the budget the
@@ -22,12 +27,13 @@ from __future__ import annotations
 
 import difflib
 from collections import OrderedDict
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from atlas_plugins.context import prompts
-from atlas_plugins.context.base import MetaTool
+from atlas_plugins.context.base import MetaResult, MetaTool
 from atlas_plugins.errors import AtlasError
 from atlas_plugins.types import TOOL_SEP, ServerInfo, ToolSpec
 
@@ -64,23 +70,6 @@ def build_options(model: type[BaseModel], policy: str, options: dict[str, Any]) 
         raise AtlasError(f"invalid option(s) for loading policy {policy!r}: {problems}") from None
 
 
-class PolicySettings(BaseModel):
-    """What distinguishes the built-in policies."""
-
-    name: str
-    #: ``eager``: everything loaded up front; ``schemas``: fetch_tools returns full schemas
-    #: (ISL); ``names``: fetch_tools returns names and get_selected_tools loads (ITL).
-    mode: Literal["eager", "schemas", "names"]
-    #: Whether the index shows one-line server summaries (ISL) or names only (ITL).
-    summaries: bool = False
-    #: Whether search_tools exists (the ``search`` policy).
-    search: bool = False
-    search_k: int = 5
-    search_max_k: int = 20
-    #: search_tools also loads (and shows) the schemas of its hits.
-    search_returns_schemas: bool = False
-
-
 def _task_servers(task: Any) -> list[str]:
     if task is None or isinstance(task, str):
         return []
@@ -113,19 +102,24 @@ def _listing(names: list[str]) -> str:
     return shown + (f", … ({len(names)} in all)" if len(names) > MAX_LISTED else "")
 
 
-class ContextEpisode:
-    """The context state of one episode (implements :class:`~atlas_plugins.context.base.EpisodeContext`)."""
+class EpisodeBase:
+    """The context state of one episode (implements :class:`~atlas_plugins.context.base.EpisodeContext`).
 
-    def __init__(
-        self,
-        settings: PolicySettings,
-        options: PolicyOptions,
-        toolspace: Any,
-        task: Any = None,
-        *,
-        retriever_provider: Any = None,
-    ) -> None:
-        self.settings = settings
+    Subclasses override the hooks below; everything else is shared.
+
+    * ``meta_tools()`` lists the meta-tools; each ``name`` is answered by ``meta_<name>(arguments)``.
+    * ``intro()`` is the system text's opening; ``sections()`` its titled blocks (default: the
+      server index, with one-line summaries when ``show_summaries``).
+    * ``load_hint(server, tool)`` is the meta-call that loads a missing schema;
+      ``load_how`` says it in a sentence (used by tool search listings).
+    * ``uses_budget``: whether the intro states the schema budget (not when all is loaded).
+    """
+
+    show_summaries: bool = False
+    uses_budget: bool = True
+    load_how: str = "Load a server's schemas with fetch_tools."
+
+    def __init__(self, options: PolicyOptions, toolspace: Any, task: Any = None) -> None:
         self.options = options
         self.log: list[dict[str, Any]] = []
         servers: list[ServerInfo] = list(toolspace.servers) if toolspace is not None else []
@@ -145,12 +139,33 @@ class ContextEpisode:
         # qualified name -> schema tokens (0 when no budget is set), in LRU order (oldest first)
         self._loaded: OrderedDict[str, int] = OrderedDict()
         self._evicted: set[str] = set()
-        self._retriever_provider = retriever_provider
         self._system: str | None = None
-        if settings.mode == "eager":
-            for q in self.tools:
-                self._loaded[q] = 0
-            self.log.append({"event": "initial_load", "tools": len(self.tools)})
+
+    # -- hooks for subclasses -----------------------------------------------------------------
+    def meta_tools(self) -> list[MetaTool]:
+        return []
+
+    def intro(self) -> str:
+        return ""
+
+    def sections(self) -> list[tuple[str, str]]:
+        o = self.options
+        compact = len(self.servers) > o.compact_above
+        chars = o.compact_summary_chars if compact else o.summary_chars
+        index = prompts.render_server_index(
+            self.servers.values(),
+            summaries=self.show_summaries and chars > 0,
+            summary_chars=max(chars, 10),
+            counts=self.show_summaries,  # ITL's index is names only, as in the paper
+        )
+        return [(f"Servers ({len(self.servers)}):", index)]
+
+    def load_hint(self, server: str, tool: str) -> str:
+        return prompts.tool_call_example("fetch_tools", {"server": server})
+
+    def example_args(self, meta: str) -> dict[str, Any]:
+        """Arguments of a well-formed ``meta`` call, shown in its error messages."""
+        return {"server": next(iter(self.servers), "server")}
 
     # -- EpisodeContext -------------------------------------------------------------------
     def system_prompt(self) -> str:
@@ -158,59 +173,18 @@ class ContextEpisode:
             self._system = self._build_system()
         return self._system
 
-    def meta_tools(self) -> list[MetaTool]:
-        s = self.settings
-        tools: list[MetaTool] = []
-        if s.mode == "eager":
-            return tools
-        tools.append(
-            MetaTool(
-                name="fetch_tools",
-                description=(
-                    "Load the full schemas of every tool of a server."
-                    if s.mode == "schemas"
-                    else "List the tool names of a server."
-                ),
-                input_schema={
-                    "type": "object",
-                    "properties": {"server": {"type": "string"}},
-                    "required": ["server"],
-                },
-            )
-        )
-        if s.mode == "names":
-            tools.append(
-                MetaTool(
-                    name="get_selected_tools",
-                    description="Load the schemas of the named tools of a server.",
-                    input_schema={
-                        "type": "object",
-                        "properties": {"server": {"type": "string"}, "tools": {"type": "array", "items": {"type": "string"}}},
-                        "required": ["server", "tools"],
-                    },
-                )
-            )
-        if s.search:
-            tools.append(
-                MetaTool(
-                    name="search_tools",
-                    description="Find tools by what they do; returns the best k matches.",
-                    input_schema={
-                        "type": "object",
-                        "properties": {"query": {"type": "string"}, "k": {"type": "integer", "default": s.search_k}},
-                        "required": ["query"],
-                    },
-                )
-            )
-        return tools
-
-    def handle_meta_call(self, name: str, arguments: dict[str, Any]) -> str | None:
-        handlers = {m.name: getattr(self, f"_meta_{m.name}") for m in self.meta_tools()}
-        if name not in handlers:
+    def meta_call(self, name: str, arguments: dict[str, Any]) -> MetaResult | None:
+        """Run meta-tool ``name``; None when ``name`` is not one of this episode's meta-tools."""
+        if name not in {m.name for m in self.meta_tools()}:
             return None
         if not isinstance(arguments, dict):
-            return f"Error: the arguments of {name} must be a JSON object, got {type(arguments).__name__}."
-        return handlers[name](arguments)
+            return _error(f"Error: the arguments of {name} must be a JSON object, got {type(arguments).__name__}.")
+        handler: Callable[[dict[str, Any]], MetaResult] = getattr(self, f"meta_{name}")
+        return handler(arguments)
+
+    def handle_meta_call(self, name: str, arguments: dict[str, Any]) -> str | None:
+        result = self.meta_call(name, arguments)
+        return None if result is None else result.text
 
     def check_call(self, qualified_name: str) -> str | None:
         if any(m.name == qualified_name for m in self.meta_tools()):
@@ -242,7 +216,7 @@ class ContextEpisode:
             if name in self._evicted
             else "is not loaded yet"
         )
-        return f"Error: the schema of {name!r} {why}. Load it first with {self._load_hint(server, tool)}, then call it."
+        return f"Error: the schema of {name!r} {why}. Load it first with {self.load_hint(server, tool)}, then call it."
 
     def loaded_tools(self) -> list[ToolSpec]:
         return [self.tools[q] for q in self._loaded]
@@ -258,48 +232,22 @@ class ContextEpisode:
 
     # -- system text ------------------------------------------------------------------------
     def _build_system(self) -> str:
-        s, o = self.settings, self.options
-        meta = self.meta_tools()
         if not self.servers:
             return prompts.system_text(
                 intro="No tool servers are available in this episode; answer directly.",
                 sections=[],
                 meta_tools=[],
             )
-        if s.mode == "eager":
-            body = "\n".join(prompts.render_tool_schema(t) for t in self.tools.values())
-            return prompts.system_text(intro="", sections=[("Tools:", body)], meta_tools=meta)
-        compact = len(self.servers) > o.compact_above
-        chars = o.compact_summary_chars if compact else o.summary_chars
-        index = prompts.render_server_index(
-            self.servers.values(),
-            summaries=s.summaries and chars > 0,
-            summary_chars=max(chars, 10),
-            counts=s.summaries,  # ITL's index is names only, as in the paper
-        )
-        first = next(iter(self.servers))
-        if s.mode == "schemas":
-            intro = (
-                "Tools are grouped by server; only the servers are listed (infer what each does from its "
-                f"name{' and summary' if s.summaries else ''}). Load a server's tool schemas with "
-                f"{prompts.tool_call_example('fetch_tools', {'server': first})} before calling its tools."
-            )
-        else:
-            intro = (
-                "Only server names are listed. List a server's tools with "
-                f"{prompts.tool_call_example('fetch_tools', {'server': first})}, load the schemas you need with "
-                "get_selected_tools, then call them."
-            )
-        if s.search:
-            intro += " search_tools finds tools by what they do."
-        if o.max_loaded_tokens:
+        intro = self.intro()
+        budget = self.options.max_loaded_tokens
+        if budget and self.uses_budget:
             intro += (
-                f" At most {o.max_loaded_tokens} tokens of schemas stay loaded; the least recently used are "
+                f" At most {budget} tokens of schemas stay loaded; the least recently used are "
                 "unloaded first and can be loaded again."
             )
-        return prompts.system_text(intro=intro, sections=[(f"Servers ({len(self.servers)}):", index)], meta_tools=meta)
+        return prompts.system_text(intro=intro, sections=self.sections(), meta_tools=self.meta_tools())
 
-    # -- meta-calls -------------------------------------------------------------------------
+    # -- helpers for meta-call handlers -------------------------------------------------------
     def _servers_hint(self, name: str) -> str:
         if not self.servers:
             return " No servers are available."
@@ -308,7 +256,7 @@ class ContextEpisode:
     def _resolve_server(self, arguments: dict[str, Any], meta: str) -> tuple[ServerInfo | None, str | None]:
         raw = arguments.get("server")
         if not isinstance(raw, str) or not raw.strip():
-            example = prompts.tool_call_example(meta, self._example_args(meta))
+            example = prompts.tool_call_example(meta, self.example_args(meta))
             got = "nothing" if raw is None else f"{type(raw).__name__} {raw!r}"[:80]
             return None, f"Error: {meta} needs a server name as the string argument 'server' (got {got}), e.g. {example}."
         name = raw.strip()
@@ -322,123 +270,8 @@ class ContextEpisode:
             return None, f"Error: unknown server {raw!r}." + self._servers_hint(name)
         return self.servers[name], None
 
-    def _example_args(self, meta: str) -> dict[str, Any]:
-        server = next(iter(self.servers), "server")
-        if meta == "get_selected_tools":
-            tools = [t.name for t in self.servers[server].tools[:2]] if server in self.servers else ["tool"]
-            return {"server": server, "tools": tools or ["tool"]}
-        if meta == "search_tools":
-            return {"query": "send an email", "k": self.settings.search_k}
-        return {"server": server}
-
-    def _load_hint(self, server: str, tool: str) -> str:
-        if self.settings.mode == "names":
-            return prompts.tool_call_example("get_selected_tools", {"server": server, "tools": [tool]})
-        return prompts.tool_call_example("fetch_tools", {"server": server})
-
-    def _meta_fetch_tools(self, arguments: dict[str, Any]) -> str:
-        info, err = self._resolve_server(arguments, "fetch_tools")
-        if err:
-            return err
-        assert info is not None
-        if not info.tools:
-            return f"Server {info.name!r} has no tools."
-        if self.settings.mode == "names":
-            listing = prompts.render_tool_list(info.tools, description_chars=self.options.description_chars)
-            return (
-                f"Server {info.name!r} has {len(info.tools)} tools. Load the schemas of the ones you need with "
-                f"get_selected_tools before calling them:\n{listing}"
-            )
-        evicted = self._load([t.qualified_name for t in info.tools], via="fetch_tools")
-        body = "\n".join(prompts.render_tool_schema(t) for t in info.tools)
-        return f"Loaded {len(info.tools)} tool schemas of server {info.name!r}:\n{body}" + self._evicted_note(evicted)
-
-    def _meta_get_selected_tools(self, arguments: dict[str, Any]) -> str:
-        info, err = self._resolve_server(arguments, "get_selected_tools")
-        if err:
-            return err
-        assert info is not None
-        raw = arguments.get("tools")
-        example = prompts.tool_call_example(
-            "get_selected_tools", {"server": info.name, "tools": [t.name for t in info.tools[:2]] or ["tool"]}
-        )
-        if not isinstance(raw, list) or not raw:
-            got = "nothing" if raw is None else f"{type(raw).__name__} {raw!r}"[:80]
-            return f"Error: 'tools' must be a non-empty list of tool names of server {info.name!r} (got {got}), e.g. {example}."
-        names = [t.name for t in info.tools]
-        wanted: list[str] = []
-        problems: list[str] = []
-        for item in raw:
-            if not isinstance(item, str) or not item.strip():
-                problems.append(f"{item!r} is not a tool name (expected a string)")
-                continue
-            tool = item.strip()
-            if tool not in names and TOOL_SEP in tool:
-                srv, _, bare = tool.partition(TOOL_SEP)
-                if srv != info.name:
-                    problems.append(f"{tool!r} belongs to server {srv!r}, not {info.name!r}; ask that server for it")
-                    continue
-                tool = bare
-            if tool not in names:
-                hint = did_you_mean(tool, names)
-                problems.append(
-                    f"no tool {tool!r} on server {info.name!r}"
-                    + (f" (did you mean {' or '.join(repr(h) for h in hint)}?)" if hint else "")
-                )
-                continue
-            if tool not in wanted:
-                wanted.append(tool)
-        parts: list[str] = []
-        evicted: list[str] = []
-        if wanted:
-            specs = [next(t for t in info.tools if t.name == w) for w in wanted]
-            evicted = self._load([t.qualified_name for t in specs], via="get_selected_tools")
-            parts.append(
-                f"Loaded {len(specs)} tool schema(s):\n" + "\n".join(prompts.render_tool_schema(t) for t in specs)
-            )
-        if problems:
-            parts.append(
-                "Error: " + "; ".join(problems) + f". See the tools with "
-                f"{prompts.tool_call_example('fetch_tools', {'server': info.name})}."
-            )
-        return "\n".join(parts) + self._evicted_note(evicted)
-
-    def _meta_search_tools(self, arguments: dict[str, Any]) -> str:
-        s = self.settings
-        query = arguments.get("query")
-        if not isinstance(query, str) or not query.strip():
-            example = prompts.tool_call_example("search_tools", self._example_args("search_tools"))
-            return f"Error: search_tools needs a non-empty string 'query', e.g. {example}."
-        k_raw = arguments.get("k", s.search_k)
-        try:
-            k = int(k_raw)
-        except (TypeError, ValueError):
-            return f"Error: 'k' must be a whole number between 1 and {s.search_max_k}, got {k_raw!r}."
-        if k < 1:
-            return f"Error: 'k' must be a whole number between 1 and {s.search_max_k}, got {k_raw!r}."
-        k = min(k, s.search_max_k)
-        if not self.tools:
-            return "No tools are available to search."
-        retriever = self._retriever_provider(self) if self._retriever_provider else None
-        if retriever is None:
-            return "Error: tool search is not available in this episode."
-        # The index is built over this episode's tools; the filter only guards a foreign index.
-        hits = [h for h in retriever.search(query, k=k) if f"{h.server}{TOOL_SEP}{h.tool}" in self.tools]
-        self.log.append({"event": "search", "query": query, "hits": [f"{h.server}{TOOL_SEP}{h.tool}" for h in hits]})
-        if not hits:
-            return f"No tools match {query!r}. Try other words, or browse a server with fetch_tools."
-        specs = [self.tools[f"{h.server}{TOOL_SEP}{h.tool}"] for h in hits]
-        if s.search_returns_schemas:
-            evicted = self._load([t.qualified_name for t in specs], via="search_tools")
-            body = "\n".join(prompts.render_tool_schema(t) for t in specs)
-            return f"Top {len(specs)} tools for {query!r} (schemas loaded):\n{body}" + self._evicted_note(evicted)
-        listing = prompts.render_tool_list(specs, description_chars=self.options.description_chars)
-        how = (
-            "Load the schemas you need with get_selected_tools."
-            if s.mode == "names"
-            else "Load a server's schemas with fetch_tools."
-        )
-        return f"Top {len(specs)} tools for {query!r}. {how}\n{listing}"
+    def _loaded_result(self, text: str, loaded: list[str], evicted: list[str]) -> MetaResult:
+        return MetaResult(text=text + self._evicted_note(evicted), loaded=loaded, evicted=evicted)
 
     # -- loading and eviction ---------------------------------------------------------------
     def _schema_tokens(self, spec: ToolSpec) -> int:
@@ -486,18 +319,54 @@ class ContextEpisode:
         )
 
 
-class BuiltinPolicy:
-    """A built-in loading policy: settings + validated options; ``start_episode`` makes a context."""
+def _error(text: str) -> MetaResult:
+    return MetaResult(text=text, ok=False, error_type="meta_error")
+
+
+class LoadingPolicyBase:
+    """A loading policy: validated options; ``start_episode`` makes the episode's context.
+
+    Subclasses set ``name``, ``episode_class`` (an :class:`EpisodeBase` subclass) and, when they
+    take more options, ``options_model``; ``episode_kwargs()`` passes extra constructor
+    arguments. ``reference_calls`` writes the calls that solve a task under this policy (its
+    meta-calls, then the task's own tool calls), which warm starts replay.
+    """
 
     name: str = ""
-    settings: PolicySettings
     options_model: type[PolicyOptions] = PolicyOptions
+    episode_class: type[EpisodeBase] = EpisodeBase
 
     def __init__(self, **options: Any) -> None:
         self.options = build_options(self.options_model, self.name, options)
 
-    def start_episode(self, toolspace: Any, task: Any = None) -> ContextEpisode:
-        return ContextEpisode(self.settings, self.options, toolspace, task)
+    def episode_kwargs(self) -> dict[str, Any]:
+        return {}
+
+    def start_episode(self, toolspace: Any, task: Any = None) -> EpisodeBase:
+        return self.episode_class(self.options, toolspace, task, **self.episode_kwargs())
+
+    def reference_calls(self, solution: Sequence[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+        """``(name, arguments)`` of each call that solves a task whose reference solution is
+        ``solution`` (``[{"server", "tool", "arguments"}, ...]``). Default: the tool calls only."""
+        return [(f"{step['server']}{TOOL_SEP}{step['tool']}", dict(step["arguments"])) for step in solution]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.options!r})"
+
+
+def tools_by_server(solution: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
+    """The distinct tools of a reference solution, per server, in first-use order."""
+    out: dict[str, list[str]] = {}
+    for step in solution:
+        tools = out.setdefault(step["server"], [])
+        if step["tool"] not in tools:
+            tools.append(step["tool"])
+    return out
+
+
+def fetch_tools_tool(description: str) -> MetaTool:
+    return MetaTool(
+        name="fetch_tools",
+        description=description,
+        input_schema={"type": "object", "properties": {"server": {"type": "string"}}, "required": ["server"]},
+    )

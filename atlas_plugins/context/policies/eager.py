@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
-from atlas_plugins.context.policies._core import BuiltinPolicy, PolicySettings
+from typing import Any
+
+from atlas_plugins.context import prompts
+from atlas_plugins.context.policies._core import EpisodeBase, LoadingPolicyBase, PolicyOptions
 from atlas_plugins.hookspecs import hookimpl
 
 
-class EagerPolicy(BuiltinPolicy):
+class EagerEpisode(EpisodeBase):
+    """Everything loaded from the start; the system text lists every schema."""
+
+    uses_budget = False  # nothing is loaded later, so there is nothing to evict
+
+    def __init__(self, options: PolicyOptions, toolspace: Any, task: Any = None) -> None:
+        super().__init__(options, toolspace, task)
+        for q in self.tools:
+            self._loaded[q] = 0
+        self.log.append({"event": "initial_load", "tools": len(self.tools)})
+
+    def sections(self) -> list[tuple[str, str]]:
+        return [("Tools:", "\n".join(prompts.render_tool_schema(t) for t in self.tools.values()))]
+
+
+class EagerPolicy(LoadingPolicyBase):
     """All schemas up front, as most MCP clients do. Budget options are accepted but unused."""
 
     name = "eager"
-    settings = PolicySettings(name="eager", mode="eager")
+    episode_class = EagerEpisode
 
 
 @hookimpl

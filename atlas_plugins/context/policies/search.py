@@ -15,12 +15,18 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from pydantic import Field
 
-from atlas_plugins.context.policies._core import BuiltinPolicy, ContextEpisode, PolicyOptions, PolicySettings
+from atlas_plugins.context import prompts
+from atlas_plugins.context.base import MetaResult, MetaTool
+from atlas_plugins.context.policies._core import EpisodeBase, LoadingPolicyBase, PolicyOptions
+from atlas_plugins.context.policies.isl import ISLEpisode, ISLPolicy
+from atlas_plugins.context.policies.itl import ITLEpisode, ITLPolicy
 from atlas_plugins.hookspecs import hookimpl
+from atlas_plugins.types import TOOL_SEP
 
 
 class SearchOptions(PolicyOptions):
@@ -39,22 +45,92 @@ class SearchOptions(PolicyOptions):
     summaries: bool | None = None
 
 
-class SearchPolicy(BuiltinPolicy):
+class SearchMixin(EpisodeBase):
+    """Adds ``search_tools`` to a base episode (``ITLEpisode`` or ``ISLEpisode``), after its own
+    meta-tools."""
+
+    def __init__(self, options: PolicyOptions, toolspace: Any, task: Any = None, *,
+                 retriever_provider: Callable[[EpisodeBase], Any] | None = None) -> None:
+        super().__init__(options, toolspace, task)
+        o: SearchOptions = options  # type: ignore[assignment]
+        self.search_k, self.search_max_k, self.returns_schemas = o.k, max(o.max_k, o.k), o.return_schemas
+        if o.summaries is not None:
+            self.show_summaries = o.summaries
+        self._retriever_provider = retriever_provider
+
+    def meta_tools(self) -> list[MetaTool]:
+        return [*super().meta_tools(), MetaTool(
+            name="search_tools",
+            description="Find tools by what they do; returns the best k matches.",
+            input_schema={
+                "type": "object",
+                "properties": {"query": {"type": "string"}, "k": {"type": "integer", "default": self.search_k}},
+                "required": ["query"],
+            },
+        )]
+
+    def intro(self) -> str:
+        return super().intro() + " search_tools finds tools by what they do."
+
+    def example_args(self, meta: str) -> dict[str, Any]:
+        if meta == "search_tools":
+            return {"query": "send an email", "k": self.search_k}
+        return super().example_args(meta)
+
+    def meta_search_tools(self, arguments: dict[str, Any]) -> MetaResult:
+        def error(text: str) -> MetaResult:
+            return MetaResult(text=text, ok=False, error_type="meta_error")
+
+        query = arguments.get("query")
+        if not isinstance(query, str) or not query.strip():
+            example = prompts.tool_call_example("search_tools", self.example_args("search_tools"))
+            return error(f"Error: search_tools needs a non-empty string 'query', e.g. {example}.")
+        k_raw = arguments.get("k", self.search_k)
+        try:
+            k = int(k_raw)
+        except (TypeError, ValueError):
+            return error(f"Error: 'k' must be a whole number between 1 and {self.search_max_k}, got {k_raw!r}.")
+        if k < 1:
+            return error(f"Error: 'k' must be a whole number between 1 and {self.search_max_k}, got {k_raw!r}.")
+        k = min(k, self.search_max_k)
+        if not self.tools:
+            return MetaResult(text="No tools are available to search.")
+        retriever = self._retriever_provider(self) if self._retriever_provider else None
+        if retriever is None:
+            return error("Error: tool search is not available in this episode.")
+        # The index is built over this episode's tools; the filter only guards a foreign index.
+        hits = [h for h in retriever.search(query, k=k) if f"{h.server}{TOOL_SEP}{h.tool}" in self.tools]
+        self.log.append({"event": "search", "query": query, "hits": [f"{h.server}{TOOL_SEP}{h.tool}" for h in hits]})
+        if not hits:
+            return MetaResult(text=f"No tools match {query!r}. Try other words, or browse a server with fetch_tools.")
+        specs = [self.tools[f"{h.server}{TOOL_SEP}{h.tool}"] for h in hits]
+        if self.returns_schemas:
+            loaded = [t.qualified_name for t in specs]
+            evicted = self._load(loaded, via="search_tools")
+            body = "\n".join(prompts.render_tool_schema(t) for t in specs)
+            return self._loaded_result(f"Top {len(specs)} tools for {query!r} (schemas loaded):\n{body}", loaded, evicted)
+        listing = prompts.render_tool_list(specs, description_chars=self.options.description_chars)
+        return MetaResult(text=f"Top {len(specs)} tools for {query!r}. {self.load_how}\n{listing}")
+
+
+class ITLSearchEpisode(SearchMixin, ITLEpisode):
+    """ITL's index and meta-tools, plus ``search_tools``."""
+
+
+class ISLSearchEpisode(SearchMixin, ISLEpisode):
+    """ISL's index and ``fetch_tools``, plus ``search_tools``."""
+
+    show_summaries = True
+
+
+class SearchPolicy(LoadingPolicyBase):
     name = "search"
     options_model = SearchOptions
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         o: SearchOptions = self.options
-        self.settings = PolicySettings(
-            name="search",
-            mode="names" if o.base == "itl" else "schemas",
-            summaries=(o.base == "isl") if o.summaries is None else o.summaries,
-            search=True,
-            search_k=o.k,
-            search_max_k=max(o.max_k, o.k),
-            search_returns_schemas=o.return_schemas,
-        )
+        self.episode_class = ITLSearchEpisode if o.base == "itl" else ISLSearchEpisode
         # Fail on an unknown retriever name now, not in the middle of an episode.
         from atlas_plugins.plugins import get_plugin_manager
 
@@ -62,7 +138,10 @@ class SearchPolicy(BuiltinPolicy):
         self._indexes: dict[str, Any] = {}
         self._lock = threading.Lock()
 
-    def retriever_for(self, episode: ContextEpisode) -> Any:
+    def episode_kwargs(self) -> dict[str, Any]:
+        return {"retriever_provider": self.retriever_for}
+
+    def retriever_for(self, episode: EpisodeBase) -> Any:
         """The retriever indexed over ``episode``'s tools (built once per distinct tool set)."""
         from atlas_plugins.plugins import get_retriever
 
@@ -77,8 +156,10 @@ class SearchPolicy(BuiltinPolicy):
                 self._indexes[key] = retriever
             return retriever
 
-    def start_episode(self, toolspace: Any, task: Any = None) -> ContextEpisode:
-        return ContextEpisode(self.settings, self.options, toolspace, task, retriever_provider=self.retriever_for)
+    def reference_calls(self, solution: Sequence[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+        """As the base policy solves it (the reference solution does not need a search)."""
+        base = ITLPolicy() if self.options.base == "itl" else ISLPolicy()
+        return base.reference_calls(solution)
 
 
 @hookimpl

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from atlas_plugins.rewards.rubric import is_success
 from atlas_plugins.types import Task, Trajectory
 
 SUITE = "embedded"
@@ -51,4 +52,4 @@ def check(task: Task, trajectory: Trajectory) -> dict[str, Any]:
     if not trajectory.reward_by_category:
         raise ValueError(f"trajectory of {task.id!r} is not scored yet; score it before checking (TF decides success)")
     tf = trajectory.reward_by_category.get("TF")
-    return {"success": tf is not None and tf >= 0.999, "details": {"TF": tf}}
+    return {"success": is_success(trajectory), "details": {"TF": tf}}
