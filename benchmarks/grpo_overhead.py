@@ -1,17 +1,21 @@
-"""GRPO step time: `AtlasTrainer` (agent rollouts through rollout_func) vs plain TRL single-turn.
+"""GRPO step time: `AtlasTrainer` vs plain TRL `GRPOTrainer` on the same work, per phase.
 
-Same model (embedded SmolLM2-135M + the same LoRA settings), same batch (B prompts × group G),
-same prompt (the atlas agent's first prompt of each task, rendered identically for TRL), and
-the same completion budget: the agent plays ONE turn of at most L tokens (max_turns=1), TRL
-generates at most L tokens. Both sample at temperature 1 with EOS allowed, so completion
-lengths can differ a little; the table also reports time per generated token.
+Same model (embedded SmolLM2-135M), the same LoRA (r 16, alpha 32, on q/k/v/o for both), same
+batch (B prompts × group G), same prompt (the atlas agent's first prompt of each task, rendered
+identically for TRL), the same completion budget (one turn of at most L tokens), the same beta
+(a reference pass on both sides) and no gradient checkpointing on either side. Both sample at
+temperature 1 with EOS allowed, so completion lengths can differ a little; the table also
+reports time per generated token.
 
-Plain TRL: `GRPOTrainer` with its own transformers generation and a trivial reward
-(so the ratio includes our rollout machinery AND the rubric reward). Trainers alternate
-(plain, atlas, plain, atlas …) for R rounds of S steps each; step times exclude each round's
-first step (warm-up). Ratio = median atlas step / median plain step.
+Plain TRL: `GRPOTrainer` with its own transformers generation and a trivial reward (timed by
+phase through `TimedGRPOTrainer`, which changes nothing else). Atlas: `AtlasTrainer` (agent
+rollouts, rubric reward, exact shared-prefix scoring). `--unshared` adds atlas with
+`shared_prefix: false` as a third trainer. `--workload multi-turn` plays the demo's real
+multi-turn ITL episodes instead (plain TRL cannot: it compares atlas shared vs unshared).
+Trainers alternate for R rounds of S steps; step times exclude each round's first step.
 
-    python benchmarks/grpo_overhead.py            # ~5-8 min on 2 idle cores
+    python benchmarks/grpo_overhead.py                              # ~8 min on 2 idle cores
+    python benchmarks/grpo_overhead.py --workload multi-turn --length 512
 """
 
 from __future__ import annotations
@@ -55,13 +59,18 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3, help="steps per round (first one is warm-up)")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--workload", choices=("single-turn", "multi-turn"), default="single-turn")
+    ap.add_argument("--unshared", action="store_true", help="also time atlas with shared_prefix off")
+    ap.add_argument("--beta", type=float, default=0.001)
     args = ap.parse_args()
 
     import torch
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOConfig
+
+    from atlas_plugins.training.grpo_trainer import TimedGRPOTrainer
 
     import atlas_plugins as atlas
     from atlas_plugins.agent.loop import Agent
@@ -80,21 +89,25 @@ def main() -> None:
     common = dict(
         per_device_train_batch_size=args.batch, num_generations=args.group, max_completion_length=args.length,
         learning_rate=1e-5, use_cpu=True, bf16=False, seed=0, report_to=[], logging_steps=1, save_strategy="no",
-        temperature=1.0, beta=0.001,
+        temperature=1.0, beta=args.beta,
         # TRL's default turns gradient checkpointing on, which also turns the KV cache off for its
         # generation (measured: one plain step of 4 x 64 tokens took 13 min on CPU). Off for both.
         gradient_checkpointing=False,
     )
-    lora = dict(r=16, lora_alpha=32, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM")
-    plain_times: list[float] = []
-    atlas_times: list[float] = []
-    plain_tokens: list[float] = []
-    atlas_tokens: list[float] = []
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    lora = dict(r=16, lora_alpha=32, target_modules=targets, task_type="CAUSAL_LM")
+    names = (["plain"] if args.workload == "single-turn" else []) + ["atlas"] + (
+        ["atlas-unshared"] if args.unshared or args.workload == "multi-turn" else [])
+    times: dict[str, list[float]] = {n: [] for n in names}
+    tokens: dict[str, list[float]] = {n: [] for n in names}
+    phases: dict[str, dict[str, list[float]]] = {n: {} for n in names}
     tmp = Path(tempfile.mkdtemp(prefix="grpo-overhead-"))
+    turns = dict(max_turns=1, max_tool_calls=1) if args.workload == "single-turn" else dict(max_turns=6, max_tool_calls=5)
 
     with atlas.Toolspace.default(servers=sorted({s for t in tasks for s in t.servers})) as ts:
-        acfg = AtlasGRPOConfig.cpu_demo(str(tmp / "atlas"), max_steps=args.steps, max_turns=1, max_tool_calls=1,
-                                        max_turn_tokens=args.length, loading="itl", max_train_tasks=n_tasks, **common)
+        per_turn = args.length if args.workload == "single-turn" else 64
+        acfg = AtlasGRPOConfig.cpu_demo(str(tmp / "atlas"), max_steps=args.steps, **turns, max_turn_tokens=per_turn,
+                                        loading="itl", max_train_tasks=n_tasks, lora_target_modules=targets, **common)
         # The agent's first prompt of each task, as text: TRL gets exactly the same prompt tokens.
         probe = Agent(ScriptedPolicy(tok, []), ts, acfg.agent_config())
         prompts = []
@@ -106,41 +119,58 @@ def main() -> None:
         def plain_reward(prompts, completions, **kw):  # noqa: ANN001
             return [float(len(str(c)) % 7) / 7 for c in completions]
 
+        def record(name: str, timer: StepTimer, history: list[dict]) -> None:
+            times[name] += timer.times[1:]
+            tokens[name] += [h["completions/mean_length"] for h in history if "completions/mean_length" in h][1:]
+            for h in [h for h in history if "atlas/time/rollout_s" in h][1:]:
+                for k, v in h.items():
+                    if k.startswith("atlas/time/"):
+                        phases[name].setdefault(k.removeprefix("atlas/time/").removesuffix("_s"), []).append(v)
+
         for r in range(args.rounds):
-            # -- plain TRL ---------------------------------------------------------------------
-            timer = StepTimer()
-            model = AutoModelForCausalLM.from_pretrained(path)
-            cfg = GRPOConfig(output_dir=str(tmp / f"plain{r}"), max_steps=args.steps, **common)
-            tr = GRPOTrainer(model=model, args=cfg, reward_funcs=[plain_reward], train_dataset=Dataset.from_list([{"prompt": p} for p in prompts]),
-                             processing_class=tok, peft_config=LoraConfig(**lora), callbacks=[timer.callback])
-            tr.train()
-            plain_times += timer.times[1:]
-            plain_tokens += [h["completions/mean_length"] for h in tr.state.log_history if "completions/mean_length" in h][1:]
-            # -- atlas -----------------------------------------------------------------------------
-            timer = StepTimer()
-            model = AutoModelForCausalLM.from_pretrained(path)
-            acfg.output_dir = str(tmp / f"atlas{r}")
-            at = AtlasTrainer(acfg, toolspace=ts, tasks=tasks[:n_tasks], model=model, tokenizer=tok, callbacks=[timer.callback])
-            at.train()
-            atlas_times += timer.times[1:]
-            atlas_tokens += [h["completions/mean_length"] for h in at.trainer.state.log_history if "completions/mean_length" in h][1:]
-            print(f"round {r}: plain {plain_times[-1]:.2f} s/step, atlas {atlas_times[-1]:.2f} s/step", flush=True)
+            for name in names:
+                timer = StepTimer()
+                model = AutoModelForCausalLM.from_pretrained(path)
+                if name == "plain":
+                    cfg = GRPOConfig(output_dir=str(tmp / f"plain{r}"), max_steps=args.steps, **common)
+                    tr = TimedGRPOTrainer(model=model, args=cfg, reward_funcs=[plain_reward],
+                                          train_dataset=Dataset.from_list([{"prompt": p} for p in prompts]),
+                                          processing_class=tok, peft_config=LoraConfig(**lora), callbacks=[timer.callback])
+                    tr.train()
+                    history = tr.state.log_history
+                else:
+                    acfg.output_dir = str(tmp / f"{name}{r}")
+                    acfg.shared_prefix = name == "atlas"
+                    at = AtlasTrainer(acfg, toolspace=ts, tasks=tasks[:n_tasks], model=model, tokenizer=tok,
+                                      callbacks=[timer.callback])
+                    at.train()
+                    history = at.state.log_history
+                record(name, timer, history)
+                print(f"round {r}: {name} {statistics.median(timer.times[1:]):.2f} s/step", flush=True)
 
     med = statistics.median
+    base = "plain" if "plain" in names else "atlas-unshared"
     result = {
-        "settings": vars(args) | {"prompt_tokens": prompt_len},
-        "plain_step_s": plain_times,
-        "atlas_step_s": atlas_times,
-        "plain_completion_tokens": plain_tokens,
-        "atlas_completion_tokens": atlas_tokens,
-        "ratio_median_step": med(atlas_times) / med(plain_times),
-        "ratio_per_token": (med(atlas_times) / max(1e-9, statistics.fmean(atlas_tokens))) / (med(plain_times) / max(1e-9, statistics.fmean(plain_tokens))),
+        "settings": vars(args) | {"prompt_tokens": prompt_len, "baseline": base},
+        "step_s": times,
+        "completion_tokens": tokens,
+        "phases_median_s": {n: {k: med(v) for k, v in ph.items()} for n, ph in phases.items()},
+        "ratio_median_step": {n: med(times[n]) / med(times[base]) for n in names},
+        "ratio_per_token": {n: (med(times[n]) / max(1e-9, statistics.fmean(tokens[n])))
+                            / (med(times[base]) / max(1e-9, statistics.fmean(tokens[base]))) for n in names},
     }
-    print("\n| trainer | median step s | mean completion tokens |\n|---|---|---|")
-    print(f"| plain TRL GRPOTrainer | {med(plain_times):.2f} | {statistics.fmean(plain_tokens):.1f} |")
-    print(f"| atlas (rollout_func, agent, rubric reward) | {med(atlas_times):.2f} | {statistics.fmean(atlas_tokens):.1f} |")
-    print(f"\nratio (median step): {result['ratio_median_step']:.3f}   per generated token: {result['ratio_per_token']:.3f}   (goal ≤ 1.15)")
-    out = HERE / "results" / "grpo_overhead.json"
+    cols = ["rollout", "score_no_grad", "train_forward", "backward_and_rest"]
+    print("\n| trainer | median step s | mean completion tokens | " + " | ".join(cols) + " |")
+    print("|---|---|---|" + "---|" * len(cols))
+    for n in names:
+        ph = result["phases_median_s"][n]
+        print(f"| {n} | {med(times[n]):.2f} | {statistics.fmean(tokens[n]):.1f} | "
+              + " | ".join(f"{ph.get(c, float('nan')):.2f}" for c in cols) + " |")
+    for n in names:
+        if n != base:
+            print(f"ratio {n} / {base}: median step {result['ratio_median_step'][n]:.3f}, "
+                  f"per generated token {result['ratio_per_token'][n]:.3f}")
+    out = HERE / "results" / ("grpo_overhead.json" if args.workload == "single-turn" else "grpo_overhead_multiturn.json")
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")
 

@@ -155,3 +155,33 @@ def test_gpu_vllm_example_config_parses_with_paper_defaults():
     assert cfg.use_vllm and cfg.vllm_mode == "colocate"
     assert (cfg.num_generations, cfg.temperature, cfg.beta, cfg.max_tool_calls) == (4, 1.0, 0.001, 20)
     assert cfg.agent_config().loading == "itl"
+
+
+def test_curriculum_dynamic_sampling_and_two_designs(tmp_path, ts, small_tasks):
+    """The rollout picks (task, design) groups by the curriculum, plays ITL and ITL+PTC groups in
+    one step, replaces flat groups (dynamic sampling) and logs how many it dropped; the curriculum
+    state is saved for resume."""
+    out = tmp_path / "cur"
+    cfg = tiny(out, per_device_train_batch_size=4, num_generations=2, designs="itl,itl+ptc", curriculum=True,
+               dynamic_sampling_rounds=1, save_steps=10)
+    trainer = AtlasTrainer(cfg, toolspace=ts, tasks=small_tasks)
+    assert trainer.designs == ["itl", "itl+ptc"]
+    trainer.train()
+    logged = [h for h in trainer.state.log_history if "reward" in h]
+    assert len(logged) == 2
+    for key in ("atlas/dynamic/flat_fraction_sampled", "atlas/dynamic/flat_fraction_trained",
+                "atlas/dynamic/replaced_groups", "atlas/curriculum/items_tried", "frac_reward_zero_std"):
+        assert key in logged[0], key
+    assert all(h["atlas/dynamic/flat_fraction_trained"] <= h["atlas/dynamic/flat_fraction_sampled"] for h in logged)
+    lines = _log_lines(out / "trajectories.jsonl")
+    assert len(lines) == 2 * 4
+    assert {ln["trajectory"]["metadata"]["design"] for ln in lines} <= {"itl", "itl+ptc"}
+    # Both designs were really played: PTC episodes offer only code_interpreter.
+    state = json.loads((out / "curriculum.json").read_text())
+    tried = {k for k, v in state["stats"].items() if v["groups"]}
+    assert any(k.endswith("@itl") for k in tried) and any(k.endswith("@itl+ptc") for k in tried)
+    assert sum(v["groups"] for v in state["stats"].values()) >= 4  # 2 steps × 2 groups, plus any replacements
+    with pytest.raises(ConfigError, match="designs"):
+        from atlas_plugins.agent.runner import NativeRunner
+
+        AtlasTrainer(cfg, toolspace=ts, tasks=small_tasks, runner=type("R", (), {"run": NativeRunner.run})())

@@ -27,16 +27,39 @@ class Runner(Protocol):
 
 
 class NativeRunner:
-    """The native agent (:class:`~atlas_plugins.agent.loop.Agent`) as a runner."""
+    """The native agent (:class:`~atlas_plugins.agent.loop.Agent`) as a runner.
 
-    def __init__(self, toolspace: Any, config: Any = None) -> None:
+    ``designs`` maps a design name to its agent settings; a task whose
+    ``metadata["atlas_design"]`` names one is played under it (the trainer uses this to train one
+    model under several designs). Other tasks use ``config``.
+    """
+
+    DESIGN_KEY = "atlas_design"
+
+    def __init__(self, toolspace: Any, config: Any = None, *, designs: dict[str, Any] | None = None) -> None:
         self.toolspace = toolspace
         self.config = config
-        self._agent: Any = None
+        self.designs = dict(designs or {})
+        self._agents: dict[str | None, Any] = {}
+        self._policy: Any = None
 
     def run(self, tasks: Sequence[Task], *, policy: Any, seed: int | None = None) -> list[Trajectory]:
         from atlas_plugins.agent.loop import Agent
 
-        if self._agent is None or self._agent.policy is not policy:
-            self._agent = Agent(policy, self.toolspace, self.config)
-        return self._agent.run(list(tasks), seed=seed)
+        if policy is not self._policy:
+            self._agents, self._policy = {}, policy
+        by_design: dict[str | None, list[int]] = {}
+        for i, t in enumerate(tasks):
+            d = t.metadata.get(self.DESIGN_KEY)
+            if d is not None and d not in self.designs:
+                raise ValueError(f"task {t.id!r} asks for design {d!r}; this runner knows {sorted(self.designs)}")
+            by_design.setdefault(d, []).append(i)
+        out: list[Trajectory | None] = [None] * len(tasks)
+        for d, idx in by_design.items():
+            if d not in self._agents:
+                self._agents[d] = Agent(policy, self.toolspace, self.designs[d] if d is not None else self.config)
+            for i, traj in zip(idx, self._agents[d].run([tasks[i] for i in idx], seed=seed)):
+                if d is not None:
+                    traj.metadata["design"] = d
+                out[i] = traj
+        return [t for t in out if t is not None]

@@ -179,9 +179,12 @@ def run_bench(
     judge: str = "rules",
     seed: int = 0,
     device: str | None = None,
+    tasks_file: str | Path | None = None,
     say: Callable[[str], None] = print,
 ) -> list[BenchCell]:
-    """Run the grid; ``models`` maps a label to ``(model, adapter)`` (default: the embedded base)."""
+    """Run the grid; ``models`` maps a label to ``(model, adapter)`` (default: the embedded base).
+    ``tasks_file`` (a task JSONL, as ``atlas tasks generate`` writes it) replaces the suite's own
+    tasks, every line of it (``limit`` still applies); the suite still provides servers and checks."""
     from atlas_plugins.rewards.scorer import Scorer
 
     for d in designs:
@@ -189,7 +192,12 @@ def run_bench(
     if any(p < 0 for p in paddings):
         raise ValueError(f"padding must be >= 0, got {list(paddings)}")
     suite = suite_module(suite_name)
-    tasks = suite.load_tasks(limit=limit)
+    if tasks_file is not None:
+        from atlas_plugins.envs.taskgen import load_tasks as load_task_file
+
+        tasks = load_task_file(tasks_file)[:limit] if limit else load_task_file(tasks_file)
+    else:
+        tasks = suite.load_tasks(limit=limit)
     if not tasks:
         raise ValueError(f"suite {suite_name!r} has no tasks (limit={limit})")
     models = models or {"base": ("embedded", None)}

@@ -9,6 +9,7 @@ here imports training.
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +31,40 @@ def mean(xs: Sequence[float]) -> float:
     return float(statistics.fmean(xs)) if xs else 0.0
 
 
+META_CALLS = frozenset({"fetch_tools", "get_selected_tools", "search_tools"})
+
+
+def behaviour(traj: Trajectory) -> dict[str, float]:
+    """What context control and RL are supposed to change, for one episode:
+
+    * ``schemas_loaded``: distinct tool schemas the episode loaded (meta-calls, not eager's up-front set);
+    * ``loaded_unused``: loaded schemas of tools the episode never called;
+    * ``meta_calls``: calls of loading meta-tools;
+    * ``repeated_calls``: calls identical (same name and arguments) to an earlier call;
+    * ``repeats``: 1.0 when the episode repeated any call, else 0.0;
+    * ``parse_failures``: turns the agent could not parse.
+    """
+    loaded: set[str] = set()
+    for event in traj.loaded_tools_log:
+        if event.get("event") == "load":
+            loaded.update(event.get("tools") or [])
+    called = {c.name for c in traj.tool_calls if c.name not in META_CALLS}
+    seen: set[str] = set()
+    repeated = 0
+    for c in traj.tool_calls:
+        key = c.name + "\0" + json.dumps(c.arguments, sort_keys=True, default=str)
+        repeated += key in seen
+        seen.add(key)
+    return {
+        "schemas_loaded": float(len(loaded)),
+        "loaded_unused": float(len(loaded - called)),
+        "meta_calls": float(sum(c.name in META_CALLS for c in traj.tool_calls)),
+        "repeated_calls": float(repeated),
+        "repeats": float(repeated > 0),
+        "parse_failures": float(traj.parse_failures),
+    }
+
+
 class EvalSummary(BaseModel):
     design: str
     tasks: int
@@ -42,10 +77,14 @@ class EvalSummary(BaseModel):
     tool_errors: float
     parse_failures: float
     by_category: dict[str, float] = Field(default_factory=dict)
+    #: Means of :func:`behaviour` over the episodes (``repeats`` is the fraction of episodes
+    #: that repeated an identical call).
+    behaviour: dict[str, float] = Field(default_factory=dict)
     wall_s: float = 0.0
 
 
 def summarize(design: str, trajs: Sequence[Trajectory], wall_s: float = 0.0) -> EvalSummary:
+    rows = [behaviour(t) for t in trajs]
     return EvalSummary(
         design=design,
         tasks=len(trajs),
@@ -58,6 +97,7 @@ def summarize(design: str, trajs: Sequence[Trajectory], wall_s: float = 0.0) -> 
         tool_errors=mean([t.tool_errors for t in trajs]),
         parse_failures=mean([t.parse_failures for t in trajs]),
         by_category={c: mean([t.reward_by_category.get(c, 0.0) for t in trajs]) for c in CATEGORIES},
+        behaviour={k: mean([b[k] for b in rows]) for k in (rows[0] if rows else {})},
         wall_s=wall_s,
     )
 

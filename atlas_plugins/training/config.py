@@ -81,6 +81,29 @@ class AtlasGRPOConfig(GRPOConfig):
     judge: str = field(default="rules")
     aggregator: str = field(default="atlas")
 
+    # -- what each step trains on -----------------------------------------------------------------
+    designs: str | None = field(
+        default=None,
+        metadata={"help": "Comma-separated designs to train under, e.g. 'itl,itl+ptc' (each GRPO group picks one); "
+                          "None = the one design given by loading/executor."},
+    )
+    curriculum: bool = field(
+        default=False,
+        metadata={"help": "Pick each step's (task, design) groups by measured reward spread instead of TRL's data "
+                          "order (see atlas_plugins.training.curriculum)."},
+    )
+    dynamic_sampling_rounds: int = field(
+        default=0,
+        metadata={"help": "Replace groups whose rewards are all equal by fresh groups, up to N rounds per step (DAPO); "
+                          "0 = off."},
+    )
+
+    # -- speed ------------------------------------------------------------------------------------
+    shared_prefix: bool = field(
+        default=True,
+        metadata={"help": "Compute each batch's shared token prefixes once (exact; see atlas_plugins.training.shared_prefix)."},
+    )
+
     # -- logging ------------------------------------------------------------------------------------
     trajectory_log: str | None = field(
         default=None, metadata={"help": "JSONL of every scored trajectory; default <output_dir>/trajectories.jsonl."}
@@ -108,6 +131,23 @@ class AtlasGRPOConfig(GRPOConfig):
             top_p=self.top_p,
             observation_role=self.observation_role,
         )
+
+    def design_list(self) -> list[str]:
+        """The designs trained under: ``designs``, else the one named by ``loading``/``executor``."""
+        if self.designs:
+            return [d.strip() for d in self.designs.split(",") if d.strip()]
+        return [self.loading + ("+ptc" if self.executor else "")]
+
+    def design_configs(self) -> dict[str, Any]:
+        """Agent settings per design of :meth:`design_list` (the rest as :meth:`agent_config`)."""
+        from atlas_plugins.evaluation.designs import design_settings
+
+        base = self.agent_config()
+        out = {}
+        for d in self.design_list():
+            ds = design_settings(d)
+            out[d] = base.model_copy(update={"loading": ds["loading"], "executor": ds["executor"]})
+        return out
 
     @property
     def trajectory_log_path(self) -> Path:

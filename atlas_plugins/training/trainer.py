@@ -144,11 +144,23 @@ class AtlasTrainer:
         self.scorer = Scorer(config.rubric_provider, config.judge, config.aggregator, self.toolspace,
                              rubric_key=by_task_content)
         self._pending: dict[str, Trajectory] = {}  # atlas_key -> trajectory awaiting its reward
+        self._scored: dict[int, Any] = {}  # id(trajectory) -> its RewardBreakdown, scored during the rollout
         from atlas_plugins.agent.runner import NativeRunner, Runner
 
-        self.runner = runner if runner is not None else NativeRunner(self.toolspace, config.agent_config())
+        self.designs = config.design_list()
+        if runner is None:
+            runner = NativeRunner(self.toolspace, config.agent_config(),
+                                  designs=config.design_configs() if config.designs else None)
+        elif config.designs:
+            raise ConfigError("designs= trains the native agent under several designs; an adapter's runner plays "
+                              "its own agent, so leave designs unset")
+        self.runner = runner
         if not isinstance(self.runner, Runner):
             raise ConfigError(f"runner {self.runner!r} has no run(tasks, *, policy, seed) method")
+        from atlas_plugins.training.curriculum import Curriculum
+
+        self.curriculum = Curriculum(self.tasks, self.designs, seed=config.seed) if config.curriculum else None
+        self._curriculum_path = Path(config.output_dir) / "curriculum.json"
         self._policy_obj: Any = None
         self._view_rng = random.Random(config.seed)
         self._rollouts = 0
@@ -208,11 +220,13 @@ class AtlasTrainer:
 
     def _make_trainer(self, callbacks: list[Any]) -> Any:
         from datasets import Dataset
-        from trl import GRPOTrainer
+
+        from atlas_plugins.training.grpo_trainer import AtlasGRPOTrainer
 
         rows = [{"prompt": t.prompt, "task_id": t.id} for t in self.tasks]
         reward = self._scored_reward()
-        return GRPOTrainer(
+        return AtlasGRPOTrainer(
+            shared_prefix=self.config.shared_prefix,
             model=self._base_model,
             args=self.config,
             reward_funcs=[reward],
@@ -247,13 +261,50 @@ class AtlasTrainer:
         return task
 
     def _rollout(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
+        """Play the step's groups (TRL's prompts, or the curriculum's picks), score them, replace
+        groups whose rewards are all equal (dynamic sampling), and return TRL's rows."""
         policy = self._policy(trainer)
-        tasks = [self._task_for(p) for p in prompts]
-        seed = None if self.config.seed is None else self.config.seed * 100_003 + self._rollouts * 997
-        trajs = self.runner.run(tasks, policy=policy, seed=seed)
-        self._rollouts += 1
-        if len(trajs) != len(tasks):
-            raise AtlasError(f"runner returned {len(trajs)} trajectories for {len(tasks)} tasks")
+        group = max(1, int(trainer.num_generations or 1))
+        if len(prompts) % group:
+            raise AtlasError(f"rollout got {len(prompts)} prompts, not a multiple of the group size {group}")
+        n_groups = len(prompts) // group
+        if self.curriculum is not None:
+            if self._rollouts == 0 and self.curriculum.load(self._curriculum_path):
+                pass  # resumed: the curriculum continues where the checkpointed run stopped
+            items = self.curriculum.pick(n_groups)
+        else:
+            items = [(self._task_for(prompts[g * group]), self.designs[0]) for g in range(n_groups)]
+        groups = self._play(items, group, policy)
+        score_now = self.curriculum is not None or self.config.dynamic_sampling_rounds > 0
+        if score_now:
+            self._score_groups(groups, items)
+        mode = "train" if trainer.model.training else "eval"
+        flat = [g for g, trajs in enumerate(groups) if _flat(trajs)] if score_now else []
+        trainer._metrics[mode]["atlas/dynamic/flat_fraction_sampled"].append(len(flat) / max(1, n_groups))
+        replaced = 0
+        for _ in range(self.config.dynamic_sampling_rounds):
+            if not flat:
+                break
+            taken = {self._item_key(it) for it in items}
+            fresh = (self.curriculum.pick(len(flat), exclude=taken) if self.curriculum is not None
+                     else [(self.tasks[(self._rollouts * 7919 + g) % len(self.tasks)], self.designs[0]) for g in flat])
+            new_groups = self._play(fresh, group, policy)
+            self._score_groups(new_groups, fresh)
+            still = []
+            for g, item, trajs in zip(flat, fresh, new_groups):
+                if _flat(trajs):
+                    still.append(g)
+                else:
+                    groups[g], items[g] = trajs, item
+                    replaced += 1
+            flat = still
+        trainer._metrics[mode]["atlas/dynamic/replaced_groups"].append(float(replaced))
+        trainer._metrics[mode]["atlas/dynamic/flat_fraction_trained"].append(len(flat) / max(1, n_groups))
+        if self.curriculum is not None:
+            for k, v in self.curriculum.summary().items():
+                trainer._metrics[mode][f"atlas/curriculum/{k}"].append(v)
+            self.curriculum.save(self._curriculum_path)
+        trajs = [t for g in groups for t in g]
         rows, keys = [], []
         for t in trajs:
             t.metadata["step"] = trainer.state.global_step
@@ -269,6 +320,33 @@ class AtlasTrainer:
             "atlas_key": keys,
         }
 
+    @staticmethod
+    def _item_key(item: tuple[Task, str]) -> str:
+        return f"{item[0].id}@{item[1]}"
+
+    def _play(self, items: list[tuple[Task, str]], group: int, policy: Any) -> list[list[Trajectory]]:
+        """One episode per group member; tasks are tagged with their design when several are trained."""
+        tasks = []
+        for task, design in items:
+            played = task
+            if self.config.designs:
+                played = task.model_copy(update={"metadata": {**task.metadata, "atlas_design": design}})
+            tasks += [played] * group
+        seed = None if self.config.seed is None else self.config.seed * 100_003 + self._rollouts * 997
+        trajs = self.runner.run(tasks, policy=policy, seed=seed)
+        self._rollouts += 1
+        if len(trajs) != len(tasks):
+            raise AtlasError(f"runner returned {len(trajs)} trajectories for {len(tasks)} tasks")
+        return [trajs[i : i + group] for i in range(0, len(trajs), group)]
+
+    def _score_groups(self, groups: list[list[Trajectory]], items: list[tuple[Task, str]]) -> None:
+        flat_trajs = [t for g in groups for t in g]
+        for t, b in zip(flat_trajs, self.scorer.score_batch(flat_trajs)):
+            self._scored[id(t)] = b
+        if self.curriculum is not None:
+            for (task, design), trajs in zip(items, groups):
+                self.curriculum.update(task, design, [t.reward or 0.0 for t in trajs], [is_success(t) for t in trajs])
+
     def _scored_reward(self) -> Any:
         from atlas_plugins.rewards.scorer import batch_metrics, notify
 
@@ -280,7 +358,11 @@ class AtlasTrainer:
                 raise AtlasError("atlas_reward needs the rollout's atlas_key column (one key per completion)")
             # Score the trajectories the rollout played, not a re-parse of their text.
             trajs = [self._pending.pop(k) for k in keys]
-            breakdowns = self.scorer.score_batch(trajs)
+            fresh = [t for t in trajs if id(t) not in self._scored]  # the rollout scored the rest
+            for t, b in zip(fresh, self.scorer.score_batch(fresh) if fresh else []):
+                self._scored[id(t)] = b
+            breakdowns = [self._scored.pop(id(t)) for t in trajs]
+            self._scored.clear()  # groups replaced by dynamic sampling were scored but not trained
             log_metric = kwargs.get("log_metric")
             if callable(log_metric) and trajs:
                 for k, v in batch_metrics(trajs, breakdowns).items():
@@ -327,6 +409,12 @@ class AtlasTrainer:
     def close(self) -> None:
         if self._own_toolspace:
             self.toolspace.close()
+
+
+def _flat(trajs: list[Trajectory]) -> bool:
+    """Whether a group's rewards are all equal (no GRPO signal)."""
+    rewards = [t.reward for t in trajs]
+    return len(set(rewards)) <= 1
 
 
 class _TrainStepHook(TrainerCallback):
