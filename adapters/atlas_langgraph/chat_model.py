@@ -49,6 +49,7 @@ from pydantic import ConfigDict, Field, PrivateAttr
 
 from atlas_plugins.agent.parsing import parse_assistant
 from atlas_plugins.agent.recorder import ChatRenderer, LLMCall
+from atlas_plugins.wire.messages import content_text
 
 from atlas_langgraph.tools import EPISODE_CONFIG_KEY, lc_name_for
 
@@ -129,16 +130,6 @@ def current_recording(metadata: dict[str, Any] | None = None) -> Recording | Non
 
 
 # ---------------------------------------------------------------------------- message mapping
-def _text(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # content blocks
-        return "".join(p if isinstance(p, str) else str(p.get("text", "")) for p in content if isinstance(p, (str, dict)))
-    return str(content)
-
-
 def to_openai_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
     """LangChain messages -> OpenAI-style chat dicts (the form the policy's chat template takes).
 
@@ -148,11 +139,11 @@ def to_openai_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for m in messages:
         if isinstance(m, SystemMessage):
-            out.append({"role": "system", "content": _text(m.content)})
+            out.append({"role": "system", "content": content_text(m.content)})
         elif isinstance(m, HumanMessage):
-            out.append({"role": "user", "content": _text(m.content)})
+            out.append({"role": "user", "content": content_text(m.content)})
         elif isinstance(m, AIMessage):
-            msg: dict[str, Any] = {"role": "assistant", "content": _text(m.content)}
+            msg: dict[str, Any] = {"role": "assistant", "content": content_text(m.content)}
             if m.tool_calls:
                 msg["tool_calls"] = [
                     {
@@ -164,9 +155,9 @@ def to_openai_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
                 ]
             out.append(msg)
         elif isinstance(m, ToolMessage):
-            out.append({"role": "tool", "content": _text(m.content), "tool_call_id": m.tool_call_id, **({"name": m.name} if m.name else {})})
+            out.append({"role": "tool", "content": content_text(m.content), "tool_call_id": m.tool_call_id, **({"name": m.name} if m.name else {})})
         elif isinstance(m, ChatMessage):
-            out.append({"role": m.role, "content": _text(m.content)})
+            out.append({"role": m.role, "content": content_text(m.content)})
         else:
             raise ValueError(f"AtlasChatModel cannot render a message of type {type(m).__name__!r}: {m!r:.200}")
     return out
@@ -262,7 +253,7 @@ class AtlasChatModel(BaseChatModel):
             if out.get("parsed") is not None:
                 return out["parsed"]
             raw = out.get("raw")
-            reply = _text(getattr(raw, "content", "")) if raw is not None else ""
+            reply = content_text(getattr(raw, "content", "")) if raw is not None else ""
             calls = [tc.get("name") for tc in (getattr(raw, "tool_calls", None) or [])]
             why = out.get("parsing_error") or (f"the reply called {calls}" if calls else "the reply had no tool call")
             raise OutputParserException(
@@ -389,7 +380,7 @@ class AtlasChatModel(BaseChatModel):
             chunk_position="last",
         )
         if run_manager is not None:
-            run_manager.on_llm_new_token(_text(reply.content), chunk=ChatGenerationChunk(message=chunk))
+            run_manager.on_llm_new_token(content_text(reply.content), chunk=ChatGenerationChunk(message=chunk))
         yield ChatGenerationChunk(message=chunk)
 
 

@@ -41,6 +41,7 @@ from pydantic import ConfigDict
 from typing_extensions import TypedDict
 
 from atlas_plugins.types import Task, qualify
+from atlas_plugins.wire.text import cut as wire_cut
 
 from atlas_langgraph.tools import EPISODE_CONFIG_KEY, current_episode, lc_tool_name
 
@@ -164,7 +165,7 @@ def create_atlas_agent(
         return ep
 
     def cut(text: str) -> str:
-        return text if len(text) <= max_response_chars else text[:max_response_chars] + f"\n…[truncated {len(text) - max_response_chars} characters]"
+        return wire_cut(text, max_response_chars)
 
     # -- tools ----------------------------------------------------------------------------------
     def meta_fn(name: str) -> Callable[[_Episode, dict[str, Any], str], tuple[str, dict[str, Any]]]:

@@ -34,6 +34,7 @@ from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from atlas_plugins.agent.parsing import parse_assistant
 from atlas_plugins.agent.recorder import LLMCall, token_fields
 from atlas_plugins.types import Task, ToolCallRecord, Trajectory
+from atlas_plugins.wire.messages import content_text
 
 from atlas_langgraph.chat_model import AtlasChatModel, recording_scope, to_openai_messages
 from atlas_langgraph.tools import EPISODE_CONFIG_KEY, episode_scope, qualified_name
@@ -50,20 +51,12 @@ def default_input(task: Task) -> dict[str, Any]:
     return {"messages": [("user", task.prompt)]}
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p if isinstance(p, str) else str(p.get("text", "")) for p in content if isinstance(p, (str, dict)))
-    return "" if content is None else str(content)
-
-
 def default_output(state: Any) -> str | None:
     """The final answer: the text of the last AI message of ``state["messages"]``."""
     messages = state.get("messages") if isinstance(state, dict) else getattr(state, "messages", None)
     for m in reversed(list(messages or [])):
         if isinstance(m, AIMessage):
-            return _text(m.content).strip() or None
+            return content_text(m.content).strip() or None
     return None
 
 
@@ -245,7 +238,7 @@ def _tool_records(messages: Sequence[BaseMessage]) -> list[ToolCallRecord]:
             if res is None:
                 ok, text, err, kind = False, "", "the tool was never run (the episode ended first)", "not_run"
             else:
-                text = _text(res.content)
+                text = content_text(res.content)
                 ok = bool(artifact.get("ok", res.status != "error"))
                 err = artifact.get("error") if artifact else (text if not ok else None)
                 kind = artifact.get("error_type") if artifact else (None if ok else "tool_error")

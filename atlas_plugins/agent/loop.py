@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field
 from atlas_plugins.agent.parsing import EXPECTED_FORMAT, parse_assistant
 from atlas_plugins.agent.rendering import TurnTemplate, encode, probe_template
 from atlas_plugins.types import Task, ToolCallRecord, Trajectory
+from atlas_plugins.wire.text import cut as _truncate
 
 CODE_TOOL = "code_interpreter"
 #: Where generation stops: after one tool call, or after the answer.
@@ -68,12 +69,6 @@ class _Episode:
     finish: str = ""
     followups: list[str] = field(default_factory=list)  # user messages still to deliver
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _truncate(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    return text[:limit] + f"\n…[truncated {len(text) - limit} of {len(text)} characters]"
 
 
 class Agent:

@@ -38,6 +38,7 @@ from typing import Any, Sequence
 from pydantic import BaseModel, Field
 
 from atlas_plugins.agent.rendering import TurnTemplate, encode, probe_template
+from atlas_plugins.wire.messages import content_text, message_key
 
 
 class LLMCall(BaseModel):
@@ -113,22 +114,8 @@ def token_fields(calls: Sequence[LLMCall]) -> dict[str, Any]:
     }
 
 
-def _canonical(message: dict[str, Any]) -> str:
-    """A comparable form of a chat message: role, text content and tool calls (ids ignored)."""
-    content = message.get("content")
-    if isinstance(content, list):
-        content = "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
-    calls = []
-    for c in message.get("tool_calls") or []:
-        fn = c.get("function", c) if isinstance(c, dict) else {}
-        args = fn.get("arguments", fn.get("args", {}))
-        if isinstance(args, str):
-            try:
-                args = json.loads(args)
-            except json.JSONDecodeError:
-                pass
-        calls.append([fn.get("name"), args])
-    return json.dumps([message.get("role"), content or "", calls], sort_keys=True, ensure_ascii=False, default=str)
+#: Messages are compared by meaning (one copy of the rule, in :mod:`atlas_plugins.wire.messages`).
+_canonical = message_key
 
 
 class _Conversation(BaseModel):
@@ -169,7 +156,7 @@ class ChatRenderer:
 
     def prompt_ids(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> tuple[list[int], bool]:
         """Prompt ids for ``messages``; the flag says whether an earlier call was extended."""
-        keys = [_canonical(m) for m in messages]
+        keys = [message_key(m) for m in messages]
         tools_key = json.dumps(tools, sort_keys=True, default=str) if tools else ""
         with self._lock:
             # Longest remembered conversation that the new messages continue.
@@ -180,7 +167,7 @@ class ChatRenderer:
                 tail = messages[cut:]
                 roles = {m.get("role") for m in tail}
                 if len(roles) == 1 and (role := next(iter(roles))) in self._templates:
-                    content = "\n\n".join(str(_canonical_content(m)) for m in tail)
+                    content = "\n\n".join(content_text(m.get("content")) for m in tail)
                     text = self._templates[role].observation_text(content, sampled_text=conv.sampled_text)
                     self._seen.move_to_end(tools_key + self._prefix_key(keys[:cut]))
                     return conv.ids + encode(self.tokenizer, text), True
@@ -201,7 +188,7 @@ class ChatRenderer:
         ``reply`` is the assistant message as handed back to the framework (content and tool
         calls), since that is what the framework will send back in the next call's history.
         """
-        keys = [_canonical(m) for m in messages] + [_canonical({**reply, "role": "assistant"})]
+        keys = [message_key(m) for m in messages] + [message_key({**reply, "role": "assistant"})]
         tools_key = json.dumps(tools, sort_keys=True, default=str) if tools else ""
         conv = _Conversation(keys=keys, ids=list(prompt_ids) + list(completion_ids), sampled_text=sampled_text)
         with self._lock:
@@ -209,9 +196,3 @@ class ChatRenderer:
             while len(self._seen) > self._max:
                 self._seen.popitem(last=False)
 
-
-def _canonical_content(message: dict[str, Any]) -> str:
-    content = message.get("content")
-    if isinstance(content, list):
-        return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
-    return "" if content is None else str(content)

@@ -12,11 +12,11 @@ token count measures is then what a real prompt would carry, not pretty-printing
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Iterable
 
 from atlas_plugins.context.base import MetaTool
 from atlas_plugins.types import ServerInfo, ToolSpec
+from atlas_plugins.wire.text import one_line
 
 TOOL_CALL_OPEN = "<tool_call>"
 TOOL_CALL_CLOSE = "</tool_call>"
@@ -57,20 +57,6 @@ def render_tool_schema(spec: ToolSpec) -> str:
 
 def render_meta_tool(tool: MetaTool) -> str:
     return compact_json({"name": tool.name, "description": tool.description, "parameters": tool.input_schema})
-
-
-_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s")
-
-
-def one_line(text: str, limit: int = 100) -> str:
-    """First sentence of ``text`` on one line, cut to ``limit`` characters (``…`` marks a cut)."""
-    flat = " ".join((text or "").split())
-    if not flat:
-        return ""
-    first = _SENTENCE_END.split(flat, maxsplit=1)[0]
-    if len(first) > limit:
-        first = first[: max(limit - 1, 1)].rstrip() + "…"
-    return first
 
 
 def render_server_index(

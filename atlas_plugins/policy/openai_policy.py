@@ -10,13 +10,13 @@ talk to :mod:`atlas_plugins.policy.serve` (which *does* record token ids server-
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any
 
 from atlas_plugins.errors import AtlasError
 from atlas_plugins.policy.base import ChatGeneration, Generation
+from atlas_plugins.wire.messages import loads_arguments
 
 
 class OpenAIPolicy:
@@ -104,13 +104,7 @@ class OpenAIPolicy:
         calls = []
         for call in message.get("tool_calls") or []:
             fn = call.get("function") or {}
-            args: Any = fn.get("arguments")
-            if isinstance(args, str):
-                try:
-                    args = json.loads(args)
-                except json.JSONDecodeError:
-                    pass
-            calls.append({"name": fn.get("name"), "arguments": args})
+            calls.append({"name": fn.get("name"), "arguments": loads_arguments(fn.get("arguments"))})
         finish = choice.get("finish_reason") or "stop"
         usage = {k: int(v) for k, v in (data.get("usage") or {}).items() if isinstance(v, int)}
         return ChatGeneration(

@@ -67,6 +67,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 from pydantic import BaseModel, Field
 
 from atlas_plugins.policy.base import Generation
+from atlas_plugins.wire.messages import message_key
 
 _MAX_N = 64
 #: Header naming the rollout a request belongs to (same effect as the ``/rollouts/<id>`` path).
@@ -121,18 +122,6 @@ class Chain(BaseModel):
     created: float = 0.0
     #: ``(record index, choice index)`` of every call of the chain, in order.
     calls: list[tuple[int, int]] = Field(default_factory=list)
-
-
-def message_key(message: dict[str, Any]) -> str:
-    """A comparable form of a chat message (role, text, tool calls; tool-call ids ignored).
-
-    Chat clients send back the assistant message they got, but may drop ``null`` fields or
-    re-serialise tool-call arguments, so messages are compared by meaning, the same way
-    :class:`~atlas_plugins.agent.recorder.ChatRenderer` compares them.
-    """
-    from atlas_plugins.agent.recorder import _canonical
-
-    return _canonical(message)
 
 
 def _chain_hashes(tools: list[dict[str, Any]] | None, messages: list[dict[str, Any]]) -> list[str]:

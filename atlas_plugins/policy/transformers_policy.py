@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from atlas_plugins.errors import AtlasError
 from atlas_plugins.policy.base import ChatGeneration, Generation, per_prompt, per_prompt_stops
 from atlas_plugins.policy.embedded import EMBEDDED_MODEL_NAME, EMBEDDED_ALIASES, resolve_model_path
+from atlas_plugins.wire.messages import content_text, loads_arguments, tool_call_functions
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; torch is imported lazily
     import torch
@@ -635,26 +636,14 @@ def _normalise_message(message: dict[str, Any], *, inline_tool_calls: bool) -> d
     """Make a message safe for simple templates: ``content`` always a string, content parts
     joined, and (for templates without tool support) assistant tool calls written inline."""
     msg = dict(message)
-    content = msg.get("content")
-    if content is None:
-        content = ""
-    elif isinstance(content, list):  # OpenAI content parts
-        content = "".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
-    elif not isinstance(content, str):
-        content = str(content)
+    content = content_text(msg.get("content"))  # OpenAI content parts joined
     calls = msg.get("tool_calls")
     if inline_tool_calls and calls:
         rendered = []
-        for call in calls:
-            fn = call.get("function", call) if isinstance(call, dict) else {}
-            args = fn.get("arguments", {})
-            if isinstance(args, str):
-                try:
-                    args = json.loads(args)
-                except json.JSONDecodeError:
-                    pass
+        for name, args in tool_call_functions(msg):
+            args = loads_arguments(args)
             rendered.append(
-                "<tool_call>" + json.dumps({"name": fn.get("name"), "arguments": args}, ensure_ascii=False) + "</tool_call>"
+                "<tool_call>" + json.dumps({"name": name, "arguments": args}, ensure_ascii=False) + "</tool_call>"
             )
         content = (content + "\n" if content else "") + "\n".join(rendered)
         msg.pop("tool_calls", None)

@@ -43,6 +43,7 @@ from atlas_plugins.errors import ConfigError
 from atlas_plugins.rewards.base import RewardBreakdown, coerce_task
 from atlas_plugins.rewards.rubric import Rubric
 from atlas_plugins.types import Task, ToolCallRecord, Trajectory
+from atlas_plugins.wire.messages import content_text, record_arguments, tool_call_functions
 
 _ANSWER_RE = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.S | re.I)
 _TOOL_CALL_RE = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.S | re.I)
@@ -50,19 +51,11 @@ _TASK_FIELDS = ("answer", "metadata", "expected_state", "servers", "split", "dif
 _RESERVED = {"trainer_state", "log_metric", "log_extra", "environments", "completion_ids"}
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # multimodal / content-part lists
-        return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
-    return "" if content is None else str(content)
-
-
 def _prompt_text(prompt: Any) -> str:
     if isinstance(prompt, list):
         users = [m for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
-        return _text(users[-1].get("content")) if users else _text(prompt[-1].get("content") if prompt and isinstance(prompt[-1], dict) else "")
-    return _text(prompt)
+        return content_text(users[-1].get("content")) if users else content_text(prompt[-1].get("content") if prompt and isinstance(prompt[-1], dict) else "")
+    return content_text(prompt)
 
 
 def _parse_tool_calls(text: str, turn: int) -> list[ToolCallRecord]:
@@ -73,13 +66,8 @@ def _parse_tool_calls(text: str, turn: int) -> list[ToolCallRecord]:
         except json.JSONDecodeError:
             continue  # an unparseable call is not a call; the rubric's checks will notice
         if isinstance(obj, dict) and isinstance(obj.get("name"), str):
-            args = obj.get("arguments", {})
-            if isinstance(args, str):
-                try:
-                    args = json.loads(args)
-                except json.JSONDecodeError:
-                    args = {"_raw": args}
-            calls.append(ToolCallRecord(turn=turn, name=obj["name"], arguments=args if isinstance(args, dict) else {"_value": args}))
+            args = record_arguments(obj.get("arguments", {}), non_dict="wrap", blank="raw")
+            calls.append(ToolCallRecord(turn=turn, name=obj["name"], arguments=args))
     return calls
 
 
@@ -97,23 +85,17 @@ def trajectory_from_completion(completion: Any, *, prompt: Any = None, task: Tas
             role = m.get("role")
             if role == "assistant":
                 turn += 1
-                t = _text(m.get("content"))
+                t = content_text(m.get("content"))
                 texts.append(t)
                 calls += _parse_tool_calls(t, turn)
-                for tc in m.get("tool_calls") or []:
-                    fn = tc.get("function", tc) if isinstance(tc, dict) else {}
-                    args = fn.get("arguments", {})
-                    if isinstance(args, str):
-                        try:
-                            args = json.loads(args)
-                        except json.JSONDecodeError:
-                            args = {"_raw": args}
-                    if isinstance(fn.get("name"), str):
-                        calls.append(ToolCallRecord(turn=turn, name=fn["name"], arguments=args if isinstance(args, dict) else {}))
+                for name, raw in tool_call_functions(m):
+                    if isinstance(name, str):
+                        args = record_arguments(raw, non_dict="empty", blank="raw")
+                        calls.append(ToolCallRecord(turn=turn, name=name, arguments=args))
             elif role == "tool" and calls:
-                calls[-1].result = _text(m.get("content"))[:4000]
+                calls[-1].result = content_text(m.get("content"))[:4000]
     else:
-        text = _text(completion)
+        text = content_text(completion)
         texts.append(text)
         messages.append({"role": "assistant", "content": text})
         calls = _parse_tool_calls(text, 1)

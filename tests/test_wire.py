@@ -1,0 +1,59 @@
+"""The wire helpers (atlas_plugins.wire): one copy of each message, text and format rule."""
+
+from __future__ import annotations
+
+from atlas_plugins.wire.messages import (
+    arguments_json,
+    content_text,
+    loads_arguments,
+    message_key,
+    record_arguments,
+    tool_call_functions,
+)
+from atlas_plugins.wire.text import closest, cut, listing, one_line, ranked_names, truncate
+
+
+def test_content_text_parts_none_and_other():
+    assert content_text("hi") == "hi"
+    assert content_text(None) == ""
+    assert content_text([{"type": "text", "text": "a"}, "b", {"type": "image_url"}, {"text": None}]) == "ab"
+    assert content_text(3) == "3"
+
+
+def test_argument_decoding_per_site_semantics():
+    assert loads_arguments('{"a": 1}') == {"a": 1}
+    assert loads_arguments("not json") == "not json" and loads_arguments(None) is None
+    # the TRL reward's text calls: undecodable -> _raw, non-dict -> _value, "" decoded like any text
+    assert record_arguments("oops", non_dict="wrap", blank="raw") == {"_raw": "oops"}
+    assert record_arguments("5", non_dict="wrap", blank="raw") == {"_value": 5}
+    assert record_arguments("", non_dict="wrap", blank="raw") == {"_raw": ""}
+    # the TRL reward's chat tool_calls: non-dicts are dropped to {}
+    assert record_arguments([1], non_dict="empty", blank="raw") == {}
+    # the LangGraph proxy: "" means no arguments
+    assert record_arguments("", non_dict="wrap", blank="empty") == {}
+    assert record_arguments({"x": 1}, non_dict="empty", blank="empty") == {"x": 1}
+    assert arguments_json({"q": "é"}) == '{"q": "é"}'
+
+
+def test_tool_call_functions_and_message_key():
+    msg = {"role": "assistant", "content": [{"type": "text", "text": "ok"}],
+           "tool_calls": [{"id": "1", "function": {"name": "math:add", "arguments": '{"a": 1}'}},
+                          {"name": "lc", "args": {"b": 2}}]}
+    assert tool_call_functions(msg) == [("math:add", '{"a": 1}'), ("lc", {})]
+    assert tool_call_functions(msg, accept_args_key=True)[1] == ("lc", {"b": 2})
+    same = {"role": "assistant", "content": "ok",
+            "tool_calls": [{"id": "other", "type": "function", "function": {"name": "math:add", "arguments": {"a": 1}}},
+                           {"name": "lc", "args": {"b": 2}}]}
+    assert message_key(msg) == message_key(same)  # ids and argument serialisation do not matter
+    assert message_key({"role": "user", "content": None}) == '["user", "", []]'
+
+
+def test_truncation_marker_and_suggestions():
+    assert truncate("abc", 5) == ("abc", False)
+    assert truncate("x" * 10, 4) == ("xxxx\n…[truncated 6 of 10 characters]", True)
+    assert cut("x" * 10, 4) == "xxxx\n…[truncated 6 of 10 characters]"
+    assert closest("ad", ["add", "sub"]) == ["add"]
+    assert closest("", ["add", "sub"]) == []  # an empty name suggests nothing
+    assert ranked_names("emial", ["calendar", "email"])[0] == "email"
+    assert listing([str(i) for i in range(25)]).endswith(", 19, … (25 in all)")
+    assert one_line("First. Second.") == "First." and one_line("x" * 10, 5) == "xxxx…"
