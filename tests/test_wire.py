@@ -57,3 +57,37 @@ def test_truncation_marker_and_suggestions():
     assert ranked_names("emial", ["calendar", "email"])[0] == "email"
     assert listing([str(i) for i in range(25)]).endswith(", 19, … (25 in all)")
     assert one_line("First. Second.") == "First." and one_line("x" * 10, 5) == "xxxx…"
+
+
+def test_both_json_styles_of_a_call():
+    from atlas_plugins.wire.toolcall import format_call, format_call_compact
+
+    # spaced: what demonstrations clone (fixes the SFT tokens); compact: every prompt hint
+    assert format_call("math:add", {"a": 1, "q": "é"}) == '<tool_call>{"name": "math:add", "arguments": {"a": 1, "q": "é"}}</tool_call>'
+    assert format_call_compact("math:add", {"a": 1}) == '<tool_call>{"name":"math:add","arguments":{"a":1}}</tool_call>'
+    assert format_call(None, "raw") == '<tool_call>{"name": null, "arguments": "raw"}</tool_call>'
+
+
+def test_strict_reader_keeps_the_trl_reward_semantics():
+    from atlas_plugins.wire.toolcall import find_answers, parse_assistant, strict_tagged_calls, strip_tagged_calls
+
+    text = ('<tool_call>{"name": "a:b", "arguments": "{\\"x\\": 1}"}</tool_call>'
+            "<tool_call>{'name': 'broken'}</tool_call>"
+            '<tool_call>[{"name": "c:d"}]</tool_call> done <answer> 42 ')
+    # strict: no repair, no list splitting, raw arguments as written
+    assert strict_tagged_calls(text) == [("a:b", '{"x": 1}')]
+    assert [c.name for c in parse_assistant(text).tool_calls] == ["a:b", "broken", "c:d"]  # tolerant: repaired
+    assert find_answers(text) == [" 42 "]
+    assert strip_tagged_calls("pre <tool_call>{}</tool_call> post") == "pre  post"
+
+
+def test_old_import_paths_are_the_wire():
+    from atlas_plugins.agent import loop, parsing
+    from atlas_plugins.context import prompts
+    from atlas_plugins.toolspace import toolspace
+    from atlas_plugins.wire import text, toolcall
+
+    assert parsing.parse_assistant is toolcall.parse_assistant and parsing.format_tool_call is toolcall.format_call
+    assert loop.STOP_STRINGS is toolcall.STOP_STRINGS == ["</tool_call>", "</answer>"]
+    assert prompts.tool_call_example is toolcall.format_call_compact and prompts.TOOL_CALL_OPEN == "<tool_call>"
+    assert toolspace.truncate is text.truncate and toolspace.closest is text.closest

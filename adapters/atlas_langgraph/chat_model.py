@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import threading
 from contextvars import ContextVar
 from typing import Any, Callable, Iterator, Sequence
@@ -47,9 +46,9 @@ from langchain_core.runnables import Runnable, RunnableLambda
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from atlas_plugins.agent.parsing import parse_assistant
 from atlas_plugins.agent.recorder import ChatRenderer, LLMCall
-from atlas_plugins.wire.messages import content_text
+from atlas_plugins.wire.messages import arguments_json, content_text
+from atlas_plugins.wire.toolcall import STOP_STRINGS, parse_assistant
 
 from atlas_langgraph.tools import EPISODE_CONFIG_KEY, lc_name_for
 
@@ -149,7 +148,7 @@ def to_openai_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
                     {
                         "id": tc.get("id") or "",
                         "type": "function",
-                        "function": {"name": tc["name"], "arguments": json.dumps(tc.get("args") or {}, ensure_ascii=False)},
+                        "function": {"name": tc["name"], "arguments": arguments_json(tc.get("args") or {})},
                     }
                     for tc in m.tool_calls
                 ]
@@ -374,7 +373,7 @@ class AtlasChatModel(BaseChatModel):
             response_metadata=reply.response_metadata,
             usage_metadata=reply.usage_metadata,
             tool_call_chunks=[
-                {"name": tc["name"], "args": json.dumps(tc["args"], ensure_ascii=False), "id": tc["id"], "index": i}
+                {"name": tc["name"], "args": arguments_json(tc["args"]), "id": tc["id"], "index": i}
                 for i, tc in enumerate(reply.tool_calls)
             ],
             chunk_position="last",
@@ -385,6 +384,4 @@ class AtlasChatModel(BaseChatModel):
 
 
 def _default_stops() -> list[str]:
-    from atlas_plugins.agent.loop import STOP_STRINGS
-
     return list(STOP_STRINGS)

@@ -67,6 +67,7 @@ from atlas_plugins.agent.recorder import LLMCall, token_fields
 from atlas_plugins.policy.serve import Chain, PolicyServer
 from atlas_plugins.types import Task, ToolCallRecord, Trajectory
 from atlas_plugins.wire.messages import content_text, record_arguments
+from atlas_plugins.wire.toolcall import STOP_STRINGS, parse_assistant
 
 from atlas_langgraph.tools import EPISODE_CONFIG_KEY, episode_scope, qualified_name
 
@@ -93,8 +94,6 @@ def start_proxy(
     ``None``: :class:`ProxyRunner` plugs in the trainer's policy on every ``run``.
     """
     if stop is None:
-        from atlas_plugins.agent.loop import STOP_STRINGS
-
         stop = list(STOP_STRINGS)
     server_kwargs.setdefault("streaming", True)
     server_kwargs.setdefault("model_name", "policy")
@@ -305,8 +304,6 @@ class ProxyRunner:
         return out
 
     def _trajectory(self, task: Task, eid: str, chains: list[Chain], error: str | None) -> Trajectory:
-        from atlas_plugins.agent.parsing import parse_assistant
-
         per_chain = [self._calls(c) for c in chains]
         calls = [c for pc in per_chain for c, _ in pc]
         fields = token_fields(calls)

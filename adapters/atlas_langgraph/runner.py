@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -31,10 +30,10 @@ from typing import Any, Callable, Sequence
 
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
-from atlas_plugins.agent.parsing import parse_assistant
 from atlas_plugins.agent.recorder import LLMCall, token_fields
 from atlas_plugins.types import Task, ToolCallRecord, Trajectory
 from atlas_plugins.wire.messages import content_text
+from atlas_plugins.wire.toolcall import format_call, parse_assistant
 
 from atlas_langgraph.chat_model import AtlasChatModel, recording_scope, to_openai_messages
 from atlas_langgraph.tools import EPISODE_CONFIG_KEY, episode_scope, qualified_name
@@ -289,8 +288,7 @@ def reference_turns(task: Task) -> list[str] | None:
     turns = []
     for step in solution:
         qualified = f"{step['server']}:{step['tool']}"
-        call = {"name": lc_name_for(qualified) or qualified, "arguments": step.get("arguments") or {}}
-        turns.append("<tool_call>" + json.dumps(call, ensure_ascii=False) + "</tool_call>")
+        turns.append(format_call(lc_name_for(qualified) or qualified, step.get("arguments") or {}))
     turns.append(f"<answer>{task.answer or 'Done.'}</answer>")
     return turns
 

@@ -26,14 +26,12 @@ from typing import Any, Sequence
 
 from pydantic import BaseModel, Field
 
-from atlas_plugins.agent.parsing import EXPECTED_FORMAT, parse_assistant
 from atlas_plugins.agent.rendering import TurnTemplate, encode, probe_template
 from atlas_plugins.types import Task, ToolCallRecord, Trajectory
 from atlas_plugins.wire.text import cut as _truncate
+from atlas_plugins.wire.toolcall import EXPECTED_FORMAT, STOP_STRINGS, format_call, parse_assistant
 
 CODE_TOOL = "code_interpreter"
-#: Where generation stops: after one tool call, or after the answer.
-STOP_STRINGS = ["</tool_call>", "</answer>"]
 
 
 class AgentConfig(BaseModel):
@@ -158,7 +156,7 @@ class Agent:
         if ep.code is not None:  # PTC: every tool is reached through code
             return (
                 f"Error: call tools from Python inside {CODE_TOOL}, e.g. "
-                + '<tool_call>{"name": "code_interpreter", "arguments": {"code": "m = MCPServer(\'math\')\\nm.get_tools_info([\'add\'])"}}</tool_call>',
+                + format_call(CODE_TOOL, {"code": "m = MCPServer('math')\nm.get_tools_info(['add'])"}),
                 False,
                 "unknown_tool",
             )

@@ -67,7 +67,8 @@ from urllib.parse import parse_qs, unquote, urlparse
 from pydantic import BaseModel, Field
 
 from atlas_plugins.policy.base import Generation
-from atlas_plugins.wire.messages import message_key
+from atlas_plugins.wire.messages import arguments_json, message_key
+from atlas_plugins.wire.toolcall import THINK_CLOSE, THINK_OPEN, parse_assistant
 
 _MAX_N = 64
 #: Header naming the rollout a request belongs to (same effect as the ``/rollouts/<id>`` path).
@@ -519,8 +520,6 @@ def assistant_message(text: str, *, parse_tools: bool, call_id: str = "call") ->
     content. A turn with a malformed call is returned as plain text, so the client's agent sees
     exactly what the model wrote.
     """
-    from atlas_plugins.agent.parsing import parse_assistant
-
     message: dict[str, Any] = {"role": "assistant", "content": text}
     if not parse_tools:
         return message, False
@@ -529,11 +528,11 @@ def assistant_message(text: str, *, parse_tools: bool, call_id: str = "call") ->
         return message, False
     content = parsed.content
     if parsed.thought:
-        content = f"<think>{parsed.thought}</think>" + (f"\n{content}" if content else "")
+        content = f"{THINK_OPEN}{parsed.thought}{THINK_CLOSE}" + (f"\n{content}" if content else "")
     message["content"] = content or None
     message["tool_calls"] = [
         {"id": f"{call_id}_{k}", "type": "function",
-         "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)}}
+         "function": {"name": c.name, "arguments": arguments_json(c.arguments)}}
         for k, c in enumerate(parsed.tool_calls)
     ]
     return message, True

@@ -40,6 +40,7 @@ from atlas_plugins.errors import AtlasError
 from atlas_plugins.policy.base import ChatGeneration, Generation, per_prompt, per_prompt_stops
 from atlas_plugins.policy.embedded import EMBEDDED_MODEL_NAME, EMBEDDED_ALIASES, resolve_model_path
 from atlas_plugins.wire.messages import content_text, loads_arguments, tool_call_functions
+from atlas_plugins.wire.toolcall import HERMES_TOOLS_PREAMBLE, format_call
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; torch is imported lazily
     import torch
@@ -49,13 +50,7 @@ _DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16"
 
 #: Hermes-style tool block, used when the model's chat template ignores ``tools`` (SmolLM2's
 #: does): without it the tool schemas would silently never reach the model.
-_TOOLS_PREAMBLE = (
-    "You may call one or more functions to assist with the user query.\n\n"
-    "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n{tools}\n</tools>\n\n"
-    "For each function call, return a json object with function name and arguments within "
-    "<tool_call></tool_call> XML tags:\n<tool_call>\n"
-    '{{"name": <function-name>, "arguments": <args-json-object>}}\n</tool_call>'
-)
+_TOOLS_PREAMBLE = HERMES_TOOLS_PREAMBLE
 
 
 class TransformersPolicy:
@@ -641,10 +636,7 @@ def _normalise_message(message: dict[str, Any], *, inline_tool_calls: bool) -> d
     if inline_tool_calls and calls:
         rendered = []
         for name, args in tool_call_functions(msg):
-            args = loads_arguments(args)
-            rendered.append(
-                "<tool_call>" + json.dumps({"name": name, "arguments": args}, ensure_ascii=False) + "</tool_call>"
-            )
+            rendered.append(format_call(name, loads_arguments(args)))
         content = (content + "\n" if content else "") + "\n".join(rendered)
         msg.pop("tool_calls", None)
     msg["content"] = content

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from typing import Any
 
 from atlas_plugins.errors import ConfigError
@@ -44,9 +43,8 @@ from atlas_plugins.rewards.base import RewardBreakdown, coerce_task
 from atlas_plugins.rewards.rubric import Rubric
 from atlas_plugins.types import Task, ToolCallRecord, Trajectory
 from atlas_plugins.wire.messages import content_text, record_arguments, tool_call_functions
+from atlas_plugins.wire.toolcall import find_answers, strict_tagged_calls, strip_tagged_calls
 
-_ANSWER_RE = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.S | re.I)
-_TOOL_CALL_RE = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.S | re.I)
 _TASK_FIELDS = ("answer", "metadata", "expected_state", "servers", "split", "difficulty")
 _RESERVED = {"trainer_state", "log_metric", "log_extra", "environments", "completion_ids"}
 
@@ -59,16 +57,11 @@ def _prompt_text(prompt: Any) -> str:
 
 
 def _parse_tool_calls(text: str, turn: int) -> list[ToolCallRecord]:
-    calls = []
-    for block in _TOOL_CALL_RE.findall(text):
-        try:
-            obj = json.loads(block.strip())
-        except json.JSONDecodeError:
-            continue  # an unparseable call is not a call; the rubric's checks will notice
-        if isinstance(obj, dict) and isinstance(obj.get("name"), str):
-            args = record_arguments(obj.get("arguments", {}), non_dict="wrap", blank="raw")
-            calls.append(ToolCallRecord(turn=turn, name=obj["name"], arguments=args))
-    return calls
+    """The strictly well-formed tagged calls of ``text`` (no repairs: see :mod:`atlas_plugins.wire.toolcall`)."""
+    return [
+        ToolCallRecord(turn=turn, name=name, arguments=record_arguments(raw, non_dict="wrap", blank="raw"))
+        for name, raw in strict_tagged_calls(text)
+    ]
 
 
 def trajectory_from_completion(completion: Any, *, prompt: Any = None, task: Task | None = None) -> Trajectory:
@@ -100,12 +93,12 @@ def trajectory_from_completion(completion: Any, *, prompt: Any = None, task: Tas
         messages.append({"role": "assistant", "content": text})
         calls = _parse_tool_calls(text, 1)
     full = "\n".join(texts)
-    answers = _ANSWER_RE.findall(full)
+    answers = find_answers(full)
     if answers:
         final = answers[-1].strip()
     else:
         # Without <answer> tags, the answer is what the last assistant turn said outside tool calls.
-        final = _TOOL_CALL_RE.sub("", texts[-1] if texts else "").strip()
+        final = strip_tagged_calls(texts[-1] if texts else "").strip()
     task_dict = task.model_dump(mode="json") if task is not None else ({"prompt": _prompt_text(prompt)} if prompt is not None else {})
     return Trajectory(
         task_id=task.id if task is not None else "",

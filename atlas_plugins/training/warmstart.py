@@ -16,16 +16,12 @@ the tokens GRPO later trains.
 
 from __future__ import annotations
 
-import json
 import warnings
 from typing import Any, Callable, Sequence
 
 from atlas_plugins.policy.base import Generation
 from atlas_plugins.types import Task, Trajectory
-
-
-def _call(name: str, arguments: dict[str, Any]) -> str:
-    return "<tool_call>" + json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False) + "</tool_call>"
+from atlas_plugins.wire.toolcall import format_call as _call
 
 
 def scripted_turns(task: Task, *, loading: str, ptc: bool) -> list[str] | None:
