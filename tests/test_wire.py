@@ -91,3 +91,73 @@ def test_old_import_paths_are_the_wire():
     assert loop.STOP_STRINGS is toolcall.STOP_STRINGS == ["</tool_call>", "</answer>"]
     assert prompts.tool_call_example is toolcall.format_call_compact and prompts.TOOL_CALL_OPEN == "<tool_call>"
     assert toolspace.truncate is text.truncate and toolspace.closest is text.closest
+
+
+class _FailingEndpoint:
+    """A local HTTP server answering every request with ``status`` (counts the requests)."""
+
+    def __init__(self, status: int) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests = 0
+        outer = self
+
+        class H(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                outer.requests += 1
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                data = b'{"error": "nope"}'
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *a):  # noqa: ANN002
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def __enter__(self) -> "_FailingEndpoint":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_one_retry_loop_and_retries_zero_is_one_attempt():
+    import pytest
+
+    import atlas_plugins as atlas
+    from atlas_plugins.errors import AtlasError
+    from atlas_plugins.policy.openai_policy import OpenAIPolicy
+    from atlas_plugins.rewards._http import ChatClient
+    from atlas_plugins.wire.http import OpenAIHTTP
+
+    with _FailingEndpoint(503) as ep:
+        with OpenAIHTTP(ep.url, headers={}, retries=0) as http, pytest.raises(AtlasError, match="request to .* failed: HTTP 503"):
+            http.request("GET", "/models")
+        assert ep.requests == 1
+        with OpenAIHTTP(ep.url, headers={}, retries=1) as http, pytest.raises(AtlasError):
+            http.request("GET", "/models")
+        assert ep.requests == 3  # one attempt + one retry
+        with pytest.raises(AtlasError, match=r"chat completion at .* \(model 'm'\) failed: HTTP 503"):
+            ChatClient(base_url=ep.url, model="m", retries=0).complete([{"role": "user", "content": "x"}])
+        assert ep.requests == 4
+        with OpenAIPolicy(ep.url, "m", max_retries=0) as remote, pytest.raises(AtlasError, match="request to .* failed"):
+            remote.list_models()
+        assert ep.requests == 5
+        judge = atlas.get_judge("openai", base_url=ep.url, model="m", retries=0)
+        with pytest.raises(AtlasError):
+            judge.client.complete([{"role": "user", "content": "x"}])
+        assert ep.requests == 6  # the judge's retries=0 also means one HTTP attempt
+    with _FailingEndpoint(401) as ep:
+        with OpenAIHTTP(ep.url, headers={}, retries=2) as http, pytest.raises(AtlasError, match="HTTP 401"):
+            http.request("POST", "/chat/completions", {})
+        assert ep.requests == 1  # client errors are not retried
+    assert ChatClient(base_url="http://x/v1").retries == 2  # the old default: 3 attempts
