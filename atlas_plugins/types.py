@@ -13,6 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field
 #: Separator between server and tool in a qualified tool name (``"math:add"``).
 TOOL_SEP = ":"
 
+#: Request ``_meta`` key carrying the episode id; embedded servers keep one state per episode.
+EPISODE_META_KEY = "atlas/episode"
+#: Request ``_meta`` key picking the seed an episode's initial server state is generated from.
+SEED_META_KEY = "atlas/seed"
+
 
 def qualify(server: str, tool: str) -> str:
     """``("math", "add") -> "math:add"``."""

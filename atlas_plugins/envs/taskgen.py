@@ -738,7 +738,7 @@ class _Runner:
 def state_holds(expect: Any, value: Any, text: str) -> bool:
     """The ``rules`` judge's ``state`` semantics: every expected top-level key matches (subset),
     or, for a string expectation, the string occurs in the result text."""
-    from atlas_plugins.rewards.checks import subset_fraction
+    from atlas_plugins.matching import subset_fraction
 
     if subset_fraction(expect, value) >= 1.0:
         return True

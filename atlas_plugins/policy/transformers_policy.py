@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from atlas_plugins.embedded_model import EMBEDDED_ALIASES, EMBEDDED_MODEL_NAME, resolve_model_path
 from atlas_plugins.errors import AtlasError
 from atlas_plugins.policy.base import ChatGeneration, Generation, per_prompt, per_prompt_stops
-from atlas_plugins.policy.embedded import EMBEDDED_MODEL_NAME, EMBEDDED_ALIASES, resolve_model_path
 from atlas_plugins.wire.messages import content_text, loads_arguments, tool_call_functions
 from atlas_plugins.wire.toolcall import HERMES_TOOLS_PREAMBLE, format_call
 

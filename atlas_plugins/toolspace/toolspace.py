@@ -25,14 +25,11 @@ from atlas_plugins.errors import ConfigError, ToolspaceError
 from atlas_plugins.toolspace.catalog import dedupe_names, load_catalog, server_from_record
 from atlas_plugins.toolspace.config import ServerConfig, ToolspaceConfig, config_from_dict, load_config
 from atlas_plugins.toolspace.validation import ArgumentValidator
-from atlas_plugins.types import ServerInfo, ToolResult, ToolSpec, split_qualified
+from atlas_plugins.types import EPISODE_META_KEY, ServerInfo, ToolResult, ToolSpec, split_qualified
 from atlas_plugins.values import MAX_JSON_DEPTH, loads_bounded, nesting_exceeds
 from atlas_plugins.wire.text import closest, listing, truncate
 
 T = TypeVar("T")
-
-#: ``_meta`` key carrying the episode id; embedded servers keep one state per episode.
-EPISODE_META_KEY = "atlas/episode"
 
 
 class ServerProcess:

@@ -171,7 +171,7 @@ class AtlasTrainer:
     def _load_model(self, model: Any, tokenizer: Any) -> tuple[Any, Any]:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from atlas_plugins.policy.embedded import resolve_model_path
+        from atlas_plugins.embedded_model import resolve_model_path
 
         if model is None or isinstance(model, (str, os.PathLike)):
             path = resolve_model_path(model if model is not None else self.config.model)
