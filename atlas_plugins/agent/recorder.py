@@ -38,6 +38,7 @@ from typing import Any, Sequence
 from pydantic import BaseModel, Field
 
 from atlas_plugins.agent.rendering import TurnTemplate, encode, probe_template
+from atlas_plugins.types import Segment
 from atlas_plugins.wire.messages import content_text, message_key
 
 
@@ -53,20 +54,6 @@ class LLMCall(BaseModel):
     finish_reason: str = ""
     #: True when the prompt was built append-only on an earlier call of the same conversation.
     continued: bool = False
-
-
-class Segment(BaseModel):
-    """A contiguous, self-consistent token sequence: a prompt and everything after it."""
-
-    prompt_ids: list[int]
-    completion_ids: list[int] = Field(default_factory=list)
-    env_mask: list[int] = Field(default_factory=list)
-    logprobs: list[float] = Field(default_factory=list)
-    calls: int = 0
-
-    @property
-    def model_tokens(self) -> int:
-        return sum(self.env_mask)
 
 
 def stitch(calls: Sequence[LLMCall]) -> list[Segment]:

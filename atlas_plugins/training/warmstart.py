@@ -194,11 +194,8 @@ def sft_rows(trajs: Sequence[Trajectory], max_length: int | None = None) -> list
     prompt, e.g. DSPy) gives one row per segment, so every model turn is cloned."""
     rows, dropped = [], 0
     for t in trajs:
-        parts = t.segments if t.prefix_breaks and t.segments else [
-            {"prompt_ids": t.prompt_ids, "completion_ids": t.completion_ids, "env_mask": t.env_mask}
-        ]
-        for part in parts:
-            prompt, completion, mask = part["prompt_ids"], part["completion_ids"], part["env_mask"]
+        for part in t.token_rows():
+            prompt, completion, mask = part.prompt_ids, part.completion_ids, part.env_mask
             ids = list(prompt) + list(completion)
             labels = [-100] * len(prompt) + [tok if m == 1 else -100 for tok, m in zip(completion, mask)]
             if max_length is not None:
