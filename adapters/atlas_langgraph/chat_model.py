@@ -6,11 +6,11 @@ as with any provider, so an existing LangGraph graph (``create_react_agent`` or 
 ``StateGraph``) runs on it unchanged. What it adds:
 
 * **generation** goes through the policy's token interface: messages are rendered to prompt ids
-  by a :class:`~atlas_plugins.agent.recorder.ChatRenderer` (append-only across the turns of one
+  by a :class:`~atlas_plugins.recording.recorder.ChatRenderer` (append-only across the turns of one
   conversation, so no sampled token is ever re-tokenized), the policy samples completion ids
   with their logprobs, and the text is parsed with the native loop's tolerant parser
   (:func:`~atlas_plugins.agent.parsing.parse_assistant`) into content and ``tool_calls``;
-* **recording**: every generation appends one :class:`~atlas_plugins.agent.recorder.LLMCall`
+* **recording**: every generation appends one :class:`~atlas_plugins.recording.recorder.LLMCall`
   to the *current recording* — the one whose episode id is the run's
   ``config["configurable"]["atlas_episode"]``, else the one of the enclosing
   :func:`recording_scope`. Concurrent runs (threads, ``graph.batch``, asyncio tasks) therefore
@@ -46,7 +46,7 @@ from langchain_core.runnables import Runnable, RunnableLambda
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from atlas_plugins.agent.recorder import ChatRenderer, LLMCall
+from atlas_plugins.recording.recorder import ChatRenderer, LLMCall
 from atlas_plugins.wire.messages import arguments_json, content_text
 from atlas_plugins.wire.toolcall import STOP_STRINGS, parse_assistant
 

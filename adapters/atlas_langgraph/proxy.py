@@ -63,8 +63,8 @@ import time
 import uuid
 from typing import Any, Callable, Sequence
 
-from atlas_plugins.agent.recorder import LLMCall, token_fields
 from atlas_plugins.policy.serve import Chain, PolicyServer
+from atlas_plugins.recording.recorder import LLMCall, token_fields
 from atlas_plugins.types import Task, ToolCallRecord, Trajectory
 from atlas_plugins.wire.messages import content_text, record_arguments
 from atlas_plugins.wire.toolcall import STOP_STRINGS, parse_assistant

@@ -30,7 +30,7 @@ from typing import Any, Callable, Sequence
 
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
-from atlas_plugins.agent.recorder import LLMCall, token_fields
+from atlas_plugins.recording.recorder import LLMCall, token_fields
 from atlas_plugins.types import Task, ToolCallRecord, Trajectory
 from atlas_plugins.wire.messages import content_text
 from atlas_plugins.wire.toolcall import format_call, parse_assistant

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 from pydantic import BaseModel, Field
 
-from atlas_plugins.agent.rendering import TurnTemplate, encode, probe_template
+from atlas_plugins.recording.rendering import TurnTemplate, encode, probe_template
 from atlas_plugins.types import Task, ToolCallRecord, Trajectory
 from atlas_plugins.wire.text import cut as _truncate
 from atlas_plugins.wire.toolcall import EXPECTED_FORMAT, STOP_STRINGS, format_call, parse_assistant
