@@ -1,9 +1,9 @@
 """Train an UNCHANGED OpenAI-API agent through a local endpoint: the zero-code-change path.
 
-The agent keeps talking to "an OpenAI server" — :class:`~atlas_plugins.policy.serve.PolicyServer`
+The agent keeps talking to "an OpenAI server" — :class:`~atlas_plugins.serving.server.PolicyServer`
 in this process, in front of the policy being trained. The server renders prompts append-only,
 records every request token for token, and attributes requests to rollouts server-side (see
-:mod:`atlas_plugins.policy.serve`); :class:`ProxyRunner` plays one episode per task and turns
+:mod:`atlas_plugins.serving.server`); :class:`ProxyRunner` plays one episode per task and turns
 each episode's recorded requests into a :class:`~atlas_plugins.types.Trajectory`. This is the
 approach of Agent Lightning v1's LLM proxy and rLLM's SDK proxy, with attribution that needs
 no per-rollout client configuration.
@@ -63,8 +63,9 @@ import time
 import uuid
 from typing import Any, Callable, Sequence
 
-from atlas_plugins.policy.serve import Chain, PolicyServer
+from atlas_plugins.recording.chains import Chain
 from atlas_plugins.recording.recorder import LLMCall, token_fields
+from atlas_plugins.serving.server import PolicyServer
 from atlas_plugins.types import Task, ToolCallRecord, Trajectory
 from atlas_plugins.wire.messages import content_text, record_arguments
 from atlas_plugins.wire.toolcall import STOP_STRINGS, parse_assistant

@@ -5,7 +5,7 @@ out. It is **not trainable**: an OpenAI-compatible chat endpoint returns text, n
 token ids under the policy's own tokenizer, so a trajectory built from it cannot be
 token-faithful and cannot be scored by the trainer. ``generate`` (token ids in) therefore
 raises; use it to evaluate models (``atlas eval``), as a judge or rubric-writing model, or to
-talk to :mod:`atlas_plugins.policy.serve` (which *does* record token ids server-side).
+talk to :mod:`atlas_plugins.serving` (which *does* record token ids server-side).
 """
 
 from __future__ import annotations
