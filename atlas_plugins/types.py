@@ -13,6 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field
 #: Separator between server and tool in a qualified tool name (``"math:add"``).
 TOOL_SEP = ":"
 
+#: Request ``_meta`` key carrying the episode id; embedded servers keep one state per episode.
+EPISODE_META_KEY = "atlas/episode"
+#: Request ``_meta`` key picking the seed an episode's initial server state is generated from.
+SEED_META_KEY = "atlas/seed"
+
 
 def qualify(server: str, tool: str) -> str:
     """``("math", "add") -> "math:add"``."""
@@ -109,6 +114,33 @@ class ToolCallRecord(BaseModel):
     error_type: str | None = None
 
 
+class Segment(BaseModel):
+    """A contiguous, self-consistent token sequence: a prompt and everything after it.
+
+    ``completion_ids`` holds model tokens (``env_mask`` 1, with their ``logprobs``) and
+    environment tokens (``env_mask`` 0, logprob 0.0); ``calls`` counts the model calls in it.
+    Readable like the dict it used to be (``seg["prompt_ids"]``).
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    prompt_ids: list[int]
+    completion_ids: list[int] = Field(default_factory=list)
+    env_mask: list[int] = Field(default_factory=list)
+    logprobs: list[float] = Field(default_factory=list)
+    calls: int = 0
+
+    @property
+    def model_tokens(self) -> int:
+        return sum(self.env_mask)
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return getattr(self, key)
+        except AttributeError:
+            raise KeyError(key) from None
+
+
 class Trajectory(BaseModel):
     """A whole episode, token-faithful where the runner records tokens.
 
@@ -117,7 +149,8 @@ class Trajectory(BaseModel):
     injected schemas (``env_mask`` 0, masked out of the loss). ``logprobs`` has one entry per
     completion token (0.0 for environment tokens). When a later prompt is not a prefix
     extension of the earlier context, ``prefix_breaks`` counts it and ``segments`` holds one
-    entry per contiguous piece (see the training docs for how the trainer uses them).
+    :class:`Segment` per contiguous piece (see the training docs for how the trainer uses them;
+    :meth:`token_rows` is how trainers read them).
     """
 
     model_config = ConfigDict(extra="allow")
@@ -133,7 +166,7 @@ class Trajectory(BaseModel):
     env_mask: list[int] = Field(default_factory=list)
     logprobs: list[float] = Field(default_factory=list)
     prefix_breaks: int = 0
-    segments: list[dict[str, Any]] = Field(default_factory=list)
+    segments: list[Segment] = Field(default_factory=list)
     # context accounting
     loaded_tools_log: list[dict[str, Any]] = Field(default_factory=list)
     initial_context_tokens: int = 0
@@ -147,3 +180,20 @@ class Trajectory(BaseModel):
     reward_by_category: dict[str, float] = Field(default_factory=dict)
     judge_failures: list[str] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    def token_rows(self) -> list[Segment]:
+        """The self-consistent token sequences of the episode: every segment when a later
+        prompt broke the prefix (``prefix_breaks`` with ``segments``), else one row holding the
+        whole episode (the top-level ids). The trainer draws one of them per step; the warm
+        start clones them all."""
+        if self.prefix_breaks and self.segments:
+            return list(self.segments)
+        return [
+            Segment(
+                prompt_ids=self.prompt_ids,
+                completion_ids=self.completion_ids,
+                env_mask=self.env_mask,
+                logprobs=self.logprobs,
+                calls=self.turns,
+            )
+        ]

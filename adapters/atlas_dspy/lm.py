@@ -2,10 +2,10 @@
 
 DSPy modules talk to their LM with chat messages (its adapters format the signature into a
 system + user message and parse the reply). :class:`AtlasLM` renders those messages with the
-policy's chat template (:class:`~atlas_plugins.agent.recorder.ChatRenderer`), samples with the
+policy's chat template (:class:`~atlas_plugins.recording.recorder.ChatRenderer`), samples with the
 policy, hands DSPy the sampled text as an OpenAI-shaped response, and — while a
 :func:`recording` scope is active in the calling context — appends one
-:class:`~atlas_plugins.agent.recorder.LLMCall` per generated completion: the exact prompt ids,
+:class:`~atlas_plugins.recording.recorder.LLMCall` per generated completion: the exact prompt ids,
 the exact sampled ids and their logprobs. Those calls become the trajectory the GRPO core
 trains on (:class:`atlas_dspy.runner.DSPyRunner`).
 
@@ -29,8 +29,8 @@ from typing import Any, Iterator
 
 import dspy
 
-from atlas_plugins.agent.recorder import ChatRenderer, LLMCall
 from atlas_plugins.errors import AtlasError
+from atlas_plugins.recording.recorder import ChatRenderer, LLMCall
 
 
 class Recording:

@@ -7,8 +7,8 @@ toolspace episode and recording scope:
 
 * every LM call of the episode, from every predictor (for ``dspy.ReAct``: each ``react`` step,
   the ``extract`` step, and any JSON-adapter retry after a parse error) is one recorded
-  :class:`~atlas_plugins.agent.recorder.LLMCall`, and all of them share the episode's reward;
-* the token fields come from :func:`~atlas_plugins.agent.recorder.token_fields`. DSPy renders
+  :class:`~atlas_plugins.recording.recorder.LLMCall`, and all of them share the episode's reward;
+* the token fields come from :func:`~atlas_plugins.recording.recorder.token_fields`. DSPy renders
   every call afresh, so each call is its own segment (a prefix break) and the trainer trains one
   randomly drawn segment per episode (see the recorder's docstring);
 * tool calls are the calls the program's toolspace tools actually made (qualified
@@ -38,8 +38,8 @@ from dspy.utils.callback import BaseCallback
 
 from atlas_dspy.lm import AtlasLM, recording
 from atlas_dspy.tools import current_episode, episode
-from atlas_plugins.agent.recorder import token_fields
 from atlas_plugins.errors import AtlasError
+from atlas_plugins.recording.recorder import token_fields
 from atlas_plugins.types import Task, Trajectory
 
 

@@ -6,11 +6,11 @@ as with any provider, so an existing LangGraph graph (``create_react_agent`` or 
 ``StateGraph``) runs on it unchanged. What it adds:
 
 * **generation** goes through the policy's token interface: messages are rendered to prompt ids
-  by a :class:`~atlas_plugins.agent.recorder.ChatRenderer` (append-only across the turns of one
+  by a :class:`~atlas_plugins.recording.recorder.ChatRenderer` (append-only across the turns of one
   conversation, so no sampled token is ever re-tokenized), the policy samples completion ids
   with their logprobs, and the text is parsed with the native loop's tolerant parser
   (:func:`~atlas_plugins.agent.parsing.parse_assistant`) into content and ``tool_calls``;
-* **recording**: every generation appends one :class:`~atlas_plugins.agent.recorder.LLMCall`
+* **recording**: every generation appends one :class:`~atlas_plugins.recording.recorder.LLMCall`
   to the *current recording* — the one whose episode id is the run's
   ``config["configurable"]["atlas_episode"]``, else the one of the enclosing
   :func:`recording_scope`. Concurrent runs (threads, ``graph.batch``, asyncio tasks) therefore
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import threading
 from contextvars import ContextVar
 from typing import Any, Callable, Iterator, Sequence
@@ -47,8 +46,9 @@ from langchain_core.runnables import Runnable, RunnableLambda
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from atlas_plugins.agent.parsing import parse_assistant
-from atlas_plugins.agent.recorder import ChatRenderer, LLMCall
+from atlas_plugins.recording.recorder import ChatRenderer, LLMCall
+from atlas_plugins.wire.messages import arguments_json, content_text
+from atlas_plugins.wire.toolcall import STOP_STRINGS, parse_assistant
 
 from atlas_langgraph.tools import EPISODE_CONFIG_KEY, lc_name_for
 
@@ -129,16 +129,6 @@ def current_recording(metadata: dict[str, Any] | None = None) -> Recording | Non
 
 
 # ---------------------------------------------------------------------------- message mapping
-def _text(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # content blocks
-        return "".join(p if isinstance(p, str) else str(p.get("text", "")) for p in content if isinstance(p, (str, dict)))
-    return str(content)
-
-
 def to_openai_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
     """LangChain messages -> OpenAI-style chat dicts (the form the policy's chat template takes).
 
@@ -148,25 +138,25 @@ def to_openai_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for m in messages:
         if isinstance(m, SystemMessage):
-            out.append({"role": "system", "content": _text(m.content)})
+            out.append({"role": "system", "content": content_text(m.content)})
         elif isinstance(m, HumanMessage):
-            out.append({"role": "user", "content": _text(m.content)})
+            out.append({"role": "user", "content": content_text(m.content)})
         elif isinstance(m, AIMessage):
-            msg: dict[str, Any] = {"role": "assistant", "content": _text(m.content)}
+            msg: dict[str, Any] = {"role": "assistant", "content": content_text(m.content)}
             if m.tool_calls:
                 msg["tool_calls"] = [
                     {
                         "id": tc.get("id") or "",
                         "type": "function",
-                        "function": {"name": tc["name"], "arguments": json.dumps(tc.get("args") or {}, ensure_ascii=False)},
+                        "function": {"name": tc["name"], "arguments": arguments_json(tc.get("args") or {})},
                     }
                     for tc in m.tool_calls
                 ]
             out.append(msg)
         elif isinstance(m, ToolMessage):
-            out.append({"role": "tool", "content": _text(m.content), "tool_call_id": m.tool_call_id, **({"name": m.name} if m.name else {})})
+            out.append({"role": "tool", "content": content_text(m.content), "tool_call_id": m.tool_call_id, **({"name": m.name} if m.name else {})})
         elif isinstance(m, ChatMessage):
-            out.append({"role": m.role, "content": _text(m.content)})
+            out.append({"role": m.role, "content": content_text(m.content)})
         else:
             raise ValueError(f"AtlasChatModel cannot render a message of type {type(m).__name__!r}: {m!r:.200}")
     return out
@@ -262,7 +252,7 @@ class AtlasChatModel(BaseChatModel):
             if out.get("parsed") is not None:
                 return out["parsed"]
             raw = out.get("raw")
-            reply = _text(getattr(raw, "content", "")) if raw is not None else ""
+            reply = content_text(getattr(raw, "content", "")) if raw is not None else ""
             calls = [tc.get("name") for tc in (getattr(raw, "tool_calls", None) or [])]
             why = out.get("parsing_error") or (f"the reply called {calls}" if calls else "the reply had no tool call")
             raise OutputParserException(
@@ -383,17 +373,15 @@ class AtlasChatModel(BaseChatModel):
             response_metadata=reply.response_metadata,
             usage_metadata=reply.usage_metadata,
             tool_call_chunks=[
-                {"name": tc["name"], "args": json.dumps(tc["args"], ensure_ascii=False), "id": tc["id"], "index": i}
+                {"name": tc["name"], "args": arguments_json(tc["args"]), "id": tc["id"], "index": i}
                 for i, tc in enumerate(reply.tool_calls)
             ],
             chunk_position="last",
         )
         if run_manager is not None:
-            run_manager.on_llm_new_token(_text(reply.content), chunk=ChatGenerationChunk(message=chunk))
+            run_manager.on_llm_new_token(content_text(reply.content), chunk=ChatGenerationChunk(message=chunk))
         yield ChatGenerationChunk(message=chunk)
 
 
 def _default_stops() -> list[str]:
-    from atlas_plugins.agent.loop import STOP_STRINGS
-
     return list(STOP_STRINGS)

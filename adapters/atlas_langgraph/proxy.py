@@ -1,9 +1,9 @@
 """Train an UNCHANGED OpenAI-API agent through a local endpoint: the zero-code-change path.
 
-The agent keeps talking to "an OpenAI server" — :class:`~atlas_plugins.policy.serve.PolicyServer`
+The agent keeps talking to "an OpenAI server" — :class:`~atlas_plugins.serving.server.PolicyServer`
 in this process, in front of the policy being trained. The server renders prompts append-only,
 records every request token for token, and attributes requests to rollouts server-side (see
-:mod:`atlas_plugins.policy.serve`); :class:`ProxyRunner` plays one episode per task and turns
+:mod:`atlas_plugins.serving.server`); :class:`ProxyRunner` plays one episode per task and turns
 each episode's recorded requests into a :class:`~atlas_plugins.types.Trajectory`. This is the
 approach of Agent Lightning v1's LLM proxy and rLLM's SDK proxy, with attribution that needs
 no per-rollout client configuration.
@@ -57,16 +57,18 @@ from __future__ import annotations
 
 import concurrent.futures
 import inspect
-import json
 import logging
 import threading
 import time
 import uuid
 from typing import Any, Callable, Sequence
 
-from atlas_plugins.agent.recorder import LLMCall, token_fields
-from atlas_plugins.policy.serve import Chain, PolicyServer
+from atlas_plugins.recording.chains import Chain
+from atlas_plugins.recording.recorder import LLMCall, token_fields
+from atlas_plugins.serving.server import PolicyServer
 from atlas_plugins.types import Task, ToolCallRecord, Trajectory
+from atlas_plugins.wire.messages import content_text, record_arguments
+from atlas_plugins.wire.toolcall import STOP_STRINGS, parse_assistant
 
 from atlas_langgraph.tools import EPISODE_CONFIG_KEY, episode_scope, qualified_name
 
@@ -93,19 +95,11 @@ def start_proxy(
     ``None``: :class:`ProxyRunner` plugs in the trainer's policy on every ``run``.
     """
     if stop is None:
-        from atlas_plugins.agent.loop import STOP_STRINGS
-
         stop = list(STOP_STRINGS)
     server_kwargs.setdefault("streaming", True)
     server_kwargs.setdefault("model_name", "policy")
     return PolicyServer(policy, host, port, default_max_tokens=max_new_tokens, max_tokens_cap=max_new_tokens,
                         default_stop=stop, **server_kwargs).start()
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, list):
-        return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
-    return "" if content is None else str(content)
 
 
 def _tool_name(name: str) -> str:
@@ -194,7 +188,7 @@ class ProxyRunner:
     # -- attribution -------------------------------------------------------------------------------
     def _resolve_root(self, messages: list[dict[str, Any]]) -> str | None:
         """Which running episode a new untagged chain belongs to (called by the server)."""
-        text = "\n".join(_text(m.get("content")) for m in messages)
+        text = "\n".join(content_text(m.get("content")) for m in messages)
         with self._lock:
             hinted = [eid for eid, hint in self._running.items() if hint and hint in text]
             armed = self._armed
@@ -311,8 +305,6 @@ class ProxyRunner:
         return out
 
     def _trajectory(self, task: Task, eid: str, chains: list[Chain], error: str | None) -> Trajectory:
-        from atlas_plugins.agent.parsing import parse_assistant
-
         per_chain = [self._calls(c) for c in chains]
         calls = [c for pc in per_chain for c, _ in pc]
         fields = token_fields(calls)
@@ -326,7 +318,7 @@ class ProxyRunner:
             messages = [*last_call.messages, last_reply]
             if not last_reply.get("tool_calls"):
                 parsed = parse_assistant(last_call.text)
-                final_answer = parsed.answer if parsed.answer is not None else (parsed.content or _text(last_reply.get("content"))).strip()
+                final_answer = parsed.answer if parsed.answer is not None else (parsed.content or content_text(last_reply.get("content"))).strip()
         tool_calls: list[ToolCallRecord] = []
         turn = 0
         for pc in per_chain:  # every chain's tool calls, with results from its final history
@@ -334,23 +326,18 @@ class ProxyRunner:
                 continue
             last_call, last_reply = pc[-1]
             history = [*last_call.messages, last_reply]
-            results = {m.get("tool_call_id"): _text(m.get("content")) for m in history if m.get("role") == "tool"}
+            results = {m.get("tool_call_id"): content_text(m.get("content")) for m in history if m.get("role") == "tool"}
             for m in history:
                 if m.get("role") != "assistant":
                     continue
                 turn += 1
                 for tc in m.get("tool_calls") or []:
                     fn = tc.get("function", {})
-                    args = fn.get("arguments", {})
-                    if isinstance(args, str):
-                        try:
-                            args = json.loads(args or "{}")
-                        except json.JSONDecodeError:
-                            args = {"_raw": args}
+                    args = record_arguments(fn.get("arguments", {}), non_dict="wrap", blank="empty")
                     result = results.get(tc.get("id"))
                     ok = result is not None and not result.startswith("Error")
                     tool_calls.append(ToolCallRecord(
-                        turn=turn, name=_tool_name(str(fn.get("name", ""))), arguments=args if isinstance(args, dict) else {"_value": args},
+                        turn=turn, name=_tool_name(str(fn.get("name", ""))), arguments=args,
                         ok=ok, result=(result or "")[:4000], error=None if ok else (result or "no tool result in the conversation")[:500],
                     ))
         parse_failures = sum(1 for c in calls if parse_assistant(c.text).errors)

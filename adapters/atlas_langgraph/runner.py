@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -32,9 +31,10 @@ from typing import Any, Callable, Sequence
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
 from atlas_plugins.agent.env import inner_call_records
-from atlas_plugins.agent.parsing import parse_assistant
-from atlas_plugins.agent.recorder import LLMCall, token_fields
+from atlas_plugins.recording.recorder import LLMCall, token_fields
 from atlas_plugins.types import Task, ToolCallRecord, Trajectory
+from atlas_plugins.wire.messages import content_text
+from atlas_plugins.wire.toolcall import format_call, parse_assistant
 
 from atlas_langgraph.chat_model import AtlasChatModel, recording_scope, to_openai_messages
 from atlas_langgraph.tools import EPISODE_CONFIG_KEY, episode_scope, qualified_name
@@ -51,20 +51,12 @@ def default_input(task: Task) -> dict[str, Any]:
     return {"messages": [("user", task.prompt)]}
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p if isinstance(p, str) else str(p.get("text", "")) for p in content if isinstance(p, (str, dict)))
-    return "" if content is None else str(content)
-
-
 def default_output(state: Any) -> str | None:
     """The final answer: the text of the last AI message of ``state["messages"]``."""
     messages = state.get("messages") if isinstance(state, dict) else getattr(state, "messages", None)
     for m in reversed(list(messages or [])):
         if isinstance(m, AIMessage):
-            return _text(m.content).strip() or None
+            return content_text(m.content).strip() or None
     return None
 
 
@@ -246,7 +238,7 @@ def _tool_records(messages: Sequence[BaseMessage]) -> list[ToolCallRecord]:
             if res is None:
                 ok, text, err, kind = False, "", "the tool was never run (the episode ended first)", "not_run"
             else:
-                text = _text(res.content)
+                text = content_text(res.content)
                 ok = bool(artifact.get("ok", res.status != "error"))
                 err = artifact.get("error") if artifact else (text if not ok else None)
                 kind = artifact.get("error_type") if artifact else (None if ok else "tool_error")
@@ -286,8 +278,7 @@ def reference_turns(task: Task) -> list[str] | None:
     turns = []
     for step in solution:
         qualified = f"{step['server']}:{step['tool']}"
-        call = {"name": lc_name_for(qualified) or qualified, "arguments": step.get("arguments") or {}}
-        turns.append("<tool_call>" + json.dumps(call, ensure_ascii=False) + "</tool_call>")
+        turns.append(format_call(lc_name_for(qualified) or qualified, step.get("arguments") or {}))
     turns.append(f"<answer>{task.answer or 'Done.'}</answer>")
     return turns
 

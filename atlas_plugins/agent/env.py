@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, Field
 
 from atlas_plugins.context.base import MetaResult, meta_result_from_text
-from atlas_plugins.toolspace.toolspace import truncate
 from atlas_plugins.types import TOOL_SEP, Task, ToolCallRecord, ToolResult
+from atlas_plugins.wire.text import cut
+from atlas_plugins.wire.toolcall import format_call
 
 if TYPE_CHECKING:
     from atlas_plugins.context.base import EpisodeContext, LoadingPolicy
@@ -194,9 +195,7 @@ class EpisodeEnv:
         if self.ptc:  # PTC: every tool is reached through code
             example = ""
             if self.call_format is not None:
-                from atlas_plugins.agent.parsing import format_tool_call
-
-                example = ", e.g. " + format_tool_call(CODE_TOOL, {"code": "m = MCPServer('math')\nm.get_tools_info(['add'])"})
+                example = ", e.g. " + format_call(CODE_TOOL, {"code": "m = MCPServer('math')\nm.get_tools_info(['add'])"})
             return self._refuse(f"Error: call tools from Python inside {CODE_TOOL}{example}", "unknown_tool")
         if self.ctx is not None:
             meta = self._meta(name, arguments)
@@ -260,4 +259,4 @@ class EpisodeEnv:
         return Observation(kind="refused", text=text, ok=False, error_type=error_type, error=text)
 
     def _cut(self, text: str) -> str:
-        return truncate(text, self.max_response_chars)[0]
+        return cut(text, self.max_response_chars)

@@ -23,13 +23,11 @@ from typing import Any, Sequence
 from pydantic import BaseModel, Field
 
 from atlas_plugins.agent.env import CODE_TOOL, EpisodeEnv
-from atlas_plugins.agent.parsing import EXPECTED_FORMAT, parse_assistant
-from atlas_plugins.agent.rendering import TurnTemplate, encode, probe_template
+from atlas_plugins.recording.rendering import TurnTemplate, encode, probe_template
 from atlas_plugins.types import Task, Trajectory
+from atlas_plugins.wire.toolcall import EXPECTED_FORMAT, STOP_STRINGS, parse_assistant
 
 __all__ = ["CODE_TOOL", "STOP_STRINGS", "Agent", "AgentConfig", "run_episodes"]
-#: Where generation stops: after one tool call, or after the answer.
-STOP_STRINGS = ["</tool_call>", "</answer>"]
 
 
 class AgentConfig(BaseModel):

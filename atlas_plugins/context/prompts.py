@@ -11,25 +11,47 @@ token count measures is then what a real prompt would carry, not pretty-printing
 
 from __future__ import annotations
 
-import json
-import re
-from typing import Any, Iterable
+from typing import Iterable
 
 from atlas_plugins.context.base import MetaTool
 from atlas_plugins.types import ServerInfo, ToolSpec
+from atlas_plugins.wire.text import one_line
+from atlas_plugins.wire.toolcall import (
+    ANSWER_CLOSE,
+    ANSWER_OPEN,
+    EXPECTED_FORMAT,
+    THINK_CLOSE,
+    THINK_OPEN,
+    TOOL_CALL_CLOSE,
+    TOOL_CALL_OPEN,
+    compact_json,
+    format_call_compact,
+)
 
-TOOL_CALL_OPEN = "<tool_call>"
-TOOL_CALL_CLOSE = "</tool_call>"
-ANSWER_OPEN = "<answer>"
-ANSWER_CLOSE = "</answer>"
-THINK_OPEN = "<think>"
-THINK_CLOSE = "</think>"
+__all__ = [
+    "ANSWER_CLOSE",
+    "ANSWER_OPEN",
+    "DEFAULT_USER_MESSAGE",
+    "FORMAT_INSTRUCTIONS",
+    "THINK_CLOSE",
+    "THINK_OPEN",
+    "TOOL_CALL_CLOSE",
+    "TOOL_CALL_OPEN",
+    "compact_json",
+    "one_line",
+    "render_meta_tool",
+    "render_server_index",
+    "render_tool_list",
+    "render_tool_schema",
+    "system_text",
+    "tool_call_example",
+]
 
 #: The instructions on how to act; every policy's system text starts with it.
 FORMAT_INSTRUCTIONS = (
     "You are an assistant that solves the user's task with tools.\n"
     "Think briefly inside <think>...</think>. To call a tool, write exactly one block\n"
-    '<tool_call>{"name": "server:tool", "arguments": {...}}</tool_call>\n'
+    f"{EXPECTED_FORMAT}\n"
     "and stop; the result comes back in the next message. Tools are always named "
     "server:tool; helper tools listed without a server are called by their bare name. "
     "When the task is done, give the final result inside <answer>...</answer>."
@@ -38,14 +60,8 @@ FORMAT_INSTRUCTIONS = (
 DEFAULT_USER_MESSAGE = "Task: {task}"
 
 
-def compact_json(value: Any) -> str:
-    """JSON with no optional whitespace; non-ASCII kept as is (fewer tokens than ``\\uXXXX``)."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=False)
-
-
-def tool_call_example(name: str, arguments: dict[str, Any]) -> str:
-    """One call in the exact format the model must produce."""
-    return f"{TOOL_CALL_OPEN}{compact_json({'name': name, 'arguments': arguments})}{TOOL_CALL_CLOSE}"
+#: One call in the exact format the model must produce (compact JSON).
+tool_call_example = format_call_compact
 
 
 def render_tool_schema(spec: ToolSpec) -> str:
@@ -57,20 +73,6 @@ def render_tool_schema(spec: ToolSpec) -> str:
 
 def render_meta_tool(tool: MetaTool) -> str:
     return compact_json({"name": tool.name, "description": tool.description, "parameters": tool.input_schema})
-
-
-_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s")
-
-
-def one_line(text: str, limit: int = 100) -> str:
-    """First sentence of ``text`` on one line, cut to ``limit`` characters (``…`` marks a cut)."""
-    flat = " ".join((text or "").split())
-    if not flat:
-        return ""
-    first = _SENTENCE_END.split(flat, maxsplit=1)[0]
-    if len(first) > limit:
-        first = first[: max(limit - 1, 1)].rstrip() + "…"
-    return first
 
 
 def render_server_index(

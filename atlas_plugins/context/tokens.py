@@ -23,7 +23,7 @@ PLACEHOLDER_TASK = "Find the relevant tools and complete the user's request."
 
 @functools.lru_cache(maxsize=8)
 def _load_tokenizer_cached(key: str) -> Any:
-    from atlas_plugins.policy.embedded import load_tokenizer
+    from atlas_plugins.embedded_model import load_tokenizer
 
     return load_tokenizer(None if key == "" else key)
 

@@ -4,7 +4,8 @@ Each server lives in its own module (``atlas_plugins.envs.<name>``) exposing ``b
 MCPServer`` and runs over stdio with ``python -m atlas_plugins.envs.<name>``;
 ``python -m atlas_plugins.envs.hub`` serves all of them from one process over streamable HTTP.
 
-This module must stay cheap to import (the core registry imports it): no ``mcp`` here.
+This module must stay cheap to import (the core registry imports it): no ``mcp`` here. The
+``_meta`` keys live in :mod:`atlas_plugins.types` (pydantic, which the servers load anyway).
 
 Per-episode state is keyed by the request ``_meta`` entry :data:`EPISODE_META_KEY`
 (missing -> ``"default"``).  Optionally ``_meta["atlas/seed"]`` (:data:`SEED_META_KEY`) picks the
@@ -17,8 +18,8 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-EPISODE_META_KEY = "atlas/episode"
-SEED_META_KEY = "atlas/seed"
+from atlas_plugins.types import EPISODE_META_KEY, SEED_META_KEY
+
 FIXED_TODAY = "2026-03-02"
 
 

@@ -7,6 +7,7 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import BaseModel, model_validator
 
 from atlas_plugins.values import printable
+from atlas_plugins.wire.text import cut
 
 
 class CellResult(BaseModel):
@@ -43,9 +44,7 @@ class CellResult(BaseModel):
         if self.error:
             parts.append(f"Error: {self.error}")
         text = printable("\n".join(parts)) if parts else "(no output)"
-        if len(text) > limit:
-            text = text[:limit] + f"\n…[truncated {len(text) - limit} characters]"
-        return text
+        return cut(text, limit)
 
 
 @runtime_checkable

@@ -33,10 +33,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 
 from atlas_plugins.orchestration.base import CellResult
 from atlas_plugins.orchestration.sandbox_runner import ERROR_CHARS, VALUE_REPR_CHARS
-from atlas_plugins.toolspace.toolspace import closest
 from atlas_plugins.toolspace.validation import python_signature
 from atlas_plugins.types import ToolSpec
 from atlas_plugins.values import MAX_JSON_DEPTH, describe_value, loads_bounded, nesting_exceeds, to_python
+from atlas_plugins.wire.text import closest
 
 log = logging.getLogger(__name__)
 

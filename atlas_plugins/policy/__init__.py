@@ -6,7 +6,7 @@
   for evaluation only (text out, no token ids).
 * :class:`~atlas_plugins.policy.vllm_policy.VLLMPolicy` — vLLM (extra ``vllm``, GPU): TRL's
   colocated engine or a ``trl vllm-serve`` server during training, or a standalone engine.
-* :class:`~atlas_plugins.policy.serve.PolicyServer` — serves a local policy as an
+* :class:`~atlas_plugins.serving.server.PolicyServer` — serves a local policy as an
   OpenAI-compatible endpoint and records token ids per request.
 * :class:`~atlas_plugins.policy.batching.BatchedPolicy` — merges concurrent callers' generation
   calls into one batch (adapted agents run one episode per thread).
@@ -38,7 +38,7 @@ __all__ = [
 _LAZY = {
     "TransformersPolicy": "atlas_plugins.policy.transformers_policy",
     "OpenAIPolicy": "atlas_plugins.policy.openai_policy",
-    "PolicyServer": "atlas_plugins.policy.serve",
+    "PolicyServer": "atlas_plugins.serving.server",
     "VLLMPolicy": "atlas_plugins.policy.vllm_policy",
     "BatchedPolicy": "atlas_plugins.policy.batching",
 }

@@ -5,18 +5,18 @@ out. It is **not trainable**: an OpenAI-compatible chat endpoint returns text, n
 token ids under the policy's own tokenizer, so a trajectory built from it cannot be
 token-faithful and cannot be scored by the trainer. ``generate`` (token ids in) therefore
 raises; use it to evaluate models (``atlas eval``), as a judge or rubric-writing model, or to
-talk to :mod:`atlas_plugins.policy.serve` (which *does* record token ids server-side).
+talk to :mod:`atlas_plugins.serving` (which *does* record token ids server-side).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import time
 from typing import Any
 
 from atlas_plugins.errors import AtlasError
 from atlas_plugins.policy.base import ChatGeneration, Generation
+from atlas_plugins.wire.http import OpenAIHTTP
+from atlas_plugins.wire.messages import loads_arguments
 
 
 class OpenAIPolicy:
@@ -27,7 +27,8 @@ class OpenAIPolicy:
         model: the model name sent with each request.
         api_key: bearer token; defaults to ``$OPENAI_API_KEY`` (local servers accept anything).
         timeout: seconds per request.
-        max_retries: retries on connection errors and 429/5xx answers (with backoff).
+        max_retries: retries on connection errors and 429/5xx answers (with backoff); ``0`` is
+            one attempt.
     """
 
     tokenizer = None  # no token ids: see the module docstring
@@ -42,8 +43,6 @@ class OpenAIPolicy:
         max_retries: int = 2,
         name: str | None = None,
     ) -> None:
-        import httpx
-
         if not base_url or not base_url.startswith(("http://", "https://")):
             raise AtlasError(f"base_url must be an http(s) URL such as http://127.0.0.1:8000/v1, got {base_url!r}")
         if not model:
@@ -53,10 +52,10 @@ class OpenAIPolicy:
         self.name = name or model
         self.max_retries = max_retries
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "EMPTY")
-        self._client = httpx.Client(timeout=timeout, headers={"Authorization": f"Bearer {key}"})
+        self._http = OpenAIHTTP(self.base_url, headers={"Authorization": f"Bearer {key}"}, timeout=timeout, retries=max_retries)
 
     def close(self) -> None:
-        self._client.close()
+        self._http.close()
 
     def __enter__(self) -> "OpenAIPolicy":
         return self
@@ -104,13 +103,7 @@ class OpenAIPolicy:
         calls = []
         for call in message.get("tool_calls") or []:
             fn = call.get("function") or {}
-            args: Any = fn.get("arguments")
-            if isinstance(args, str):
-                try:
-                    args = json.loads(args)
-                except json.JSONDecodeError:
-                    pass
-            calls.append({"name": fn.get("name"), "arguments": args})
+            calls.append({"name": fn.get("name"), "arguments": loads_arguments(fn.get("arguments"))})
         finish = choice.get("finish_reason") or "stop"
         usage = {k: int(v) for k, v in (data.get("usage") or {}).items() if isinstance(v, int)}
         return ChatGeneration(
@@ -128,25 +121,8 @@ class OpenAIPolicy:
         )
 
     def _request(self, method: str, path: str, json_body: dict[str, Any] | None = None) -> dict[str, Any]:
-        import httpx
-
-        url = self.base_url + path
-        last: str = ""
-        for attempt in range(self.max_retries + 1):
-            try:
-                resp = self._client.request(method, url, json=json_body)
-            except httpx.HTTPError as exc:
-                last = f"{type(exc).__name__}: {exc}"
-            else:
-                if resp.status_code < 400:
-                    try:
-                        return resp.json()
-                    except ValueError as exc:
-                        raise AtlasError(f"{url} answered non-JSON: {resp.text[:300]}") from exc
-                last = f"HTTP {resp.status_code}: {resp.text[:300]}"
-                if resp.status_code != 429 and resp.status_code < 500:
-                    break  # a client error will not get better by retrying
-            if attempt < self.max_retries:
-                time.sleep(0.5 * 2**attempt)
-        raise AtlasError(f"request to {url} failed: {last}")
-
+        resp = self._http.request(method, path, json_body)
+        try:
+            return resp.json()
+        except ValueError as exc:
+            raise AtlasError(f"{self.base_url + path} answered non-JSON: {resp.text[:300]}") from exc

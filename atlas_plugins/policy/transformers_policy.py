@@ -36,9 +36,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from atlas_plugins.embedded_model import EMBEDDED_ALIASES, EMBEDDED_MODEL_NAME, resolve_model_path
 from atlas_plugins.errors import AtlasError
 from atlas_plugins.policy.base import ChatGeneration, Generation, per_prompt, per_prompt_stops
-from atlas_plugins.policy.embedded import EMBEDDED_MODEL_NAME, EMBEDDED_ALIASES, resolve_model_path
+from atlas_plugins.wire.messages import content_text, loads_arguments, tool_call_functions
+from atlas_plugins.wire.toolcall import HERMES_TOOLS_PREAMBLE, format_call
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; torch is imported lazily
     import torch
@@ -48,13 +50,7 @@ _DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16"
 
 #: Hermes-style tool block, used when the model's chat template ignores ``tools`` (SmolLM2's
 #: does): without it the tool schemas would silently never reach the model.
-_TOOLS_PREAMBLE = (
-    "You may call one or more functions to assist with the user query.\n\n"
-    "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n{tools}\n</tools>\n\n"
-    "For each function call, return a json object with function name and arguments within "
-    "<tool_call></tool_call> XML tags:\n<tool_call>\n"
-    '{{"name": <function-name>, "arguments": <args-json-object>}}\n</tool_call>'
-)
+_TOOLS_PREAMBLE = HERMES_TOOLS_PREAMBLE
 
 
 class TransformersPolicy:
@@ -635,27 +631,12 @@ def _normalise_message(message: dict[str, Any], *, inline_tool_calls: bool) -> d
     """Make a message safe for simple templates: ``content`` always a string, content parts
     joined, and (for templates without tool support) assistant tool calls written inline."""
     msg = dict(message)
-    content = msg.get("content")
-    if content is None:
-        content = ""
-    elif isinstance(content, list):  # OpenAI content parts
-        content = "".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
-    elif not isinstance(content, str):
-        content = str(content)
+    content = content_text(msg.get("content"))  # OpenAI content parts joined
     calls = msg.get("tool_calls")
     if inline_tool_calls and calls:
         rendered = []
-        for call in calls:
-            fn = call.get("function", call) if isinstance(call, dict) else {}
-            args = fn.get("arguments", {})
-            if isinstance(args, str):
-                try:
-                    args = json.loads(args)
-                except json.JSONDecodeError:
-                    pass
-            rendered.append(
-                "<tool_call>" + json.dumps({"name": fn.get("name"), "arguments": args}, ensure_ascii=False) + "</tool_call>"
-            )
+        for name, args in tool_call_functions(msg):
+            rendered.append(format_call(name, loads_arguments(args)))
         content = (content + "\n" if content else "") + "\n".join(rendered)
         msg.pop("tool_calls", None)
     msg["content"] = content

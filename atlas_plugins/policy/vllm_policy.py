@@ -49,7 +49,7 @@ class VLLMPolicy:
             from vllm import LLM
         except ImportError as exc:
             raise ImportError("the vLLM policy needs the 'vllm' extra: pip install 'atlas-plugins[vllm]' (GPU)") from exc
-        from atlas_plugins.policy.embedded import resolve_model_path
+        from atlas_plugins.embedded_model import resolve_model_path
 
         path = str(resolve_model_path(model))
         llm = LLM(model=path, logprobs_mode="processed_logprobs", **llm_kwargs)

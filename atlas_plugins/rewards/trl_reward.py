@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from typing import Any
 
 from atlas_plugins.errors import ConfigError
@@ -45,44 +44,26 @@ from atlas_plugins.rewards.base import RewardBreakdown, coerce_task
 from atlas_plugins.rewards.rubric import Rubric
 from atlas_plugins.rewards.scorer import Scorer, batch_metrics, by_task_content, notify
 from atlas_plugins.types import Task, ToolCallRecord, Trajectory
+from atlas_plugins.wire.messages import content_text, record_arguments, tool_call_functions
+from atlas_plugins.wire.toolcall import find_answers, strict_tagged_calls, strip_tagged_calls
 
-_ANSWER_RE = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.S | re.I)
-_TOOL_CALL_RE = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.S | re.I)
 _TASK_FIELDS = ("answer", "metadata", "expected_state", "servers", "split", "difficulty")
 _RESERVED = {"trainer_state", "log_metric", "log_extra", "environments", "completion_ids"}
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # multimodal / content-part lists
-        return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
-    return "" if content is None else str(content)
 
 
 def _prompt_text(prompt: Any) -> str:
     if isinstance(prompt, list):
         users = [m for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
-        return _text(users[-1].get("content")) if users else _text(prompt[-1].get("content") if prompt and isinstance(prompt[-1], dict) else "")
-    return _text(prompt)
+        return content_text(users[-1].get("content")) if users else content_text(prompt[-1].get("content") if prompt and isinstance(prompt[-1], dict) else "")
+    return content_text(prompt)
 
 
 def _parse_tool_calls(text: str, turn: int) -> list[ToolCallRecord]:
-    calls = []
-    for block in _TOOL_CALL_RE.findall(text):
-        try:
-            obj = json.loads(block.strip())
-        except json.JSONDecodeError:
-            continue  # an unparseable call is not a call; the rubric's checks will notice
-        if isinstance(obj, dict) and isinstance(obj.get("name"), str):
-            args = obj.get("arguments", {})
-            if isinstance(args, str):
-                try:
-                    args = json.loads(args)
-                except json.JSONDecodeError:
-                    args = {"_raw": args}
-            calls.append(ToolCallRecord(turn=turn, name=obj["name"], arguments=args if isinstance(args, dict) else {"_value": args}))
-    return calls
+    """The strictly well-formed tagged calls of ``text`` (no repairs: see :mod:`atlas_plugins.wire.toolcall`)."""
+    return [
+        ToolCallRecord(turn=turn, name=name, arguments=record_arguments(raw, non_dict="wrap", blank="raw"))
+        for name, raw in strict_tagged_calls(text)
+    ]
 
 
 def trajectory_from_completion(completion: Any, *, prompt: Any = None, task: Task | None = None) -> Trajectory:
@@ -99,33 +80,27 @@ def trajectory_from_completion(completion: Any, *, prompt: Any = None, task: Tas
             role = m.get("role")
             if role == "assistant":
                 turn += 1
-                t = _text(m.get("content"))
+                t = content_text(m.get("content"))
                 texts.append(t)
                 calls += _parse_tool_calls(t, turn)
-                for tc in m.get("tool_calls") or []:
-                    fn = tc.get("function", tc) if isinstance(tc, dict) else {}
-                    args = fn.get("arguments", {})
-                    if isinstance(args, str):
-                        try:
-                            args = json.loads(args)
-                        except json.JSONDecodeError:
-                            args = {"_raw": args}
-                    if isinstance(fn.get("name"), str):
-                        calls.append(ToolCallRecord(turn=turn, name=fn["name"], arguments=args if isinstance(args, dict) else {}))
+                for name, raw in tool_call_functions(m):
+                    if isinstance(name, str):
+                        args = record_arguments(raw, non_dict="empty", blank="raw")
+                        calls.append(ToolCallRecord(turn=turn, name=name, arguments=args))
             elif role == "tool" and calls:
-                calls[-1].result = _text(m.get("content"))[:4000]
+                calls[-1].result = content_text(m.get("content"))[:4000]
     else:
-        text = _text(completion)
+        text = content_text(completion)
         texts.append(text)
         messages.append({"role": "assistant", "content": text})
         calls = _parse_tool_calls(text, 1)
     full = "\n".join(texts)
-    answers = _ANSWER_RE.findall(full)
+    answers = find_answers(full)
     if answers:
         final = answers[-1].strip()
     else:
         # Without <answer> tags, the answer is what the last assistant turn said outside tool calls.
-        final = _TOOL_CALL_RE.sub("", texts[-1] if texts else "").strip()
+        final = strip_tagged_calls(texts[-1] if texts else "").strip()
     task_dict = task.model_dump(mode="json") if task is not None else ({"prompt": _prompt_text(prompt)} if prompt is not None else {})
     return Trajectory(
         task_id=task.id if task is not None else "",

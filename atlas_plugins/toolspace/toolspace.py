@@ -11,7 +11,6 @@ on; only misconfiguration raises.
 from __future__ import annotations
 
 import asyncio
-import difflib
 import json
 import subprocess
 import sys
@@ -26,27 +25,11 @@ from atlas_plugins.errors import ConfigError, ToolspaceError
 from atlas_plugins.toolspace.catalog import dedupe_names, load_catalog, server_from_record
 from atlas_plugins.toolspace.config import ServerConfig, ToolspaceConfig, config_from_dict, load_config
 from atlas_plugins.toolspace.validation import ArgumentValidator
-from atlas_plugins.types import ServerInfo, ToolResult, ToolSpec, split_qualified
+from atlas_plugins.types import EPISODE_META_KEY, ServerInfo, ToolResult, ToolSpec, split_qualified
 from atlas_plugins.values import MAX_JSON_DEPTH, loads_bounded, nesting_exceeds
+from atlas_plugins.wire.text import closest, listing, truncate
 
 T = TypeVar("T")
-
-#: ``_meta`` key carrying the episode id; embedded servers keep one state per episode.
-EPISODE_META_KEY = "atlas/episode"
-
-
-def closest(name: str, options: Iterable[str], n: int = 3) -> list[str]:
-    options = list(options)
-    hits = difflib.get_close_matches(name, options, n=n, cutoff=0.5)
-    if not hits:  # substring matches catch "add" vs "add_numbers"
-        hits = [o for o in options if name.lower() in o.lower() or o.lower() in name.lower()][:n]
-    return hits
-
-
-def truncate(text: str, limit: int) -> tuple[str, bool]:
-    if len(text) <= limit:
-        return text, False
-    return text[:limit] + f"\n…[truncated {len(text) - limit} of {len(text)} characters]", True
 
 
 class ServerProcess:
@@ -359,8 +342,7 @@ class Toolspace:
         msg = f"unknown server {name!r}."
         if hint:
             msg += f" Did you mean {' or '.join(repr(h) for h in hint)}?"
-        shown = ", ".join(known[:20]) + (f", … ({len(known)} in all)" if len(known) > 20 else "")
-        return msg + f" Available servers: {shown}"
+        return msg + f" Available servers: {listing(known)}"
 
     # -- calls -------------------------------------------------------------------------------
     def call(

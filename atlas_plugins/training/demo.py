@@ -55,7 +55,7 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *, say: 
 
     import atlas_plugins as atlas
     from atlas_plugins.envs.taskgen import load_default_tasks
-    from atlas_plugins.policy.embedded import resolve_model_path
+    from atlas_plugins.embedded_model import resolve_model_path
     from atlas_plugins.policy.transformers_policy import TransformersPolicy
     from atlas_plugins.training.config import AtlasGRPOConfig
     from atlas_plugins.evaluation.designs import design_settings

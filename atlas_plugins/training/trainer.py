@@ -93,13 +93,12 @@ def training_view(traj: Trajectory, rng: random.Random, max_completion_length: i
     index is recorded as ``metadata["trained_segment"]``). Completions longer than
     ``max_completion_length`` are cut there (mask and logprobs alike); the cut is recorded.
     """
-    if traj.prefix_breaks and traj.segments:
-        k = rng.randrange(len(traj.segments))
-        seg = traj.segments[k]
+    rows = traj.token_rows()
+    k = 0
+    if traj.prefix_breaks and traj.segments:  # draw only then: the RNG stream stays the same
+        k = rng.randrange(len(rows))
         traj.metadata["trained_segment"] = k
-        row = {key: list(seg[key]) for key in ("prompt_ids", "completion_ids", "env_mask", "logprobs")}
-    else:
-        row = {"prompt_ids": traj.prompt_ids, "completion_ids": traj.completion_ids, "env_mask": traj.env_mask, "logprobs": traj.logprobs}
+    row = {key: list(rows[k][key]) for key in ("prompt_ids", "completion_ids", "env_mask", "logprobs")}
     if not (len(row["completion_ids"]) == len(row["env_mask"]) == len(row["logprobs"])):
         raise AtlasError(f"trajectory of task {traj.task_id!r}: completion_ids, env_mask and logprobs differ in length")
     if max_completion_length and len(row["completion_ids"]) > max_completion_length:
@@ -193,7 +192,7 @@ class AtlasTrainer:
     def _load_model(self, model: Any, tokenizer: Any) -> tuple[Any, Any]:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from atlas_plugins.policy.embedded import resolve_model_path
+        from atlas_plugins.embedded_model import resolve_model_path
 
         if model is None or isinstance(model, (str, os.PathLike)):
             path = resolve_model_path(model if model is not None else self.config.model)

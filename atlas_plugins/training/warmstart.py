@@ -16,20 +16,16 @@ the tokens GRPO later trains.
 
 from __future__ import annotations
 
-import json
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from atlas_plugins.policy.base import Generation
 from atlas_plugins.rewards.rubric import FULL_SCORE
 from atlas_plugins.types import Task, Trajectory
+from atlas_plugins.wire.toolcall import format_call as _call
 
 if TYPE_CHECKING:
     from atlas_plugins.context.base import LoadingPolicy
-
-
-def _call(name: str, arguments: dict[str, Any]) -> str:
-    return "<tool_call>" + json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False) + "</tool_call>"
 
 
 def scripted_turns(task: Task, *, loading: str | LoadingPolicy, ptc: bool) -> list[str] | None:
@@ -204,11 +200,8 @@ def sft_rows(trajs: Sequence[Trajectory], max_length: int | None = None) -> list
     prompt, e.g. DSPy) gives one row per segment, so every model turn is cloned."""
     rows, dropped = [], 0
     for t in trajs:
-        parts = t.segments if t.prefix_breaks and t.segments else [
-            {"prompt_ids": t.prompt_ids, "completion_ids": t.completion_ids, "env_mask": t.env_mask}
-        ]
-        for part in parts:
-            prompt, completion, mask = part["prompt_ids"], part["completion_ids"], part["env_mask"]
+        for part in t.token_rows():
+            prompt, completion, mask = part.prompt_ids, part.completion_ids, part.env_mask
             ids = list(prompt) + list(completion)
             labels = [-100] * len(prompt) + [tok if m == 1 else -100 for tok, m in zip(completion, mask)]
             if max_length is not None:

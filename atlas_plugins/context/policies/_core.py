@@ -25,7 +25,6 @@ Design choices (documented here because the agent loop relies on them):
 
 from __future__ import annotations
 
-import difflib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -36,9 +35,11 @@ from atlas_plugins.context import prompts
 from atlas_plugins.context.base import MetaResult, MetaTool
 from atlas_plugins.errors import AtlasError
 from atlas_plugins.types import TOOL_SEP, ServerInfo, ToolSpec
+from atlas_plugins.wire import text as wire_text
 
 #: How many names an error message lists at most (huge catalogues must not flood the context).
-MAX_LISTED = 20
+MAX_LISTED = wire_text.MAX_LISTED
+did_you_mean, ranked_names, _listing = wire_text.closest, wire_text.ranked_names, wire_text.listing
 
 
 class PolicyOptions(BaseModel):
@@ -75,31 +76,6 @@ def _task_servers(task: Any) -> list[str]:
         return []
     servers = task.get("servers") if isinstance(task, dict) else getattr(task, "servers", None)
     return [str(s) for s in servers or []]
-
-
-def ranked_names(name: str, options: list[str]) -> list[str]:
-    """``options`` ordered closest-to-``name`` first (similarity, then substring, then the rest)."""
-    low = name.lower()
-
-    def key(o: str) -> tuple[float, int]:
-        ratio = difflib.SequenceMatcher(None, low, o.lower()).ratio()
-        sub = 1 if (low and (low in o.lower() or o.lower() in low)) else 0
-        return (-(ratio + 0.3 * sub), options.index(o))
-
-    return sorted(options, key=key)
-
-
-def did_you_mean(name: str, options: list[str], n: int = 3) -> list[str]:
-    hits = difflib.get_close_matches(name, options, n=n, cutoff=0.5)
-    if not hits:
-        low = name.lower()
-        hits = [o for o in options if low and (low in o.lower() or o.lower() in low)][:n]
-    return hits
-
-
-def _listing(names: list[str]) -> str:
-    shown = ", ".join(names[:MAX_LISTED])
-    return shown + (f", … ({len(names)} in all)" if len(names) > MAX_LISTED else "")
 
 
 class EpisodeBase:

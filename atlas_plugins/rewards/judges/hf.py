@@ -58,7 +58,7 @@ class HFJudge(LMJudge):
             if self._model is None or self._tok is None:
                 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-                from atlas_plugins.policy.embedded import resolve_model_path
+                from atlas_plugins.embedded_model import resolve_model_path
 
                 path = resolve_model_path(self.model_name)
                 if self._tok is None:

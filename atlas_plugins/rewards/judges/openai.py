@@ -2,8 +2,9 @@
 
 Options: ``base_url`` (default ``$OPENAI_BASE_URL`` or api.openai.com), ``model`` (default
 ``$ATLAS_JUDGE_MODEL`` or ``gpt-4o-mini``), ``api_key`` (default ``$OPENAI_API_KEY``), plus
-the LM-judge options (``mode``, ``checks``, ``temperature``, ``retries``). Default mode is the
-paper's: all criteria in one prompt, numbers between ``<scores>`` tags.
+the LM-judge options (``mode``, ``checks``, ``temperature``, ``retries``: also the HTTP retries of
+each request). Default mode is the paper's: all criteria in one prompt, numbers between
+``<scores>`` tags.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ class OpenAIJudge(LMJudge):
         **options: Any,
     ) -> None:
         super().__init__(**options)
-        self.client = ChatClient(base_url=base_url, model=model, api_key=api_key, timeout=timeout)
+        # ``retries`` bounds both the HTTP attempts of one prompt and the re-asks of a reply
+        # that does not parse: ``retries=0`` sends each prompt exactly once.
+        self.client = ChatClient(base_url=base_url, model=model, api_key=api_key, timeout=timeout, retries=self.retries)
 
     def _generate(self, prompts: list[list[dict[str, str]]], *, temperature: float, max_tokens: int) -> list[str]:
         return [self.client.complete(p, temperature=temperature, max_tokens=max_tokens) for p in prompts]

@@ -11,7 +11,8 @@ never regenerated: later calls read the file.
 
 Options: ``base_url``, ``model``, ``api_key`` (see :class:`atlas_plugins.rewards._http.ChatClient`),
 ``toolspace`` (tool names/descriptions of the task's servers go into the prompt),
-``cache_dir``, ``retries`` (default 3), ``temperature`` (default 0.2).
+``cache_dir``, ``retries`` (default 3; also the HTTP retries of each request), ``temperature``
+(default 0.2).
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ class LLMProvider:
         temperature: float = 0.2,
         timeout: float = 300.0,
     ) -> None:
-        self.client = ChatClient(base_url=base_url, model=model, api_key=api_key, timeout=timeout)
+        self.client = ChatClient(base_url=base_url, model=model, api_key=api_key, timeout=timeout, retries=retries)
         self.toolspace = toolspace
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.retries = retries
