@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 # spec would pull several GB of CUDA packages.
 TORCH := torch==2.13.0
 
-.PHONY: demo test venv-train venv-test system-deps bench clean
+.PHONY: demo test test-fast lint venv-train venv-test system-deps bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,17 @@ demo: system-deps venv-train
 
 test: system-deps venv-test
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+
+# Everything but the tests marked slow (model loading, training steps): a change checked in minutes.
+test-fast: system-deps venv-test
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow"
+
+# Formatting, lint rules and types; the settings are in pyproject.toml ([tool.ruff], [tool.mypy]).
+LINT_PATHS := atlas_plugins adapters
+lint: venv-test
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/mypy
 
 bench: venv-test
 	$(PY) benchmarks/toolspace.py

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, Optional
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
@@ -43,7 +43,7 @@ def fail(message: str, *, as_json: bool = False, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def open_toolspace(config: Optional[Path], *, as_json: bool = False) -> "Toolspace":
+def open_toolspace(config: Path | None, *, as_json: bool = False) -> Toolspace:
     """The toolspace named by ``--config``, or the embedded default, started."""
     from atlas_plugins.errors import AtlasError
     from atlas_plugins.toolspace import Toolspace

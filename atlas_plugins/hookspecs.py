@@ -91,7 +91,7 @@ def atlas_register_aggregators(register: Register) -> None:
 
 
 @hookspec
-def atlas_register_commands(app: "typer.Typer") -> None:
+def atlas_register_commands(app: typer.Typer) -> None:
     """Add commands to the ``atlas`` CLI (like simonw/llm's ``register_commands``).
 
     ``app`` is a :class:`typer.Typer`: decorate functions with ``@app.command("name")`` or add

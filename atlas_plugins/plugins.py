@@ -302,7 +302,7 @@ class PluginManager:
                 continue
             try:
                 module = importlib.import_module(module_name)
-            except Exception as exc:  # one broken area must not take the CLI down
+            except Exception as exc:  # noqa: BLE001 - one broken area must not take the CLI down
                 self._report_broken(module_name, BUILTIN_DISTRIBUTION, exc)
                 continue
             self.register(module, name=module_name, distribution=BUILTIN_DISTRIBUTION)
@@ -325,7 +325,7 @@ class PluginManager:
             try:
                 impl.function(app=scratch)
                 added = [(info, _command_names(info)) for info in [*scratch.registered_commands, *scratch.registered_groups]]
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - reported as a broken plugin, the CLI goes on
                 self._report_broken(plugin, dist, exc)
                 continue
             for info, names in added:
@@ -343,9 +343,9 @@ class PluginManager:
                 for bucket in (app.registered_commands, app.registered_groups):
                     if info in bucket:
                         bucket.remove(info)
-            names = " and ".join(f"{p!r} (distribution {d!r})" for p, d in who)
+            both = " and ".join(f"{p!r} (distribution {d!r})" for p, d in who)
             message = (
-                f"command {name!r} is registered by more than one plugin: {names}. "
+                f"command {name!r} is registered by more than one plugin: {both}. "
                 "Uninstall one, or skip one with ATLAS_DISABLE_PLUGINS."
             )
             app.registered_commands.append(_conflict_command(name, message))
@@ -379,7 +379,7 @@ def _command_names(info: Any) -> list[str]:
     from typer.models import CommandInfo
 
     if isinstance(info, CommandInfo):
-        return [info.name or get_command_name(info.callback.__name__)]
+        return [info.name or get_command_name(getattr(info.callback, "__name__", ""))]
     name = solve_typer_info_defaults(info).name
     if name:
         return [name]
