@@ -165,10 +165,13 @@ class PluginManager:
                 continue
             try:
                 obj = ep.load()
+                # pluggy validates the hook implementations here (a misspelt argument name raises).
+                self.register(obj, name=ep.name, distribution=dist)
             except Exception as exc:
+                if self.pm.get_plugin(ep.name) is not None:  # pluggy may have added part of it
+                    self.pm.unregister(name=ep.name)
                 self._report_broken(ep.name, dist, exc)
                 continue
-            self.register(obj, name=ep.name, distribution=dist)
 
     def _report_broken(self, plugin: str, distribution: str, exc: BaseException) -> None:
         msg = f"{type(exc).__name__}: {exc}"

@@ -83,11 +83,21 @@ def _atlas(site: Path, *args: str, env_extra: dict[str, str] | None = None) -> s
     )
 
 
+MISSPELT = """
+import atlas_plugins
+
+@atlas_plugins.hookimpl
+def atlas_register_commands(cli):  # the hook's argument is `app`
+    pass
+"""
+
+
 @pytest.fixture()
 def site(tmp_path: Path) -> Path:
     _dist(tmp_path, "atlas-hello", "hello", "atlas_hello_plugin", HELLO)
     _dist(tmp_path, "atlas-broken-commands", "broken_commands", "atlas_broken_commands", BROKEN_HOOK)
     _dist(tmp_path, "atlas-broken-import", "broken_import", "atlas_broken_import", "raise ImportError('nope')\n")
+    _dist(tmp_path, "atlas-misspelt", "misspelt", "atlas_misspelt_plugin", MISSPELT)
     return tmp_path
 
 
@@ -99,6 +109,7 @@ def test_entry_point_plugin_adds_a_command_and_broken_ones_do_not_take_the_cli_d
     assert "'broken_commands' from distribution 'atlas-broken-commands'" in out.stderr
     assert "cannot build my commands" in out.stderr
     assert "'broken_import' from distribution 'atlas-broken-import'" in out.stderr
+    assert "'misspelt' from distribution 'atlas-misspelt'" in out.stderr  # pluggy's validation error
 
     as_json = _atlas(site, "hello", "--name", "Ada", "--json")
     assert as_json.returncode == 0 and json.loads(as_json.stdout) == {"hello": "Ada"}
