@@ -36,7 +36,6 @@ from dataclasses import field as dataclass_field
 from typing import Any
 
 from mcp import StdioServerParameters
-from mcp import types as types
 
 # Also, resolved on first use: MCPServer, Context, ToolError, UnexpectedToolError.
 __all__ = [
@@ -73,6 +72,15 @@ def _version() -> str:
     except importlib.metadata.PackageNotFoundError:  # a vendored copy: tell by its layout
         return "2" if importlib.util.find_spec("mcp.server.mcpserver") else "1"
 
+
+def _sdk(module: str) -> Any:
+    """An SDK module typed ``Any``: mypy runs against one installed major, so the other major's
+    API (and the camelCase keywords both accept) must not be checked against it."""
+    return importlib.import_module(module)
+
+
+#: ``mcp.types`` (the models: ``Tool``, ``CallToolResult``, ``TextContent``, ...).
+types: Any = _sdk("mcp.types")
 
 MCP_VERSION: str = _version()
 MCP2: bool = int(MCP_VERSION.split(".")[0]) >= 2
@@ -222,31 +230,26 @@ async def connect(
             yield Session(client, client.instructions)
             return
 
-        from mcp import ClientSession
-
         if isinstance(target, StdioServerParameters):
-            from mcp.client.stdio import stdio_client
-
-            read, write = await stack.enter_async_context(stdio_client(target, errlog=errlog or sys.stderr))
+            v1_stdio = _sdk("mcp.client.stdio").stdio_client
+            read, write = await stack.enter_async_context(v1_stdio(target, errlog=errlog or sys.stderr))
         elif isinstance(target, str):
-            import httpx
-            from mcp.client.streamable_http import streamable_http_client
-
-            http = await stack.enter_async_context(
+            httpx = _sdk("httpx")
+            http1 = await stack.enter_async_context(
                 httpx.AsyncClient(
                     headers=headers or {}, timeout=httpx.Timeout(timeout, read=read_timeout), follow_redirects=True
                 )
             )
-            read, write, _ = await stack.enter_async_context(streamable_http_client(target, http_client=http))
+            v1_http = _sdk("mcp.client.streamable_http").streamable_http_client
+            read, write, _ = await stack.enter_async_context(v1_http(target, http_client=http1))
         else:
-            from mcp.shared.memory import create_connected_server_and_client_session
-
+            memory = _sdk("mcp.shared.memory")
             session = await stack.enter_async_context(
-                create_connected_server_and_client_session(target, client_info=client_info)
+                memory.create_connected_server_and_client_session(target, client_info=client_info)
             )
             yield Session(session, getattr(target, "instructions", None))
             return
-        session = await stack.enter_async_context(ClientSession(read, write, client_info=client_info))
+        session = await stack.enter_async_context(_sdk("mcp").ClientSession(read, write, client_info=client_info))
         init = await session.initialize()
         yield Session(session, init.instructions)
 
@@ -264,11 +267,9 @@ def is_connection_error(exc: BaseException) -> bool:
         code = getattr(exc, "code", None) if isinstance(exc, MCPError) else None
         transport_error: type[BaseException] = httpx2.TransportError
     else:
-        import httpx
-        from mcp.shared.exceptions import McpError
-
-        code = getattr(getattr(exc, "error", None), "code", None) if isinstance(exc, McpError) else None
-        transport_error = httpx.TransportError
+        mcp_error = _sdk("mcp.shared.exceptions").McpError
+        code = getattr(getattr(exc, "error", None), "code", None) if isinstance(exc, mcp_error) else None
+        transport_error = _sdk("httpx").TransportError
     return code == CONNECTION_CLOSED or isinstance(exc, transport_error)
 
 
@@ -285,10 +286,9 @@ def _server_names() -> dict[str, Any]:
         from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 
         return {"MCPServer": MCPServer, "Context": Context, "ToolError": ToolError, "UnexpectedToolError": UnexpectedToolError}
-    from mcp.server.fastmcp import Context, FastMCP
-    from mcp.server.fastmcp.exceptions import ToolError
-
-    return {"MCPServer": FastMCP, "Context": Context, "ToolError": ToolError, "UnexpectedToolError": _NeverRaised}
+    fastmcp = _sdk("mcp.server.fastmcp")
+    tool_error = _sdk("mcp.server.fastmcp.exceptions").ToolError
+    return {"MCPServer": fastmcp.FastMCP, "Context": fastmcp.Context, "ToolError": tool_error, "UnexpectedToolError": _NeverRaised}
 
 
 def __getattr__(name: str) -> Any:  # MCPServer, Context, ToolError, UnexpectedToolError: lazily
@@ -357,7 +357,7 @@ CallTool = Callable[[str, dict[str, Any]], Awaitable[Any]]
 def low_level_server(name: str, *, instructions: str | None, list_tools: ListTools, call_tool: CallTool) -> Any:
     """A low-level ``Server``: ``list_tools(cursor) -> (tools, next_cursor)`` pages ``tools/list``
     and ``call_tool(name, arguments) -> CallToolResult`` answers ``tools/call`` (no validation)."""
-    from mcp.server.lowlevel import Server
+    Server = _sdk("mcp.server.lowlevel").Server
 
     if MCP2:
 

@@ -80,7 +80,7 @@ def arg(description: str, **constraints: Any) -> Any:
     return Field(description=description, **constraints)
 
 
-class EnvServer(MCPServer):  # type: ignore[misc,valid-type]  # mcp 2.x MCPServer or 1.x FastMCP
+class EnvServer(MCPServer):  # mcp 2.x MCPServer or 1.x FastMCP
     """MCPServer whose tools may raise plain ``ValueError``/``LookupError`` as input errors.
 
     The SDK (2.x) hides the text of unexpected exceptions; our simulated backends raise

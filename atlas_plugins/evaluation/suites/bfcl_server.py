@@ -381,7 +381,7 @@ def build_server(server: str, states: EpisodeStates) -> Any:
     def error(text: str) -> Any:
         return tool_result([text_content(text)], is_error=True)
 
-    class BFCLServer(MCPServer):  # type: ignore[misc,valid-type]
+    class BFCLServer(MCPServer):
         """Tools listed from BFCL's docs; calls dispatched to the episode's class instance."""
 
         async def list_tools(self) -> list[Any]:
