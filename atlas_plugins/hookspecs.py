@@ -21,9 +21,12 @@ and in its ``pyproject.toml``::
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pluggy
+
+if TYPE_CHECKING:  # typer stays out of the env server processes, which import this module
+    import typer
 
 hookspec = pluggy.HookspecMarker("atlas_plugins")
 hookimpl = pluggy.HookimplMarker("atlas_plugins")
@@ -84,6 +87,29 @@ def atlas_register_aggregators(register: Register) -> None:
 
     An aggregator turns per-criterion scores into one reward plus per-category scores.
     Built-ins: ``atlas``, ``weighted_mean``, ``gated``, ``group_relative``.
+    """
+
+
+@hookspec
+def atlas_register_commands(app: typer.Typer) -> None:
+    """Add commands to the ``atlas`` CLI (like simonw/llm's ``register_commands``).
+
+    ``app`` is a :class:`typer.Typer`: decorate functions with ``@app.command("name")`` or add
+    a group with ``app.add_typer(sub, name="name")``. Use the helpers of
+    :mod:`atlas_plugins.cli_support` (``print_json``, ``fail``, ``open_toolspace``) so that
+    ``--json`` behaves as in the built-in commands, and import anything heavy inside the
+    command function, not at module level: every ``atlas`` start-up loads the plugin.
+
+    Every built-in area (``atlas context``, ``atlas exec``, ``atlas train``, ...) registers
+    through this hook too. A plugin that raises here is reported by name and distribution
+    (``atlas plugins`` lists it as broken) and the other commands keep working; a command name
+    that two plugins register fails with an error naming both when it is run. Example::
+
+        @atlas_plugins.hookimpl
+        def atlas_register_commands(app):
+            @app.command("hello")
+            def hello(name: str = "world") -> None:
+                print(f"hello {name}")
     """
 
 

@@ -41,6 +41,17 @@ EXTENSION_POINTS: dict[str, tuple[str, str]] = {
     "aggregators": ("atlas_register_aggregators", "atlas_plugins.rewards.aggregators"),
 }
 
+#: The built-in command modules, each a plugin implementing ``atlas_register_commands``; their
+#: commands are added in this order, before any third-party plugin's.
+BUILTIN_COMMAND_MODULES: tuple[str, ...] = (
+    "atlas_plugins.context.commands",
+    "atlas_plugins.orchestration.commands",
+    "atlas_plugins.rewards.commands",
+    "atlas_plugins.envs.commands",
+    "atlas_plugins.training.commands",
+    "atlas_plugins.evaluation.commands",
+)
+
 _SINGULAR = {
     "retrievers": "retriever",
     "loading_policies": "loading policy",
@@ -97,7 +108,10 @@ class PluginManager:
         self.broken: list[BrokenPlugin] = []
         self._registries: dict[str, Registry] = {}
         self._lock = threading.RLock()
-        self._load_builtins()
+        # Built-in components load on first use (a registry lookup, ``describe()`` or an event
+        # hook): the ``atlas`` CLI creates this manager at start-up for its command plugins and
+        # should not pay for importing every retriever and judge first.
+        self._builtins_loaded = False
         if load_entry_points:
             self._load_entry_points()
 
@@ -112,6 +126,14 @@ class PluginManager:
     def _disabled(self, *names: str) -> bool:
         disabled = self._split_env("ATLAS_DISABLE_PLUGINS") or set()
         return any(n in disabled for n in names if n)
+
+    def _ensure_builtins(self) -> None:
+        if self._builtins_loaded:
+            return
+        with self._lock:
+            if not self._builtins_loaded:
+                self._builtins_loaded = True
+                self._load_builtins()
 
     def _load_builtins(self) -> None:
         for _kind, (_hook, package) in EXTENSION_POINTS.items():
@@ -143,10 +165,13 @@ class PluginManager:
                 continue
             try:
                 obj = ep.load()
+                # pluggy validates the hook implementations here (a misspelt argument name raises).
+                self.register(obj, name=ep.name, distribution=dist)
             except Exception as exc:
+                if self.pm.get_plugin(ep.name) is not None:  # pluggy may have added part of it
+                    self.pm.unregister(name=ep.name)
                 self._report_broken(ep.name, dist, exc)
                 continue
-            self.register(obj, name=ep.name, distribution=dist)
 
     def _report_broken(self, plugin: str, distribution: str, exc: BaseException) -> None:
         msg = f"{type(exc).__name__}: {exc}"
@@ -178,6 +203,7 @@ class PluginManager:
     def registry(self, kind: str) -> Registry:
         if kind not in EXTENSION_POINTS:
             raise AtlasError(f"unknown extension point {kind!r}; known: {', '.join(EXTENSION_POINTS)}")
+        self._ensure_builtins()
         with self._lock:
             if kind not in self._registries:
                 self._registries[kind] = self._collect(kind)
@@ -189,7 +215,12 @@ class PluginManager:
         hook = getattr(self.pm.hook, hook_name)
         # Call each implementation on its own so every registration is attributed to its
         # plugin (and a plugin that raises here is reported without losing the others).
-        for impl in reversed(hook.get_hookimpls()):
+        # Newest registration first, built-ins last (as when built-ins were registered first).
+        impls = sorted(
+            reversed(hook.get_hookimpls()),
+            key=lambda i: self.distributions.get(i.plugin_name) == BUILTIN_DISTRIBUTION,
+        )
+        for impl in impls:
             plugin_name = impl.plugin_name
             dist = self.distributions.get(plugin_name, "<runtime>")
             pending: list[Entry] = []
@@ -254,9 +285,79 @@ class PluginManager:
         out["broken"] = [b.__dict__ for b in self.broken]
         return out
 
+    # -- CLI commands -----------------------------------------------------------------------
+    def add_commands(self, app: Any, *, owner: str = "atlas_plugins.cli") -> dict[str, list[str]]:
+        """Let every plugin add its ``atlas`` commands to the Typer ``app``.
+
+        The built-in command modules (:data:`BUILTIN_COMMAND_MODULES`) are registered as plugins
+        of distribution ``atlas-plugins`` and go first, in that order; then every other plugin's
+        ``atlas_register_commands``, one at a time, in registration order. Each plugin writes to
+        a Typer of its own that is merged into ``app`` afterwards, so one that raises is reported
+        through the broken-plugin list and adds nothing. A name already taken (by ``owner``,
+        the commands already on ``app``, or an earlier plugin) is a conflict: the name then runs
+        a command that fails with a :class:`PluginConflictError` message naming both plugins.
+        Returns ``{command name: [plugin, ...]}`` for the conflicts.
+        """
+        import typer
+
+        for module_name in BUILTIN_COMMAND_MODULES:
+            if self.pm.has_plugin(module_name) or self._disabled(module_name):
+                continue
+            try:
+                module = importlib.import_module(module_name)
+            except Exception as exc:  # noqa: BLE001 - one broken area must not take the CLI down
+                self._report_broken(module_name, BUILTIN_DISTRIBUTION, exc)
+                continue
+            self.register(module, name=module_name, distribution=BUILTIN_DISTRIBUTION)
+
+        owners: dict[str, list[tuple[str, str]]] = {}
+        infos: dict[str, list[Any]] = {}
+        for info in [*app.registered_commands, *app.registered_groups]:
+            for name in _command_names(info):
+                owners.setdefault(name, []).append((owner, BUILTIN_DISTRIBUTION))
+                infos.setdefault(name, []).append(info)
+
+        impls = self.pm.hook.atlas_register_commands.get_hookimpls()
+        rank = {m: i for i, m in enumerate(BUILTIN_COMMAND_MODULES)}
+        builtins = sorted((i for i in impls if i.plugin_name in rank), key=lambda i: rank[i.plugin_name])
+        others = [i for i in impls if i.plugin_name not in rank]  # registration order
+        for impl in builtins + others:
+            plugin = impl.plugin_name
+            dist = self.distributions.get(plugin, "<runtime>")
+            scratch = typer.Typer()
+            try:
+                impl.function(app=scratch)
+                added = [(info, _command_names(info)) for info in [*scratch.registered_commands, *scratch.registered_groups]]
+            except Exception as exc:  # noqa: BLE001 - reported as a broken plugin, the CLI goes on
+                self._report_broken(plugin, dist, exc)
+                continue
+            for info, names in added:
+                for name in names:
+                    owners.setdefault(name, []).append((plugin, dist))
+                    infos.setdefault(name, []).append(info)
+                if isinstance(info, typer.models.CommandInfo):
+                    app.registered_commands.append(info)
+                else:
+                    app.registered_groups.append(info)
+
+        conflicts = {name: who for name, who in owners.items() if len(who) > 1}
+        for name, who in conflicts.items():
+            for info in infos[name]:
+                for bucket in (app.registered_commands, app.registered_groups):
+                    if info in bucket:
+                        bucket.remove(info)
+            both = " and ".join(f"{p!r} (distribution {d!r})" for p, d in who)
+            message = (
+                f"command {name!r} is registered by more than one plugin: {both}. "
+                "Uninstall one, or skip one with ATLAS_DISABLE_PLUGINS."
+            )
+            app.registered_commands.append(_conflict_command(name, message))
+        return {name: [p for p, _ in who] for name, who in conflicts.items()}
+
     # -- event hooks ----------------------------------------------------------------------
     def before_tool_call(self, server: str, tool: str, arguments: dict[str, Any]) -> str | None:
         """Run the veto hook. Returns the veto reason, or ``None`` when the call may proceed."""
+        self._ensure_builtins()
         if not self.pm.hook.atlas_before_tool_call.get_hookimpls():
             return None
         for verdict in self.pm.hook.atlas_before_tool_call(server=server, tool=tool, arguments=arguments):
@@ -267,10 +368,46 @@ class PluginManager:
         return None
 
     def on_trajectory(self, trajectory: Any) -> None:
+        self._ensure_builtins()
         self.pm.hook.atlas_on_trajectory(trajectory=trajectory)
 
     def on_train_step(self, metrics: dict[str, Any]) -> None:
+        self._ensure_builtins()
         self.pm.hook.atlas_on_train_step(metrics=metrics)
+
+
+def _command_names(info: Any) -> list[str]:
+    """The top-level names a Typer ``CommandInfo``/``TyperInfo`` adds (as Typer resolves them)."""
+    from typer.main import get_command_name, solve_typer_info_defaults
+    from typer.models import CommandInfo
+
+    if isinstance(info, CommandInfo):
+        return [info.name or get_command_name(getattr(info.callback, "__name__", ""))]
+    name = solve_typer_info_defaults(info).name
+    if name:
+        return [name]
+    sub = info.typer_instance  # a group added without a name merges its commands in
+    return [n for i in [*sub.registered_commands, *sub.registered_groups] for n in _command_names(i)]
+
+
+def _conflict_command(name: str, message: str) -> Any:
+    """A command that fails with ``message`` (the same way for ``--json``) whatever it is given."""
+    import typer
+    from typer.models import CommandInfo
+
+    def conflict(ctx: typer.Context) -> None:
+        from atlas_plugins.cli_support import fail
+
+        fail(str(PluginConflictError(message)), as_json="--json" in ctx.args)
+
+    conflict.__annotations__ = {"ctx": typer.Context, "return": None}  # typer is not a global here
+
+    return CommandInfo(
+        name=name,
+        callback=conflict,
+        help=f"(conflict) {message}",
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    )
 
 
 _manager: PluginManager | None = None

@@ -2,7 +2,7 @@
 
 1. Cold start of the embedded toolspace (every server up, handshaken and listed), with the
    servers in one hub process over streamable HTTP (default) and one stdio process each.
-2. Warm ``call_tool`` latency p50/p95 through ``Toolspace.call`` vs a bare ``mcp.Client``
+2. Warm ``call_tool`` latency p50/p95 through ``Toolspace.call`` vs the bare SDK client
    session on the same server (a separate stdio process of the same embedded server), in
    the same run, interleaved so machine noise hits both alike.
 
@@ -20,10 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-from mcp import Client, StdioServerParameters
-
 import atlas_plugins as atlas
 from atlas_plugins.envs import EMBEDDED_SERVERS, stdio_command
+from atlas_plugins.mcp_compat import StdioServerParameters, connect
 
 RESULTS = Path(__file__).parent / "results" / "toolspace.json"
 
@@ -70,7 +69,8 @@ def pick_call() -> tuple[str, str, dict]:
 
 async def bare_latencies(server: str, tool: str, args: dict, n: int) -> list[float]:
     cmd, cmd_args = stdio_command(server)
-    async with Client(StdioServerParameters(command=cmd, args=cmd_args), cache=None) as client:
+    async with connect(StdioServerParameters(command=cmd, args=cmd_args)) as session:
+        client = session.inner  # the SDK's own client (mcp.Client on 2.x, ClientSession on 1.x)
         for _ in range(20):  # warm-up
             await client.call_tool(tool, args)
         out = []
@@ -129,7 +129,7 @@ def main() -> None:
     print()
     print(f"warm call {calls['call']} ({len(ours)} calls each)")
     print(f"{'':<22}{'p50 ms':>9}{'p95 ms':>9}")
-    print(f"{'bare mcp.Client':<22}{calls['bare_p50_ms']:>9.3f}{calls['bare_p95_ms']:>9.3f}")
+    print(f"{'bare SDK client':<22}{calls['bare_p50_ms']:>9.3f}{calls['bare_p95_ms']:>9.3f}")
     print(f"{'Toolspace.call':<22}{calls['toolspace_p50_ms']:>9.3f}{calls['toolspace_p95_ms']:>9.3f}")
     print(f"{'ratio':<22}{calls['ratio_p50']:>9.2f}{calls['ratio_p95']:>9.2f}")
     print(f"{'Toolspace.call (hub)':<22}{calls['hub_p50_ms']:>9.3f}{calls['hub_p95_ms']:>9.3f}   (default transport, HTTP)")

@@ -107,6 +107,7 @@ def test_tool_call_limit_ends_the_episode(ts, tokenizer, tasks):
     assert len(traj.tool_calls) == 3 and traj.metadata["finish"] == "tool_limit"
 
 
+@pytest.mark.slow
 def test_real_model_trajectory_is_token_faithful(ts, tokenizer, tasks):
     """Sampled segments carry the model's logprobs: re-scoring the whole stream reproduces them."""
     from atlas_plugins.policy.transformers_policy import TransformersPolicy

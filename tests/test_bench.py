@@ -31,6 +31,7 @@ def _app():
     return app
 
 
+@pytest.mark.slow
 def test_bench_grid_contract_and_eager_overflow(tmp_path):
     try:
         find_catalog()

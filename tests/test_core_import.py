@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 
 def test_core_import_does_not_pull_torch_or_transformers():
     code = (
@@ -34,6 +36,7 @@ def test_public_api_names_exist():
     assert callable(atlas.Toolspace.default) and callable(atlas.Toolspace.from_config)
 
 
+@pytest.mark.slow
 def test_quickstart_example_runs():
     """examples/quickstart.py is what the README points newcomers at: it must keep working."""
     from pathlib import Path

@@ -11,6 +11,9 @@ import pytest
 dspy = pytest.importorskip("dspy", reason="the DSPy adapter needs the 'dspy' extra")
 pytest.importorskip("trl", reason="the GRPO test needs the 'train' extra")
 
+# Loads the embedded model (or trains): left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 import atlas_plugins as atlas  # noqa: E402
 from atlas_dspy import AtlasLM, DSPyRunner, episode, recording, toolspace_tools  # noqa: E402
 from atlas_plugins.agent.runner import Runner  # noqa: E402

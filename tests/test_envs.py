@@ -1,6 +1,6 @@
 """The embedded MCP toolspace (atlas_plugins.envs): real servers, no mocks.
 
-In-process checks use ``Client(server)`` (the full MCP request path, without a subprocess);
+In-process checks use ``connect(server)`` (the full MCP request path, without a subprocess);
 stdio and hub checks spawn real processes.
 """
 
@@ -16,9 +16,9 @@ from typing import Any
 
 import anyio
 import pytest
-from mcp import Client, StdioServerParameters
 
 from atlas_plugins.envs import EMBEDDED_SERVERS, EPISODE_META_KEY, SEED_META_KEY, stdio_command
+from atlas_plugins.mcp_compat import StdioServerParameters, connect, server_tools
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,9 +44,9 @@ def _error(result: Any) -> str:
     return result.content[0].text
 
 
-def _stdio(name: str, env: dict[str, str] | None = None) -> Client:
+def _stdio(name: str, env: dict[str, str] | None = None) -> Any:
     cmd, args = stdio_command(name)
-    return Client(StdioServerParameters(command=cmd, args=args, cwd=str(REPO), env=env or {}))
+    return connect(StdioServerParameters(command=cmd, args=args, cwd=str(REPO), env=env or {}))
 
 
 # --------------------------------------------------------------------------- registry
@@ -87,7 +87,7 @@ def test_catalogue_size_descriptions_and_build_time() -> None:
             t = time.process_time()
             srv = _build(name)
             times[name] = time.process_time() - t
-            tools = await srv.list_tools()
+            tools = await server_tools(srv)
             counts[name] = len(tools)
             assert len({t.name for t in tools}) == len(tools)
             for tool in tools:
@@ -108,7 +108,7 @@ def test_names_overlap_across_servers() -> None:
     async def main() -> dict[str, list[str]]:
         owners: dict[str, list[str]] = {}
         for name in EMBEDDED_SERVERS:
-            for tool in await _build(name).list_tools():
+            for tool in await server_tools(_build(name)):
                 owners.setdefault(tool.name, []).append(name)
         return owners
 
@@ -403,7 +403,7 @@ SCRIPTS: dict[str, list[tuple[str, dict[str, Any], str | None]]] = {
 async def _run_script(name: str, seed: int, episode: str) -> list[str]:
     """Run a server's script in process; returns the raw text of every result (for determinism)."""
     texts = []
-    async with Client(_build(name, seed)) as client:
+    async with connect(_build(name, seed)) as client:
         for tool, args, expected in SCRIPTS[name]:
             r = await client.call_tool(tool, args, meta=_meta(episode))
             text = r.content[0].text if r.content else ""
@@ -422,7 +422,7 @@ def test_every_tool_in_process(name: str, tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr("atlas_plugins.envs._base._workdir", tmp_path)  # files: a fresh root per test
     async def main() -> None:
         called = {tool for tool, _, _ in SCRIPTS[name]}
-        listed = {t.name for t in await _build(name).list_tools()}
+        listed = {t.name for t in await server_tools(_build(name))}
         assert listed <= called, f"untested tools on {name}: {sorted(listed - called)}"
         first = await _run_script(name, 0, "run-a")
         second = await _run_script(name, 0, "run-a")  # a fresh server, same seed + call sequence
@@ -433,7 +433,7 @@ def test_every_tool_in_process(name: str, tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_travel_book_change_and_check_in() -> None:
     async def main() -> None:
-        async with Client(_build("travel")) as c:
+        async with connect(_build("travel")) as c:
             m = _meta("trip")
             flights = _json(await c.call_tool("search_flights", {"origin": "SFO", "destination": "Denver", "date": "tomorrow"}, meta=m))["flights"]
             assert len(flights) >= 2
@@ -454,12 +454,12 @@ def test_seed_changes_world_but_not_shape() -> None:
     async def main() -> None:
         outs = []
         for seed in (0, 1):
-            async with Client(_build("contacts", seed)) as c:
+            async with connect(_build("contacts", seed)) as c:
                 outs.append(_json(await c.call_tool("list_contacts", {}))["contacts"])
         assert [len(o) for o in outs] == [12, 12]
         assert outs[0] != outs[1]
         # A per-episode seed in _meta overrides the server seed for that episode only.
-        async with Client(_build("contacts", 0)) as c:
+        async with connect(_build("contacts", 0)) as c:
             via_meta = _json(await c.call_tool("list_contacts", {}, meta=_meta("e-seeded", seed=1)))["contacts"]
             default = _json(await c.call_tool("list_contacts", {}, meta=_meta("e-plain")))["contacts"]
         assert via_meta == outs[1] and default == outs[0]
@@ -474,7 +474,7 @@ def test_files_symlink_escape_refused(tmp_path: Path, monkeypatch: pytest.Monkey
     (outside / "secret.txt").write_text("top secret")
 
     async def main() -> None:
-        async with Client(_build("files")) as c:
+        async with connect(_build("files")) as c:
             _json(await c.call_tool("list_items", {}, meta=_meta("ep-sym")))  # creates the episode root
             root = tmp_path / "ep-sym"
             (root / "link").symlink_to(outside, target_is_directory=True)
@@ -500,13 +500,13 @@ def test_three_stdio_servers(tmp_path: Path) -> None:
 
     async def counts() -> None:
         for name in ("calendar", "files", "shop"):
-            expected[name] = len(await _build(name).list_tools())
+            expected[name] = len(await server_tools(_build(name)))
 
     anyio.run(counts)
 
     async def calendar() -> None:
         async with _stdio("calendar", env) as c:
-            assert len((await c.list_tools()).tools) == expected["calendar"]
+            assert len((await c.list_tools())) == expected["calendar"]
             # write, then read it back in the same episode
             created = _json(await c.call_tool(
                 "create_event", {"title": "Dentist follow-up", "date": "2026-03-05", "start_time": "15:00",
@@ -526,12 +526,12 @@ def test_three_stdio_servers(tmp_path: Path) -> None:
             assert "YYYY-MM-DD" in msg
             # the subprocess agrees with an in-process server with the same seed (determinism)
             stdio_view = _json(await c.call_tool("list_events", {}, meta=_meta("fresh")))
-        async with Client(_build("calendar", 0)) as local:
+        async with connect(_build("calendar", 0)) as local:
             assert _json(await local.call_tool("list_events", {}, meta=_meta("fresh"))) == stdio_view
 
     async def files() -> None:
         async with _stdio("files", env) as c:
-            assert len((await c.list_tools()).tools) == expected["files"]
+            assert len((await c.list_tools())) == expected["files"]
             _json(await c.call_tool("write_file", {"path": "reports/summary.txt", "content": "Q1 up 12%\n"}, meta=_meta("ep1")))
             read = _json(await c.call_tool("read_file", {"path": "reports/summary.txt"}, meta=_meta("ep1")))
             assert read["content"] == "Q1 up 12%"
@@ -542,7 +542,7 @@ def test_three_stdio_servers(tmp_path: Path) -> None:
 
     async def shop() -> None:
         async with _stdio("shop", env) as c:
-            assert len((await c.list_tools()).tools) == expected["shop"]
+            assert len((await c.list_tools())) == expected["shop"]
             item = next(p for p in _json(await c.call_tool("list_items", {"in_stock_only": True}, meta=_meta("ep1")))["products"])
             _json(await c.call_tool("add_to_cart", {"sku": item["sku"]}, meta=_meta("ep1")))
             order = _json(await c.call_tool("checkout", {"shipping_address": "12 Oak St, Springfield"}, meta=_meta("ep1")))["order"]
@@ -576,8 +576,8 @@ def test_hub_serves_all_servers_over_http() -> None:
         assert info["url"].startswith("http://127.0.0.1:")
 
         async def main() -> None:
-            async with Client(f"{info['url']}/notes/mcp") as notes, Client(f"{info['url']}/units/mcp") as units:
-                assert len((await notes.list_tools()).tools) >= 10
+            async with connect(f"{info['url']}/notes/mcp") as notes, connect(f"{info['url']}/units/mcp") as units:
+                assert len((await notes.list_tools())) >= 10
                 created = _json(await notes.call_tool("create_note", {"title": "Hub note", "body": "over http"},
                                                       meta=_meta("h1")))["created"]
                 found = _json(await notes.call_tool("search", {"query": "hub note"}, meta=_meta("h1")))

@@ -32,7 +32,7 @@ def layer(module: str) -> int | None:
     parts = module.split(".")
     if parts[0] != "atlas_plugins" or len(parts) < 2:
         return None
-    if parts[-1] in ("commands", "cli") or parts[1] == "cli":
+    if parts[-1] in ("commands", "cli", "cli_support") or parts[1] in ("cli", "cli_support"):  # composition roots
         return None
     return LAYERS.index(parts[1]) if parts[1] in LAYERS else -1  # -1: leaves (types, errors, values, ...)
 

@@ -205,6 +205,7 @@ def hf_judge():
     return atlas.get_judge("hf", seed=0)  # the embedded SmolLM2-135M-Instruct
 
 
+@pytest.mark.slow  # loads the embedded model
 def test_hf_judge_scores_every_criterion_with_the_embedded_model(hf_judge):
     traj = make_traj(INJECTION, [("math:add", {"a": 17, "b": 25}, "42")])
     res = hf_judge.score(MIXED, traj)

@@ -45,7 +45,7 @@ from atlas_langgraph.runner import demonstrations  # noqa: E402
 
 TOOLS = ["math:add", "math:subtract"]
 # The warm start + GRPO fixture is minutes of CPU on a loaded 2-core machine.
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]  # loads the model and trains: not in `make test-fast`
 
 
 def react_agent(model, tools):

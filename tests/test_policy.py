@@ -8,6 +8,9 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the policy tests need the 'train' extra (torch)")
 
+# Loads the embedded model (or trains): left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 from atlas_plugins.errors import AtlasError  # noqa: E402
 from atlas_plugins.policy import Generation, Policy, make_policy  # noqa: E402
 from atlas_plugins.policy.openai_policy import OpenAIPolicy  # noqa: E402

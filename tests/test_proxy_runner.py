@@ -12,6 +12,9 @@ torch = pytest.importorskip("torch", reason="the proxy runner tests need the 'tr
 pytest.importorskip("langgraph", reason="the proxy runner needs the 'langgraph' extra")
 langchain_openai = pytest.importorskip("langchain_openai", reason="the proxy tests need langchain-openai ('langgraph' extra)")
 
+# Loads the embedded model (or trains): left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 import httpx  # noqa: E402
 
 import atlas_plugins as atlas  # noqa: E402

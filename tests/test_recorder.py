@@ -10,6 +10,9 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the recorder tests need the 'train' extra (torch)")
 
+# Loads the embedded model (or trains): left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 from atlas_plugins.agent.recorder import ChatRenderer, LLMCall, stitch, token_fields  # noqa: E402
 from atlas_plugins.policy.batching import BatchedPolicy  # noqa: E402
 from atlas_plugins.policy.transformers_policy import TransformersPolicy  # noqa: E402

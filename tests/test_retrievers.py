@@ -58,7 +58,7 @@ def test_document_text():
     assert dense_tool_document(spec.model_copy(update={"description": " "})) == "mail server: send email"
 
 
-@pytest.mark.parametrize("name", ["bm25", "dense", "hybrid"])
+@pytest.mark.parametrize("name", ["bm25", pytest.param("dense", marks=pytest.mark.slow), pytest.param("hybrid", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("two_level", [False, True])
 def test_finds_obvious_tool_on_toucan50(name, two_level, toucan50):
     tools, summaries = toucan50
@@ -73,7 +73,7 @@ def test_finds_obvious_tool_on_toucan50(name, two_level, toucan50):
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True) or two_level
 
 
-@pytest.mark.parametrize("name", ["bm25", "hybrid"])
+@pytest.mark.parametrize("name", ["bm25", pytest.param("hybrid", marks=pytest.mark.slow)])
 def test_finds_tool_on_embedded_toolspace(name, embedded_ts):
     r = get_retriever(name)
     r.index(embedded_ts.list_tools(), {s.name: s.summary for s in embedded_ts.servers})
@@ -83,7 +83,7 @@ def test_finds_tool_on_embedded_toolspace(name, embedded_ts):
     assert hits[0].server == "calendar", hits
 
 
-@pytest.mark.parametrize("name", ["bm25", "dense"])
+@pytest.mark.parametrize("name", ["bm25", pytest.param("dense", marks=pytest.mark.slow)])
 def test_index_cached_on_second_build(name):
     servers = load_catalog(TOUCAN, limit=6)  # small: a dense build per variant stays cheap
     tools, summaries = [t for s in servers for t in s.tools], {s.name: s.summary for s in servers}
@@ -99,7 +99,7 @@ def test_index_cached_on_second_build(name):
     assert not changed.last_index_cached and changed.index_key != first.index_key
 
 
-@pytest.mark.parametrize("name", ["bm25", "dense", "hybrid"])
+@pytest.mark.parametrize("name", ["bm25", pytest.param("dense", marks=pytest.mark.slow), pytest.param("hybrid", marks=pytest.mark.slow)])
 def test_chinese_text_and_edge_cases(name):
     tools = [
         ToolSpec(server="天气服务", name="查询天气", description="查询城市的天气预报"),
@@ -128,6 +128,7 @@ def test_bad_retriever_options():
         get_retriever("hybrid", dense={"build_precision": "fp16"})
 
 
+@pytest.mark.slow
 def test_dense_precision_options_and_query_cache():
     servers = load_catalog(TOUCAN, limit=6)
     tools, summaries = [t for s in servers for t in s.tools], {s.name: s.summary for s in servers}

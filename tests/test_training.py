@@ -10,6 +10,9 @@ import pytest
 
 pytest.importorskip("trl", reason="training tests need the 'train' extra")
 
+# Loads the embedded model (or trains): left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 import atlas_plugins as atlas  # noqa: E402
 from atlas_plugins.envs.taskgen import load_default_tasks  # noqa: E402
 from atlas_plugins.errors import ConfigError  # noqa: E402

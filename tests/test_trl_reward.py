@@ -64,6 +64,7 @@ def test_group_relative_scores_each_task_group_together():
     assert out == [1.0, 0.0, 0.0, 1.0]
 
 
+@pytest.mark.slow
 def test_two_real_grpo_steps_with_rubric_rewards(tmp_path):
     torch = pytest.importorskip("torch")
     from datasets import Dataset

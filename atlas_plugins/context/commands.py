@@ -12,26 +12,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
-from typing import Any, NoReturn, Optional
+from typing import Optional
 
 import typer
 
-
-def _emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
-    sys.stdout.flush()
-
-
-def _fail(message: str, as_json: bool) -> NoReturn:
-    if as_json:
-        _emit_json({"ok": False, "error": message})
-    else:
-        from rich.console import Console
-
-        Console(stderr=True).print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(1)
+from atlas_plugins.cli_support import fail, print_json
+from atlas_plugins.hookspecs import hookimpl
 
 
 def read_queries(path: Path) -> list[dict[str, str]]:
@@ -79,7 +66,7 @@ def register(app: typer.Typer) -> None:
         try:
             pol = get_loading_policy(policy)
         except (AtlasError, KeyError) as exc:
-            _fail(str(exc), as_json)
+            fail(str(exc), as_json=as_json)
         ts = None
         try:
             if config is not None:
@@ -95,7 +82,7 @@ def register(app: typer.Typer) -> None:
             try:
                 tokens = initial_context_tokens(pol, ts, None, tokenizer)
             except OSError as exc:  # transformers raises OSError for a tokenizer it cannot find
-                _fail(f"cannot load tokenizer {tokenizer!r}: {exc}", as_json)
+                fail(f"cannot load tokenizer {tokenizer!r}: {exc}", as_json=as_json)
             data = {
                 "policy": policy,
                 "servers": len(ts.servers),
@@ -103,12 +90,12 @@ def register(app: typer.Typer) -> None:
                 "initial_tokens": tokens,
             }
         except AtlasError as exc:
-            _fail(str(exc), as_json)
+            fail(str(exc), as_json=as_json)
         finally:
             if ts is not None:
                 ts.close()
         if as_json:
-            _emit_json(data)
+            print_json(data)
         else:
             from rich.console import Console
 
@@ -140,9 +127,9 @@ def register(app: typer.Typer) -> None:
                 {"id": q["id"], "hits": [h.model_dump() for h in r.search(q["query"], k)]} for q in qs
             ]
         except (AtlasError, KeyError, ValueError) as exc:
-            _fail(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc), as_json)
+            fail(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc), as_json=as_json)
         if as_json:
-            _emit_json(results)
+            print_json(results)
             return
         from rich.console import Console
         from rich.table import Table
@@ -153,3 +140,9 @@ def register(app: typer.Typer) -> None:
         for q, res in zip(qs, results):
             table.add_row(q["query"][:60], "\n".join(f"{h['server']}:{h['tool']} ({h['score']:.3f})" for h in res["hits"]))
         Console().print(table)
+
+
+@hookimpl
+def atlas_register_commands(app: typer.Typer) -> None:
+    """This area's commands reach ``atlas`` through the same hook as a third-party plugin's."""
+    register(app)

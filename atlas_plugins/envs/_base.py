@@ -21,10 +21,19 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Generic, TypeVar
 
-from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
-from mcp.types import CallToolResult, TextContent
 from pydantic import Field
+
+from atlas_plugins.mcp_compat import (
+    Context,
+    MCPServer,
+    TextContent,
+    ToolError,
+    UnexpectedToolError,
+    base_call_tool,
+    field,
+    text_content,
+    tool_result,
+)
 
 from . import EPISODE_META_KEY, SEED_META_KEY
 from ._fixtures import rng_for, stable_hash
@@ -71,16 +80,17 @@ def arg(description: str, **constraints: Any) -> Any:
     return Field(description=description, **constraints)
 
 
-class EnvServer(MCPServer):
+class EnvServer(MCPServer):  # mcp 2.x MCPServer or 1.x FastMCP
     """MCPServer whose tools may raise plain ``ValueError``/``LookupError`` as input errors.
 
-    The SDK hides the text of unexpected exceptions; our simulated backends raise
-    ``ValueError`` for bad input on purpose, so its message is passed on to the caller.
+    The SDK (2.x) hides the text of unexpected exceptions; our simulated backends raise
+    ``ValueError`` for bad input on purpose, so its message is passed on to the caller
+    (1.x passes every exception's text on already).
     """
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
         try:
-            result = await super().call_tool(name, arguments, context)
+            result = await base_call_tool(super(), name, arguments, context)
         except UnexpectedToolError as exc:
             cause = exc.__cause__
             if isinstance(cause, (ValueError, LookupError)) and not isinstance(cause, ToolError):
@@ -95,17 +105,17 @@ def _compact(result: Any) -> Any:
     The SDK pretty-prints with indent=2, which roughly doubles the tokens a small model reads
     (and tool outputs are truncated at 4,000 characters in training).
     """
-    if not isinstance(result, CallToolResult) or result.is_error or len(result.content) != 1:
+    content = getattr(result, "content", None)
+    if field(result, "is_error", True) or not isinstance(content, list) or len(content) != 1:
         return result
-    block = result.content[0]
+    block = content[0]
     if not isinstance(block, TextContent) or not block.text.startswith("{"):
         return result
     try:
         obj = json.loads(block.text)
     except ValueError:
         return result
-    return CallToolResult(content=[TextContent(type="text", text=json.dumps(obj, ensure_ascii=False))],
-                          structured_content=obj)
+    return tool_result([text_content(json.dumps(obj, ensure_ascii=False))], structured=obj)
 
 
 def new_server(name: str, instructions: str) -> EnvServer:

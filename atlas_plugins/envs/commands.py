@@ -18,6 +18,8 @@ from typing import Optional
 
 import typer
 
+from atlas_plugins.hookspecs import hookimpl
+
 
 def register(app: typer.Typer) -> None:
     tasks_app = typer.Typer(help="Generate and inspect seeded tasks for the embedded toolspace.", no_args_is_help=True)
@@ -102,3 +104,9 @@ def register(app: typer.Typer) -> None:
             check = f"answer: {t.answer}" if t.answer is not None else f"{len(t.expected_state or [])} end state(s)"
             table.add_row(t.id, str(t.split), str(t.difficulty), ",".join(t.servers), t.prompt, check)
         Console().print(table)
+
+
+@hookimpl
+def atlas_register_commands(app: typer.Typer) -> None:
+    """This area's commands reach ``atlas`` through the same hook as a third-party plugin's."""
+    register(app)

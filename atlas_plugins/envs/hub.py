@@ -24,6 +24,8 @@ import anyio
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+from atlas_plugins.mcp_compat import http_app
+
 from . import EMBEDDED_SERVERS
 from ._base import build_quietly, env_seed
 
@@ -31,7 +33,7 @@ from ._base import build_quietly, env_seed
 def build_app(names: list[str], seed: int = 0, host: str = "127.0.0.1") -> tuple[Starlette, dict[str, Any]]:
     """A Starlette app mounting each server's streamable-HTTP app at /<name>; returns (app, servers)."""
     servers = {n: build_quietly(importlib.import_module(EMBEDDED_SERVERS[n].module).build, seed) for n in names}
-    routes = [Mount(f"/{n}", app=srv.streamable_http_app(streamable_http_path="/mcp", host=host)) for n, srv in servers.items()]
+    routes = [Mount(f"/{n}", app=http_app(srv, path="/mcp", host=host)) for n, srv in servers.items()]
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

@@ -9,6 +9,8 @@ from typing import Any, Optional
 
 import typer
 
+from atlas_plugins.hookspecs import hookimpl
+
 
 def _csv(text: str, what: str) -> list[str]:
     items = [x.strip() for x in text.split(",") if x.strip()]
@@ -25,7 +27,7 @@ def _models(model: str, adapter: Optional[str], trained: Optional[str]) -> dict[
 
 
 def _run(as_json: bool, **kwargs: Any) -> list[Any]:
-    from atlas_plugins.cli import fail
+    from atlas_plugins.cli_support import fail
 
     try:
         from atlas_plugins.evaluation.bench import run_bench
@@ -68,7 +70,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
     ) -> None:
         """Evaluate one model under one design on one suite."""
-        from atlas_plugins.cli import print_json
+        from atlas_plugins.cli_support import print_json
 
         cells = _run(
             as_json, suite_name=suite, designs=[design], paddings=[padding], models=_models(model, adapter, None),
@@ -96,7 +98,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
     ) -> None:
         """A grid: designs × padding (× base/trained) on a suite; JSON, Markdown and a chart."""
-        from atlas_plugins.cli import fail, print_json
+        from atlas_plugins.cli_support import fail, print_json
 
         try:
             pads = [int(p) for p in _csv(padding, "--padding")]
@@ -111,3 +113,9 @@ def register(app: typer.Typer) -> None:
             print_json({"results": [c.model_dump() for c in cells], "markdown": str(out / "results.md"), "plot": str(out / "bench.png")})
         else:
             typer.echo((out / "results.md").read_text())
+
+
+@hookimpl
+def atlas_register_commands(app: typer.Typer) -> None:
+    """This area's commands reach ``atlas`` through the same hook as a third-party plugin's."""
+    register(app)

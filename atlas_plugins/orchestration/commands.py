@@ -9,6 +9,8 @@ from typing import Any, Optional
 
 import typer
 
+from atlas_plugins.hookspecs import hookimpl
+
 
 def register(app: typer.Typer) -> None:
     """Add ``exec`` to an ``atlas``-style Typer app."""
@@ -89,3 +91,9 @@ def register(app: typer.Typer) -> None:
             Console(stderr=True).print(f"[dim]{result.elapsed_ms:.1f} ms[/]")
         if not result.ok:
             raise typer.Exit(1)
+
+
+@hookimpl
+def atlas_register_commands(app: typer.Typer) -> None:
+    """This area's commands reach ``atlas`` through the same hook as a third-party plugin's."""
+    register(app)

@@ -21,6 +21,7 @@ from typing import Any, Optional
 import typer
 
 from atlas_plugins.errors import AtlasError
+from atlas_plugins.hookspecs import hookimpl
 
 
 def _load_tasks(task: Path | None, tasks: Path | None) -> list[dict[str, Any]]:
@@ -128,3 +129,9 @@ def register(app: typer.Typer) -> None:
                     what += f"  [dim]{c.check.type}[/dim]"
                 table.add_row(c.id, c.category, str(c.weight), c.kind, what)
             console.print(table)
+
+
+@hookimpl
+def atlas_register_commands(app: typer.Typer) -> None:
+    """This area's commands reach ``atlas`` through the same hook as a third-party plugin's."""
+    register(app)

@@ -1,8 +1,9 @@
 """One live MCP session (stdio or streamable HTTP), owned by a toolspace's event loop.
 
-The official SDK's ``mcp.Client`` is an async context manager whose cancel scopes must be
-entered and exited by the same task, so each connection runs in a long-lived task of its
-own that opens the session, publishes it, and waits until asked to close.
+The official SDK's client is an async context manager whose cancel scopes must be entered
+and exited by the same task, so each connection runs in a long-lived task of its own that
+opens the session, publishes it, and waits until asked to close. The session comes from
+:func:`atlas_plugins.mcp_compat.connect`, the same on mcp 1.x and 2.x.
 """
 
 from __future__ import annotations
@@ -13,13 +14,10 @@ import sys
 import tempfile
 from typing import Any
 
-import httpx2
-from mcp import Client, StdioServerParameters
-from mcp.client.stdio import stdio_client
-from mcp.client.streamable_http import streamable_http_client
-from mcp_types import CallToolResult, Implementation, Tool
+from atlas_plugins.mcp_compat import CallResult, Session, StdioServerParameters, ToolDef, connect, implementation
+from atlas_plugins.mcp_compat import is_connection_error as _is_connection_error
 
-CLIENT_INFO = Implementation(name="atlas-plugins", version="0.1.0")
+CLIENT_INFO = implementation("atlas-plugins", "0.1.0")
 _PAGE_CAP = 1000  # a server that paginates forever cannot hang start-up
 
 
@@ -44,7 +42,7 @@ class Connection:
         self.name = name
         self.command, self.args, self.env, self.cwd = command, list(args or []), dict(env or {}), cwd
         self.url, self.headers = url, dict(headers or {})
-        self.client: Client | None = None
+        self.client: Session | None = None
         self.error: BaseException | None = None
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
@@ -60,23 +58,24 @@ class Connection:
     def alive(self) -> bool:
         return self.client is not None and self._task is not None and not self._task.done()
 
-    def _transport(self) -> Any:
+    def _target(self) -> Any:
         if self.command:
-            params = StdioServerParameters(
+            return StdioServerParameters(
                 command=self.command,
                 args=self.args,
                 # The SDK passes a minimal safe environment; PATH etc. come from it, ours on top.
                 env=self.env or None,
                 cwd=self.cwd,
             )
-            return stdio_client(params, errlog=self._errlog)
         assert self.url is not None
-        http_client = httpx2.AsyncClient(headers=self.headers, timeout=httpx2.Timeout(30.0, read=300.0))
-        return streamable_http_client(self.url, http_client=http_client)
+        return self.url
 
     async def _run(self) -> None:
         try:
-            async with Client(self._transport(), client_info=CLIENT_INFO, cache=None) as client:
+            async with connect(
+                self._target(), client_info=CLIENT_INFO, errlog=self._errlog, headers=self.headers,
+                timeout=30.0, read_timeout=300.0,
+            ) as client:
                 self.client = client
                 self._ready.set()
                 await self._stop.wait()
@@ -108,20 +107,12 @@ class Connection:
                 self._task.cancel()
         self.client = None
 
-    async def list_tools(self) -> list[Tool]:
+    async def list_tools(self) -> list[ToolDef]:
         if self.client is None:
             raise ServerExited(f"server {self.name!r} is not connected")
-        tools: list[Tool] = []
-        cursor: str | None = None
-        for _ in range(_PAGE_CAP):
-            page = await self.client.list_tools(cursor=cursor)
-            tools.extend(page.tools)
-            cursor = page.next_cursor
-            if not cursor:
-                break
-        return tools
+        return await self.client.list_tools(max_pages=_PAGE_CAP)
 
-    async def call(self, tool: str, arguments: dict[str, Any], meta: dict[str, Any] | None) -> CallToolResult:
+    async def call(self, tool: str, arguments: dict[str, Any], meta: dict[str, Any] | None) -> CallResult:
         client = self.client
         if client is None or not self.alive:
             raise ServerExited(f"server {self.name!r} is not running")
@@ -147,20 +138,6 @@ class Connection:
             return self._errlog.read()[-chars:].strip()
         except (OSError, ValueError):
             return ""
-
-
-def _is_connection_error(exc: BaseException) -> bool:
-    import anyio
-
-    from mcp.shared.exceptions import MCPError
-
-    if isinstance(exc, (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream, OSError)):
-        return True
-    if isinstance(exc, MCPError) and getattr(exc, "code", None) == -32000:  # CONNECTION_CLOSED
-        return True
-    if isinstance(exc, httpx2.TransportError):
-        return True
-    return False
 
 
 def describe_error(exc: BaseException | None) -> str:

@@ -486,10 +486,10 @@ class Toolspace:
             kind = getattr(block, "type", "")
             if kind == "text":
                 parts.append(block.text)
-            elif kind == "image":
-                parts.append(f"[image {getattr(block, 'mime_type', '')}]")
-            elif kind == "audio":
-                parts.append(f"[audio {getattr(block, 'mime_type', '')}]")
+            elif kind in ("image", "audio"):
+                from atlas_plugins.mcp_compat import field  # mime_type (mcp 2.x) or mimeType (1.x)
+
+                parts.append(f"[{kind} {field(block, 'mime_type', '')}]")
             elif kind == "resource":
                 res = block.resource
                 parts.append(getattr(res, "text", None) or f"[resource {getattr(res, 'uri', '')}]")

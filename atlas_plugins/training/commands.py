@@ -10,6 +10,8 @@ from typing import Optional
 
 import typer
 
+from atlas_plugins.hookspecs import hookimpl
+
 
 def register(app: typer.Typer) -> None:
     @app.command("train")
@@ -21,7 +23,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
     ) -> None:
         """Rubric-based GRPO of the native agent (TRL GRPOTrainer + LoRA)."""
-        from atlas_plugins.cli import fail, print_json
+        from atlas_plugins.cli_support import fail, print_json
         from atlas_plugins.errors import AtlasError
 
         try:
@@ -66,7 +68,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
     ) -> None:
         """The whole loop on the embedded defaults: evaluate, train (rubric GRPO), re-evaluate."""
-        from atlas_plugins.cli import fail, print_json
+        from atlas_plugins.cli_support import fail, print_json
 
         try:
             from atlas_plugins.training.demo import DemoSettings, run_demo
@@ -89,3 +91,9 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         Console().print(Path(result["report"]).read_text())
+
+
+@hookimpl
+def atlas_register_commands(app: typer.Typer) -> None:
+    """This area's commands reach ``atlas`` through the same hook as a third-party plugin's."""
+    register(app)

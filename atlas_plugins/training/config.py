@@ -48,38 +48,55 @@ class AtlasGRPOConfig(GRPOConfig):
         default=1024, metadata={"help": "Model + environment tokens of one episode after the first prompt."}
     )
     report_to: Any = field(default="none", metadata={"help": "Passed to transformers (tensorboard, wandb, ...)."})
-    logging_steps: float = field(default=1)
+    logging_steps: float = field(default=1, metadata={"help": "Log (and call atlas_on_train_step) every N steps."})
     save_steps: float = field(default=10, metadata={"help": "Checkpoint every N steps (resume with --resume)."})
-    remove_unused_columns: bool | None = field(default=False)
+    remove_unused_columns: bool | None = field(
+        default=False, metadata={"help": "Keep the task columns: the rollout function reads them."}
+    )
 
     # -- model --------------------------------------------------------------------------------
     model: str = field(default="embedded", metadata={"help": "HF path/id, or 'embedded' (SmolLM2-135M-Instruct)."})
-    use_lora: bool = field(default=True)
-    lora_r: int = field(default=16)
-    lora_alpha: int = field(default=32)
-    lora_dropout: float = field(default=0.0)
-    lora_target_modules: str = field(default="all-linear")
+    use_lora: bool = field(default=True, metadata={"help": "Train a PEFT LoRA adapter; False trains all weights."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling alpha (the update is scaled by alpha / r)."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA layers."})
+    lora_target_modules: str = field(
+        default="all-linear", metadata={"help": "Modules LoRA wraps: 'all-linear' or a comma-separated list of names."}
+    )
 
     # -- data and environment -------------------------------------------------------------------
     tasks: str | None = field(default=None, metadata={"help": "Task JSONL; None = the embedded train split."})
     toolspace: str | None = field(default=None, metadata={"help": "Toolspace file; None = the embedded servers."})
     env_seed: int = field(default=0, metadata={"help": "World seed of the embedded servers."})
-    max_train_tasks: int | None = field(default=None)
+    max_train_tasks: int | None = field(
+        default=None, metadata={"help": "Use only the first N train tasks; None = all."}
+    )
     max_difficulty: int | None = field(default=None, metadata={"help": "Only tasks up to this level (curriculum)."})
 
     # -- agent ------------------------------------------------------------------------------------
     loading: str = field(default="itl", metadata={"help": "Loading policy: eager, isl, itl, search."})
     executor: str | None = field(default=None, metadata={"help": "'local' turns on code_interpreter (PTC)."})
-    max_tool_calls: int = field(default=20)
-    max_turns: int = field(default=24)
+    max_tool_calls: int = field(
+        default=20, metadata={"help": "Tool calls per episode, meta-calls included (paper: 20)."}
+    )
+    max_turns: int = field(default=24, metadata={"help": "Model turns per episode."})
     max_turn_tokens: int = field(default=256, metadata={"help": "New tokens per model turn."})
-    max_response_chars: int = field(default=4000)
-    observation_role: str = field(default="tool")
+    max_response_chars: int = field(
+        default=4000, metadata={"help": "Tool observations are truncated to this many characters (paper: 4,000)."}
+    )
+    observation_role: str = field(
+        default="tool", metadata={"help": "Chat role of observation turns: 'tool' or 'user'."}
+    )
 
     # -- rewards ----------------------------------------------------------------------------------
-    rubric_provider: str = field(default="template")
-    judge: str = field(default="rules")
-    aggregator: str = field(default="atlas")
+    rubric_provider: str = field(
+        default="template", metadata={"help": "Rubric provider by name: static, template, llm, or a plugin's."}
+    )
+    judge: str = field(default="rules", metadata={"help": "Judge by name: rules, hf, openai, or a plugin's."})
+    aggregator: str = field(
+        default="atlas",
+        metadata={"help": "Reward aggregator by name: atlas (paper formula), weighted_mean, gated, group_relative."},
+    )
 
     # -- what each step trains on -----------------------------------------------------------------
     designs: str | None = field(

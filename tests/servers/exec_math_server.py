@@ -9,9 +9,12 @@ Run: ``python tests/servers/exec_math_server.py`` (stdio).
 from __future__ import annotations
 
 import json
+import sys
 import time
+from pathlib import Path
 
-from mcp.server.mcpserver import MCPServer
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this checkout's atlas_plugins, however installed
+from atlas_plugins.mcp_compat import MCPServer  # noqa: E402  (mcp 2.x MCPServer, 1.x FastMCP)
 
 server = MCPServer("exec-math", instructions="Arithmetic and small statistics for code_interpreter tests.")
 

@@ -8,9 +8,12 @@ Run: ``python tests/servers/hostile_server.py`` (stdio).
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 
-from mcp.server.mcpserver import MCPServer
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this checkout's atlas_plugins, however installed
+from atlas_plugins.mcp_compat import MCPServer  # noqa: E402  (mcp 2.x MCPServer, 1.x FastMCP)
 
 server = MCPServer("hostile", instructions="Tools whose results attack the host that reads them.")
 

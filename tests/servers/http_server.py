@@ -6,10 +6,13 @@ Requires the header ``X-Test-Token: secret`` on every request (to test configure
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from mcp.server.mcpserver import MCPServer
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.responses import PlainTextResponse
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this checkout's atlas_plugins, however installed
+from atlas_plugins.mcp_compat import MCPServer  # noqa: E402  (mcp 2.x MCPServer, 1.x FastMCP)
 
 port = int(sys.argv[1])
 srv = MCPServer("remote", instructions="A remote test server reached over streamable HTTP.")

@@ -11,13 +11,13 @@ import argparse
 import json
 import os
 import sys
-import time
+from pathlib import Path
 from typing import Any
 
 import anyio
-import mcp_types as types
-from mcp.server.lowlevel import Server
-from mcp.server.stdio import stdio_server
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this checkout's atlas_plugins, however installed
+from atlas_plugins.mcp_compat import low_level_server, make_tool, run_stdio, text_content, tool_result  # noqa: E402
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--page-size", type=int, default=4)
@@ -30,46 +30,39 @@ def _schema(props: dict[str, Any], required: list[str]) -> dict[str, Any]:
 
 
 TOOLS = [
-    types.Tool(name="echo", description="Echo text back.", input_schema=_schema({"text": {"type": "string", "description": "text"}}, ["text"])),
-    types.Tool(name="crash", description="Exit the server process.", input_schema=_schema({"code": {"type": "integer", "description": "exit code"}}, [])),
-    types.Tool(name="hang", description="Sleep for a while.", input_schema=_schema({"seconds": {"type": "number", "description": "how long"}}, ["seconds"])),
-    types.Tool(name="big", description="Return a long text.", input_schema=_schema({"chars": {"type": "integer", "description": "length"}}, ["chars"])),
-] + [
-    types.Tool(name=f"filler_{i}", description=f"Filler tool number {i}.", input_schema=_schema({}, []))
-    for i in range(opts.fillers)
-]
+    make_tool("echo", "Echo text back.", _schema({"text": {"type": "string", "description": "text"}}, ["text"])),
+    make_tool("crash", "Exit the server process.", _schema({"code": {"type": "integer", "description": "exit code"}}, [])),
+    make_tool("hang", "Sleep for a while.", _schema({"seconds": {"type": "number", "description": "how long"}}, ["seconds"])),
+    make_tool("big", "Return a long text.", _schema({"chars": {"type": "integer", "description": "length"}}, ["chars"])),
+] + [make_tool(f"filler_{i}", f"Filler tool number {i}.", _schema({}, [])) for i in range(opts.fillers)]
 
 
-async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
-    start = int(params.cursor) if params and params.cursor else 0
+async def list_tools(cursor: str | None) -> tuple[list[Any], str | None]:
+    start = int(cursor) if cursor else 0
     end = start + opts.page_size
-    return types.ListToolsResult(tools=TOOLS[start:end], next_cursor=str(end) if end < len(TOOLS) else None)
+    return TOOLS[start:end], (str(end) if end < len(TOOLS) else None)
 
 
-async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
-    args = params.arguments or {}
-    if params.name == "echo":
+async def call_tool(name: str, args: dict[str, Any]) -> Any:
+    if name == "echo":
         text = json.dumps({"echo": args.get("text"), "pid": os.getpid()})
-    elif params.name == "crash":
+    elif name == "crash":
         print("paged_server: crashing on purpose", file=sys.stderr, flush=True)
         os._exit(int(args.get("code", 3)))
-    elif params.name == "hang":
+    elif name == "hang":
         await anyio.sleep(float(args["seconds"]))
         text = "woke up"
-    elif params.name == "big":
+    elif name == "big":
         text = "x" * int(args["chars"])
     else:
-        text = f"{params.name} ok"
-    return types.CallToolResult(content=[types.TextContent(type="text", text=text)])
+        text = f"{name} ok"
+    return tool_result([text_content(text)])
 
 
-server = Server("paged", instructions="Test server that paginates and misbehaves on demand.", on_list_tools=list_tools, on_call_tool=call_tool)
-
-
-async def main() -> None:
-    async with stdio_server() as (read, write):
-        await server.run(read, write, server.create_initialization_options())
+server = low_level_server(
+    "paged", instructions="Test server that paginates and misbehaves on demand.", list_tools=list_tools, call_tool=call_tool
+)
 
 
 if __name__ == "__main__":
-    anyio.run(main)
+    anyio.run(run_stdio, server)

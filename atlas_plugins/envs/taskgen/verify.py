@@ -26,11 +26,11 @@ class _Runner:
         self._clients: dict[str, Any] = {}
 
     async def __aenter__(self) -> "_Runner":
-        from mcp import Client
+        from atlas_plugins.mcp_compat import connect
 
         for name, spec in EMBEDDED_SERVERS.items():
             server = importlib.import_module(spec.module).build(self.env_seed)
-            self._clients[name] = await self._stack.enter_async_context(Client(server))
+            self._clients[name] = await self._stack.enter_async_context(connect(server))
         return self
 
     async def __aexit__(self, *exc: Any) -> None:

@@ -367,9 +367,7 @@ def _meta_of(ctx: Any) -> Mapping[str, Any]:
 
 def build_server(server: str, states: EpisodeStates) -> Any:
     """One BFCL class as an ``MCPServer`` whose tools are exactly BFCL's function docs."""
-    from mcp.server.mcpserver import MCPServer
-    from mcp.types import CallToolResult, TextContent
-    from mcp.types import Tool as MCPTool
+    from atlas_plugins.mcp_compat import MCPServer, make_tool, request_context, text_content, tool_result
 
     cls_info = _bfcl_class(server)
     cls = api_class(cls_info.class_name)
@@ -378,15 +376,15 @@ def build_server(server: str, states: EpisodeStates) -> Any:
     if missing:
         raise RuntimeError(f"bfcl-eval {cls_info.class_name} lacks documented function(s) {missing}; wheel/doc mismatch")
     schemas = {n: input_schema(d) for n, d in docs.items()}
-    tools = [MCPTool(name=n, description=d.get("description", ""), input_schema=schemas[n]) for n, d in docs.items()]
+    tools = [make_tool(n, d.get("description", ""), schemas[n]) for n, d in docs.items()]
 
-    def error(text: str) -> CallToolResult:
-        return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
+    def error(text: str) -> Any:
+        return tool_result([text_content(text)], is_error=True)
 
     class BFCLServer(MCPServer):
         """Tools listed from BFCL's docs; calls dispatched to the episode's class instance."""
 
-        async def list_tools(self) -> list[MCPTool]:
+        async def list_tools(self) -> list[Any]:
             return list(tools)
 
         def _tool_input_schema(self, name: str) -> dict[str, Any] | None:
@@ -397,7 +395,7 @@ def build_server(server: str, states: EpisodeStates) -> Any:
                 return error(f"Unknown tool {name!r} on {server}; its tools: {', '.join(docs)}")
             if not isinstance(arguments, dict):
                 return error(f"arguments for {server}:{name} must be an object, got {type(arguments).__name__}")
-            meta = _meta_of(context)
+            meta = _meta_of(request_context(self, context))
             episode = meta.get(EPISODE_META_KEY)
             episode = "default" if episode in (None, "") else str(episode)
             task_id = meta.get(TASK_META_KEY)
@@ -412,7 +410,7 @@ def build_server(server: str, states: EpisodeStates) -> Any:
             except Exception as exc:  # noqa: BLE001 - BFCL's executor reports every exception like this
                 return error(f"Error during execution: {exc}")
             text = render_result(value)
-            return CallToolResult(content=[TextContent(type="text", text=text)], is_error=is_error_value(value))
+            return tool_result([text_content(text)], is_error=is_error_value(value))
 
     return BFCLServer(server, instructions=server_summary(server), log_level="WARNING")
 
@@ -434,9 +432,11 @@ def build_app(names: list[str], capacity: int = 256, host: str = "127.0.0.1") ->
     from starlette.applications import Starlette
     from starlette.routing import Mount
 
+    from atlas_plugins.mcp_compat import http_app
+
     states = EpisodeStates(capacity)
     servers = {n: build_server(n, states) for n in names}
-    routes = [Mount(f"/{n}", app=s.streamable_http_app(streamable_http_path="/mcp", host=host)) for n, s in servers.items()]
+    routes = [Mount(f"/{n}", app=http_app(s, path="/mcp", host=host)) for n, s in servers.items()]
 
     @asynccontextmanager
     async def lifespan(_app: Any) -> Any:

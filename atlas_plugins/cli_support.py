@@ -1,0 +1,56 @@
+"""Helpers every ``atlas`` command uses: JSON output, failing with a message, opening a toolspace.
+
+A leaf module: the command modules of each area (``<package>/commands.py``) and third-party
+command plugins import these from here, never from :mod:`atlas_plugins.cli` (which imports
+the command modules, so importing it back would be a cycle). ``atlas_plugins.cli`` re-exports
+them for older callers.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from atlas_plugins.toolspace import Toolspace
+
+__all__ = ["ConfigOpt", "JsonOpt", "fail", "open_toolspace", "print_json"]
+
+JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
+ConfigOpt = typer.Option(
+    None, "--config", "-c", help="Toolspace file (YAML/TOML, or JSON with mcpServers). Default: embedded servers."
+)
+
+
+def print_json(data: Any) -> None:
+    """JSON to stdout, nothing else (so ``--json`` output can be piped)."""
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def fail(message: str, *, as_json: bool = False, code: int = 1) -> NoReturn:
+    """Print ``{"ok": false, "error": message}`` (``--json``) or a red error line, and exit ``code``."""
+    if as_json:
+        print_json({"ok": False, "error": message})
+    else:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def open_toolspace(config: Path | None, *, as_json: bool = False) -> Toolspace:
+    """The toolspace named by ``--config``, or the embedded default, started."""
+    from atlas_plugins.errors import AtlasError
+    from atlas_plugins.toolspace import Toolspace
+
+    try:
+        ts = Toolspace.from_config(config) if config else Toolspace.default()
+        ts.start()
+    except AtlasError as exc:
+        fail(str(exc), as_json=as_json)
+    return ts
