@@ -507,7 +507,12 @@ def shared_prefixes(prompts: list[list[int]], have: list[int], min_tokens: int =
     but its last token, which is always fed), when that is longer than the ``have[i]`` tokens
     it already has stored. Sorted, a prompt's longest shared prefix is with a neighbour; these
     are the deepest branching points of the batch's prefix tree (tasks on the same server share
-    their whole system text, a GRPO group its whole prompt)."""
+    their whole system text, a GRPO group its whole prompt).
+
+    A prefix is prefilled from scratch, so it is kept only when that costs less than what the
+    rows sharing it would prefill on their own (the sum of ``k - have[i]`` over them, above
+    ``k``): rows that already hold most of it (turn 2 of identical greedy rows) extend their
+    own stored sequences instead."""
     order = sorted(range(len(prompts)), key=lambda i: prompts[i])
 
     def lcp(a: list[int], b: list[int]) -> int:
@@ -518,13 +523,14 @@ def shared_prefixes(prompts: list[list[int]], have: list[int], min_tokens: int =
         return k
 
     adjacent = [lcp(prompts[order[j]], prompts[order[j + 1]]) for j in range(len(order) - 1)]
-    wanted: dict[tuple[int, ...], None] = {}
+    saving: dict[tuple[int, ...], int] = {}  # prefix -> tokens its rows would prefill without it
     for j, i in enumerate(order):
         k = max(adjacent[j - 1] if j > 0 else 0, adjacent[j] if j < len(adjacent) else 0)
         k = min(k, len(prompts[i]) - 1)
         if k >= min_tokens and have[i] < k:
-            wanted[tuple(prompts[i][:k])] = None
-    return [list(p) for p in wanted]
+            key = tuple(prompts[i][:k])
+            saving[key] = saving.get(key, 0) + k - have[i]
+    return [list(p) for p, own in saving.items() if own > len(p)]
 
 
 @dataclass(eq=False)
