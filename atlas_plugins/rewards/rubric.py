@@ -278,7 +278,7 @@ class Rubric(BaseModel):
 
     # -- loading -----------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, data: Any, *, source: str = "rubric") -> "Rubric":
+    def from_dict(cls, data: object, *, source: str = "rubric") -> Rubric:
         """Validate a dict (``{"criteria": [...]}``) or a bare list of criteria.
 
         Raises :class:`~atlas_plugins.errors.ConfigError` naming each bad field.
