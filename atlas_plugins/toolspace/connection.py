@@ -58,7 +58,7 @@ class Connection:
     def alive(self) -> bool:
         return self.client is not None and self._task is not None and not self._task.done()
 
-    def _target(self) -> Any:
+    def _target(self) -> StdioServerParameters | str:
         if self.command:
             return StdioServerParameters(
                 command=self.command,
