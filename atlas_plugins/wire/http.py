@@ -90,7 +90,7 @@ class OpenAIHTTP:
     def __enter__(self) -> "OpenAIHTTP":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __del__(self) -> None:  # judges and providers never close their client
