@@ -31,7 +31,7 @@ class CellResult(BaseModel):
     tool_calls: list[dict[str, Any]] = []  # MCP calls the cell made through the bridge
 
     @model_validator(mode="after")
-    def _error_means_not_ok(self) -> "CellResult":
+    def _error_means_not_ok(self) -> CellResult:
         if self.error is not None:
             self.ok = False  # a (possibly forged) ok=True next to an error is not ok
         return self

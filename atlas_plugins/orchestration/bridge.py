@@ -307,7 +307,7 @@ class ToolBridge:
                 sig = python_signature(spec) if spec else f"{msg.tool}(...)"
                 return {"op": "result", "id": msg.id, "ok": False,
                         "error": f"call {msg.server}.{msg.tool} with keyword arguments; signature: {sig}"}
-            arguments.update(zip(order, msg.args))
+            arguments.update(zip(order, msg.args, strict=False))  # the positional ones: a prefix of order
         left = self.deadline - time.monotonic()
         if left <= 0.05:
             raise CellTimeout()
@@ -531,7 +531,7 @@ class BridgedSession:
             self._transport.stop()
             self._transport = None
 
-    def __enter__(self) -> "BridgedSession":
+    def __enter__(self) -> BridgedSession:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -25,8 +25,8 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from dataclasses import dataclass, field
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from atlas_plugins.policy.base import Generation, Policy, per_prompt, per_prompt_stops

@@ -35,7 +35,7 @@ class JudgeResult(BaseModel):
     #: raw judge outputs, for debugging.
     raw: list[str] = Field(default_factory=list)
 
-    def merge(self, other: "JudgeResult") -> "JudgeResult":
+    def merge(self, other: JudgeResult) -> JudgeResult:
         scores = {**self.scores, **other.scores}
         unscored = {k: v for k, v in {**self.unscored, **other.unscored}.items() if k not in scores}
         return JudgeResult(

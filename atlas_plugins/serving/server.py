@@ -230,7 +230,7 @@ class PolicyServer:
             raise ValueError(f"rollout id must be a non-empty string without '/', got {rollout!r}")
         return f"{self.url}/rollouts/{rollout}/v1"
 
-    def start(self) -> "PolicyServer":
+    def start(self) -> PolicyServer:
         """Serve in a background thread (returns at once; the socket is already listening)."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._httpd.serve_forever, name="atlas-policy-server", daemon=True)
@@ -247,7 +247,7 @@ class PolicyServer:
             self._thread.join(timeout=10)
             self._thread = None
 
-    def __enter__(self) -> "PolicyServer":
+    def __enter__(self) -> PolicyServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -322,7 +322,7 @@ class PolicyServer:
             if body.get("logprobs"):
                 choice["logprobs"] = {"content": [
                     {"token": policy.tokenizer.decode([t]), "logprob": lp, "top_logprobs": []}
-                    for t, lp in zip(g.completion_ids, g.logprobs)
+                    for t, lp in zip(g.completion_ids, g.logprobs, strict=False)
                 ]}
             if body.get("return_token_ids"):
                 choice["token_ids"] = g.completion_ids

@@ -54,7 +54,7 @@ class ServerConfig(BaseModel):
     disabled: bool = False
 
     @model_validator(mode="after")
-    def _one_transport(self) -> "ServerConfig":
+    def _one_transport(self) -> ServerConfig:
         if ":" in self.name:
             raise ValueError(f"server name {self.name!r} may not contain ':' (it separates server and tool)")
         kinds = [

@@ -17,9 +17,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Coroutine, Iterable
 from concurrent.futures import Future
 from pathlib import Path
-from collections.abc import Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from atlas_plugins.errors import ConfigError, ToolspaceError
@@ -134,13 +134,13 @@ class Toolspace:
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
-    def from_config(cls, path: str | Path, **overrides: Any) -> "Toolspace":
+    def from_config(cls, path: str | Path, **overrides: Any) -> Toolspace:
         """From a YAML/TOML file or a Claude-Desktop/Cursor ``{"mcpServers": ...}`` JSON file."""
         cfg = load_config(path)
         return cls(cfg.model_copy(update=overrides) if overrides else cfg)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], **overrides: Any) -> "Toolspace":
+    def from_dict(cls, data: dict[str, Any], **overrides: Any) -> Toolspace:
         cfg = config_from_dict(data)
         return cls(cfg.model_copy(update=overrides) if overrides else cfg)
 
@@ -152,7 +152,7 @@ class Toolspace:
         transport: str = "hub",
         seed: int = 0,
         **overrides: Any,
-    ) -> "Toolspace":
+    ) -> Toolspace:
         """The embedded servers (``atlas_plugins/envs``); ``transport`` is ``"hub"`` or ``"stdio"``."""
         from atlas_plugins.envs import EMBEDDED_SERVERS
 
@@ -182,7 +182,7 @@ class Toolspace:
         return [i.name for i in infos]
 
     # -- lifecycle -------------------------------------------------------------------------
-    def __enter__(self) -> "Toolspace":
+    def __enter__(self) -> Toolspace:
         self.start()
         return self
 
@@ -198,7 +198,7 @@ class Toolspace:
             self.start()
         return self._submit(coro).result()
 
-    def start(self) -> "Toolspace":
+    def start(self) -> Toolspace:
         """Start every live server concurrently and list all tools. Idempotent."""
         if self._started:
             return self
@@ -281,7 +281,7 @@ class Toolspace:
         self._servers = dict(sorted(self._servers.items(), key=lambda kv: order.get(kv[0], len(order))))
         failures = [
             f"{s.name}: {r}" + (f" (stderr: {c.stderr_tail(300)})" if c.stderr_tail(300) else "")
-            for (s, c), r in zip(live, results)
+            for (s, c), r in zip(live, results, strict=True)
             if isinstance(r, BaseException)
         ]
         if failures:

@@ -28,7 +28,7 @@ class _Runner:
         self._stack = AsyncExitStack()
         self._clients: dict[str, Session] = {}
 
-    async def __aenter__(self) -> "_Runner":
+    async def __aenter__(self) -> _Runner:
         from atlas_plugins.mcp_compat import connect
 
         for name, spec in EMBEDDED_SERVERS.items():
