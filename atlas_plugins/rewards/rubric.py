@@ -321,7 +321,7 @@ class Rubric(BaseModel):
 
 def _loc(loc: tuple[Any, ...]) -> str:
     out = ""
-    prev: Any = None
+    prev: object = None
     for part in loc:
         # Discriminated unions add the tag to the path (check.tool_called.tool); drop it.
         if prev == "check" and part in CHECK_TYPES:
