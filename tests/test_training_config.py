@@ -24,7 +24,10 @@ def test_every_field_declared_on_the_class_has_help() -> None:
 
 
 def test_defaults_of_the_own_fields() -> None:
-    defaults = {f.name: f.default for f in dataclasses.fields(AtlasGRPOConfig) if f.name in OWN}
+    defaults = {
+        f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
+        for f in dataclasses.fields(AtlasGRPOConfig) if f.name in OWN
+    }
     assert defaults == {
         "num_generations": 4, "beta": 0.001, "temperature": 1.0, "learning_rate": 1e-5,
         "max_completion_length": 1024, "report_to": "none", "logging_steps": 1, "save_steps": 10,
@@ -34,4 +37,6 @@ def test_defaults_of_the_own_fields() -> None:
         "max_turns": 24, "max_turn_tokens": 256, "max_response_chars": 4000, "observation_role": "tool",
         "rubric_provider": "template", "judge": "rules", "aggregator": "atlas", "trajectory_log": None,
         "designs": None, "curriculum": False, "dynamic_sampling_rounds": 0, "shared_prefix": True,
+        "rubric_provider_options": {}, "judge_options": {}, "aggregator_options": {},
+        "memory_guard": True, "memory_budget_gb": None,
     }

@@ -16,6 +16,11 @@ as with any provider, so an existing LangGraph graph (``create_react_agent`` or 
   :func:`recording_scope`. Concurrent runs (threads, ``graph.batch``, asyncio tasks) therefore
   record apart. With no recording active nothing is recorded and the model is a plain chat model.
 
+A policy without a token interface — :class:`~atlas_plugins.policy.openai_policy.OpenAIPolicy`
+on any OpenAI-compatible server — is called through its chat API instead: the bound tools go as
+the request's ``tools``, native ``tool_calls`` of the reply become the message's tool calls
+(else the text is parsed as above). Such calls are recorded without token ids (evaluation only).
+
 The policy is a plain attribute: assigning ``model.policy = other`` (what
 :class:`~atlas_plugins.adapters.atlas_langgraph.runner.LangGraphRunner` does with the trainer's
 policy) makes every graph that holds this model answer with the other policy from the next call.
@@ -26,8 +31,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.exceptions import OutputParserException
@@ -46,11 +52,11 @@ from langchain_core.runnables import Runnable, RunnableLambda
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr
 
+from atlas_langgraph.names import resolve_graph_name
+from atlas_langgraph.tools import EPISODE_CONFIG_KEY, lc_name_for
 from atlas_plugins.recording.recorder import ChatRenderer, LLMCall
 from atlas_plugins.wire.messages import arguments_json, content_text
 from atlas_plugins.wire.toolcall import STOP_STRINGS, parse_assistant
-
-from atlas_langgraph.tools import EPISODE_CONFIG_KEY, lc_name_for
 
 __all__ = [
     "AtlasChatModel",
@@ -283,6 +289,8 @@ class AtlasChatModel(BaseChatModel):
             raise ValueError("AtlasChatModel.policy is None; give it a policy (e.g. TransformersPolicy())")
         tools: list[dict[str, Any]] | None = kwargs.get("tools") or None
         chat = to_openai_messages(messages)
+        if getattr(self.policy, "tokenizer", None) is None:
+            return self._sample_chat(chat, tools, stop, run_manager)
         renderer = self.renderer()
         prompt_ids, continued = renderer.prompt_ids(chat, tools)
         stops = list(self.stop if self.stop is not None else _default_stops())
@@ -323,6 +331,45 @@ class AtlasChatModel(BaseChatModel):
             )
         return reply
 
+    def _sample_chat(
+        self,
+        chat: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        stop: list[str] | None,
+        run_manager: CallbackManagerForLLMRun | None,
+    ) -> AIMessage:
+        """One call of a chat-API policy (``generate_chat``): the API's own tool calling."""
+        if not callable(getattr(self.policy, "generate_chat", None)):
+            raise TypeError(f"AtlasChatModel.policy {self.policy!r} has neither a tokenizer nor generate_chat")
+        stops = list(self.stop if self.stop is not None else _default_stops())
+        stops += [s for s in (stop or []) if s not in stops]
+        recording = current_recording(getattr(run_manager, "metadata", None))
+        seed = recording.next_seed() if recording is not None else self.seed
+        gen = self.policy.generate_chat(chat, tools=tools, max_new_tokens=self.max_new_tokens, temperature=self.temperature,
+                                        top_p=self.top_p, stop=stops or None, seed=seed)
+        if gen.tool_calls:
+            bound = [t["function"]["name"] for t in tools or [] if "function" in t]
+            calls = [{"name": resolve_graph_name(str(c["name"]), bound) or str(c["name"]),
+                      "args": c["arguments"] if isinstance(c.get("arguments"), dict) else {},
+                      "id": f"call_{next(_CALL_IDS)}", "type": "tool_call"} for c in gen.tool_calls if c.get("name")]
+            reply = AIMessage(content=gen.text or "", tool_calls=calls)
+        else:
+            from atlas_plugins.agent.chat_loop import close_tags
+
+            # The server drops the stop string that ended the reply; the parser wants the closing tag.
+            reply = self._reply(close_tags(gen.text or ""), tools)
+        usage = gen.usage or {}
+        reply.response_metadata.update({"finish_reason": gen.finish_reason, "model_name": getattr(self.policy, "name", "atlas")})
+        reply.usage_metadata = {
+            "input_tokens": int(usage.get("prompt_tokens", 0)),
+            "output_tokens": int(usage.get("completion_tokens", 0)),
+            "total_tokens": int(usage.get("total_tokens", 0)),
+        }
+        if recording is not None:  # no token ids from an API: the call is kept for counting, not training
+            recording.add(LLMCall(messages=chat, tools=tools, prompt_ids=[], completion_ids=[], logprobs=[],
+                                  text=gen.text or "", finish_reason=gen.finish_reason))
+        return reply
+
     @staticmethod
     def _reply(text: str, tools: list[dict[str, Any]] | None) -> AIMessage:
         """Parse sampled text into an AIMessage: the answer (or leftover text) and tool calls."""
@@ -332,8 +379,9 @@ class AtlasChatModel(BaseChatModel):
         for call in parsed.tool_calls:
             name = call.name
             if name not in bound:
-                # The native format names tools "server:tool"; LangChain tools are "server__tool".
-                name = lc_name_for(name) or name
+                # The native format names tools "server:tool"; the graph's tools are named as their
+                # source names them ("server__tool", "get_current_time", ...): one resolution rule.
+                name = resolve_graph_name(name, bound) or lc_name_for(name) or name
             tool_calls.append({"name": name, "args": dict(call.arguments), "id": f"call_{next(_CALL_IDS)}", "type": "tool_call"})
         if parsed.answer is not None:
             content = parsed.answer.strip()

@@ -61,16 +61,18 @@ import logging
 import threading
 import time
 import uuid
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
+from atlas_langgraph.aio import run_async
+from atlas_langgraph.names import ToolNames
+from atlas_langgraph.tools import EPISODE_CONFIG_KEY, episode_scope
 from atlas_plugins.recording.chains import Chain
 from atlas_plugins.recording.recorder import LLMCall, token_fields
 from atlas_plugins.serving.server import PolicyServer
 from atlas_plugins.types import Task, ToolCallRecord, Trajectory
 from atlas_plugins.wire.messages import content_text, record_arguments
 from atlas_plugins.wire.toolcall import STOP_STRINGS, parse_assistant
-
-from atlas_langgraph.tools import EPISODE_CONFIG_KEY, episode_scope, qualified_name
 
 __all__ = ["ProxyRunner", "start_proxy"]
 
@@ -102,9 +104,10 @@ def start_proxy(
                         default_stop=stop, **server_kwargs).start()
 
 
-def _tool_name(name: str) -> str:
-    """``math__add`` -> ``math:add`` (toolspace tools are registered; other ``a__b`` names split once)."""
-    q = qualified_name(name)
+def _tool_name(name: str, names: ToolNames | None = None, task: Task | None = None) -> str:
+    """``math__add`` -> ``math:add``: the agent's :class:`~atlas_langgraph.names.ToolNames` first
+    (bare MCP names, registered toolspace names), then other ``a__b`` names split once."""
+    q = (names or ToolNames()).qualified(name, task)
     if q == name and "__" in name:
         server, _, tool = name.partition("__")
         if server and tool:
@@ -112,14 +115,28 @@ def _tool_name(name: str) -> str:
     return q
 
 
+def _run_awaitable(value: Any) -> Any:
+    """An agent's result, awaited on the process's background loop when it is awaitable (an
+    ``async def`` agent, a coroutine-returning callable); this worker thread waits for it."""
+    if not inspect.isawaitable(value):
+        return value
+
+    async def wait() -> Any:
+        return await value
+
+    return run_async(wait())
+
+
 class ProxyRunner:
     """Plays an unchanged OpenAI-API agent once per task against the proxy; a trainer Runner.
 
     Args:
         agent: the user's agent, unchanged: a compiled LangGraph graph (anything with
-            ``invoke``), called as ``agent.invoke(input_fn(task), config)``; or a callable
-            ``agent(task)``; or a callable ``agent(task, base_url=...)``, which then gets a
-            per-episode URL and every request is tagged explicitly.
+            ``invoke``), run as ``agent.ainvoke(input_fn(task), config)`` (``invoke`` when it has
+            no ``ainvoke``), so async-only tools work; or a callable ``agent(task)``; or a
+            callable ``agent(task, base_url=...)``, which then gets a per-episode URL and every
+            request is tagged explicitly. ``async def`` agents are awaited (on the process's one
+            background event loop, :mod:`atlas_langgraph.aio`).
         toolspace: the toolspace the agent's tools call (informational; episodes are scoped with
             :func:`~atlas_langgraph.tools.episode_scope` and the run config either way).
         proxy: the :class:`PolicyServer` the agent's client points at (default: a new
@@ -131,6 +148,8 @@ class ProxyRunner:
             as failed, with the calls it made).
         episode_timeout_s: how long one batch of episodes may take before the stragglers are
             recorded as failed (their threads cannot be killed; they end on their own).
+        tool_names: ``{agent tool name: "server:tool"}`` for tools whose server nothing else tells
+            (see :mod:`atlas_langgraph.names`).
     """
 
     def __init__(
@@ -144,6 +163,7 @@ class ProxyRunner:
         batch_wait_ms: float = 50.0,
         recursion_limit: int = 25,
         episode_timeout_s: float = 1800.0,
+        tool_names: dict[str, str] | None = None,
     ) -> None:
         if agent is None or not (hasattr(agent, "invoke") or callable(agent)):
             raise TypeError(f"agent must be a compiled graph (with .invoke) or a callable agent(task), got {agent!r}")
@@ -160,6 +180,8 @@ class ProxyRunner:
         self.recursion_limit = recursion_limit
         self.episode_timeout_s = episode_timeout_s
         self._explicit = not hasattr(agent, "invoke") and _accepts_base_url(agent)
+        #: Agent tool names <-> ``server:tool`` (the graph's tools, when the agent is a graph).
+        self.names = ToolNames.for_graph(agent, explicit=tool_names, toolspace=toolspace)
         self._policy: Any = None
         self._served: Any = None
         self._lock = threading.Lock()  # guards the attribution state below
@@ -209,7 +231,7 @@ class ProxyRunner:
                 with self._lock:
                     self._running[eid] = task.prompt
                 with episode_scope(eid):
-                    return self.agent(task, base_url=self.proxy.rollout_url(eid))
+                    return _run_awaitable(self.agent(task, base_url=self.proxy.rollout_url(eid)))
             self._gate.acquire()
             with self._lock:
                 self._armed = eid
@@ -217,8 +239,10 @@ class ProxyRunner:
             with episode_scope(eid):
                 if hasattr(self.agent, "invoke"):
                     config = {"configurable": {EPISODE_CONFIG_KEY: eid}, "recursion_limit": self.recursion_limit}
+                    if hasattr(self.agent, "ainvoke"):
+                        return run_async(self.agent.ainvoke(self.input_fn(task), config))
                     return self.agent.invoke(self.input_fn(task), config)
-                return self.agent(task)
+                return _run_awaitable(self.agent(task))
         finally:
             with self._lock:
                 self._running.pop(eid, None)
@@ -337,7 +361,7 @@ class ProxyRunner:
                     result = results.get(tc.get("id"))
                     ok = result is not None and not result.startswith("Error")
                     tool_calls.append(ToolCallRecord(
-                        turn=turn, name=_tool_name(str(fn.get("name", ""))), arguments=args,
+                        turn=turn, name=_tool_name(str(fn.get("name", "")), self.names, task), arguments=args,
                         ok=ok, result=(result or "")[:4000], error=None if ok else (result or "no tool result in the conversation")[:500],
                     ))
         parse_failures = sum(1 for c in calls if parse_assistant(c.text).errors)

@@ -16,30 +16,46 @@ its own :func:`~atlas_langgraph.tools.episode_scope` and its own
 :func:`~atlas_langgraph.chat_model.recording_scope`. Concurrent model calls are merged into
 batched generation by :class:`~atlas_plugins.policy.batching.BatchedPolicy`. A run that fails
 (``GraphRecursionError``, a tool raising, a bad output) does not fail the step: its trajectory
-holds what was recorded up to the failure and ``metadata["error"]`` says what happened.
+holds what was recorded up to the failure and ``metadata["error"]`` says what happened (the
+trainer counts such episodes per step and warns with the first error).
+
+Graphs run with ``ainvoke`` (on the process's one background event loop,
+:mod:`atlas_langgraph.aio`; each episode's worker thread waits for its run), so
+async-only tools — every MCP tool from ``langchain-mcp-adapters`` — and async nodes work; sync
+tools, nodes and model calls run in the loop's executor as usual. ``use_async=False`` uses ``invoke``.
+
+Tool names: recorded calls and the warm start's reference turns go through one
+:class:`~atlas_langgraph.names.ToolNames` built from the graph's tools, so a graph whose MCP tool
+is named ``get_current_time`` records ``time:get_current_time`` (what rubrics check) and a
+reference call of ``time:get_current_time`` reaches that tool.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import logging
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
+from atlas_langgraph.aio import run_async
+from atlas_langgraph.chat_model import AtlasChatModel, recording_scope, to_openai_messages
+from atlas_langgraph.names import ToolNames
+from atlas_langgraph.tools import EPISODE_CONFIG_KEY, episode_scope
 from atlas_plugins.agent.env import inner_call_records
 from atlas_plugins.recording.recorder import LLMCall, token_fields
 from atlas_plugins.types import Task, ToolCallRecord, Trajectory
 from atlas_plugins.wire.messages import content_text
 from atlas_plugins.wire.toolcall import format_call, parse_assistant
 
-from atlas_langgraph.chat_model import AtlasChatModel, recording_scope, to_openai_messages
-from atlas_langgraph.tools import EPISODE_CONFIG_KEY, episode_scope, qualified_name
+__all__ = ["LangGraphRunner", "TASK_CONFIG_KEY", "default_input", "default_output", "demonstrations", "reference_turns"]
 
-__all__ = ["LangGraphRunner", "TASK_CONFIG_KEY", "default_input", "default_output"]
+log = logging.getLogger(__name__)
 
 #: ``configurable`` key under which each run also gets its task (``task.model_dump()``).
 TASK_CONFIG_KEY = "atlas_task"
@@ -75,6 +91,10 @@ class LangGraphRunner:
             recorded; ``metadata["error"]`` names ``GraphRecursionError``).
         batch: merge concurrent model calls into batched generation (``BatchedPolicy``).
         max_wait_ms: how long a batch waits for the other runs' calls.
+        tool_names: ``{graph tool name: "server:tool"}`` for tools whose server nothing else tells
+            (see :mod:`atlas_langgraph.names`; tools from :func:`~atlas_langgraph.names.load_mcp_tools`
+            and :func:`~atlas_langgraph.tools.toolspace_tools` need none).
+        use_async: run the graph with ``ainvoke`` (default: whenever the graph has it) or ``invoke``.
     """
 
     name = "langgraph"
@@ -91,6 +111,8 @@ class LangGraphRunner:
         recursion_limit: int = 25,
         batch: bool = True,
         max_wait_ms: float = 50.0,
+        tool_names: dict[str, str] | None = None,
+        use_async: bool | None = None,
     ) -> None:
         if not isinstance(model, AtlasChatModel):
             raise TypeError(f"model must be an AtlasChatModel (the graph's model), got {type(model).__name__}")
@@ -107,6 +129,11 @@ class LangGraphRunner:
         self.recursion_limit = recursion_limit
         self.batch = batch
         self.max_wait_ms = max_wait_ms
+        self.use_async = hasattr(graph, "ainvoke") if use_async is None else bool(use_async)
+        if self.use_async and not hasattr(graph, "ainvoke"):
+            raise TypeError(f"use_async=True needs a graph with ainvoke(), got {type(graph).__name__}")
+        #: Graph tool names <-> ``server:tool`` (one mapping for recording and the warm start).
+        self.names = ToolNames.for_graph(graph, explicit=tool_names, toolspace=toolspace)
 
     # -- Runner protocol -----------------------------------------------------------------------
     def run(self, tasks: Sequence[Task], *, policy: Any = None, seed: int | None = None) -> list[Trajectory]:
@@ -130,8 +157,8 @@ class LangGraphRunner:
         try:
             workers = min(len(tasks), self.max_concurrency or len(tasks))
             seeds = [None if seed is None else seed + 1009 * i for i in range(len(tasks))]
-            if workers == 1:
-                return [self._episode(t, s, batched) for t, s in zip(tasks, seeds)]
+            # Always worker threads: a worker blocks while its run is on the background loop, which
+            # works even when the caller's own thread runs an event loop (a notebook, an async main).
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="atlas-langgraph") as pool:
                 # Each run gets a fresh copy of the caller's context: its scopes stay its own.
                 futures = [
@@ -159,7 +186,7 @@ class LangGraphRunner:
             if batched is not None:
                 stack.enter_context(batched.episode())
             try:
-                state = self.graph.invoke(self.input_fn(task), config)
+                state = self._invoke(self.input_fn(task), config)
             except Exception as exc:  # noqa: BLE001 - one episode's failure must not fail the step
                 error = f"{type(exc).__name__}: {exc}"
             finally:
@@ -167,6 +194,15 @@ class LangGraphRunner:
         traj = self.trajectory(task, rec.calls, state, episode_id=episode_id, error=error)
         traj.metadata["wall_s"] = round(time.perf_counter() - t0, 3)
         return traj
+
+    def _invoke(self, graph_input: Any, config: dict[str, Any]) -> Any:
+        """One run: ``ainvoke`` on the background loop (this thread waits), else ``invoke``."""
+        if not self.use_async:
+            return self.graph.invoke(graph_input, config)
+        return run_async(self.graph.ainvoke(graph_input, config))
+
+    def close(self) -> None:
+        """Nothing to release: async runs share the process's background loop (:mod:`atlas_langgraph.aio`)."""
 
     def trajectory(
         self,
@@ -204,7 +240,7 @@ class LangGraphRunner:
             parsed = parse_assistant(calls[-1].text)
             final = parsed.answer.strip() if parsed.answer else None
 
-        tool_calls = _tool_records(messages)
+        tool_calls = _tool_records(messages, self.names, task)
         meta: dict[str, Any] = {"runner": self.name, "episode_id": episode_id, "model_calls": len(calls)}
         if error:
             meta["error"] = error
@@ -223,7 +259,7 @@ class LangGraphRunner:
         )
 
 
-def _tool_records(messages: Sequence[BaseMessage]) -> list[ToolCallRecord]:
+def _tool_records(messages: Sequence[BaseMessage], names: ToolNames, task: Task | None = None) -> list[ToolCallRecord]:
     """Tool calls of a run: each AIMessage tool call with its ToolMessage result (``server:tool`` names)."""
     results = {m.tool_call_id: m for m in messages if isinstance(m, ToolMessage)}
     records: list[ToolCallRecord] = []
@@ -245,7 +281,7 @@ def _tool_records(messages: Sequence[BaseMessage]) -> list[ToolCallRecord]:
             records.append(
                 ToolCallRecord(
                     turn=turn,
-                    name=qualified_name(tc["name"]),
+                    name=names.qualified(tc["name"], task),
                     arguments=dict(tc.get("args") or {}),
                     ok=ok,
                     result=text[:_RESULT_CHARS],
@@ -268,8 +304,12 @@ def _release_episode(episode_id: str) -> None:
 
 
 # ------------------------------------------------------------------------------ warm start
-def reference_turns(task: Task) -> list[str] | None:
-    """A task's reference solution as assistant turns calling the graph's tools (``server__tool``)."""
+def reference_turns(task: Task, names: ToolNames | None = None) -> list[str] | None:
+    """A task's reference solution as assistant turns calling the graph's tools.
+
+    Each ``server:tool`` step is written with the graph's own name for that tool (``names``, the
+    runner's :class:`~atlas_langgraph.names.ToolNames`; ``server__tool`` for toolspace tools).
+    """
     from atlas_langgraph.tools import lc_name_for
 
     solution = task.metadata.get("reference_solution") or []
@@ -278,12 +318,31 @@ def reference_turns(task: Task) -> list[str] | None:
     turns = []
     for step in solution:
         qualified = f"{step['server']}:{step['tool']}"
-        turns.append(format_call(lc_name_for(qualified) or qualified, step.get("arguments") or {}))
+        graph_name = names.graph_name(qualified) if names is not None else lc_name_for(qualified)
+        turns.append(format_call(graph_name or qualified, step.get("arguments") or {}))
     turns.append(f"<answer>{task.answer or 'Done.'}</answer>")
     return turns
 
 
-def demonstrations(runner: LangGraphRunner, tasks: Sequence[Task], scorer: Any) -> tuple[list[Trajectory], dict[str, int]]:
+def rejection_reason(traj: Trajectory, rubric: Any = None) -> str:
+    """Why a played demonstration was not kept, in words (error, failed tool calls, low criteria)."""
+    if traj.metadata.get("error"):
+        return f"the episode failed: {traj.metadata['error']}"
+    parts: list[str] = []
+    bad = [c for c in traj.tool_calls if not c.ok]
+    if bad:
+        parts.append(f"tool call {bad[0].name!r} failed: {(bad[0].error or bad[0].result or '')[:200]}")
+    if traj.reward is None:
+        parts.append("it could not be scored" + (f" ({traj.judge_failures[0]})" if traj.judge_failures else ""))
+    else:
+        low = sorted((v, k) for k, v in traj.scores.items() if v < 1.0)
+        names = {c.id: c.name for c in getattr(rubric, "criteria", [])}
+        crit = ", ".join(f"{names.get(k, k)} = {v:.2f}" for v, k in low[:4])
+        parts.append(f"reward {traj.reward:.2f} < 1.0" + (f" (criteria below 1: {crit})" if crit else ""))
+    return "; ".join(parts)
+
+
+def demonstrations(runner: LangGraphRunner, tasks: Sequence[Task], scorer: Any) -> tuple[list[Trajectory], dict[str, Any]]:
     """Play each training task's reference solution through ``runner``'s graph; keep those scored 1.0.
 
     The solution's turns are replayed by a :class:`~atlas_plugins.training.warmstart.ScriptedPolicy`
@@ -291,19 +350,40 @@ def demonstrations(runner: LangGraphRunner, tasks: Sequence[Task], scorer: Any) 
     *user's graph* (same system prompt, same tool schemas, real MCP calls) and have exactly the
     token layout of later GRPO rollouts. Feed the result to
     :func:`atlas_plugins.training.warmstart.warm_start`. Held-out tasks are refused.
+
+    The stats count ``kept``, ``rejected`` and ``no_solution`` tasks, and ``rejections`` lists
+    ``{"task_id", "reason"}`` for every task not kept (each also logged as a warning).
     """
     from atlas_plugins.training.warmstart import ScriptedPolicy, verified
 
     base = runner.model.policy
+    played: dict[str, Trajectory] = {}
 
     def play(task: Task) -> Trajectory | None:
-        turns = reference_turns(task)
+        turns = reference_turns(task, runner.names)
         if turns is None:
             return None
         runner.model.policy = ScriptedPolicy(base.tokenizer, turns, policy=base)
-        return runner._episode(task, None, None)
+        traj = runner._episode(task, None, None)
+        played[task.id] = traj
+        return traj
 
     try:
-        return verified(tasks, scorer, play)
+        kept, counts = verified(tasks, scorer, play)
     finally:
         runner.model.policy = base
+    stats: dict[str, Any] = dict(counts)
+    kept_ids = {id(t) for t in kept}
+    rejections = []
+    for task in tasks:
+        traj = played.get(task.id)
+        if traj is None:
+            reason = "no reference_solution in the task's metadata"
+        elif id(traj) in kept_ids:
+            continue
+        else:
+            reason = rejection_reason(traj, scorer.rubric(task))
+        rejections.append({"task_id": task.id, "reason": reason})
+        log.warning("warm start: demonstration of task %r not kept: %s", task.id, reason)
+    stats["rejections"] = rejections
+    return kept, stats

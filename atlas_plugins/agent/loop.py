@@ -12,6 +12,11 @@ the policy, then each turn is parsed and acted on:
 Trajectories are token-faithful (see :mod:`atlas_plugins.agent.rendering`): model tokens are
 the sampled ids with their logprobs (``env_mask`` 1); observations are environment tokens
 (``env_mask`` 0, logprob 0.0) that the trainer masks out of the loss.
+
+A policy without a token interface (no ``tokenizer``, only ``generate_chat``: an
+:class:`~atlas_plugins.policy.openai_policy.OpenAIPolicy` on any OpenAI-compatible server) plays
+the same episodes through the chat API and its own tool calling instead
+(:mod:`atlas_plugins.agent.chat_loop`): for evaluation, not training.
 """
 
 from __future__ import annotations
@@ -74,7 +79,13 @@ class Agent:
         self.config = (config or AgentConfig()).model_copy(update=overrides)
         self.loading = get_loading_policy(self.config.loading, **self.config.loading_options)
         self.executor = get_executor(self.config.executor, **self.config.executor_options) if self.config.executor else None
-        self.tokenizer = policy.tokenizer
+        self.tokenizer = getattr(policy, "tokenizer", None)
+        #: True for a chat-API policy (no tokenizer): episodes go through ``generate_chat``.
+        self.chat_api = self.tokenizer is None
+        if self.chat_api:
+            if not callable(getattr(policy, "generate_chat", None)):
+                raise TypeError(f"policy {policy!r} has neither a tokenizer (token interface) nor generate_chat (chat API)")
+            return
         self.template: TurnTemplate = probe_template(self.tokenizer, self.config.observation_role)
         # Multi-turn tasks (``task.metadata["followups"]``) get their later user messages as user turns.
         self.user_template: TurnTemplate = (
@@ -186,6 +197,10 @@ class Agent:
     def run(self, tasks: Sequence[Task | dict[str, Any]], *, seed: int | None = None, progress: Any = None) -> list[Trajectory]:
         """Play one episode per task (repeat a task to get a GRPO group). Order is kept."""
         tasks = [t if isinstance(t, Task) else Task.model_validate(t) for t in tasks]
+        if self.chat_api:
+            from atlas_plugins.agent.chat_loop import run_chat_episodes
+
+            return run_chat_episodes(self, tasks, seed=seed, progress=progress)
         episodes = [self._start(t, f"{t.id}-{uuid.uuid4().hex[:10]}") for t in tasks]
         cfg = self.config
         for ep in episodes:

@@ -14,13 +14,25 @@ A YAML file for ``atlas train --config`` holds the same field names::
     max_steps: 40
     per_device_train_batch_size: 8
     num_generations: 4
+    judge: openai                # an LM judge needs its endpoint spelled out:
+    judge_options: {base_url: "http://127.0.0.1:8000/v1", model: Qwen/Qwen3-4B, max_tokens: 256}
+
+:meth:`AtlasGRPOConfig.from_yaml` checks every value's type against its field (``max_steps: two``
+is "max_steps must be an integer, got 'two'"), and :meth:`AtlasGRPOConfig.check` checks the
+component names (loading policy, executor, designs, rubric provider, judge, aggregator) against
+what is registered, before anything is loaded; each error names its field.
 """
 
 from __future__ import annotations
 
+import difflib
+import re
+import types
+import typing
 from dataclasses import dataclass, field, fields
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import yaml
 from trl import GRPOConfig
@@ -97,6 +109,18 @@ class AtlasGRPOConfig(GRPOConfig):
         default="atlas",
         metadata={"help": "Reward aggregator by name: atlas (paper formula), weighted_mean, gated, group_relative."},
     )
+    rubric_provider_options: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "Options of the rubric provider, e.g. {base_url, model, timeout_s} for 'llm'."},
+    )
+    judge_options: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "Options of the judge, e.g. {base_url, model, max_tokens} for 'openai' (its endpoint "
+                          "must be given: there is no default)."},
+    )
+    aggregator_options: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "Options of the reward aggregator, e.g. {alpha: {TF: 0.5, ...}}."}
+    )
 
     # -- what each step trains on -----------------------------------------------------------------
     designs: str | None = field(
@@ -121,6 +145,20 @@ class AtlasGRPOConfig(GRPOConfig):
         metadata={"help": "Compute each batch's shared token prefixes once (exact; see atlas_plugins.training.shared_prefix)."},
     )
 
+    # -- memory -------------------------------------------------------------------------------------
+    memory_guard: bool = field(
+        default=True,
+        metadata={"help": "Estimate each step's peak memory from its token counts and the memory available: turn "
+                          "gradient checkpointing on only when the step needs it, and stop with a clear message when "
+                          "it cannot fit even then (see atlas_plugins.training.memory). False keeps "
+                          "gradient_checkpointing as set."},
+    )
+    memory_budget_gb: float | None = field(
+        default=None,
+        metadata={"help": "Memory a step may use, in GB; None = 90% of what is available when the step starts "
+                          "(RAM on the CPU, free device memory on a GPU)."},
+    )
+
     # -- logging ------------------------------------------------------------------------------------
     trajectory_log: str | None = field(
         default=None, metadata={"help": "JSONL of every scored trajectory; default <output_dir>/trajectories.jsonl."}
@@ -132,6 +170,38 @@ class AtlasGRPOConfig(GRPOConfig):
             self.use_cpu = True
             self.bf16 = False
         super().__post_init__()
+
+    def check(self) -> None:
+        """Component names against what is registered (plugins included), and option types; a
+        :class:`ConfigError` naming the field. Loads no model and starts no server."""
+        from atlas_plugins.evaluation.designs import design_settings
+        from atlas_plugins.plugins import UnknownComponentError, get_plugin_manager
+
+        pm = get_plugin_manager()
+        named = [("loading", "loading_policies", self.loading), ("rubric_provider", "rubric_providers", self.rubric_provider),
+                 ("judge", "judges", self.judge), ("aggregator", "aggregators", self.aggregator)]
+        if self.executor:
+            named.append(("executor", "executors", self.executor))
+        problems = []
+        for fname, kind, value in named:
+            if not isinstance(value, str) or not value:
+                problems.append(f"{fname} must be a name, got {value!r}")
+                continue
+            try:
+                pm.get(kind, value)
+            except UnknownComponentError as exc:
+                problems.append(f"{fname}: {exc}")
+        for fname in ("rubric_provider_options", "judge_options", "aggregator_options"):
+            if not isinstance(getattr(self, fname), dict):
+                problems.append(f"{fname} must be a mapping of options, got {getattr(self, fname)!r}")
+        if self.designs:
+            for d in self.design_list():
+                try:
+                    design_settings(d)
+                except ValueError as exc:
+                    problems.append(f"designs: {exc}")
+        if problems:
+            raise ConfigError("invalid training config: " + "; ".join(problems))
 
     def agent_config(self) -> Any:
         from atlas_plugins.agent.loop import AgentConfig
@@ -217,12 +287,105 @@ class AtlasGRPOConfig(GRPOConfig):
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            import difflib
-
             hints = [f"{u} (did you mean {difflib.get_close_matches(u, known, 1)[0]!r}?)" if difflib.get_close_matches(u, known, 1) else u for u in unknown]
             raise ConfigError(f"{p}: unknown setting(s): {', '.join(hints)}")
         data.setdefault("output_dir", "runs/atlas")
+        problems = []
+        hints = _field_types(cls)
+        for key, value in list(data.items()):
+            ok, coerced, expected = _check_type(value, hints.get(key, Any))
+            if ok:
+                data[key] = coerced
+            else:
+                problems.append(f"{key} must be {expected}, got {value!r}")
+        if problems:
+            raise ConfigError(f"{p}: " + "; ".join(problems))
         try:
-            return cls(**data)
+            cfg = cls(**data)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{p}: {exc}") from None
+        try:
+            cfg.check()
+        except ConfigError as exc:
+            raise ConfigError(f"{p}: {exc}") from None
+        return cfg
+
+
+# ------------------------------------------------------------------------------ type checks
+def _field_types(cls: type) -> dict[str, Any]:
+    """Field name -> resolved type annotation (TRL's and ours)."""
+    out: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        try:
+            out.update(typing.get_type_hints(klass))
+        except Exception:  # noqa: BLE001 - a base whose hints do not resolve is checked less, not refused
+            continue
+    return out
+
+
+_INT = re.compile(r"[+-]?\d+")
+_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _describe(tp: Any) -> str:
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string", dict: "a mapping", list: "a list"}
+    if tp in names:
+        return names[tp]
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        parts = [_describe(a) for a in typing.get_args(tp) if a is not type(None)]
+        return " or ".join(parts) + (" (or null)" if type(None) in typing.get_args(tp) else "")
+    if origin is typing.Literal:
+        return "one of " + ", ".join(map(repr, typing.get_args(tp)))
+    if origin in (dict, list):
+        return names[origin]
+    if isinstance(tp, type) and issubclass(tp, Enum):
+        return "one of " + ", ".join(repr(m.value) for m in tp)
+    return getattr(tp, "__name__", str(tp))
+
+
+def _check_type(value: Any, tp: Any) -> tuple[bool, Any, str]:
+    """``(ok, value, expected)``: whether a YAML value fits a field type. Numeric strings YAML
+    left unparsed (``1e-5``) become numbers; nothing else is converted."""
+    if tp is Any or tp is None:
+        return True, value, ""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return True, value, ""
+        for arg in args:
+            if arg is type(None):
+                continue
+            ok, coerced, _ = _check_type(value, arg)
+            if ok:
+                return True, coerced, ""
+        return False, value, _describe(tp)
+    if origin is typing.Literal:
+        return (value in typing.get_args(tp)), value, _describe(tp)
+    if origin in (dict, list):
+        return isinstance(value, origin), value, _describe(tp)
+    if tp is bool:
+        return isinstance(value, bool), value, _describe(tp)
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return True, value, ""
+        if isinstance(value, str) and _INT.fullmatch(value.strip()):
+            return True, int(value), ""
+        if isinstance(value, float) and value.is_integer():
+            return True, int(value), ""
+        return False, value, _describe(tp)
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True, float(value), ""
+        if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+            return True, float(value), ""
+        return False, value, _describe(tp)
+    if tp is str:
+        return isinstance(value, str), value, _describe(tp)
+    if isinstance(tp, type) and issubclass(tp, Enum):
+        values = {m.value for m in tp}
+        return (value in values or isinstance(value, tp)), value, _describe(tp)
+    if isinstance(tp, type) and tp in (dict, list):
+        return isinstance(value, tp), value, _describe(tp)
+    return True, value, ""  # anything richer: left to the config itself

@@ -18,7 +18,19 @@ How one step runs:
    fixed rubric; TRL normalises rewards within each group and takes the policy-gradient step.
 
 Every scored trajectory is appended to a JSONL log (flushed and fsynced per line, so a killed
-run loses nothing already scored). Checkpoints come from TRL every ``save_steps``; ``resume``
+run loses nothing already scored). Each record names its run (``run_id``); a new run (not a
+``resume``) moves an earlier run's log aside (``trajectories.<time>.jsonl``) instead of appending to
+it. Under Accelerate the main process writes every process's trajectories, once.
+
+Before any model loads, the config's types and component names, the task file and every task's
+rubric are checked (each error names its field or task). An episode that failed
+(``metadata["error"]``) is counted per step (``atlas/episode_errors``) and the first error is
+logged as a warning; one that failed before its first model call has no tokens to train on and
+gets a placeholder row (one end-of-sequence token, masked out) and reward ``None``, which TRL
+leaves out of its group's baseline and gives no advantage. Each step's memory need is planned from
+its token counts (:mod:`atlas_plugins.training.memory`). A runner that brings its own tools (an
+adapter's graph over ``langchain-mcp-adapters`` tools) needs no atlas toolspace: with
+``toolspace=None`` none is started. Checkpoints come from TRL every ``save_steps``; ``resume``
 continues from the newest one with the optimizer, scheduler, RNG and data order restored.
 The native loop never re-renders a conversation (see :mod:`atlas_plugins.agent.rendering`), so
 its trajectories have no prefix breaks. Adapted agents may have them (a framework that rewrites
@@ -31,8 +43,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import random
+import time
+import uuid
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -43,12 +58,36 @@ from atlas_plugins.rewards.rubric import is_success
 from atlas_plugins.training.config import AtlasGRPOConfig
 from atlas_plugins.types import Task, Trajectory
 
+log = logging.getLogger(__name__)
+
 
 def load_tasks_for(config: AtlasGRPOConfig, split: str = "train") -> list[Task]:
-    """The config's tasks (a JSONL file, else the embedded set), filtered to one split."""
+    """The config's tasks (a JSONL file, else the embedded set), filtered to one split.
+
+    A task file whose tasks carry no ``split`` at all is one split: all of it trains (and none
+    is held out). A file where only some tasks carry one is refused, naming the tasks without
+    one — never silently dropped.
+    """
     from atlas_plugins.envs.taskgen import load_default_tasks, load_tasks
 
-    tasks = load_tasks(config.tasks, split) if config.tasks else load_default_tasks(split)
+    if config.tasks:
+        try:
+            every = load_tasks(config.tasks)
+        except (ValueError, FileNotFoundError) as exc:
+            raise ConfigError(f"tasks: {exc}") from None
+        unsplit = [t.id for t in every if t.split is None]
+        if unsplit and len(unsplit) < len(every):
+            shown = ", ".join(map(repr, unsplit[:5])) + (" ..." if len(unsplit) > 5 else "")
+            raise ConfigError(
+                f"tasks: {config.tasks}: {len(unsplit)} of {len(every)} task(s) have no 'split' ({shown}) while the "
+                "others do; set split: train or split: heldout on every task (or on none: then all of them train)"
+            )
+        if unsplit:
+            tasks = every if split == "train" else []
+        else:
+            tasks = [t for t in every if t.split == split]
+    else:
+        tasks = load_default_tasks(split)
     if config.max_difficulty is not None:
         tasks = [t for t in tasks if t.difficulty <= config.max_difficulty]
     if not tasks:
@@ -57,16 +96,34 @@ def load_tasks_for(config: AtlasGRPOConfig, split: str = "train") -> list[Task]:
 
 
 class TrajectoryLog:
-    """Append-only JSONL of scored trajectories; each line is flushed and fsynced."""
+    """Append-only JSONL of scored trajectories; each line is flushed and fsynced.
 
-    def __init__(self, path: Path) -> None:
+    ``run_id`` is written into every record. :meth:`start_run` begins a new run: an earlier run's
+    file is moved aside (``<stem>.<time>.jsonl``), so two runs never share one file.
+    """
+
+    def __init__(self, path: Path, run_id: str | None = None) -> None:
         self.path = path
+        self.run_id = run_id or time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
         path.parent.mkdir(parents=True, exist_ok=True)
+
+    def start_run(self) -> Path | None:
+        """Move an earlier run's log aside; returns where it went (None when there was none)."""
+        if not self.path.is_file() or self.path.stat().st_size == 0:
+            return None
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(self.path.stat().st_mtime))
+        target = self.path.with_name(f"{self.path.stem}.{stamp}{self.path.suffix}")
+        n = 1
+        while target.exists():
+            n += 1
+            target = self.path.with_name(f"{self.path.stem}.{stamp}-{n}{self.path.suffix}")
+        self.path.rename(target)
+        return target
 
     def write(self, records: Iterable[dict[str, Any]]) -> None:
         with self.path.open("a", encoding="utf-8") as fh:
             for rec in records:
-                fh.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
+                fh.write(json.dumps({"run_id": self.run_id, **rec}, ensure_ascii=False, default=str) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
 
@@ -84,17 +141,51 @@ def episode_metrics(trajs: list[Trajectory]) -> dict[str, float]:
         "atlas/tool_errors": sum(t.tool_errors for t in trajs) / n,
         "atlas/parse_failures": sum(t.parse_failures for t in trajs) / n,
         "atlas/answered": sum(t.final_answer is not None for t in trajs) / n,
+        # Counts, not means: how many episodes of the step failed, and how many had nothing to train.
+        "atlas/episode_errors": float(sum(bool(t.metadata.get("error")) for t in trajs)),
+        "atlas/untrainable_episodes": float(sum(bool(t.metadata.get(UNTRAINABLE)) for t in trajs)),
     }
 
 
-def training_view(traj: Trajectory, rng: random.Random, max_completion_length: int | None = None) -> dict[str, Any]:
+#: ``metadata`` key of an episode that made no model call (nothing to train on; reward ``None``).
+UNTRAINABLE = "untrainable"
+
+
+def report_episode_errors(trajs: list[Trajectory], step: int) -> None:
+    """A warning per step with failed episodes: how many, and the first error."""
+    failed = [t for t in trajs if t.metadata.get("error")]
+    if failed:
+        log.warning("step %d: %d of %d episode(s) failed; first (task %r): %s", step, len(failed), len(trajs),
+                    failed[0].task_id, str(failed[0].metadata["error"])[:500])
+
+
+def training_view(
+    traj: Trajectory,
+    rng: random.Random,
+    max_completion_length: int | None = None,
+    *,
+    eos_id: int | None = None,
+    fallback_prompt: list[int] | None = None,
+) -> dict[str, Any]:
     """The token row one episode contributes to a GRPO step.
 
     Without prefix breaks: the whole episode. With breaks: one segment drawn uniformly (its
     index is recorded as ``metadata["trained_segment"]``). Completions longer than
     ``max_completion_length`` are cut there (mask and logprobs alike); the cut is recorded.
+
+    An episode with no completion tokens (it failed before its first model call) gets a valid
+    zero-length treatment: its prompt (``fallback_prompt`` when it recorded none) and one
+    ``eos_id`` token with ``env_mask`` 0, so no loss reaches it, and it is marked
+    ``metadata["untrainable"]`` (the trainer then gives it reward ``None``). TRL reads the last
+    completion token of every row; an empty row would raise ``IndexError`` and fail the step.
     """
     rows = traj.token_rows()
+    if not rows or not rows[0]["completion_ids"]:
+        if eos_id is None:
+            raise AtlasError(f"trajectory of task {traj.task_id!r} has no completion tokens and no eos_id was given")
+        prompt = list(rows[0]["prompt_ids"]) if rows and rows[0]["prompt_ids"] else list(fallback_prompt or [eos_id])
+        traj.metadata[UNTRAINABLE] = "no model call: " + str(traj.metadata.get("error") or "the episode recorded no tokens")
+        return {"prompt_ids": prompt, "completion_ids": [eos_id], "env_mask": [0], "logprobs": [0.0]}
     k = 0
     if traj.prefix_breaks and traj.segments:  # draw only then: the RNG stream stays the same
         k = rng.randrange(len(rows))
@@ -123,40 +214,62 @@ class AtlasTrainer:
         runner: Any = None,
     ) -> None:
         """``runner`` plays the episodes (default: the native agent under ``config``'s design);
-        pass an adapter's runner to train an existing LangGraph graph or DSPy program."""
-        self.config = config
-        self._own_toolspace = toolspace is None
-        if toolspace is None:
-            import atlas_plugins as atlas
+        pass an adapter's runner to train an existing LangGraph graph or DSPy program.
 
-            toolspace = (
-                atlas.Toolspace.from_config(config.toolspace) if config.toolspace else atlas.Toolspace.default(seed=config.env_seed)
-            )
-        self.toolspace = toolspace.start()
+        ``toolspace=None``: the config's toolspace file, else the runner's own toolspace (an
+        adapter's runner may hold one), else — with an adapter's runner — none at all (the agent
+        brings its tools), else the embedded servers. Everything a config can get wrong is checked
+        before the toolspace starts and the model loads (:meth:`AtlasGRPOConfig.check`,
+        :func:`load_tasks_for`, :meth:`validate_rubrics`)."""
+        self.config = config
+        # -- checks that need nothing loaded ------------------------------------------------------
+        config.check()
+        if runner is not None and config.designs:
+            raise ConfigError("designs= trains the native agent under several designs; an adapter's runner plays "
+                              "its own agent, so leave designs unset")
         self.tasks = list(tasks) if tasks is not None else load_tasks_for(config, "train")
         if config.max_train_tasks:
             self.tasks = self.tasks[: config.max_train_tasks]
         self._by_prompt = self._index_prompts(self.tasks)
-        self._base_model, self.tokenizer = self._load_model(model, tokenizer)
-        self.log = TrajectoryLog(config.trajectory_log_path)
         from atlas_plugins.rewards.scorer import Scorer, by_task_content
 
-        self.scorer = Scorer(config.rubric_provider, config.judge, config.aggregator, self.toolspace,
-                             rubric_key=by_task_content)
-        self._pending: dict[str, Trajectory] = {}  # atlas_key -> trajectory awaiting its reward
-        self._scored: dict[int, Any] = {}  # id(trajectory) -> its RewardBreakdown, scored during the rollout
+        try:
+            self.scorer = Scorer(config.rubric_provider, config.judge, config.aggregator, None,
+                                 provider_options=config.rubric_provider_options, judge_options=config.judge_options,
+                                 aggregator_options=config.aggregator_options, rubric_key=by_task_content)
+        except (AtlasError, TypeError, ValueError) as exc:
+            raise ConfigError(f"rewards (rubric_provider {config.rubric_provider!r}, judge {config.judge!r}, aggregator "
+                              f"{config.aggregator!r} and their *_options): {exc}") from None
+        self.validate_rubrics()
+        # -- the toolspace ------------------------------------------------------------------------
+        self._own_toolspace = False
+        if toolspace is None and config.toolspace:
+            import atlas_plugins as atlas
+
+            toolspace, self._own_toolspace = atlas.Toolspace.from_config(config.toolspace), True
+        elif toolspace is None and runner is not None:
+            toolspace = getattr(runner, "toolspace", None)  # None: the runner's agent brings its own tools
+        elif toolspace is None:
+            import atlas_plugins as atlas
+
+            toolspace, self._own_toolspace = atlas.Toolspace.default(seed=config.env_seed), True
+        self.toolspace = toolspace.start() if toolspace is not None else None
+        self.scorer.toolspace = self.toolspace
         from atlas_plugins.agent.runner import NativeRunner, Runner
 
         self.designs = config.design_list()
         if runner is None:
             runner = NativeRunner(self.toolspace, config.agent_config(),
                                   designs=config.design_configs() if config.designs else None)
-        elif config.designs:
-            raise ConfigError("designs= trains the native agent under several designs; an adapter's runner plays "
-                              "its own agent, so leave designs unset")
         self.runner = runner
         if not isinstance(self.runner, Runner):
             raise ConfigError(f"runner {self.runner!r} has no run(tasks, *, policy, seed) method")
+        # -- the model (last: everything above fails in seconds, this takes a while) -------------
+        self._base_model, self.tokenizer = self._load_model(model, tokenizer)
+        self.log = TrajectoryLog(config.trajectory_log_path)
+        self._pending: dict[str, Trajectory] = {}  # atlas_key -> trajectory awaiting its reward
+        self._scored: dict[int, Any] = {}  # id(trajectory) -> its RewardBreakdown, scored during the rollout
+        self._checkpointing: bool | None = None  # what the memory plan last set (None: not yet)
         from atlas_plugins.training.curriculum import Curriculum
 
         self.curriculum = Curriculum(self.tasks, self.designs, seed=config.seed) if config.curriculum else None
@@ -177,6 +290,20 @@ class AtlasTrainer:
         return self.trainer.state
 
     # -- construction --------------------------------------------------------------------------
+    def validate_rubrics(self) -> None:
+        """Every training task's rubric, from the configured provider, before anything runs.
+        Raises :class:`ConfigError` listing each task whose rubric cannot be built."""
+        problems = []
+        for task in self.tasks:
+            try:
+                self.scorer.rubric(task)
+            except (AtlasError, ValueError, TypeError, KeyError) as exc:
+                problems.append(f"task {task.id!r}: {exc}")
+        if problems:
+            more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+            raise ConfigError(f"rubric_provider {self.config.rubric_provider!r}: {len(problems)} task(s) have no valid "
+                              f"rubric{more}:\n" + "\n".join(problems[:5]))
+
     @staticmethod
     def _index_prompts(tasks: list[Task]) -> dict[str, Task]:
         # TRL hands rollout_func the prompt column only, so prompts must identify their task.
@@ -305,13 +432,18 @@ class AtlasTrainer:
                 trainer._metrics[mode][f"atlas/curriculum/{k}"].append(v)
             self.curriculum.save(self._curriculum_path)
         trajs = [t for g in groups for t in g]
+        report_episode_errors(trajs, trainer.state.global_step)
         rows, keys = [], []
+        eos_id = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else self.tokenizer.pad_token_id
         for t in trajs:
             t.metadata["step"] = trainer.state.global_step
-            rows.append(training_view(t, self._view_rng, self.config.max_completion_length))
+            rows.append(training_view(t, self._view_rng, self.config.max_completion_length, eos_id=eos_id,
+                                      fallback_prompt=self._prompt_ids(t)))
             key = f"{self._rollouts}:{len(keys)}"
             self._pending[key] = t
             keys.append(key)
+        if self.config.memory_guard:
+            self._plan_memory(rows, trainer, mode)
         return {
             "prompt_ids": [r["prompt_ids"] for r in rows],
             "completion_ids": [r["completion_ids"] for r in rows],
@@ -319,6 +451,45 @@ class AtlasTrainer:
             "env_mask": [r["env_mask"] for r in rows],
             "atlas_key": keys,
         }
+
+    def _prompt_ids(self, traj: Trajectory) -> list[int] | None:
+        """The task prompt as a chat prompt (the placeholder row of an episode that recorded none)."""
+        if traj.prompt_ids:
+            return None
+        prompt = str((traj.task or {}).get("prompt") or "")
+        ids = self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=True,
+                                                 add_generation_prompt=True, return_dict=False)
+        return list(ids)
+
+    def _plan_memory(self, rows: list[dict[str, Any]], trainer: Any, mode: str) -> None:
+        """Checkpointing by measured need, or a clear error before a step that cannot fit
+        (:mod:`atlas_plugins.training.memory`)."""
+        from atlas_plugins.training.memory import GB, available_bytes, estimate, plan_step
+
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        param = next(base.parameters())
+        device = param.device
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        tree = bool(getattr(trainer, "_tree", False)) and trainer.accelerator.num_processes == 1
+        quadratic = device.type != "cuda" or getattr(base.config, "_attn_implementation", "sdpa") == "eager"
+        est = estimate(base.config, [(r["prompt_ids"], r["completion_ids"]) for r in rows],
+                       micro_batch=self.config.per_device_train_batch_size, tree=tree, dtype_bytes=param.element_size(),
+                       trainable_params=trainable, first_step=trainer.state.global_step == 0,
+                       quadratic_attention=quadratic)
+        budget = int(self.config.memory_budget_gb * GB) if self.config.memory_budget_gb else int(0.9 * available_bytes(device))
+        settings = (f" (per_device_train_batch_size={self.config.per_device_train_batch_size}, "
+                    f"max_completion_length={self.config.max_completion_length}, memory_budget_gb={self.config.memory_budget_gb})")
+        plan = plan_step(est, budget=budget, settings=settings)
+        if plan.checkpointing != self._checkpointing and mode == "train":
+            _set_checkpointing(base, plan.checkpointing)
+            if self._checkpointing is not None or plan.checkpointing:
+                log.info("step %d: gradient checkpointing %s (estimated %.1f GB without it, budget %.1f GB)",
+                         trainer.state.global_step, "on" if plan.checkpointing else "off",
+                         est.without_checkpointing / GB, budget / GB)
+            self._checkpointing = plan.checkpointing
+        for k, v in plan.metrics().items():
+            trainer._metrics[mode][k].append(v)
 
     @staticmethod
     def _item_key(item: tuple[Task, str]) -> str:
@@ -355,7 +526,7 @@ class AtlasTrainer:
     def _scored_reward(self) -> Any:
         from atlas_plugins.rewards.scorer import batch_metrics, notify
 
-        log = self.log
+        traj_log = self.log
 
         def atlas_reward(prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[float | None]:
             keys = kwargs.get("atlas_key")
@@ -368,6 +539,9 @@ class AtlasTrainer:
                 self._scored[id(t)] = b
             breakdowns = [self._scored.pop(id(t)) for t in trajs]
             self._scored.clear()  # groups replaced by dynamic sampling were scored but not trained
+            for t in trajs:
+                if t.metadata.get(UNTRAINABLE):
+                    t.reward = None  # nothing was sampled: no reward, so no baseline share and no advantage
             log_metric = kwargs.get("log_metric")
             if callable(log_metric) and trajs:
                 for k, v in batch_metrics(trajs, breakdowns).items():
@@ -376,7 +550,7 @@ class AtlasTrainer:
                 for k, v in episode_metrics(trajs).items():
                     log_metric(k, v)
             notify(trajs)
-            log.write(
+            records = [
                 {
                     "step": t.metadata.get("step"),
                     "task_id": t.task_id,
@@ -386,7 +560,19 @@ class AtlasTrainer:
                     "trajectory": t.model_dump(mode="json", exclude={"prompt_ids", "completion_ids", "env_mask", "logprobs"}),
                 }
                 for t in trajs
-            )
+            ]
+            accelerator = getattr(self.trainer, "accelerator", None) if getattr(self, "trainer", None) is not None else None
+            if accelerator is not None and accelerator.num_processes > 1:
+                # Each process scores its own share of the step: the main process writes them all, once.
+                from accelerate.utils import gather_object
+
+                for rec in records:
+                    rec["process"] = accelerator.process_index
+                records = gather_object(records)
+                if not accelerator.is_main_process:
+                    records = []
+            if records:
+                traj_log.write(records)
             return [t.reward for t in trajs]
 
         atlas_reward.__name__ = "atlas_reward"
@@ -402,6 +588,13 @@ class AtlasTrainer:
             resume_from = resume if isinstance(resume, str) else get_last_checkpoint(self.config.output_dir)
             if resume_from is None:
                 raise AtlasError(f"--resume: no checkpoint in {self.config.output_dir!r} to resume from")
+        else:
+            state = getattr(self.trainer, "state", None)
+            accelerator = getattr(self.trainer, "accelerator", None)
+            if (accelerator is None or accelerator.is_main_process) and (state is None or state.global_step == 0):
+                moved = self.log.start_run()  # a new run: never append to an earlier run's log
+                if moved is not None:
+                    log.info("an earlier run's trajectory log was moved to %s", moved)
         random.seed(self.config.seed)
         return self.trainer.train(resume_from_checkpoint=resume_from)
 
@@ -412,8 +605,24 @@ class AtlasTrainer:
         return path
 
     def close(self) -> None:
-        if self._own_toolspace:
+        if self._own_toolspace and self.toolspace is not None:
             self.toolspace.close()
+
+
+def _set_checkpointing(model: Any, on: bool) -> None:
+    """Turn activation (gradient) checkpointing on or off on a transformers model, mid-run."""
+    if on:
+        kwargs = {"use_reentrant": False}  # no input-grad hooks needed (LoRA leaves the embeddings frozen)
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        if getattr(model.config, "use_cache", None):
+            model.config.use_cache = False
+    elif hasattr(model, "activation_checkpointing_disable"):
+        model.activation_checkpointing_disable()
+    else:
+        model.gradient_checkpointing_disable()
 
 
 def _flat(trajs: list[Trajectory]) -> bool:

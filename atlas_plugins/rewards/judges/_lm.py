@@ -14,6 +14,11 @@ Two prompt styles:
 ``score_group`` is RULER-style: all rollouts of one task in one prompt, so the model grades them
 against each other on the same criteria (used by the ``group_relative`` aggregator).
 
+Reply budgets: ``max_tokens`` (an option) is the completion budget of every judge request; left
+unset, each judge sizes it per prompt style (:meth:`LMJudge.reply_tokens`): the ``openai`` judge
+leaves a real model room to say a sentence before its numbers (a budget of 12 tokens cut replies to
+"The score is "), the local ``hf`` judge keeps its replies short.
+
 Parsing is tolerant (tags, JSON lists/objects, "7/10", bare numbers; 0–10 scales are detected
 and divided by 10; values are clamped to [0, 1]). Items that still fail are retried
 (``retries`` times, sampling at temperature ≥ 0.7 so a retry can differ); what fails after that
@@ -97,6 +102,9 @@ class LMJudge:
 
     name = "lm"
     default_mode = "list"
+    #: Default reply budgets (tokens): per criterion, and per criterion of a list (+ a fixed part).
+    criterion_tokens = 12
+    list_tokens_base, list_tokens_per_criterion = 16, 8
 
     def __init__(
         self,
@@ -107,12 +115,16 @@ class LMJudge:
         retries: int = 2,
         toolspace: Any = None,
         result_chars: int = 300,
+        max_tokens: int | None = None,
     ) -> None:
         if checks not in ("rules", "lm"):
             raise ValueError(f"checks must be 'rules' or 'lm', got {checks!r}")
         mode = mode or self.default_mode
         if mode not in ("list", "per_criterion"):
             raise ValueError(f"mode must be 'list' or 'per_criterion', got {mode!r}")
+        if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
+            raise ValueError(f"max_tokens must be a positive integer, got {max_tokens!r}")
+        self.max_tokens = max_tokens
         self.checks = checks
         self.mode = mode
         self.temperature = temperature
@@ -129,6 +141,16 @@ class LMJudge:
     def generate(self, prompts: list[list[dict[str, str]]], *, temperature: float | None = None, max_tokens: int = 64) -> list[str]:
         """Public access to the backend (the benchmark's generic-judge baseline uses it)."""
         return self._generate(prompts, temperature=self.temperature if temperature is None else temperature, max_tokens=max_tokens)
+
+    def reply_tokens(self, style: str, n_criteria: int = 1, n_rollouts: int = 1) -> int:
+        """The completion budget of one request: ``max_tokens`` when set, else this judge's
+        default for the prompt style (``criterion``, ``list`` or ``group``)."""
+        if self.max_tokens is not None:
+            return self.max_tokens * (n_rollouts if style == "group" else 1)
+        if style == "criterion":
+            return self.criterion_tokens
+        per_list = self.list_tokens_base + self.list_tokens_per_criterion * n_criteria
+        return per_list if style == "list" else 24 + n_rollouts * per_list
 
     # -- prompts -----------------------------------------------------------------------------
     def _render(self, traj: Trajectory) -> str:
@@ -187,7 +209,7 @@ class LMJudge:
             for attempt in range(self.retries + 1):
                 if not pending:
                     break
-                outs = self._generate([prompts[k] for k in pending], temperature=temp, max_tokens=12)
+                outs = self._generate([prompts[k] for k in pending], temperature=temp, max_tokens=self.reply_tokens("criterion"))
                 still = []
                 for (i, cid), out in zip(pending, outs):
                     results[i].raw.append(out)
@@ -210,7 +232,8 @@ class LMJudge:
             if not pending_t:
                 break
             outs = self._generate(
-                [self.list_prompt(trajs[i], criteria) for i in pending_t], temperature=temp, max_tokens=16 + 8 * len(criteria)
+                [self.list_prompt(trajs[i], criteria) for i in pending_t], temperature=temp,
+                max_tokens=self.reply_tokens("list", len(criteria)),
             )
             still = []
             for i, out in zip(pending_t, outs):
@@ -245,7 +268,7 @@ class LMJudge:
             out = self._generate(
                 [self.group_prompt(trajectories, lm_criteria)],
                 temperature=self.temperature,
-                max_tokens=24 + len(trajectories) * (16 + 8 * len(lm_criteria)),
+                max_tokens=self.reply_tokens("group", len(lm_criteria), len(trajectories)),
             )[0]
             for k in range(len(trajectories)):
                 m = re.search(rf'<scores\s+id\s*=\s*"?{k + 1}"?\s*>(.*?)(?:</scores>|$)', out, re.S | re.I)

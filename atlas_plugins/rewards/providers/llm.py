@@ -9,10 +9,20 @@ output is validated strictly; on a violation the model is told what was wrong an
 of the task (id, prompt, servers, metadata, answer, expected state) and the model name, and is
 never regenerated: later calls read the file.
 
-Options: ``base_url``, ``model``, ``api_key`` (see :class:`atlas_plugins.rewards._http.ChatClient`),
-``toolspace`` (tool names/descriptions of the task's servers go into the prompt),
-``cache_dir``, ``retries`` (default 3; also the HTTP retries of each request), ``temperature``
-(default 0.2).
+Options: ``base_url`` and ``model`` (both required, or ``$OPENAI_BASE_URL`` and
+``$ATLAS_RUBRIC_MODEL``: there is no default endpoint), ``api_key``, ``toolspace`` (tool
+names/descriptions of the task's servers go into the prompt), ``cache_dir``, ``retries``
+(default 3: re-asks after an invalid answer, which also count against the budget),
+``temperature`` (default 0.2), ``max_tokens`` (default 1200: twelve criteria need ~700),
+``timeout_s`` (default 120: the budget for one rubric, every attempt included — a slow server fails
+in that time with what it answered, not after minutes) and ``response_format``:
+
+* ``"auto"`` (default): ask for JSON with the request's ``response_format`` (a JSON schema of the
+  12 criteria, as OpenAI, vLLM and llama.cpp take it); a server that refuses the field
+  (``transformers serve`` does) is asked again without it, and not asked with it again;
+* ``"json_schema"``, ``"json_object"``: always send that format; ``"none"``: never.
+
+The prompt itself shows the expected shape (an example object) either way.
 """
 
 from __future__ import annotations
@@ -22,12 +32,14 @@ import json
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
-from atlas_plugins.errors import AtlasError
+from atlas_plugins.errors import AtlasError, ConfigError
 from atlas_plugins.hookspecs import hookimpl
 from atlas_plugins.rewards._http import ChatClient
+from atlas_plugins.rewards.judges.openai import require_endpoint
 from atlas_plugins.rewards.base import coerce_task
 from atlas_plugins.rewards.rubric import Rubric
 from atlas_plugins.types import Task
@@ -41,7 +53,28 @@ Return ONLY a JSON list of exactly 12 objects, each {"criteria_name": str, "crit
 - 3 Tool Appropriateness criteria (right tools, no needless calls),
 - 2 Tool Grounding criteria (answer based on tool outputs, no invented facts),
 - 2 Parameter Accuracy criteria (correct arguments and formats).
-Weights are integers 1-10 (1-3 low, 4-6 moderate, 7-8 high, 9-10 critical). Criteria must be observable from the execution trace, non-overlapping, and about function, not wording."""
+Weights are integers 1-10 (1-3 low, 4-6 moderate, 7-8 high, 9-10 critical). Criteria must be observable from the execution trace, non-overlapping, and about function, not wording.
+Answer with the JSON only: no prose before or after it, no code fences. Shape:
+[{"criteria_name": "Correct total", "criteria_description": "The final answer states 42, the sum the tool returned.", "weight": 9}, ...]"""
+
+_CRITERION_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "criteria_name": {"type": "string"},
+        "criteria_description": {"type": "string"},
+        "weight": {"type": "integer", "minimum": 1, "maximum": 10},
+    },
+    "required": ["criteria_name", "criteria_description", "weight"],
+    "additionalProperties": False,
+}
+#: ``response_format`` of the request (json_schema needs an object at the top: the list is inside it;
+#: the validator reads the list wherever it is).
+RESPONSE_FORMATS: dict[str, dict[str, Any]] = {
+    "json_schema": {"type": "json_schema", "json_schema": {"name": "rubric", "strict": True, "schema": {
+        "type": "object", "properties": {"criteria": {"type": "array", "items": _CRITERION_SCHEMA, "minItems": 12, "maxItems": 12}},
+        "required": ["criteria"], "additionalProperties": False}}},
+    "json_object": {"type": "json_object"},
+}
 
 
 def default_cache_dir() -> Path:
@@ -95,6 +128,10 @@ def validate_paper_rubric(text: str) -> tuple[list[dict[str, Any]] | None, str]:
     return out, ""
 
 
+class _OutOfTime(Exception):
+    """The rubric's time budget ran out."""
+
+
 class LLMProvider:
     name = "llm"
 
@@ -108,13 +145,32 @@ class LLMProvider:
         cache_dir: str | Path | None = None,
         retries: int = 3,
         temperature: float = 0.2,
-        timeout: float = 300.0,
+        timeout_s: float = 120.0,
+        max_tokens: int = 1200,
+        response_format: str = "auto",
+        timeout: float | None = None,
     ) -> None:
-        self.client = ChatClient(base_url=base_url, model=model, api_key=api_key, timeout=timeout, retries=retries)
+        base_url, model = require_endpoint("the 'llm' rubric provider (rubric_provider_options)", base_url, model,
+                                           model_env="ATLAS_RUBRIC_MODEL")
+        if response_format not in ("auto", "none", *RESPONSE_FORMATS):
+            raise ConfigError(f"response_format must be auto, none, json_schema or json_object, got {response_format!r}")
+        if timeout is not None:  # the old name: seconds per request; now the budget of one rubric
+            timeout_s = timeout
+        if not timeout_s or timeout_s <= 0:
+            raise ConfigError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
+        # Retries here are re-asks (below), each within the budget; the HTTP client does not retry.
+        self.client = ChatClient(base_url=base_url, model=model, api_key=api_key, timeout=timeout_s, retries=0)
         self.toolspace = toolspace
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.retries = retries
         self.temperature = temperature
+        self.timeout_s = float(timeout_s)
+        self.max_tokens = max_tokens
+        self.response_format = response_format
+        #: The format still sent (``None`` once the server refused it, or with ``"none"``).
+        self._format: dict[str, Any] | None = (
+            None if response_format == "none" else RESPONSE_FORMATS["json_schema" if response_format == "auto" else response_format]
+        )
         #: How many rubrics this instance generated (0 when all came from the cache).
         self.generated = 0
 
@@ -148,8 +204,13 @@ class LLMProvider:
             return Rubric.from_file(path)
         messages: list[dict[str, str]] = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": self._user_prompt(t)}]
         problems: list[str] = []
+        deadline = time.monotonic() + self.timeout_s
         for _attempt in range(self.retries + 1):
-            text = self.client.complete(messages, temperature=self.temperature, max_tokens=2048)
+            try:
+                text = self._complete(messages, deadline)
+            except _OutOfTime as exc:
+                problems.append(str(exc))
+                break
             criteria, problem = validate_paper_rubric(text)
             if criteria is not None:
                 rubric = Rubric.from_dict(
@@ -167,9 +228,39 @@ class LLMProvider:
                 {"role": "user", "content": f"That is invalid: {problem}. Return only the corrected JSON list of exactly 12 objects."},
             ]
         raise AtlasError(
-            f"llm provider: model {self.client.model!r} gave no valid rubric for task {t.id!r} after "
-            f"{self.retries + 1} attempt(s): {'; '.join(problems)}"
+            f"llm provider: model {self.client.model!r} at {self.client.base_url} gave no valid rubric for task "
+            f"{t.id!r} within {len(problems)} attempt(s) and timeout_s={self.timeout_s:g}: {'; '.join(problems)}"
         )
+
+    def _complete(self, messages: list[dict[str, str]], deadline: float) -> str:
+        """One chat completion within the budget; drops ``response_format`` once if it is refused."""
+        import httpx
+
+        url = f"{self.client.base_url}/chat/completions"
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0.5:
+                raise _OutOfTime(f"the {self.timeout_s:g} s budget (timeout_s) ran out")
+            body: dict[str, Any] = {"model": self.client.model, "messages": messages, "temperature": self.temperature,
+                                    "max_tokens": self.max_tokens}
+            if self._format is not None:
+                body["response_format"] = self._format
+            try:
+                r = self.client.http.client.post(url, json=body, timeout=remaining)
+            except httpx.TimeoutException:
+                raise _OutOfTime(f"no answer within the {self.timeout_s:g} s budget (timeout_s)") from None
+            except httpx.HTTPError as exc:
+                raise AtlasError(f"llm provider: request to {url} failed: {type(exc).__name__}: {exc}") from None
+            if r.status_code >= 400 and self._format is not None and self.response_format == "auto" and 400 <= r.status_code < 500:
+                self._format = None  # the server does not take response_format: the prompt's own hint remains
+                continue
+            if r.status_code >= 400:
+                raise AtlasError(f"llm provider: {url} answered HTTP {r.status_code}: {r.text[:300]}")
+            try:
+                return r.json()["choices"][0]["message"]["content"] or ""
+            except (ValueError, KeyError, IndexError, TypeError) as exc:
+                raise AtlasError(f"llm provider: {url} returned a response that is not a chat completion: {exc}") from None
+
 
     @staticmethod
     def _write(path: Path, rubric: Rubric) -> None:
