@@ -28,10 +28,11 @@ from __future__ import annotations
 import contextvars
 import functools
 import time
-from contextlib import nullcontext
 import uuid
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Sequence
+from contextlib import nullcontext
+from typing import Any
 
 import dspy
 from dspy.utils.callback import BaseCallback
@@ -124,11 +125,11 @@ class DSPyRunner:
         generator = _batched(self.lm.policy) if self.max_concurrency > 1 and len(tasks) > 1 else None
         seeds = [None if seed is None else seed + 104_729 * i for i in range(len(tasks))]
         if self.max_concurrency == 1 or len(tasks) == 1:
-            return [self._play(t, s, generator) for t, s in zip(tasks, seeds)]
+            return [self._play(t, s, generator) for t, s in zip(tasks, seeds, strict=True)]
         with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(tasks)), thread_name_prefix="atlas-dspy") as pool:
             # Each episode gets its own copy of the caller's context (a Context cannot be
             # entered by two threads at once), so the caller's dspy.context settings carry over.
-            futures = [pool.submit(contextvars.copy_context().run, self._play, t, s, generator) for t, s in zip(tasks, seeds)]
+            futures = [pool.submit(contextvars.copy_context().run, self._play, t, s, generator) for t, s in zip(tasks, seeds, strict=True)]
             return [f.result() for f in futures]
 
     def _play(self, task: Task, seed: int | None, generator: Any) -> Trajectory:
@@ -146,7 +147,7 @@ class DSPyRunner:
                 recording(seed) as rec, self.lm.generating_with(generator), registered:
             try:
                 pred = self.program(**inputs)
-            except Exception as exc:  # a failed episode is data (reward ~0), not a failed step
+            except Exception as exc:  # noqa: BLE001 - a failed episode is data (reward ~0), not a failed step
                 error = f"{type(exc).__name__}: {exc}"
         wall = time.perf_counter() - t0
         calls = list(rec.calls)

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import dspy
 from dspy.adapters.types.tool import convert_input_schema_to_tool_args

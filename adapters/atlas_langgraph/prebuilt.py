@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import threading
 import uuid
-from typing import Annotated, Any, Callable
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
@@ -38,10 +39,9 @@ from langgraph.graph.message import add_messages
 from pydantic import ConfigDict
 from typing_extensions import TypedDict
 
+from atlas_langgraph.tools import EPISODE_CONFIG_KEY, current_episode, lc_tool_name
 from atlas_plugins.agent.env import EnvTool, EpisodeEnv
 from atlas_plugins.types import Task
-
-from atlas_langgraph.tools import EPISODE_CONFIG_KEY, current_episode, lc_tool_name
 
 __all__ = ["AtlasAgentState", "create_atlas_agent", "release_episode"]
 

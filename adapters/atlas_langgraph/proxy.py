@@ -307,7 +307,7 @@ class ProxyRunner:
         if self.unattributed:
             log.warning("%d model-call chain(s) of this batch could not be attributed to an episode", len(self.unattributed))
         trajs = []
-        for i, (task, eid) in enumerate(zip(tasks, eids)):
+        for i, (task, eid) in enumerate(zip(tasks, eids, strict=True)):
             chains = [c for c in self.proxy.chains.pop_rollout(eid) if c.calls]
             traj = self._trajectory(task, eid, chains, errors[i])
             traj.metadata.update({"seed": seed, "elapsed_s": round(elapsed[i], 4), "unattributed_chains": len(self.unattributed),

@@ -162,7 +162,7 @@ class LangGraphRunner:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="atlas-langgraph") as pool:
                 # Each run gets a fresh copy of the caller's context: its scopes stay its own.
                 futures = [
-                    pool.submit(contextvars.copy_context().run, self._episode, t, s, batched) for t, s in zip(tasks, seeds)
+                    pool.submit(contextvars.copy_context().run, self._episode, t, s, batched) for t, s in zip(tasks, seeds, strict=True)
                 ]
                 return [f.result() for f in futures]
         finally:

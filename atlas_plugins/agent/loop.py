@@ -22,8 +22,9 @@ the same episodes through the chat API and its own tool calling instead
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -226,7 +227,7 @@ class Agent:
                     stop=STOP_STRINGS,
                     seed=None if seed is None else seed + turn,
                 )
-                for ep, gen in zip(active, gens):
+                for ep, gen in zip(active, gens, strict=False):  # as many as the policy plugin returns
                     self._step(ep, gen)
                     ep.traj.context_tokens = max(ep.traj.context_tokens, len(ep.ids))
                 turn += 1

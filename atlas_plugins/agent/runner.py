@@ -14,7 +14,8 @@ ATLAS agent); the adapters add ``atlas_langgraph.LangGraphRunner`` and
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from atlas_plugins.types import Task, Trajectory
 
@@ -58,7 +59,7 @@ class NativeRunner:
         for d, idx in by_design.items():
             if d not in self._agents:
                 self._agents[d] = Agent(policy, self.toolspace, self.designs[d] if d is not None else self.config)
-            for i, traj in zip(idx, self._agents[d].run([tasks[i] for i in idx], seed=seed)):
+            for i, traj in zip(idx, self._agents[d].run([tasks[i] for i in idx], seed=seed), strict=True):
                 if d is not None:
                     traj.metadata["design"] = d
                 out[i] = traj

@@ -18,8 +18,9 @@ from __future__ import annotations
 import importlib
 import json
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -113,7 +114,7 @@ def run_cell(
     trajs = play_design(policy, toolspace, played, design, seed=seed, batch_size=batch_size, progress=progress,
                         **(agent_overrides or {}))
     wall = time.perf_counter() - t0
-    for task, traj in zip(played, trajs):
+    for task, traj in zip(played, trajs, strict=True):
         scorer.score(traj)
         traj.metadata.update({"design": design, "padding": padding, "suite_check": suite.check(task, traj)})
     cell = summarize_cell(trajs, design=design, padding=padding, model=model_label, suite=getattr(suite, "SUITE", ""), wall_s=wall)

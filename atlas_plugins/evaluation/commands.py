@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -19,8 +19,8 @@ def _csv(text: str, what: str) -> list[str]:
     return items
 
 
-def _models(model: str, adapter: Optional[str], trained: Optional[str]) -> dict[str, tuple[str, Optional[str]]]:
-    models: dict[str, tuple[str, Optional[str]]] = {"base" if not adapter else "adapter": (model, adapter)}
+def _models(model: str, adapter: str | None, trained: str | None) -> dict[str, tuple[str, str | None]]:
+    models: dict[str, tuple[str, str | None]] = {"base" if not adapter else "adapter": (model, adapter)}
     if trained:
         models["trained"] = (model, trained)
     return models
@@ -43,7 +43,7 @@ def _run(as_json: bool, **kwargs: Any) -> list[Any]:
     raise AssertionError("unreachable")
 
 
-def _overrides(max_turns: Optional[int], max_new_tokens: Optional[int]) -> dict[str, int]:
+def _overrides(max_turns: int | None, max_new_tokens: int | None) -> dict[str, int]:
     out = {}
     if max_turns:
         out.update(max_turns=max_turns, max_tool_calls=max_turns)
@@ -60,12 +60,12 @@ def register(app: typer.Typer) -> None:
         suite: str = typer.Option("embedded", "--suite", help=suite_help),
         design: str = typer.Option("itl", "--design", help="eager, isl, itl, itl+ptc or search."),
         model: str = typer.Option("embedded", "--model", help="'embedded' or an HF model folder/id."),
-        adapter: Optional[str] = typer.Option(None, "--adapter", help="LoRA adapter folder from atlas train / atlas demo."),
+        adapter: str | None = typer.Option(None, "--adapter", help="LoRA adapter folder from atlas train / atlas demo."),
         padding: int = typer.Option(0, "--padding", help="Distractor catalogue servers added to each task's tool space."),
-        limit: Optional[int] = typer.Option(8, "--limit", help="Number of tasks (fixed order)."),
-        max_turns: Optional[int] = typer.Option(None, "--max-turns", help="Model turns (and tool calls) per episode."),
-        max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="Tokens per model turn."),
-        device: Optional[str] = typer.Option(None, "--device", help="Torch device for the model, e.g. cuda (default: cpu)."),
+        limit: int | None = typer.Option(8, "--limit", help="Number of tasks (fixed order)."),
+        max_turns: int | None = typer.Option(None, "--max-turns", help="Model turns (and tool calls) per episode."),
+        max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help="Tokens per model turn."),
+        device: str | None = typer.Option(None, "--device", help="Torch device for the model, e.g. cuda (default: cpu)."),
         out: Path = typer.Option(Path("eval-out"), "--out", help="Folder for results.json/.md, the chart and trajectories."),
         as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
     ) -> None:
@@ -88,12 +88,12 @@ def register(app: typer.Typer) -> None:
         designs: str = typer.Option("eager,itl,itl+ptc", "--designs", help="Comma-separated designs."),
         padding: str = typer.Option("0", "--padding", help="Comma-separated distractor-server counts, e.g. 0,100,500,1000."),
         model: str = typer.Option("embedded", "--model", help="'embedded' or an HF model folder/id."),
-        adapter: Optional[str] = typer.Option(None, "--adapter", help="Evaluate this LoRA adapter instead of the base model."),
-        trained: Optional[str] = typer.Option(None, "--trained", help="Also evaluate this LoRA adapter (base vs trained)."),
-        limit: Optional[int] = typer.Option(8, "--limit", help="Number of tasks per cell (fixed order)."),
-        max_turns: Optional[int] = typer.Option(None, "--max-turns", help="Model turns (and tool calls) per episode."),
-        max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="Tokens per model turn."),
-        device: Optional[str] = typer.Option(None, "--device", help="Torch device for the model, e.g. cuda (default: cpu)."),
+        adapter: str | None = typer.Option(None, "--adapter", help="Evaluate this LoRA adapter instead of the base model."),
+        trained: str | None = typer.Option(None, "--trained", help="Also evaluate this LoRA adapter (base vs trained)."),
+        limit: int | None = typer.Option(8, "--limit", help="Number of tasks per cell (fixed order)."),
+        max_turns: int | None = typer.Option(None, "--max-turns", help="Model turns (and tool calls) per episode."),
+        max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help="Tokens per model turn."),
+        device: str | None = typer.Option(None, "--device", help="Torch device for the model, e.g. cuda (default: cpu)."),
         out: Path = typer.Option(Path("bench-out"), "--out", help="Folder for results.json/.md, bench.png and trajectories."),
         as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
     ) -> None:

@@ -57,7 +57,7 @@ class OpenAIPolicy:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> "OpenAIPolicy":
+    def __enter__(self) -> OpenAIPolicy:
         return self
 
     def __exit__(self, *exc: Any) -> None:

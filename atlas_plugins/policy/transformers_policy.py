@@ -33,9 +33,10 @@ import json
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from atlas_plugins.embedded_model import EMBEDDED_ALIASES, EMBEDDED_MODEL_NAME, resolve_model_path
 from atlas_plugins.errors import AtlasError
@@ -268,7 +269,7 @@ class TransformersPolicy:
         stops = per_prompt_stops(stop, n)
         max_pos = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
         if isinstance(max_pos, int):
-            for i, (p, lim) in enumerate(zip(prompts, limits)):
+            for i, (p, lim) in enumerate(zip(prompts, limits, strict=True)):
                 if len(p) + lim > max_pos:
                     raise ValueError(
                         f"batch[{i}]: {len(p)} prompt tokens + max_new_tokens {lim} exceed the model's context "
@@ -309,7 +310,7 @@ class TransformersPolicy:
             for i in range(n)
         ]
 
-    def _prefill_shared(self, prompts: list[list[int]], store: "_PrefixStore") -> None:
+    def _prefill_shared(self, prompts: list[list[int]], store: _PrefixStore) -> None:
         """Prefill once each prefix several prompts of this batch share (see
         :func:`shared_prefixes`) and store it, so the batch's prefill reads it instead of
         computing it per prompt. Exact: the K/V of a prefix does not depend on what follows."""
@@ -361,8 +362,8 @@ class TransformersPolicy:
         greedy: bool,
         scale: float,
         top_p: float,
-        generator: "torch.Generator | None",
-        store: "_PrefixStore | None" = None,
+        generator: torch.Generator | None,
+        store: _PrefixStore | None = None,
     ) -> tuple[list[list[int]], list[list[float]], list[str], list[str | None]]:
         import torch
 
@@ -372,13 +373,13 @@ class TransformersPolicy:
         # Which prompts extend a stored sequence: their K/V for all but the suffix is reused.
         entries = store.match(prompts) if store is not None else [None] * n
         cached = [e.cached_len if e is not None else 0 for e in entries]
-        suffixes = [p[c:] for p, c in zip(prompts, cached)]
+        suffixes = [p[c:] for p, c in zip(prompts, cached, strict=True)]
         c_width, width = max(cached), max(len(x) for x in suffixes)
         # Left padding of both parts: row i's columns are [pad | cached K/V | pad | suffix], so
         # every row's next token sits in the last column. Pads in the middle are masked out.
         input_ids = torch.full((n, width), self._pad_id, dtype=torch.long)
         mask = torch.zeros((n, c_width + width), dtype=torch.long)
-        for i, (suffix, c) in enumerate(zip(suffixes, cached)):
+        for i, (suffix, c) in enumerate(zip(suffixes, cached, strict=True)):
             input_ids[i, width - len(suffix):] = torch.tensor(suffix, dtype=torch.long)
             mask[i, c_width - c:c_width] = 1
             mask[i, c_width + width - len(suffix):] = 1
@@ -543,7 +544,7 @@ class _PrefixEntry:
     """
 
     ids: tuple[int, ...]
-    kv: list[tuple["torch.Tensor", "torch.Tensor"]]
+    kv: list[tuple[torch.Tensor, torch.Tensor]]
     nbytes: int = 0
 
     @property
@@ -560,7 +561,7 @@ class _PrefixStore:
     """
 
     max_bytes: int
-    entries: "OrderedDict[int, _PrefixEntry]" = field(default_factory=OrderedDict)
+    entries: OrderedDict[int, _PrefixEntry] = field(default_factory=OrderedDict)
     fingerprint: Any = None
     bytes: int = 0
     _next: int = 0
@@ -606,7 +607,7 @@ class _PrefixStore:
 
     def record(self, used: list[_PrefixEntry | None], prompts: list[list[int]], cached: list[int]) -> None:
         """Count hits and misses, and evict the entries just used."""
-        for entry, prompt, c in zip(used, prompts, cached):
+        for entry, prompt, c in zip(used, prompts, cached, strict=True):
             self.counters["hits" if entry is not None else "misses"] += 1
             self.counters["reused_tokens"] += c
             self.counters["prefilled_tokens"] += len(prompt) - c
@@ -614,7 +615,7 @@ class _PrefixStore:
         for key in [k for k, e in self.entries.items() if id(e) in gone]:
             self.bytes -= self.entries.pop(key).nbytes
 
-    def put(self, ids: list[int], kv: list[tuple["torch.Tensor", "torch.Tensor"]]) -> None:
+    def put(self, ids: list[int], kv: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
         nbytes = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in kv)
         if nbytes > self.max_bytes:
             self.counters["evictions"] += 1  # would not fit even alone
@@ -681,7 +682,7 @@ def _output_cache(out: Any) -> Any:
     return cache if cache is not None else getattr(out, "past_key_values", None)
 
 
-def _top_p_filter(probs: "torch.Tensor", top_p: float) -> "torch.Tensor":
+def _top_p_filter(probs: torch.Tensor, top_p: float) -> torch.Tensor:
     """Zero every token outside the smallest set whose probability mass reaches ``top_p``."""
     import torch
 

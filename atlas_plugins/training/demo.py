@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -204,7 +205,7 @@ def grpo_summary(log: list[dict[str, Any]]) -> dict[str, Any]:
     if len(xs) > 1:
         mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
         var = sum((x - mx) ** 2 for x in xs)
-        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var if var else None
+        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else None
     return {
         "steps": len(steps),
         "reward": ys,
@@ -225,17 +226,17 @@ def _plot(path: Path, warm_log: list[dict[str, Any]], grpo_log: list[dict[str, A
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     wl = [(h["step"], h["loss"]) for h in warm_log if "loss" in h and "step" in h]
     if wl:
-        axes[0].plot(*zip(*wl), marker="o")
+        axes[0].plot(*zip(*wl, strict=True), marker="o")
     axes[0].set_title("warm start: SFT loss (model tokens)")
     axes[0].set_xlabel("step")
     gl = [(h["step"], h.get("reward")) for h in grpo_log if "reward" in h]
     if gl:
-        axes[1].plot(*zip(*gl), marker="o", label="mean reward")
+        axes[1].plot(*zip(*gl, strict=True), marker="o", label="mean reward")
         for key, label, marker in (("atlas/success", "success", "s"),
                                    ("atlas/dynamic/flat_fraction_sampled", "flat groups (sampled)", "x")):
             pts = [(h["step"], h.get(key)) for h in grpo_log if h.get(key) is not None]
             if pts:
-                axes[1].plot(*zip(*pts), marker=marker, label=label)
+                axes[1].plot(*zip(*pts, strict=True), marker=marker, label=label)
         axes[1].legend(fontsize=8)
     axes[1].set_title("rubric GRPO: training reward")
     axes[1].set_xlabel("step")

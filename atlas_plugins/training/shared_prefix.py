@@ -116,7 +116,7 @@ def build_tree(sequences: list[list[int]], prompt_lengths: list[int] | None = No
             stack.append((group, end, here))
 
     packed = np.concatenate(tokens) if tokens else np.zeros(0, dtype=np.int64)
-    positions = np.concatenate([np.arange(d, d + (e - s)) for (s, e, _), d in zip(seg_ranges, depths)]) if tokens else packed
+    positions = np.concatenate([np.arange(d, d + (e - s)) for (s, e, _), d in zip(seg_ranges, depths, strict=True)]) if tokens else packed
     segments: list[Segment] = []
     for s, e, parent in seg_ranges:
         chain: list[tuple[int, int]] = []
@@ -244,7 +244,7 @@ def tree_logprobs(
     B, total = input_ids.shape
     P = total - logits_to_keep
     ids, mask = input_ids.tolist(), attention_mask.bool().tolist()
-    sequences = [[t for t, m in zip(ids[i], mask[i]) if m] for i in range(B)]
+    sequences = [[t for t, m in zip(ids[i], mask[i], strict=True) if m] for i in range(B)]
     prompt_lengths = [sum(mask[i][:P]) for i in range(B)]
     layout = build_tree(sequences, prompt_lengths, device=input_ids.device)
     logps_flat, entropy_flat = score_tree(model, layout, temperature=temperature, compute_entropy=compute_entropy)

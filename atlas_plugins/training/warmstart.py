@@ -17,7 +17,8 @@ the tokens GRPO later trains.
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from atlas_plugins.policy.base import Generation
 from atlas_plugins.rewards.rubric import FULL_SCORE
@@ -224,7 +225,7 @@ def sft_rows(trajs: Sequence[Trajectory], max_length: int | None = None) -> list
         for part in t.token_rows():
             prompt, completion, mask = part.prompt_ids, part.completion_ids, part.env_mask
             ids = list(prompt) + list(completion)
-            labels = [-100] * len(prompt) + [tok if m == 1 else -100 for tok, m in zip(completion, mask)]
+            labels = [-100] * len(prompt) + [tok if m == 1 else -100 for tok, m in zip(completion, mask, strict=False)]  # env_mask comes from the runner
             if max_length is not None:
                 ids, labels = ids[:max_length], labels[:max_length]
             if all(label == -100 for label in labels):

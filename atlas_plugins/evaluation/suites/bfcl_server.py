@@ -55,7 +55,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +138,7 @@ def normalise_category(category: str) -> str:
     return name
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_entries(category: str) -> tuple[dict[str, Any], ...]:
     """The category's test entries, each with its ``ground_truth`` (list of turns of call strings)."""
     category = normalise_category(category)
@@ -159,7 +159,7 @@ def category_of(task_id: str) -> str | None:
     return head if sep and tail.isdigit() and head in MULTI_TURN_CATEGORIES else None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _entries_by_id(category: str) -> dict[str, dict[str, Any]]:
     return {e["id"]: e for e in load_entries(category)}
 
@@ -176,7 +176,7 @@ def task_id_of_episode(episode: str) -> str:
     return m.group("task") if m else episode
 
 
-@lru_cache(maxsize=None)
+@cache
 def func_docs(server: str) -> tuple[dict[str, Any], ...]:
     """BFCL's function docs for one server, as shipped in the wheel."""
     cls = _bfcl_class(server)
@@ -273,7 +273,7 @@ def is_error_value(value: Any) -> bool:
     return isinstance(value, dict) and set(value) == {"error"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def api_class(class_name: str) -> type:
     """The BFCL API class (imports only its own module; no other bfcl-eval dependency)."""
     server = SERVER_OF_CLASS.get(class_name)
@@ -520,7 +520,7 @@ def bfcl_toolspace(servers: list[str] | None = None, *, capacity: int = 256, **o
     class BFCLToolspace(Toolspace):
         process = proc
 
-        def start(self) -> "BFCLToolspace":
+        def start(self) -> BFCLToolspace:
             if self._started:
                 return self
             url = proc.start()

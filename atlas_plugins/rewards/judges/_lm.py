@@ -206,12 +206,12 @@ class LMJudge:
             prompts = {(i, c.id): self.criterion_prompt(trajs[i], c) for i, c in items}
             pending = [(i, c.id) for i, c in items]
             temp = self.temperature
-            for attempt in range(self.retries + 1):
+            for _attempt in range(self.retries + 1):
                 if not pending:
                     break
                 outs = self._generate([prompts[k] for k in pending], temperature=temp, max_tokens=self.reply_tokens("criterion"))
                 still = []
-                for (i, cid), out in zip(pending, outs):
+                for (i, cid), out in zip(pending, outs, strict=False):  # as many as the judge backend returns
                     results[i].raw.append(out)
                     v = parse_single(out)
                     if v is None:
@@ -228,7 +228,7 @@ class LMJudge:
         # list mode
         pending_t = list(range(len(trajs)))
         temp = self.temperature
-        for attempt in range(self.retries + 1):
+        for _attempt in range(self.retries + 1):
             if not pending_t:
                 break
             outs = self._generate(
@@ -236,13 +236,13 @@ class LMJudge:
                 max_tokens=self.reply_tokens("list", len(criteria)),
             )
             still = []
-            for i, out in zip(pending_t, outs):
+            for i, out in zip(pending_t, outs, strict=False):  # as many as the judge backend returns
                 results[i].raw.append(out)
                 vals = parse_list(out, len(criteria))
                 if vals is None:
                     still.append(i)
                 else:
-                    results[i].scores.update({c.id: v for c, v in zip(criteria, vals)})
+                    results[i].scores.update({c.id: v for c, v in zip(criteria, vals, strict=True)})
             pending_t, temp = still, max(temp, 0.7)
         for i in pending_t:
             for c in criteria:
@@ -274,16 +274,16 @@ class LMJudge:
                 m = re.search(rf'<scores\s+id\s*=\s*"?{k + 1}"?\s*>(.*?)(?:</scores>|$)', out, re.S | re.I)
                 vals = parse_list(m.group(1), len(lm_criteria)) if m else None
                 if vals is not None:
-                    lm_results[k] = JudgeResult(scores={c.id: v for c, v in zip(lm_criteria, vals)}, raw=[out])
+                    lm_results[k] = JudgeResult(scores={c.id: v for c, v in zip(lm_criteria, vals, strict=True)}, raw=[out])
         missing = [k for k, r in enumerate(lm_results) if r is None]
         if missing:
             fallback = self._score_lm([trajectories[k] for k in missing], lm_criteria)
-            for k, r in zip(missing, fallback):
+            for k, r in zip(missing, fallback, strict=True):
                 if lm_criteria and len(trajectories) > 1:
                     r.failures.insert(0, f"{self.name}: group scoring gave no scores for rollout {k + 1}; scored alone")
                 lm_results[k] = r
         results = []
-        for traj, lm in zip(trajectories, lm_results):
+        for traj, lm in zip(trajectories, lm_results, strict=True):
             assert lm is not None
             res = self._rules_part(rubric, checks, traj, toolspace).merge(lm)
             record_result(traj, res)

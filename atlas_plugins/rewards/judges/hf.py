@@ -155,7 +155,7 @@ class HFJudge(LMJudge):
         items = [(i, c) for i in range(len(trajs)) for c in criteria]
         dists = self.digit_distributions([self.criterion_prompt(trajs[i], c, scale_max=9) for i, c in items])
         results = [JudgeResult() for _ in trajs]
-        for (i, c), dist in zip(items, dists):
+        for (i, c), dist in zip(items, dists, strict=True):
             results[i].scores[c.id] = self.score_from_distribution(dist, self.temperature, rng)
             results[i].raw.append(f"{c.id}: digit-mass={dist[10]:.3f} p={[round(q, 3) for q in dist[:10]]}")
         return results

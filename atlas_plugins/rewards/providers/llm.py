@@ -39,8 +39,8 @@ from typing import Any
 from atlas_plugins.errors import AtlasError, ConfigError
 from atlas_plugins.hookspecs import hookimpl
 from atlas_plugins.rewards._http import ChatClient
-from atlas_plugins.rewards.judges.openai import require_endpoint
 from atlas_plugins.rewards.base import coerce_task
+from atlas_plugins.rewards.judges.openai import require_endpoint
 from atlas_plugins.rewards.rubric import Rubric
 from atlas_plugins.types import Task
 
@@ -108,7 +108,7 @@ def validate_paper_rubric(text: str) -> tuple[list[dict[str, Any]] | None, str]:
         return None, f"expected exactly 12 criteria, got {len(data)}"
     out = []
     cats = [cat for cat, n in LAYOUT for _ in range(n)]
-    for i, (item, cat) in enumerate(zip(data, cats)):
+    for i, (item, cat) in enumerate(zip(data, cats, strict=True)):
         if not isinstance(item, dict):
             return None, f"item {i + 1} is not an object"
         extra = set(item) - {"criteria_name", "criteria_description", "weight"}
