@@ -117,19 +117,19 @@ class DSPyRunner:
 
     def run(self, tasks: Sequence[Task | dict[str, Any]], *, policy: Any = None, seed: int | None = None) -> list[Trajectory]:
         """One episode per task, in task order. ``policy`` (when given) becomes the LM's policy."""
-        tasks = [t if isinstance(t, Task) else Task.model_validate(t) for t in tasks]
+        batch = [t if isinstance(t, Task) else Task.model_validate(t) for t in tasks]
         if policy is not None and policy is not self.lm.policy:
             self.lm.set_policy(policy)
-        if not tasks:
+        if not batch:
             return []
-        generator = _batched(self.lm.policy) if self.max_concurrency > 1 and len(tasks) > 1 else None
-        seeds = [None if seed is None else seed + 104_729 * i for i in range(len(tasks))]
-        if self.max_concurrency == 1 or len(tasks) == 1:
-            return [self._play(t, s, generator) for t, s in zip(tasks, seeds, strict=True)]
-        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(tasks)), thread_name_prefix="atlas-dspy") as pool:
+        generator = _batched(self.lm.policy) if self.max_concurrency > 1 and len(batch) > 1 else None
+        seeds = [None if seed is None else seed + 104_729 * i for i in range(len(batch))]
+        if self.max_concurrency == 1 or len(batch) == 1:
+            return [self._play(t, s, generator) for t, s in zip(batch, seeds, strict=True)]
+        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(batch)), thread_name_prefix="atlas-dspy") as pool:
             # Each episode gets its own copy of the caller's context (a Context cannot be
             # entered by two threads at once), so the caller's dspy.context settings carry over.
-            futures = [pool.submit(contextvars.copy_context().run, self._play, t, s, generator) for t, s in zip(tasks, seeds, strict=True)]
+            futures = [pool.submit(contextvars.copy_context().run, self._play, t, s, generator) for t, s in zip(batch, seeds, strict=True)]
             return [f.result() for f in futures]
 
     def _play(self, task: Task, seed: int | None, generator: Any) -> Trajectory:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, cast
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
@@ -77,7 +77,7 @@ class _EpisodeTool(BaseTool):
 
     qualified: str  # the name EpisodeEnv.act knows the tool by ("server:tool" or a helper's name)
     lookup: Callable[[str], EpisodeEnv]
-    response_format: str = "content_and_artifact"
+    response_format: Literal["content", "content_and_artifact"] = "content_and_artifact"
 
     def _to_args_and_kwargs(self, tool_input: Any, tool_call_id: str | None) -> tuple[tuple[Any, ...], dict[str, Any]]:
         if isinstance(tool_input, str):
@@ -175,7 +175,8 @@ def create_atlas_agent(
         episode = episode_of(state, config)
         cfg = _with_episode(config, episode)
         out: list[ToolMessage] = []
-        for call in state["messages"][-1].tool_calls:
+        last = cast(AIMessage, state["messages"][-1])  # route() sends only an AIMessage with tool calls here
+        for call in last.tool_calls:
             tool = by_name.get(call["name"]) or by_name.get(call["name"].replace(":", "__"))
             if tool is None:  # the episode's environment words the error, as for the native agent
                 obs = lookup(episode).act(call["name"], dict(call.get("args") or {}))

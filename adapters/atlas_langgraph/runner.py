@@ -271,6 +271,8 @@ def _tool_records(messages: Sequence[BaseMessage], names: ToolNames, task: Task 
         for tc in m.tool_calls:
             res = results.get(tc.get("id") or "")
             artifact = res.artifact if res is not None and isinstance(res.artifact, dict) else {}
+            err: str | None
+            kind: str | None
             if res is None:
                 ok, text, err, kind = False, "", "the tool was never run (the episode ended first)", "not_run"
             else:

@@ -23,7 +23,7 @@ import re
 import threading
 from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
@@ -133,7 +133,7 @@ class MCPTool(BaseTool):
     toolspace: Any
     server: str
     tool: str
-    response_format: str = "content_and_artifact"
+    response_format: Literal["content", "content_and_artifact"] = "content_and_artifact"
 
     @property
     def qualified(self) -> str:
