@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 
 from atlas_plugins.agent.env import CODE_TOOL, EpisodeEnv
 from atlas_plugins.recording.rendering import TurnTemplate, encode, probe_template
-from atlas_plugins.types import Task, Trajectory
+from atlas_plugins.types import Task, TokenizerLike, Trajectory
 from atlas_plugins.wire.toolcall import EXPECTED_FORMAT, STOP_STRINGS, parse_assistant
 
 __all__ = ["CODE_TOOL", "STOP_STRINGS", "Agent", "AgentConfig", "run_episodes"]
@@ -39,21 +39,21 @@ __all__ = ["CODE_TOOL", "STOP_STRINGS", "Agent", "AgentConfig", "run_episodes"]
 class AgentConfig(BaseModel):
     """Limits and sampling for the native agent (paper defaults where the paper has one)."""
 
-    loading: str = Field("itl", description="loading policy: eager, isl, itl, search, or a plugin's")
+    loading: str = Field(default="itl", description="loading policy: eager, isl, itl, search, or a plugin's")
     loading_options: dict[str, Any] = Field(default_factory=dict)
-    executor: str | None = Field(None, description="executor for code_interpreter (PTC), e.g. 'local'; None = off")
+    executor: str | None = Field(default=None, description="executor for code_interpreter (PTC), e.g. 'local'; None = off")
     executor_options: dict[str, Any] = Field(default_factory=dict)
-    max_tool_calls: int = Field(20, ge=1, description="paper: at most 20 tool calls per episode")
-    max_turns: int = Field(24, ge=1)
-    max_new_tokens: int = Field(256, ge=1, description="per model turn")
-    max_episode_tokens: int = Field(2048, ge=64, description="model + environment tokens after the first prompt")
-    max_context_tokens: int = Field(32768, ge=256, description="paper: 32k context")
-    max_response_chars: int = Field(4000, ge=100, description="tool observations truncated here (paper: 4,000)")
-    temperature: float = Field(1.0, ge=0.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    observation_role: str = Field("tool", description="chat role of observation turns ('tool' or 'user')")
+    max_tool_calls: int = Field(default=20, ge=1, description="paper: at most 20 tool calls per episode")
+    max_turns: int = Field(default=24, ge=1)
+    max_new_tokens: int = Field(default=256, ge=1, description="per model turn")
+    max_episode_tokens: int = Field(default=2048, ge=64, description="model + environment tokens after the first prompt")
+    max_context_tokens: int = Field(default=32768, ge=256, description="paper: 32k context")
+    max_response_chars: int = Field(default=4000, ge=100, description="tool observations truncated here (paper: 4,000)")
+    temperature: float = Field(default=1.0, ge=0.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    observation_role: str = Field(default="tool", description="chat role of observation turns ('tool' or 'user')")
     user_template: str = "Task: {task}"
-    ptc_servers: list[str] | None = Field(None, description="servers listed in the PTC prompt (None = the task's, else all)")
+    ptc_servers: list[str] | None = Field(default=None, description="servers listed in the PTC prompt (None = the task's, else all)")
 
 
 @dataclass
@@ -80,17 +80,20 @@ class Agent:
         self.config = (config or AgentConfig()).model_copy(update=overrides)
         self.loading = get_loading_policy(self.config.loading, **self.config.loading_options)
         self.executor = get_executor(self.config.executor, **self.config.executor_options) if self.config.executor else None
-        self.tokenizer = getattr(policy, "tokenizer", None)
+        tokenizer: TokenizerLike | None = getattr(policy, "tokenizer", None)
+        self.tokenizer = tokenizer
         #: True for a chat-API policy (no tokenizer): episodes go through ``generate_chat``.
-        self.chat_api = self.tokenizer is None
-        if self.chat_api:
+        self.chat_api = tokenizer is None
+        if tokenizer is None:
             if not callable(getattr(policy, "generate_chat", None)):
                 raise TypeError(f"policy {policy!r} has neither a tokenizer (token interface) nor generate_chat (chat API)")
             return
-        self.template: TurnTemplate = probe_template(self.tokenizer, self.config.observation_role)
+        #: The token interface's tokenizer (only a token-interface agent has one).
+        self._tokenizer: TokenizerLike = tokenizer
+        self.template: TurnTemplate = probe_template(tokenizer, self.config.observation_role)
         # Multi-turn tasks (``task.metadata["followups"]``) get their later user messages as user turns.
         self.user_template: TurnTemplate = (
-            self.template if self.config.observation_role == "user" else probe_template(self.tokenizer, "user")
+            self.template if self.config.observation_role == "user" else probe_template(tokenizer, "user")
         )
 
     # -- episode setup -----------------------------------------------------------------------
@@ -127,7 +130,7 @@ class Agent:
         role = role or self.config.observation_role
         template = self.user_template if role == "user" and role != self.config.observation_role else self.template
         text = template.observation_text(content, sampled_text=ep.sampled_text)
-        ids = encode(self.tokenizer, text)
+        ids = encode(self._tokenizer, text)
         ep.traj.completion_ids.extend(ids)
         ep.traj.env_mask.extend([0] * len(ids))
         ep.traj.logprobs.extend([0.0] * len(ids))
@@ -154,7 +157,7 @@ class Agent:
         ep.ids.extend(gen.completion_ids)
         ep.sampled_text = gen.text
         traj.turns += 1
-        eos = self.tokenizer.eos_token or ""
+        eos = self._tokenizer.eos_token or ""
         content = gen.text[: -len(eos)] if eos and gen.text.endswith(eos) else gen.text
         traj.messages.append({"role": "assistant", "content": content})
         parsed = parse_assistant(content)
@@ -197,12 +200,12 @@ class Agent:
     # -- the loop ----------------------------------------------------------------------------
     def run(self, tasks: Sequence[Task | dict[str, Any]], *, seed: int | None = None, progress: Any = None) -> list[Trajectory]:
         """Play one episode per task (repeat a task to get a GRPO group). Order is kept."""
-        tasks = [t if isinstance(t, Task) else Task.model_validate(t) for t in tasks]
+        batch = [t if isinstance(t, Task) else Task.model_validate(t) for t in tasks]
         if self.chat_api:
             from atlas_plugins.agent.chat_loop import run_chat_episodes
 
-            return run_chat_episodes(self, tasks, seed=seed, progress=progress)
-        episodes = [self._start(t, f"{t.id}-{uuid.uuid4().hex[:10]}") for t in tasks]
+            return run_chat_episodes(self, batch, seed=seed, progress=progress)
+        episodes = [self._start(t, f"{t.id}-{uuid.uuid4().hex[:10]}") for t in batch]
         cfg = self.config
         for ep in episodes:
             # An eager prompt over a large tool space may not fit at all: the episode ends

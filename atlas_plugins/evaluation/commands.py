@@ -44,7 +44,7 @@ def _run(as_json: bool, **kwargs: Any) -> list[Any]:
 
 
 def _overrides(max_turns: int | None, max_new_tokens: int | None) -> dict[str, int]:
-    out = {}
+    out: dict[str, int] = {}
     if max_turns:
         out.update(max_turns=max_turns, max_tool_calls=max_turns)
     if max_new_tokens:

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from atlas_plugins.embedded_model import EMBEDDED_ALIASES, EMBEDDED_MODEL_NAME, resolve_model_path
 from atlas_plugins.errors import AtlasError
-from atlas_plugins.policy.base import ChatGeneration, Generation, per_prompt, per_prompt_stops
+from atlas_plugins.policy.base import ChatGeneration, FinishReason, Generation, per_prompt, per_prompt_stops
 from atlas_plugins.wire.messages import content_text, loads_arguments, tool_call_functions
 from atlas_plugins.wire.toolcall import HERMES_TOOLS_PREAMBLE, format_call
 
@@ -101,7 +101,9 @@ class TransformersPolicy:
             except OSError as exc:
                 raise AtlasError(f"could not load a causal LM from {str(model)!r}: {exc}") from exc
             self.device = torch.device(device or "cpu")
-            self.model = loaded.to(self.device)
+            # transformers declares PreTrainedModel.to with @wraps(torch.nn.Module.to): mypy sees the
+            # unbound wrapper and wants the model as the first argument.
+            self.model = loaded.to(self.device)  # type: ignore[arg-type]
             self.model.eval()
             default_name = EMBEDDED_MODEL_NAME if model in EMBEDDED_ALIASES else Path(path).name or str(path)
             tok_source: Any = tokenizer if tokenizer is not None else path
@@ -364,14 +366,14 @@ class TransformersPolicy:
         top_p: float,
         generator: torch.Generator | None,
         store: _PrefixStore | None = None,
-    ) -> tuple[list[list[int]], list[list[float]], list[str], list[str | None]]:
+    ) -> tuple[list[list[int]], list[list[float]], list[FinishReason], list[str | None]]:
         import torch
 
         n = len(prompts)
         if store is not None and store.max_bytes > 0 and n > 1:
             self._prefill_shared(prompts, store)
         # Which prompts extend a stored sequence: their K/V for all but the suffix is reused.
-        entries = store.match(prompts) if store is not None else [None] * n
+        entries: list[_PrefixEntry | None] = store.match(prompts) if store is not None else [None] * n
         cached = [e.cached_len if e is not None else 0 for e in entries]
         suffixes = [p[c:] for p, c in zip(prompts, cached, strict=True)]
         c_width, width = max(cached), max(len(x) for x in suffixes)
@@ -403,7 +405,7 @@ class TransformersPolicy:
         eos = set(self._eos_ids)
         out_ids: list[list[int]] = [[] for _ in range(n)]
         out_lps: list[list[float]] = [[] for _ in range(n)]
-        reasons: list[str] = ["length"] * n
+        reasons: list[FinishReason] = ["length"] * n
         stop_hit: list[str | None] = [None] * n
         rows = list(range(n))  # original index of each batch position still decoding
         alive = [True] * n  # only used with a cache type that cannot drop rows
@@ -440,7 +442,7 @@ class TransformersPolicy:
                 else:
                     keep.append(j)
                     continue
-                if capture:
+                if capture and store is not None:  # capture implies a store
                     # The row is done: its cache holds prompt + all sampled ids but the last one
                     # (not fed yet). Keep the real columns only (the mask's ones), copied out.
                     real = mask[j].bool()
@@ -484,7 +486,7 @@ def merged_adapters(model: Any) -> Iterator[None]:
 
     tuner = getattr(model, "base_model", None)
     layers = [m for m in model.modules() if hasattr(m, "merged_adapters")] if tuner is not None else []
-    if not hasattr(tuner, "merge_adapter") or not layers or any(getattr(m, "merged", False) for m in layers):
+    if tuner is None or not hasattr(tuner, "merge_adapter") or not layers or any(getattr(m, "merged", False) for m in layers):
         yield
         return
     with torch.no_grad():

@@ -200,7 +200,7 @@ def _task_from_entry(entry: dict[str, Any], category: str) -> Task:
         for q in questions[1:]
     ]
     gt_calls = ground_truth_calls(entry["id"])
-    solution = [
+    solution: list[dict[str, Any]] = [
         {"turn": i, "server": split_qualified(name)[0], "tool": split_qualified(name)[1], "arguments": args}
         for i, turn in enumerate(gt_calls)
         for name, args in turn

@@ -227,14 +227,15 @@ def to_json_schema(node: Any, where: str = "parameters") -> Any:
     for key, value in node.items():
         if key == "type":
             types = value if isinstance(value, list) else [value]
-            mapped = []
+            mapped: list[str] = []
             for t in types:
                 if t not in _TYPE_MAP:
                     raise ValueError(f"{where}: unknown BFCL type {t!r}; known: {', '.join(_TYPE_MAP)}")
-                if _TYPE_MAP[t] is None:  # "any" anywhere means unconstrained
+                kind = _TYPE_MAP[t]
+                if kind is None:  # "any" anywhere means unconstrained
                     mapped = []
                     break
-                mapped.append(_TYPE_MAP[t])
+                mapped.append(kind)
             if mapped:
                 out["type"] = mapped[0] if len(mapped) == 1 else list(dict.fromkeys(mapped))
         elif key == "properties" and isinstance(value, dict):
@@ -288,7 +289,7 @@ def new_instance(class_name: str, entry: Mapping[str, Any] | None) -> Any:
     inst = api_class(class_name)()
     if class_name not in _STATELESS:
         config = (entry or {}).get("initial_config", {}).get(class_name, {})
-        long_context = bool(entry) and "long_context" in str(entry["id"])
+        long_context = bool(entry and "long_context" in str(entry["id"]))
         inst._load_scenario(copy.deepcopy(config), long_context=long_context)
     return inst
 

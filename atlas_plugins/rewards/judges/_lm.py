@@ -235,15 +235,15 @@ class LMJudge:
                 [self.list_prompt(trajs[i], criteria) for i in pending_t], temperature=temp,
                 max_tokens=self.reply_tokens("list", len(criteria)),
             )
-            still = []
+            still_t: list[int] = []
             for i, out in zip(pending_t, outs, strict=False):  # as many as the judge backend returns
                 results[i].raw.append(out)
                 vals = parse_list(out, len(criteria))
                 if vals is None:
-                    still.append(i)
+                    still_t.append(i)
                 else:
                     results[i].scores.update({c.id: v for c, v in zip(criteria, vals, strict=True)})
-            pending_t, temp = still, max(temp, 0.7)
+            pending_t, temp = still_t, max(temp, 0.7)
         for i in pending_t:
             for c in criteria:
                 results[i].unscored[c.id] = "judge output could not be parsed"

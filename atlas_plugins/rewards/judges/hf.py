@@ -17,10 +17,15 @@ decoding constrained to digits would give, at one forward pass per criterion.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from atlas_plugins.hookspecs import hookimpl
+from atlas_plugins.hookspecs import Register, hookimpl
 from atlas_plugins.rewards.judges._lm import LMJudge
+
+if TYPE_CHECKING:
+    from atlas_plugins.rewards.base import JudgeResult
+    from atlas_plugins.rewards.rubric import Criterion
+    from atlas_plugins.types import Trajectory
 
 
 class HFJudge(LMJudge):
@@ -144,7 +149,7 @@ class HFJudge(LMJudge):
         w = [math.exp(v - top) for v in logw]
         return (rng or random).choices(range(10), weights=w)[0] / 9.0
 
-    def _score_lm(self, trajs, criteria):  # type: ignore[no-untyped-def]
+    def _score_lm(self, trajs: list[Trajectory], criteria: list[Criterion]) -> list[JudgeResult]:
         if self.method != "distribution" or self.mode != "per_criterion" or not criteria:
             return super()._score_lm(trajs, criteria)
         import random
@@ -162,5 +167,5 @@ class HFJudge(LMJudge):
 
 
 @hookimpl
-def atlas_register_judges(register):  # type: ignore[no-untyped-def]
+def atlas_register_judges(register: Register) -> None:
     register("hf", HFJudge)

@@ -20,7 +20,7 @@ import os
 from typing import Any
 
 from atlas_plugins.errors import ConfigError
-from atlas_plugins.hookspecs import hookimpl
+from atlas_plugins.hookspecs import Register, hookimpl
 from atlas_plugins.rewards._http import ChatClient
 from atlas_plugins.rewards.judges._lm import LMJudge
 
@@ -67,5 +67,5 @@ class OpenAIJudge(LMJudge):
 
 
 @hookimpl
-def atlas_register_judges(register):  # type: ignore[no-untyped-def]
+def atlas_register_judges(register: Register) -> None:
     register("openai", OpenAIJudge)

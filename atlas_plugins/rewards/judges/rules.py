@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from atlas_plugins.hookspecs import hookimpl
+from atlas_plugins.hookspecs import Register, hookimpl
 from atlas_plugins.rewards.base import JudgeResult, record_result
 from atlas_plugins.rewards.checks import evaluate_check
 from atlas_plugins.rewards.rubric import Rubric
@@ -46,5 +46,5 @@ class RulesJudge:
 
 
 @hookimpl
-def atlas_register_judges(register):  # type: ignore[no-untyped-def]
+def atlas_register_judges(register: Register) -> None:
     register("rules", RulesJudge)

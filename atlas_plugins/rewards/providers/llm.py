@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from atlas_plugins.errors import AtlasError, ConfigError
-from atlas_plugins.hookspecs import hookimpl
+from atlas_plugins.hookspecs import Register, hookimpl
 from atlas_plugins.rewards._http import ChatClient
 from atlas_plugins.rewards.base import coerce_task
 from atlas_plugins.rewards.judges.openai import require_endpoint
@@ -106,7 +106,7 @@ def validate_paper_rubric(text: str) -> tuple[list[dict[str, Any]] | None, str]:
         return None, "expected a JSON list"
     if len(data) != 12:
         return None, f"expected exactly 12 criteria, got {len(data)}"
-    out = []
+    out: list[dict[str, Any]] = []
     cats = [cat for cat, n in LAYOUT for _ in range(n)]
     for i, (item, cat) in enumerate(zip(data, cats, strict=True)):
         if not isinstance(item, dict):
@@ -272,5 +272,5 @@ class LLMProvider:
 
 
 @hookimpl
-def atlas_register_rubric_providers(register):  # type: ignore[no-untyped-def]
+def atlas_register_rubric_providers(register: Register) -> None:
     register("llm", LLMProvider)
