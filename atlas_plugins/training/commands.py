@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
             fail(str(exc), as_json=as_json)
         finally:
             trainer.close()
-        adapter = trainer.save_adapter(Path(cfg.output_dir) / "adapter")
+        adapter = trainer.save_adapter(cfg.output_path / "adapter")
         result = {
             "output_dir": cfg.output_dir,
             "global_step": trainer.trainer.state.global_step,

@@ -237,8 +237,14 @@ class AtlasGRPOConfig(GRPOConfig):
         return out
 
     @property
+    def output_path(self) -> Path:
+        """``output_dir`` as a path. Always set: ``TrainingArguments.__post_init__`` fills in its default."""
+        assert self.output_dir is not None
+        return Path(self.output_dir)
+
+    @property
     def trajectory_log_path(self) -> Path:
-        return Path(self.trajectory_log) if self.trajectory_log else Path(self.output_dir) / "trajectories.jsonl"
+        return Path(self.trajectory_log) if self.trajectory_log else self.output_path / "trajectories.jsonl"
 
     @classmethod
     def cpu_demo(cls, output_dir: str, **overrides: Any) -> AtlasGRPOConfig:
@@ -287,8 +293,8 @@ class AtlasGRPOConfig(GRPOConfig):
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            hints = [f"{u} (did you mean {difflib.get_close_matches(u, known, 1)[0]!r}?)" if difflib.get_close_matches(u, known, 1) else u for u in unknown]
-            raise ConfigError(f"{p}: unknown setting(s): {', '.join(hints)}")
+            named = [f"{u} (did you mean {difflib.get_close_matches(u, known, 1)[0]!r}?)" if difflib.get_close_matches(u, known, 1) else u for u in unknown]
+            raise ConfigError(f"{p}: unknown setting(s): {', '.join(named)}")
         data.setdefault("output_dir", "runs/atlas")
         problems = []
         hints = _field_types(cls)

@@ -32,18 +32,18 @@ class DemoSettings(BaseModel):
     """Settings of ``atlas demo`` (the defaults are the recipe measured in BENCHMARKS.md)."""
 
     seed: int = 0
-    heldout_tasks: int | None = Field(None, description="held-out tasks to evaluate (None: all of level <= max_difficulty)")
+    heldout_tasks: int | None = Field(default=None, description="held-out tasks to evaluate (None: all of level <= max_difficulty)")
     max_difficulty: int = 1
     designs: list[str] = Field(default_factory=lambda: ["eager", "itl", "itl+ptc"], description="designs evaluated")
     train_designs: list[str] = Field(default_factory=lambda: ["itl", "itl+ptc"],
                                      description="designs trained (the first is the one before/after report)")
     warm_start: bool = True
-    warm_start_tasks: int = Field(48, description="demonstration tasks per training design (round-robin over templates)")
+    warm_start_tasks: int = Field(default=48, description="demonstration tasks per training design (round-robin over templates)")
     warm_start_epochs: float = 1.0
     warm_start_lr: float = 5e-4
-    warm_start_think: bool = Field(True, description="a short <think> thought in each scripted turn")
+    warm_start_think: bool = Field(default=True, description="a short <think> thought in each scripted turn")
     warm_start_batch: int = 8
-    eval_warm_start: bool = Field(True, description="evaluate between warm start and GRPO (after_warm_start)")
+    eval_warm_start: bool = Field(default=True, description="evaluate between warm start and GRPO (after_warm_start)")
     grpo_steps: int = 12
     grpo_batch: int = 8  # two groups of 4 per step
     grpo_group: int = 4
@@ -184,12 +184,12 @@ def _evaluate(model: Any, tokenizer: Any, ts: Any, tasks: list[Task], design: st
     from atlas_plugins.policy.transformers_policy import TransformersPolicy, merged_adapters
 
     policy = TransformersPolicy(model=model, tokenizer=tokenizer, prefix_cache_bytes=1024**3)
-    kw = {"max_turns": s.eval_max_turns, "max_new_tokens": s.eval_max_new_tokens, "max_tool_calls": s.eval_max_turns}
     per_episode = 2600 if design.startswith("eager") else 1200  # measured context tokens, with room
     batch = max(1, s.eval_max_batch_tokens // per_episode)
     t0 = time.perf_counter()
     with merged_adapters(model):
-        trajs = play_design(policy, ts, tasks, design, seed=s.seed, batch_size=batch, **kw)
+        trajs = play_design(policy, ts, tasks, design, seed=s.seed, batch_size=batch, max_turns=s.eval_max_turns,
+                            max_new_tokens=s.eval_max_new_tokens, max_tool_calls=s.eval_max_turns)
     for t in trajs:
         scorer.score(t)
     return summarize(design, trajs, time.perf_counter() - t0).model_dump(), trajs

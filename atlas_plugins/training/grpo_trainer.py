@@ -63,6 +63,7 @@ class TimedGRPOTrainer(GRPOTrainer):
         t0 = time.perf_counter()
         out = super().training_step(model, inputs, num_items_in_batch)
         total = time.perf_counter() - t0
+        assert self.model is not None  # the Trainer holds its model while it trains
         mode = "train" if self.model.training else "eval"
         for name, seconds in self._phase.items():
             self._metrics[mode][f"atlas/time/{name}_s"].append(seconds)
@@ -96,7 +97,8 @@ class AtlasGRPOTrainer(TimedGRPOTrainer):
 
     def _transformers_model(self) -> Any:
         model = self.model
-        return model.get_base_model() if hasattr(model, "get_base_model") else model
+        get_base_model = getattr(model, "get_base_model", None)  # a PEFT model's unwrapping
+        return get_base_model() if get_base_model is not None else model
 
     def _get_per_token_logps_and_entropies(self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                                            logits_to_keep: int, batch_size: int | None = None,

@@ -274,7 +274,7 @@ class AtlasTrainer:
         from atlas_plugins.training.curriculum import Curriculum
 
         self.curriculum = Curriculum(self.tasks, self.designs, seed=config.seed) if config.curriculum else None
-        self._curriculum_path = Path(config.output_dir) / "curriculum.json"
+        self._curriculum_path = config.output_path / "curriculum.json"
         self._policy_obj: Any = None
         self._view_rng = random.Random(config.seed)
         self._rollouts = 0
@@ -434,7 +434,8 @@ class AtlasTrainer:
             self.curriculum.save(self._curriculum_path)
         trajs = [t for g in groups for t in g]
         report_episode_errors(trajs, trainer.state.global_step)
-        rows, keys = [], []
+        rows: list[dict[str, Any]] = []
+        keys: list[str] = []
         eos_id = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else self.tokenizer.pad_token_id
         for t in trajs:
             t.metadata["step"] = trainer.state.global_step

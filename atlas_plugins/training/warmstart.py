@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from atlas_plugins.policy.base import Generation
+from atlas_plugins.policy.base import FinishReason, Generation
 from atlas_plugins.rewards.rubric import FULL_SCORE
 from atlas_plugins.types import Task, Trajectory
 from atlas_plugins.wire.toolcall import format_call as _call
@@ -42,7 +42,8 @@ def scripted_turns(task: Task, *, loading: str | LoadingPolicy, ptc: bool, think
     answer = task.answer if task.answer else "Done."
     turns: list[str] = []
     if ptc:
-        lines, names = [], {}
+        lines: list[str] = []
+        names: dict[str, str] = {}
         for step in solution:
             server = step["server"]
             if server not in names:
@@ -137,7 +138,8 @@ class ScriptedPolicy:
         text = self._turns[min(self._i, len(self._turns) - 1)]
         self._i += 1
         ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        reason, stop = "stop", None
+        reason: FinishReason = "stop"
+        stop: str | None = None
         if self.eos_id is not None:
             # As a sampled reply: the EOS id is part of the completion, the text is decoded from the ids.
             ids.append(self.eos_id)
@@ -267,6 +269,8 @@ def warm_start(
 
     if not trajs:
         raise ValueError("warm start needs at least one demonstration")
+    # Only when asked: otherwise SFTConfig's own default for gradient checkpointing holds.
+    checkpointing: dict[str, Any] = {} if gradient_checkpointing is None else {"gradient_checkpointing": gradient_checkpointing}
     args = SFTConfig(
         output_dir=output_dir,
         num_train_epochs=epochs,
@@ -280,7 +284,7 @@ def warm_start(
         seed=seed,
         max_length=max_length,
         remove_unused_columns=False,
-        **({} if gradient_checkpointing is None else {"gradient_checkpointing": gradient_checkpointing}),
+        **checkpointing,
     )
     trainer_cls = _tree_sft_trainer() if shared_prefix else SFTTrainer
     trainer = trainer_cls(
