@@ -4,7 +4,7 @@ Each seed runs `atlas demo --seed S --json` in its own process (so peak memory i
 max RSS, read from the OS after it exits). Prints a table per design with mean ± std over seeds
 and the relative change of the mean held-out reward; writes benchmarks/results/learning.json.
 
-    python benchmarks/learning.py --seeds 0,1,2          # ~10 min per seed on 2 idle cores
+    python benchmarks/learning.py --seeds 0,1,2          # ~45 min per seed on 2 idle cores
     python benchmarks/learning.py --collect DIR [DIR ...]  # the table from finished demo folders
 """
 
@@ -44,9 +44,13 @@ def run_seed(seed: int, out: Path, extra: list[str]) -> dict:
         "seed": seed,
         "wall_s": wall,
         "peak_rss_mib": peak_kib / 1024 if peak_kib > before else None,
-        "before": results["before"],
-        "after": results["after"],
+        "timings": results["timings"],
+        "grpo": results.get("grpo"),
+        **{tag: results["evaluations"].get(tag) for tag in TAGS},
     }
+
+
+TAGS = ("before", "after_warm_start", "after")
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -54,8 +58,10 @@ def summarize(runs: list[dict]) -> dict:
     table = {}
     for d in designs:
         row = {}
-        for tag in ("before", "after"):
-            for key in ("reward", "success", "context_tokens", "turns"):
+        for tag in TAGS:
+            if any(r.get(tag) is None for r in runs):
+                continue  # e.g. --settings '{"eval_warm_start": false}'
+            for key in ("reward", "success", "context_tokens"):
                 vals = [r[tag][d][key] for r in runs]
                 row[f"{tag}_{key}"] = {"mean": statistics.fmean(vals), "std": statistics.pstdev(vals), "values": vals}
         b, a = row["before_reward"]["mean"], row["after_reward"]["mean"]
@@ -79,7 +85,8 @@ def main() -> None:
         for folder in args.collect:
             res = json.loads((folder / "results.json").read_text())
             runs.append({"seed": res["settings"]["seed"], "wall_s": res["wall_s"], "peak_rss_mib": None,
-                         "before": res["before"], "after": res["after"], "folder": str(folder)})
+                         "timings": res["timings"], "grpo": res.get("grpo"), "folder": str(folder),
+                         **{tag: res["evaluations"].get(tag) for tag in TAGS}})
         seeds = [r["seed"] for r in runs]
         root = Path(args.collect[0]).parent
     else:
@@ -91,15 +98,24 @@ def main() -> None:
             r = runs[-1]
             print(f"  {r['wall_s']:.0f} s, peak RSS {r['peak_rss_mib'] or float('nan'):.0f} MiB", flush=True)
     table = summarize(runs)
-    print("\n| design | reward before | reward after | relative | success before | success after |")
-    print("|---|---|---|---|---|---|")
+    def cell(row: dict, key: str) -> str:
+        v = row.get(key)
+        return "–" if v is None else f"{v['mean']:.3f} ± {v['std']:.3f}"
+
+    print("\n| design | reward base | reward warm start | reward after GRPO | relative (base→GRPO) | "
+          "success base | success warm start | success after GRPO |")
+    print("|---|---|---|---|---|---|---|---|")
     for d, row in table.items():
         rel = row["relative_reward_change"]
         print(
-            f"| {d} | {row['before_reward']['mean']:.3f} ± {row['before_reward']['std']:.3f} | "
-            f"{row['after_reward']['mean']:.3f} ± {row['after_reward']['std']:.3f} | "
-            f"{'n/a (base 0)' if rel is None else f'{rel:+.0%}'} | {row['before_success']['mean']:.2f} | {row['after_success']['mean']:.2f} |"
+            f"| {d} | {cell(row, 'before_reward')} | {cell(row, 'after_warm_start_reward')} | {cell(row, 'after_reward')} | "
+            f"{'n/a (base 0)' if rel is None else f'{rel:+.0%}'} | {cell(row, 'before_success')} | "
+            f"{cell(row, 'after_warm_start_success')} | {cell(row, 'after_success')} |"
         )
+    for r in runs:
+        g = r.get("grpo") or {}
+        print(f"seed {r['seed']}: wall {r['wall_s']:.0f} s ({', '.join(f'{k} {v:.0f} s' for k, v in r['timings'].items())}); "
+              f"GRPO reward per step {[round(x, 3) for x in g.get('reward', [])]}")
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
     args.json_out.write_text(json.dumps({"seeds": seeds, "runs": runs, "table": table, "out": str(root)}, indent=2))
     print(f"\nwrote {args.json_out}")

@@ -76,6 +76,37 @@ def test_bad_arguments_are_named():
     assert res.exit_code == 1 and "--padding" in res.stdout
 
 
+def test_eval_tasks_file_errors_are_named_before_a_model_loads(tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(_app(), ["eval", "--tasks", str(tmp_path / "missing.jsonl"), "--json"])
+    assert res.exit_code == 1 and "missing.jsonl: no such file" in res.stdout
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "x"}\n')
+    res = runner.invoke(_app(), ["eval", "--tasks", str(bad), "--json"])
+    assert res.exit_code == 1 and "bad.jsonl:1: not a valid task" in res.stdout
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    res = runner.invoke(_app(), ["bench", "--tasks", str(empty), "--json"])
+    assert res.exit_code == 1 and "holds no tasks" in res.stdout
+
+
+def test_eval_on_a_task_file_from_another_generator_seed(tmp_path):
+    """`atlas eval --tasks FILE` plays that file's tasks (here: freshly generated with seed 7)."""
+    from atlas_plugins.envs.taskgen import generate_tasks, write_jsonl
+
+    tasks = [t for t in generate_tasks(seed=7, n_train=0, n_heldout=6) if t.difficulty == 1][:2]
+    assert tasks, "seed 7 generated no level-1 task"
+    path = write_jsonl(tasks, tmp_path / "seed7.jsonl")
+    res = CliRunner().invoke(
+        _app(), ["eval", "--tasks", str(path), "--design", "itl", "--limit", "0", "--max-turns", "1",
+                 "--max-new-tokens", "4", "--out", str(tmp_path / "out"), "--json"])
+    assert res.exit_code == 0, res.output
+    row = json.loads(res.stdout)
+    assert row["tasks"] == len(tasks) and row["design"] == "itl" and row["task_ids"] == [t.id for t in tasks]
+    played = [json.loads(x)["task_id"] for x in (tmp_path / "out" / "traj_base_itl_0.jsonl").read_text().splitlines()]
+    assert played == [t.id for t in tasks]
+
+
 @pytest.mark.skipif(importlib.util.find_spec("bfcl_eval") is None, reason="bfcl-eval is not installed (pip install --no-deps bfcl-eval)")
 def test_bfcl_ground_truth_through_the_native_agent():
     from atlas_plugins.agent.loop import Agent, AgentConfig

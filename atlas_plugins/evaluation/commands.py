@@ -43,6 +43,23 @@ def _run(as_json: bool, **kwargs: Any) -> list[Any]:
     raise AssertionError("unreachable")
 
 
+def _task_file(path: Path | None, as_json: bool) -> Path | None:
+    """Check a ``--tasks`` file before any model loads: it exists and every line is a valid task."""
+    if path is None:
+        return None
+    from atlas_plugins.cli_support import fail
+    from atlas_plugins.envs.taskgen import load_tasks as load_task_file
+
+    if not path.is_file():
+        fail(f"--tasks {path}: no such file", as_json=as_json)
+    try:
+        if not load_task_file(path):
+            fail(f"--tasks {path}: the file holds no tasks", as_json=as_json)
+    except (ValueError, OSError) as exc:
+        fail(f"--tasks {path}: {exc}", as_json=as_json)
+    return path
+
+
 def _overrides(max_turns: int | None, max_new_tokens: int | None) -> dict[str, int]:
     out: dict[str, int] = {}
     if max_turns:
@@ -62,7 +79,8 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option("embedded", "--model", help="'embedded' or an HF model folder/id."),
         adapter: str | None = typer.Option(None, "--adapter", help="LoRA adapter folder from atlas train / atlas demo."),
         padding: int = typer.Option(0, "--padding", help="Distractor catalogue servers added to each task's tool space."),
-        limit: int | None = typer.Option(8, "--limit", help="Number of tasks (fixed order)."),
+        limit: int | None = typer.Option(8, "--limit", help="Number of tasks (fixed order; 0: all)."),
+        tasks: Path | None = typer.Option(None, "--tasks", help="Evaluate the tasks of this JSONL file (as `atlas tasks generate` writes it) instead of the suite's own; the suite still provides the servers."),
         max_turns: int | None = typer.Option(None, "--max-turns", help="Model turns (and tool calls) per episode."),
         max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help="Tokens per model turn."),
         device: str | None = typer.Option(None, "--device", help="Torch device for the model, e.g. cuda (default: cpu)."),
@@ -74,7 +92,8 @@ def register(app: typer.Typer) -> None:
 
         cells = _run(
             as_json, suite_name=suite, designs=[design], paddings=[padding], models=_models(model, adapter, None),
-            limit=limit, out_dir=out, agent_overrides=_overrides(max_turns, max_new_tokens), device=device,
+            limit=limit or None, out_dir=out, agent_overrides=_overrides(max_turns, max_new_tokens), device=device,
+            tasks_file=_task_file(tasks, as_json),
         )
         row = cells[0].model_dump()
         if as_json:
@@ -90,7 +109,8 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option("embedded", "--model", help="'embedded' or an HF model folder/id."),
         adapter: str | None = typer.Option(None, "--adapter", help="Evaluate this LoRA adapter instead of the base model."),
         trained: str | None = typer.Option(None, "--trained", help="Also evaluate this LoRA adapter (base vs trained)."),
-        limit: int | None = typer.Option(8, "--limit", help="Number of tasks per cell (fixed order)."),
+        limit: int | None = typer.Option(8, "--limit", help="Number of tasks per cell (fixed order; 0: all)."),
+        tasks: Path | None = typer.Option(None, "--tasks", help="Evaluate the tasks of this JSONL file (as `atlas tasks generate` writes it) instead of the suite's own; the suite still provides the servers."),
         max_turns: int | None = typer.Option(None, "--max-turns", help="Model turns (and tool calls) per episode."),
         max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help="Tokens per model turn."),
         device: str | None = typer.Option(None, "--device", help="Torch device for the model, e.g. cuda (default: cpu)."),
@@ -106,8 +126,8 @@ def register(app: typer.Typer) -> None:
             fail(f"--padding must be comma-separated integers, got {padding!r}", as_json=as_json)
         cells = _run(
             as_json, suite_name=suite, designs=_csv(designs, "--designs"), paddings=pads,
-            models=_models(model, adapter, trained), limit=limit, out_dir=out,
-            agent_overrides=_overrides(max_turns, max_new_tokens), device=device,
+            models=_models(model, adapter, trained), limit=limit or None, out_dir=out,
+            agent_overrides=_overrides(max_turns, max_new_tokens), device=device, tasks_file=_task_file(tasks, as_json),
         )
         if as_json:
             print_json({"results": [c.model_dump() for c in cells], "markdown": str(out / "results.md"), "plot": str(out / "bench.png")})

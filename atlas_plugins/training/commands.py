@@ -61,7 +61,7 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for report.md, the plot and results."),
         heldout: int | None = typer.Option(None, "--heldout", help="Held-out tasks to evaluate (default: all level-1)."),
         steps: int | None = typer.Option(None, "--steps", help="GRPO steps (default: the recipe's)."),
-        designs: str = typer.Option("eager,itl,itl+ptc", "--designs", help="Designs to evaluate."),
+        designs: str = typer.Option("itl,itl+ptc", "--designs", help="Designs to evaluate (add eager for the contrast; it is the slowest to evaluate)."),
         train_designs: str = typer.Option("itl,itl+ptc", "--train-designs", help="Designs to train (the first is reported)."),
         no_warm_start: bool = typer.Option(False, "--no-warm-start", help="Skip the behaviour-cloning warm start."),
         settings_json: str | None = typer.Option(None, "--settings", help="JSON object of further DemoSettings fields."),

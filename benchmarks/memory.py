@@ -1,0 +1,113 @@
+"""Peak memory of GRPO steps with a long prompt: batch 8 of an agent whose tools fill ~2,400 tokens.
+
+The case behind it: an adapted agent with 19 MCP tools starts every episode from a 2,407-token
+prompt, and two GRPO steps at batch 8 were killed by the kernel at 22 GB (14.3 GB with gradient
+checkpointing). Here the native agent plays *eager* (every schema of the task's servers in the
+prompt) on the training tasks whose first prompt is closest to the target length, so a step trains
+8 rows of that length, with the `cpu_demo` settings and the trainer's own memory plan
+(checkpointing chosen per step by measured need, ``atlas_plugins.training.memory``).
+
+Each case runs in its own process; its peak RSS is the kernel's ``ru_maxrss`` for that process
+(``os.wait4``), the same figure ``/usr/bin/time -v`` prints as "Maximum resident set size".
+
+    python benchmarks/memory.py                       # ~5 min on 2 idle cores
+    python benchmarks/memory.py --prompt-tokens 2400 --batch 8 --group 4 --steps 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def child(args: argparse.Namespace) -> None:
+    """One case, in this process: pick the tasks, train ``--steps`` steps, print a JSON line."""
+    import torch
+
+    import atlas_plugins as atlas
+    from atlas_plugins.agent.loop import Agent
+    from atlas_plugins.envs.taskgen import load_default_tasks
+    from atlas_plugins.policy.embedded import resolve_model_path
+    from atlas_plugins.training.config import AtlasGRPOConfig
+    from atlas_plugins.training.trainer import AtlasTrainer
+    from atlas_plugins.training.warmstart import ScriptedPolicy
+    from transformers import AutoTokenizer
+
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    tok = AutoTokenizer.from_pretrained(resolve_model_path(None))
+    n_tasks = max(1, args.batch // args.group)
+    out = Path(tempfile.mkdtemp(prefix="atlas-memory-"))
+    cfg = AtlasGRPOConfig.cpu_demo(
+        str(out), max_steps=args.steps, per_device_train_batch_size=args.batch, num_generations=args.group,
+        max_completion_length=args.length, max_turn_tokens=min(96, args.length), loading="eager",
+        max_train_tasks=n_tasks, report_to=[], save_strategy="no",
+    )
+    tasks = [t for t in load_default_tasks("train") if len(t.servers) == 1]
+    with atlas.Toolspace.default(servers=sorted({s for t in tasks for s in t.servers})) as ts:
+        probe = Agent(ScriptedPolicy(tok, []), ts, cfg.agent_config())
+        by_server: dict[str, int] = {}
+        for t in tasks:  # the eager prompt depends on the server only: one probe per server
+            if t.servers[0] not in by_server:
+                ep = probe._start(t, "probe")
+                by_server[t.servers[0]] = len(tok.apply_chat_template(ep.traj.messages, tokenize=True,
+                                                                      add_generation_prompt=True, return_dict=False))
+        server = min(by_server, key=lambda s: abs(by_server[s] - args.prompt_tokens))
+        chosen = [t for t in tasks if t.servers == [server]][:n_tasks]
+        tools = len([x for x in ts.list_tools() if x.server == server])
+        trainer = AtlasTrainer(cfg, toolspace=ts, tasks=chosen, model=None, tokenizer=tok)
+        t0 = time.perf_counter()
+        trainer.train()
+        wall = time.perf_counter() - t0
+        steps = [h for h in trainer.state.log_history if "reward" in h]
+    print("RESULT " + json.dumps({
+        "server": server, "tools": tools, "prompt_tokens": by_server[server], "eager_prompt_tokens_by_server": by_server,
+        "rows_per_step": args.batch, "steps": len(steps), "train_s": wall,
+        "checkpointing_last_step": trainer._checkpointing,
+        "completion_tokens_per_step": [h.get("completions/mean_length") for h in steps],
+    }), flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--prompt-tokens", type=int, default=2400, help="target length of the eager first prompt")
+    ap.add_argument("--batch", type=int, default=8, help="rows per step (tasks x group)")
+    ap.add_argument("--group", type=int, default=4)
+    ap.add_argument("--length", type=int, default=256, help="max completion tokens per episode")
+    ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--json-out", type=Path, default=HERE / "results" / "memory.json")
+    args = ap.parse_args()
+    if args.child:
+        child(args)
+        return
+    cmd = [sys.executable, __file__, "--child", *sys.argv[1:]]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.stdout is not None
+    lines = proc.stdout.read().splitlines()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"the training process failed (exit {proc.returncode}); its last output:\n" + "\n".join(lines[-20:]))
+    result = json.loads(next(x for x in reversed(lines) if x.startswith("RESULT "))[len("RESULT "):])
+    result["peak_rss_gib"] = usage.ru_maxrss / 1024**2  # KiB on Linux
+    result["settings"] = {k: v for k, v in vars(args).items() if k not in ("child", "json_out")}
+    print(f"{result['steps']} GRPO steps, batch {args.batch}, eager on '{result['server']}' ({result['tools']} tools, "
+          f"{result['prompt_tokens']}-token prompt): peak RSS {result['peak_rss_gib']:.2f} GiB, {result['train_s']:.0f} s, "
+          f"checkpointing {'on' if result['checkpointing_last_step'] else 'off'} (the memory plan's choice)")
+    args.json_out.parent.mkdir(parents=True, exist_ok=True)
+    args.json_out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.json_out}")
+
+
+if __name__ == "__main__":
+    main()
