@@ -143,3 +143,26 @@ def test_followup_user_turns_are_delivered_in_order(ts, tokenizer, tasks):
     users = [m["content"] for m in traj.messages if m["role"] == "user"]
     assert users[1:] == ["Task: Now add 1 and 1.", "Task: Thanks, that is all."]
     _check_layout(traj, tokenizer)
+
+
+def test_a_policy_that_returns_too_few_generations_is_an_error_not_a_hang(ts, tokenizer, tasks):
+    """A policy plugin whose generate() drops a row would leave that episode waiting forever."""
+    from atlas_plugins.errors import AtlasError
+
+    class DropsEveryRow(ScriptedPolicy):
+        def generate(self, batch, max_new_tokens=None, **kw):
+            return []
+
+    agent = Agent(DropsEveryRow(tokenizer, ["<answer>1</answer>"]), ts, AgentConfig(loading="itl"))
+    with pytest.raises(AtlasError, match="returned 0 generations for 1 prompts"):
+        agent.run([tasks["math_multiply"]])
+
+
+def test_sft_rows_refuse_an_env_mask_of_the_wrong_length(ts, tokenizer, tasks):
+    from atlas_plugins.training.warmstart import sft_rows
+
+    traj = _play(ts, tokenizer, ["<answer>1</answer>"], tasks["math_multiply"], loading="itl")
+    assert sft_rows([traj])  # a well-formed episode gives its row
+    bad = traj.model_copy(update={"env_mask": traj.env_mask[:-1]})
+    with pytest.raises(ValueError, match="env_mask has .* entries for .* completion tokens"):
+        sft_rows([bad])

@@ -226,3 +226,22 @@ def test_hf_judge_scores_every_criterion_with_the_embedded_model(hf_judge):
     r = gen.score(Rubric.from_dict([{"id": "h", "name": "helpful", "description": "answers the question"}]), t)
     assert len(r.raw) == 1
     assert (r.scores and 0.0 <= r.scores["h"] <= 1.0) or (r.unscored == {"h": "judge output had no score"} and t.judge_failures)
+
+
+def test_a_backend_that_returns_too_few_replies_leaves_items_unscored_not_dropped():
+    """A judge plugin's backend that drops the last request of every call: the trajectory left
+    without a reply is retried, then reported unscored with a failure, never silently skipped."""
+    from atlas_plugins.rewards.judges._lm import LMJudge
+
+    class FirstOnly(LMJudge):
+        name = "first-only"
+
+        def _generate(self, prompts, *, temperature, max_tokens):
+            return ["[1.0, 0.5]"] * (len(prompts) - 1)  # every request of a call but the last
+
+    judge = FirstOnly(retries=1)
+    good, other = make_traj("42"), make_traj("41")
+    res = judge.score_group(MIXED, [good, other])
+    assert res[0].scores["helpful"] == pytest.approx(1.0) and res[0].scores["grounded"] == pytest.approx(0.5)
+    assert set(res[1].unscored) == {"helpful", "grounded"} and res[1].scores == {"right": 0.0}
+    assert other.judge_failures and "after 2 attempt(s)" in other.judge_failures[-1]

@@ -29,6 +29,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from atlas_plugins.agent.env import CODE_TOOL, EpisodeEnv
+from atlas_plugins.errors import AtlasError
 from atlas_plugins.recording.rendering import TurnTemplate, encode, probe_template
 from atlas_plugins.types import Task, TokenizerLike, Trajectory
 from atlas_plugins.wire.toolcall import EXPECTED_FORMAT, STOP_STRINGS, parse_assistant
@@ -230,7 +231,11 @@ class Agent:
                     stop=STOP_STRINGS,
                     seed=None if seed is None else seed + turn,
                 )
-                for ep, gen in zip(active, gens, strict=False):  # as many as the policy plugin returns
+                if len(gens) != len(active):
+                    # A policy plugin that drops rows would leave those episodes waiting forever.
+                    raise AtlasError(f"policy {type(self.policy).__name__}.generate returned {len(gens)} generations "
+                                     f"for {len(active)} prompts")
+                for ep, gen in zip(active, gens, strict=True):
                     self._step(ep, gen)
                     ep.traj.context_tokens = max(ep.traj.context_tokens, len(ep.ids))
                 turn += 1

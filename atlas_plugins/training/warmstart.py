@@ -226,8 +226,11 @@ def sft_rows(trajs: Sequence[Trajectory], max_length: int | None = None) -> list
     for t in trajs:
         for part in t.token_rows():
             prompt, completion, mask = part.prompt_ids, part.completion_ids, part.env_mask
+            if len(mask) != len(completion):
+                raise ValueError(f"trajectory {t.task_id!r}: env_mask has {len(mask)} entries for "
+                                 f"{len(completion)} completion tokens (a runner bug); cannot build an SFT row")
             ids = list(prompt) + list(completion)
-            labels = [-100] * len(prompt) + [tok if m == 1 else -100 for tok, m in zip(completion, mask, strict=False)]  # env_mask comes from the runner
+            labels = [-100] * len(prompt) + [tok if m == 1 else -100 for tok, m in zip(completion, mask, strict=True)]
             if max_length is not None:
                 ids, labels = ids[:max_length], labels[:max_length]
             if all(label == -100 for label in labels):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from atlas_plugins.rewards.base import JudgeResult, record_result
@@ -210,8 +211,9 @@ class LMJudge:
                 if not pending:
                     break
                 outs = self._generate([prompts[k] for k in pending], temperature=temp, max_tokens=self.reply_tokens("criterion"))
+                outs = _one_per_request(outs, len(pending))
                 still = []
-                for (i, cid), out in zip(pending, outs, strict=False):  # as many as the judge backend returns
+                for (i, cid), out in zip(pending, outs, strict=True):
                     results[i].raw.append(out)
                     v = parse_single(out)
                     if v is None:
@@ -235,8 +237,9 @@ class LMJudge:
                 [self.list_prompt(trajs[i], criteria) for i in pending_t], temperature=temp,
                 max_tokens=self.reply_tokens("list", len(criteria)),
             )
+            outs = _one_per_request(outs, len(pending_t))
             still_t: list[int] = []
-            for i, out in zip(pending_t, outs, strict=False):  # as many as the judge backend returns
+            for i, out in zip(pending_t, outs, strict=True):
                 results[i].raw.append(out)
                 vals = parse_list(out, len(criteria))
                 if vals is None:
@@ -269,7 +272,8 @@ class LMJudge:
                 [self.group_prompt(trajectories, lm_criteria)],
                 temperature=self.temperature,
                 max_tokens=self.reply_tokens("group", len(lm_criteria), len(trajectories)),
-            )[0]
+            )
+            out = _one_per_request(out, 1)[0]
             for k in range(len(trajectories)):
                 m = re.search(rf'<scores\s+id\s*=\s*"?{k + 1}"?\s*>(.*?)(?:</scores>|$)', out, re.S | re.I)
                 vals = parse_list(m.group(1), len(lm_criteria)) if m else None
@@ -289,3 +293,10 @@ class LMJudge:
             record_result(traj, res)
             results.append(res)
         return results
+
+
+def _one_per_request(outs: Sequence[str], n: int) -> list[str]:
+    """A backend's outputs, one per request: missing ones become empty replies, which parse to
+    no score, so those items are retried and then reported unscored instead of silently dropped."""
+    outs = [str(o) for o in outs][:n]
+    return outs + [""] * (n - len(outs))
