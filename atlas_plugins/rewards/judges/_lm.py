@@ -268,12 +268,12 @@ class LMJudge:
         lm_criteria, checks = self._split(rubric)
         lm_results: list[JudgeResult | None] = [None] * len(trajectories)
         if lm_criteria and len(trajectories) > 1:
-            out = self._generate(
+            replies = self._generate(
                 [self.group_prompt(trajectories, lm_criteria)],
                 temperature=self.temperature,
                 max_tokens=self.reply_tokens("group", len(lm_criteria), len(trajectories)),
             )
-            out = _one_per_request(out, 1)[0]
+            out = _one_per_request(replies, 1)[0]
             for k in range(len(trajectories)):
                 m = re.search(rf'<scores\s+id\s*=\s*"?{k + 1}"?\s*>(.*?)(?:</scores>|$)', out, re.S | re.I)
                 vals = parse_list(m.group(1), len(lm_criteria)) if m else None
