@@ -593,10 +593,28 @@ class AtlasTrainer:
         return self.trainer.train(resume_from_checkpoint=resume_from)
 
     def save_adapter(self, path: str | Path) -> Path:
+        """Save the trained adapter (or model) and tokenizer; under Accelerate, the main process only."""
         path = Path(path)
-        self.trainer.model.save_pretrained(path)
-        self.tokenizer.save_pretrained(path)
+        accelerator = self.trainer.accelerator
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            accelerator.unwrap_model(self.trainer.model).save_pretrained(path)
+            self.tokenizer.save_pretrained(path)
         return path
+
+    def replicas_in_sync(self) -> bool:
+        """Under Accelerate: whether every process holds the same trainable weights (a digest of
+        them, gathered), which is what all-reduced gradients guarantee. True on one process."""
+        import torch
+
+        accelerator = self.trainer.accelerator
+        if accelerator.num_processes == 1:
+            return True
+        model = accelerator.unwrap_model(self.trainer.model)
+        params = [p.detach().double() for p in model.parameters() if p.requires_grad]
+        digest = torch.stack([sum(p.sum() for p in params), sum((p * p).sum() for p in params)]).to(accelerator.device)
+        every = accelerator.gather(digest.unsqueeze(0)).cpu()
+        return bool(torch.allclose(every, every[0].expand_as(every), rtol=0, atol=1e-9))
 
     def close(self) -> None:
         if self._own_toolspace and self.toolspace is not None:
