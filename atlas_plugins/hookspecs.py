@@ -21,12 +21,15 @@ and in its ``pyproject.toml``::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 if TYPE_CHECKING:  # typer stays out of the env server processes, which import this module
     import typer
+
+    from atlas_plugins.types import Trajectory
 
 hookspec = pluggy.HookspecMarker("atlas_plugins")
 hookimpl = pluggy.HookimplMarker("atlas_plugins")
@@ -124,7 +127,7 @@ def atlas_before_tool_call(server: str, tool: str, arguments: dict[str, Any]) ->
 
 
 @hookspec
-def atlas_on_trajectory(trajectory: Any) -> None:
+def atlas_on_trajectory(trajectory: Trajectory) -> None:
     """Called with every finished :class:`~atlas_plugins.types.Trajectory` (after scoring)."""
 
 

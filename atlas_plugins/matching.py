@@ -15,7 +15,7 @@ def _norm_str(s: str) -> str:
     return " ".join(s.strip().casefold().split())
 
 
-def _as_number(v: Any) -> float | None:
+def _as_number(v: object) -> float | None:
     if isinstance(v, bool):
         return None
     if isinstance(v, (int, float)):

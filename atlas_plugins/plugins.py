@@ -20,13 +20,20 @@ import importlib.metadata
 import os
 import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from atlas_plugins import hookspecs
 from atlas_plugins.errors import AtlasError
+
+if TYPE_CHECKING:  # typer loads with the CLI only (the env server processes import this module)
+    import typer
+    from typer.models import CommandInfo, TyperInfo
+
+    from atlas_plugins.types import Trajectory
 
 ENTRY_POINT_GROUP = "atlas_plugins"
 BUILTIN_DISTRIBUTION = "atlas-plugins"
@@ -139,7 +146,7 @@ class PluginManager:
         for _kind, (_hook, package) in EXTENSION_POINTS.items():
             try:
                 pkg = importlib.import_module(package)
-            except Exception as exc:  # a broken built-in package must not take the rest down
+            except Exception as exc:  # noqa: BLE001 - a broken built-in package must not take the rest down
                 self._report_broken(package, BUILTIN_DISTRIBUTION, exc)
                 continue
             for short in getattr(pkg, "BUILTINS", ()):
@@ -148,7 +155,7 @@ class PluginManager:
                     continue
                 try:
                     module = importlib.import_module(module_name)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - reported as a broken plugin; the others load
                     self._report_broken(module_name, BUILTIN_DISTRIBUTION, exc)
                     continue
                 self.register(module, name=module_name, distribution=BUILTIN_DISTRIBUTION)
@@ -167,7 +174,7 @@ class PluginManager:
                 obj = ep.load()
                 # pluggy validates the hook implementations here (a misspelt argument name raises).
                 self.register(obj, name=ep.name, distribution=dist)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - reported by name and distribution; the others load
                 if self.pm.get_plugin(ep.name) is not None:  # pluggy may have added part of it
                     self.pm.unregister(name=ep.name)
                 self._report_broken(ep.name, dist, exc)
@@ -183,7 +190,7 @@ class PluginManager:
             stacklevel=3,
         )
 
-    def register(self, plugin: Any, *, name: str | None = None, distribution: str = "<runtime>") -> str:
+    def register(self, plugin: object, *, name: str | None = None, distribution: str = "<runtime>") -> str:
         """Register a plugin object (a module or any object with hookimpls) at run time."""
         with self._lock:
             plugin_name = self.pm.register(plugin, name=name)
@@ -225,16 +232,19 @@ class PluginManager:
             dist = self.distributions.get(plugin_name, "<runtime>")
             pending: list[Entry] = []
 
-            def register(name: str, factory: Callable[..., Any], _p=plugin_name, _d=dist) -> None:
+            def register(
+                name: str, factory: Callable[..., Any], _p: str = plugin_name, _d: str = dist,
+                _pending: list[Entry] = pending,
+            ) -> None:
                 if not isinstance(name, str) or not name:
                     raise AtlasError(f"plugin {_p!r} registered a {kind} entry with an invalid name {name!r}")
                 if not callable(factory):
                     raise AtlasError(f"plugin {_p!r} registered {name!r} with a non-callable factory")
-                pending.append(Entry(name, factory, _p, _d))
+                _pending.append(Entry(name, factory, _p, _d))
 
             try:
                 impl.function(register=register)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - reported as a broken plugin; the others register
                 self._report_broken(plugin_name, dist, exc)
                 continue
             for entry in pending:
@@ -272,7 +282,7 @@ class PluginManager:
         out: dict[str, Any] = {}
         for kind in EXTENSION_POINTS:
             reg = self.registry(kind)
-            rows = [
+            rows: list[dict[str, Any]] = [
                 {"name": e.name, "plugin": e.plugin, "distribution": e.distribution}
                 for e in sorted(reg.entries.values(), key=lambda e: e.name)
             ]
@@ -286,7 +296,7 @@ class PluginManager:
         return out
 
     # -- CLI commands -----------------------------------------------------------------------
-    def add_commands(self, app: Any, *, owner: str = "atlas_plugins.cli") -> dict[str, list[str]]:
+    def add_commands(self, app: typer.Typer, *, owner: str = "atlas_plugins.cli") -> dict[str, list[str]]:
         """Let every plugin add its ``atlas`` commands to the Typer ``app``.
 
         The built-in command modules (:data:`BUILTIN_COMMAND_MODULES`) are registered as plugins
@@ -311,8 +321,8 @@ class PluginManager:
             self.register(module, name=module_name, distribution=BUILTIN_DISTRIBUTION)
 
         owners: dict[str, list[tuple[str, str]]] = {}
-        infos: dict[str, list[Any]] = {}
-        for info in [*app.registered_commands, *app.registered_groups]:
+        infos: dict[str, list[CommandInfo | TyperInfo]] = {}
+        for info in _registered(app):
             for name in _command_names(info):
                 owners.setdefault(name, []).append((owner, BUILTIN_DISTRIBUTION))
                 infos.setdefault(name, []).append(info)
@@ -327,7 +337,7 @@ class PluginManager:
             scratch = typer.Typer()
             try:
                 impl.function(app=scratch)
-                added = [(info, _command_names(info)) for info in [*scratch.registered_commands, *scratch.registered_groups]]
+                added = [(info, _command_names(info)) for info in _registered(scratch)]
             except Exception as exc:  # noqa: BLE001 - reported as a broken plugin, the CLI goes on
                 self._report_broken(plugin, dist, exc)
                 continue
@@ -343,9 +353,11 @@ class PluginManager:
         conflicts = {name: who for name, who in owners.items() if len(who) > 1}
         for name, who in conflicts.items():
             for info in infos[name]:
-                for bucket in (app.registered_commands, app.registered_groups):
-                    if info in bucket:
-                        bucket.remove(info)
+                if isinstance(info, typer.models.CommandInfo):
+                    if info in app.registered_commands:
+                        app.registered_commands.remove(info)
+                elif info in app.registered_groups:
+                    app.registered_groups.remove(info)
             both = " and ".join(f"{p!r} (distribution {d!r})" for p, d in who)
             message = (
                 f"command {name!r} is registered by more than one plugin: {both}. "
@@ -367,7 +379,7 @@ class PluginManager:
                 return f"blocked by policy: {verdict}"
         return None
 
-    def on_trajectory(self, trajectory: Any) -> None:
+    def on_trajectory(self, trajectory: Trajectory) -> None:
         self._ensure_builtins()
         self.pm.hook.atlas_on_trajectory(trajectory=trajectory)
 
@@ -376,7 +388,12 @@ class PluginManager:
         self.pm.hook.atlas_on_train_step(metrics=metrics)
 
 
-def _command_names(info: Any) -> list[str]:
+def _registered(app: typer.Typer) -> list[CommandInfo | TyperInfo]:
+    """The commands, then the groups, that ``app`` has."""
+    return [*app.registered_commands, *app.registered_groups]
+
+
+def _command_names(info: CommandInfo | TyperInfo) -> list[str]:
     """The top-level names a Typer ``CommandInfo``/``TyperInfo`` adds (as Typer resolves them)."""
     from typer.main import get_command_name, solve_typer_info_defaults
     from typer.models import CommandInfo
@@ -387,10 +404,11 @@ def _command_names(info: Any) -> list[str]:
     if name:
         return [name]
     sub = info.typer_instance  # a group added without a name merges its commands in
-    return [n for i in [*sub.registered_commands, *sub.registered_groups] for n in _command_names(i)]
+    assert sub is not None, "add_typer always sets typer_instance"
+    return [n for i in _registered(sub) for n in _command_names(i)]
 
 
-def _conflict_command(name: str, message: str) -> Any:
+def _conflict_command(name: str, message: str) -> CommandInfo:
     """A command that fails with ``message`` (the same way for ``--json``) whatever it is given."""
     import typer
     from typer.models import CommandInfo
@@ -430,7 +448,7 @@ def reset_plugins() -> None:
         _manager = None
 
 
-def register_plugin(plugin: Any, name: str | None = None) -> str:
+def register_plugin(plugin: object, name: str | None = None) -> str:
     """Register a plugin object at run time (handy in notebooks and tests)."""
     return get_plugin_manager().register(plugin, name=name)
 

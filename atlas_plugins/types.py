@@ -6,7 +6,7 @@ for logs, and documents itself. Nothing here imports torch, transformers or mcp.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -61,6 +61,35 @@ class ServerInfo(BaseModel):
         return self.transport == "catalog"
 
 
+class ToolCatalog(Protocol):
+    """What context control and code execution read from a toolspace: its servers, each with
+    its tool specs. A :class:`~atlas_plugins.toolspace.Toolspace` is one; so is any object with
+    a ``servers`` list (a catalogue snapshot, a test double)."""
+
+    @property
+    def servers(self) -> list[ServerInfo]: ...
+
+
+class TokenizerLike(Protocol):
+    """The part of a Hugging Face tokenizer that atlas uses. Any ``transformers`` tokenizer
+    satisfies it. Results are left open (``Any``): their shape differs across transformers
+    versions (a ``BatchEncoding``, a dict or a list), and callers normalise them."""
+
+    @property
+    def eos_token(self) -> str | None: ...
+
+    @property
+    def eos_token_id(self) -> int | None: ...
+
+    def __call__(self, text: str, *args: Any, **kwargs: Any) -> Any: ...
+
+    def apply_chat_template(self, conversation: list[dict[str, Any]], *args: Any, **kwargs: Any) -> Any: ...
+
+    def encode(self, text: str, *args: Any, **kwargs: Any) -> list[int]: ...
+
+    def decode(self, token_ids: list[int], *args: Any, **kwargs: Any) -> Any: ...
+
+
 class ToolResult(BaseModel):
     """The outcome of one tool call. Errors are values: the agent reads them as observations."""
 
@@ -100,6 +129,11 @@ class Task(BaseModel):
     expected_state: list[dict[str, Any]] | None = None
     split: Literal["train", "heldout"] | None = None
     difficulty: int = 1
+
+
+#: A task as loading policies and rubric providers accept it: a :class:`Task`, its dict form,
+#: a bare prompt, or ``None`` (no task: the whole toolspace is in scope).
+TaskLike = Task | dict[str, Any] | str | None
 
 
 class ToolCallRecord(BaseModel):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+from collections.abc import Iterable
 from typing import Any
 
 MAX_JSON_DEPTH = 64  # tool results and bridge messages nest far less; deeper input is hostile
@@ -29,13 +30,14 @@ MAX_JSON_CHARS = 8 * 1024 * 1024
 MAX_LITERAL_CHARS = 1_000_000  # ast.literal_eval is slower than json; cap its input lower
 
 
-def nesting_exceeds(value: Any, limit: int) -> bool:
+def nesting_exceeds(value: object, limit: int) -> bool:
     """Whether containers in ``value`` nest deeper than ``limit`` (iterative: no recursion)."""
-    stack: list[tuple[Any, int]] = [(value, 0)]
+    stack: list[tuple[object, int]] = [(value, 0)]
     while stack:
         item, depth = stack.pop()
+        children: Iterable[object]
         if isinstance(item, dict):
-            children: Any = item.values()
+            children = item.values()
         elif isinstance(item, (list, tuple, set, frozenset)):
             children = item
         else:

@@ -404,8 +404,24 @@ def test_prefix_cache_identical_rows_each_use_their_own_entry(policy: Transforme
     turn1 = cached.generate([prompts[0], prompts[0]], max_new_tokens=2, temperature=0)
     assert turn1[0].completion_ids == turn1[1].completion_ids and cached.prefix_cache_stats["entries"] == 2
     turn2 = [next_turn(cached, prompts[0], g) for g in turn1]
+    hits_before = cached.prefix_cache_stats["hits"]  # turn 1's rows read their shared prefill
     got = cached.generate(turn2, max_new_tokens=2, temperature=0)
     stats = cached.prefix_cache_stats
     # Both stored copies were used and evicted; only turn 2's two sequences remain.
-    assert stats["hits"] == 2 and stats["entries"] == 2 and stats["tokens"] == sum(
+    assert stats["hits"] - hits_before == 2 and stats["entries"] == 2 and stats["tokens"] == sum(
         len(p) + g.num_tokens - 1 for p, g in zip(turn2, got))
+
+
+def test_shared_prefixes_are_kept_only_when_cheaper_than_prefilling_alone() -> None:
+    from atlas_plugins.policy.transformers_policy import shared_prefixes
+
+    system = list(range(100, 200))  # 100 shared tokens
+    a, b, c = system + [1, 2, 3], system + [4, 5], [7] * 50
+    # Fresh rows: the 100-token prefix is prefilled once instead of twice; c shares nothing.
+    assert shared_prefixes([a, b, c], [0, 0, 0], min_tokens=8) == [system]
+    # Both rows already hold 95 of the 100 tokens: 2 x 5 to prefill alone beats 100 from scratch.
+    assert shared_prefixes([a, b], [95, 95], min_tokens=8) == []
+    # One fresh row and one that holds it: 100 + 5 alone is more than 100 once.
+    assert shared_prefixes([a, b], [0, 95], min_tokens=8) == [system]
+    # Below min_tokens nothing is shared.
+    assert shared_prefixes([a[:5] + [9], a[:5] + [8]], [0, 0], min_tokens=8) == []

@@ -148,7 +148,9 @@ def test_demo_runs_end_to_end_and_writes_report(tmp_path):
         assert 0.0 <= out[side]["reward"] <= 1.0 and out[side]["context_tokens"] > 0
     assert Path(out["plot"]).stat().st_size > 1000
     report = Path(out["report"]).read_text()
-    assert "| itl | base |" in report and "| itl | trained |" in report
+    itl = report.split("## itl", 1)[1].split("##", 1)[0]  # the ITL design's table
+    assert "| base |" in itl and "| warm start + GRPO |" in itl and "| warm start |" not in itl  # no warm start ran
+    assert "## GRPO training curve" in report and "| 1 |" in report
     assert (tmp_path / "demo" / "adapter" / "adapter_config.json").is_file()
 
 

@@ -9,7 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
-from atlas_plugins.types import ToolSpec
+from atlas_plugins.types import TaskLike, ToolCatalog, ToolSpec
 
 
 class MetaTool(BaseModel):
@@ -97,4 +97,4 @@ class LoadingPolicy(Protocol):
 
     name: str
 
-    def start_episode(self, toolspace: Any, task: Any = None) -> EpisodeContext: ...
+    def start_episode(self, toolspace: ToolCatalog, task: TaskLike = None) -> EpisodeContext: ...

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -46,15 +45,15 @@ def register(app: typer.Typer) -> None:
     @app.command("context")
     def context_cmd(
         policy: str = typer.Option("itl", "--policy", "-p", help="Loading policy (eager, isl, itl, search, or a plugin's)."),
-        config: Optional[Path] = typer.Option(
+        config: Path | None = typer.Option(
             None, "--config", "-c", help="Toolspace file (YAML/TOML or mcpServers JSON). Default: embedded servers."
         ),
         catalog: list[Path] = typer.Option([], "--catalog", help="JSONL catalogue of extra (catalogue-only) servers; repeatable."),
-        servers: Optional[str] = typer.Option(
+        servers: str | None = typer.Option(
             None, "--servers", help="Comma-separated embedded servers to start (default: all). Ignored with --config."
         ),
         no_embedded: bool = typer.Option(False, "--no-embedded", help="Start no embedded server: catalogues only."),
-        tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="HF tokenizer path/id (default: embedded SmolLM2)."),
+        tokenizer: str | None = typer.Option(None, "--tokenizer", help="HF tokenizer path/id (default: embedded SmolLM2)."),
         as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
     ) -> None:
         """Initial context tokens of a loading policy over a toolspace."""
@@ -137,7 +136,7 @@ def register(app: typer.Typer) -> None:
         table = Table(title=f"{retriever}{' (two-level)' if two_level else ''}, k={k}")
         table.add_column("query")
         table.add_column("hits")
-        for q, res in zip(qs, results):
+        for q, res in zip(qs, results, strict=True):
             table.add_row(q["query"][:60], "\n".join(f"{h['server']}:{h['tool']} ({h['score']:.3f})" for h in res["hits"]))
         Console().print(table)
 

@@ -11,7 +11,7 @@ token count measures is then what a real prompt would carry, not pretty-printing
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from atlas_plugins.context.base import MetaTool
 from atlas_plugins.types import ServerInfo, ToolSpec

@@ -94,8 +94,8 @@ def people(seed: int) -> list[dict[str, Any]]:
     firsts = rng.sample(FIRST_NAMES, 12)
     lasts = rng.sample(LAST_NAMES, 12)
     cities = list(CITIES)
-    out = []
-    for i, (first, last) in enumerate(zip(firsts, lasts), start=1):
+    out: list[dict[str, Any]] = []
+    for i, (first, last) in enumerate(zip(firsts, lasts, strict=True), start=1):
         company, domain = rng.choice(COMPANIES)
         local = f"{first}.{last}".lower().replace("'", "")
         bday = date(rng.randint(1965, 2001), rng.randint(1, 12), rng.randint(1, 28))

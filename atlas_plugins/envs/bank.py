@@ -287,7 +287,7 @@ def build(seed: int = 0) -> EnvServer:
         for t in txs:
             if t["amount"] < 0:
                 spend[t["category"]] = money(spend.get(t["category"], 0) - t["amount"])
-        rows = sorted(({"category": c, "spent": v} for c, v in spend.items()), key=lambda r: (-r["spent"], r["category"]))
+        rows = [{"category": c, "spent": v} for c, v in sorted(spend.items(), key=lambda cv: (-cv[1], cv[0]))]
         return {"month": month, "account_id": acct or "all", "by_category": rows,
                 "total_spent": money(sum(spend.values())), "total_income": money(sum(t["amount"] for t in txs if t["amount"] > 0))}
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -69,9 +68,9 @@ def register(app: typer.Typer) -> None:
 
     @tasks_app.command("show")
     def show_cmd(
-        split: Optional[str] = typer.Option(None, "--split", help="train or heldout (default: both)."),
+        split: str | None = typer.Option(None, "--split", help="train or heldout (default: both)."),
         limit: int = typer.Option(20, "--limit", help="Show at most this many tasks (0: all)."),
-        file: Optional[Path] = typer.Option(None, "--file", help="Task JSONL file (default: the shipped seed-0 set)."),
+        file: Path | None = typer.Option(None, "--file", help="Task JSONL file (default: the shipped seed-0 set)."),
         as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
     ) -> None:
         """Show tasks of the default set (or of --file)."""

@@ -83,7 +83,7 @@ async def serve(names: list[str], host: str, port: int, seed: int) -> None:
     await serve_app(app, names, host, port, label="hub")
 
 
-async def serve_app(app: Any, names: list[str], host: str, port: int, *, label: str = "server") -> None:
+async def serve_app(app: Starlette, names: list[str], host: str, port: int, *, label: str = "server") -> None:
     """Serve an ASGI app with uvicorn on ``host:port`` (0 = a free port), print one JSON line
     ``{"url", "servers"}`` once it listens, and exit when stdin (a pipe from the parent) closes.
 

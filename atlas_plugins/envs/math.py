@@ -4,6 +4,7 @@ import ast
 import math as _m
 import operator
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -14,10 +15,10 @@ from ._base import Context, EnvError, EnvServer, EpisodeStore, arg, lookup, main
 Numbers = Annotated[list[float], arg("A list of numbers, e.g. [3, 1.5, 8].", min_length=1, max_length=10000)]
 Num = Annotated[float, arg("A number.")]
 
-_BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+_BINOPS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
            ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
-_UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
-_FUNCS = {"sqrt": _m.sqrt, "abs": abs, "round": round, "min": min, "max": max, "log": _m.log, "log10": _m.log10,
+_UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+_FUNCS: dict[str, Callable[..., Any]] = {"sqrt": _m.sqrt, "abs": abs, "round": round, "min": min, "max": max, "log": _m.log, "log10": _m.log10,
           "log2": _m.log2, "exp": _m.exp, "sin": _m.sin, "cos": _m.cos, "tan": _m.tan, "floor": _m.floor,
           "ceil": _m.ceil, "factorial": _m.factorial}
 _CONSTS = {"pi": _m.pi, "e": _m.e, "tau": _m.tau}
@@ -91,7 +92,7 @@ def safe_eval(expr: str, names: dict[str, float]) -> float:
     return value
 
 
-def _check_size(op: ast.operator, left: Any, right: Any, expr: str) -> None:
+def _check_size(op: ast.operator, left: float, right: float, expr: str) -> None:
     """Refuse an integer operation whose result would exceed :data:`MAX_INT_BITS`."""
     if not (isinstance(left, int) and isinstance(right, int)):
         return  # floats overflow on their own, at once

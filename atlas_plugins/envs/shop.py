@@ -55,7 +55,7 @@ CATEGORIES = sorted({c[2] for c in CATALOG})
 SHIPPING = {"standard": (5.99, 5), "express": (14.99, 2), "overnight": (29.99, 1)}
 FREE_SHIPPING_OVER = 50.0
 TAX_RATE = 0.08
-COUPONS = {
+COUPONS: dict[str, dict[str, Any]] = {
     "SAVE10": {"kind": "percent", "value": 10, "min_subtotal": 0, "expires": "2026-12-31"},
     "WELCOME5": {"kind": "amount", "value": 5, "min_subtotal": 25, "expires": "2026-12-31"},
     "FREESHIP": {"kind": "shipping", "value": 0, "min_subtotal": 0, "expires": "2026-06-30"},
@@ -88,7 +88,7 @@ def initial_state(seed: int, episode: str = "default") -> ShopState:
     st = ShopState(products=products, orders={})
     for days_ago, status in ((10, "delivered"), (2, "shipped")):
         picks = rng.sample(CATALOG, 2 if status == "delivered" else 1)
-        items = [{"sku": p[0], "name": p[1], "quantity": 1, "unit_price": p[4]} for p in picks]
+        items: list[dict[str, Any]] = [{"sku": p[0], "name": p[1], "quantity": 1, "unit_price": p[4]} for p in picks]
         oid = f"ORD-{st.next_order}"
         st.next_order += 1
         placed = TODAY - timedelta(days=days_ago)
@@ -120,7 +120,7 @@ def build(seed: int = 0) -> EnvServer:
     store: EpisodeStore[ShopState] = EpisodeStore(initial_state, seed)
 
     def quote(st: ShopState, method: str = "standard") -> dict[str, Any]:
-        lines = [{"sku": s, "name": st.products[s]["name"], "quantity": q, "unit_price": st.products[s]["price"],
+        lines: list[dict[str, Any]] = [{"sku": s, "name": st.products[s]["name"], "quantity": q, "unit_price": st.products[s]["price"],
                   "line_total": money(st.products[s]["price"] * q)} for s, q in st.cart.items()]
         subtotal = money(sum(line["line_total"] for line in lines))
         discount, ship = 0.0, SHIPPING[method][0] if lines else 0.0
@@ -266,11 +266,11 @@ def build(seed: int = 0) -> EnvServer:
         for sku, q in st.cart.items():
             if st.products[sku]["stock"] < q:
                 raise EnvError(f"{sku} now has only {st.products[sku]['stock']} in stock; reduce the quantity")
-        q = quote(st, method)
+        quoted = quote(st, method)
         oid = f"ORD-{st.next_order}"
         st.next_order += 1
-        items = [{k: line[k] for k in ("sku", "name", "quantity", "unit_price")} for line in q["items"]]
-        order = _order_record(oid, items, q["discount"], q["shipping"], method, shipping_address.strip(),
+        items = [{k: line[k] for k in ("sku", "name", "quantity", "unit_price")} for line in quoted["items"]]
+        order = _order_record(oid, items, quoted["discount"], quoted["shipping"], method, shipping_address.strip(),
                               TODAY.isoformat(), st.coupon)
         for sku, n in st.cart.items():
             st.products[sku]["stock"] -= n

@@ -75,7 +75,7 @@ def flights_for(seed: int, origin: str, dest: str, d: date) -> list[dict[str, An
     rng = rng_for("flights", seed, origin, dest, d.isoformat())
     km = _km(origin, dest)
     tz_o, tz_d = CITIES[AIRPORTS[origin]]["tz"], CITIES[AIRPORTS[dest]]["tz"]
-    out = []
+    out: list[dict[str, Any]] = []
     for _ in range(rng.randint(3, 6)):
         code = rng.choice(list(AIRLINES))
         number = rng.randint(10, 999) if km > 2500 else rng.randint(1000, 4999)

@@ -157,7 +157,7 @@ def build(seed: int = 0) -> EnvServer:
         """Describe a unit: its category, its size in the base unit and the names it is known by."""
         cat, u = resolve_unit(unit)
         names = sorted(a for a, v in ALIASES.items() if v == u)
-        info = {"unit": u, "category": cat, "base_unit": BASE[cat], "aliases": names}
+        info: dict[str, Any] = {"unit": u, "category": cat, "base_unit": BASE[cat], "aliases": names}
         if cat != "temperature":
             info["in_base_units"] = UNITS[cat][u]
         return info

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, model_validator
 
 from atlas_plugins.values import printable
 from atlas_plugins.wire.text import cut
+
+if TYPE_CHECKING:
+    from atlas_plugins.toolspace import Toolspace
 
 
 class CellResult(BaseModel):
@@ -28,7 +31,7 @@ class CellResult(BaseModel):
     tool_calls: list[dict[str, Any]] = []  # MCP calls the cell made through the bridge
 
     @model_validator(mode="after")
-    def _error_means_not_ok(self) -> "CellResult":
+    def _error_means_not_ok(self) -> CellResult:
         if self.error is not None:
             self.ok = False  # a (possibly forged) ok=True next to an error is not ok
         return self
@@ -62,4 +65,6 @@ class Executor(Protocol):
 
     name: str
 
-    def open_session(self, toolspace: Any, *, episode: str | None = None, servers: list[str] | None = None) -> CodeSession: ...
+    def open_session(
+        self, toolspace: Toolspace, *, episode: str | None = None, servers: list[str] | None = None
+    ) -> CodeSession: ...

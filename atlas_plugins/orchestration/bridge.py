@@ -27,16 +27,20 @@ import json
 import logging
 import time
 import uuid
-from typing import Annotated, Any, Literal, Union
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, TypeAdapter, ValidationError
 
 from atlas_plugins.orchestration.base import CellResult
 from atlas_plugins.orchestration.sandbox_runner import ERROR_CHARS, VALUE_REPR_CHARS
 from atlas_plugins.toolspace.validation import python_signature
-from atlas_plugins.types import ToolSpec
+from atlas_plugins.types import ServerInfo, ToolSpec
 from atlas_plugins.values import MAX_JSON_DEPTH, describe_value, loads_bounded, nesting_exceeds, to_python
 from atlas_plugins.wire.text import closest
+
+if TYPE_CHECKING:
+    from atlas_plugins.toolspace import Toolspace
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +105,14 @@ class DoneMsg(_Msg):
     error_type: StrictStr | None = None
 
 
-SandboxMessage = Annotated[Union[ReadyMsg, ServerMsg, InfoMsg, CallMsg, DoneMsg], Field(discriminator="op")]
-_ADAPTER: TypeAdapter[Any] = TypeAdapter(SandboxMessage)
+#: A validated message from the sandbox; ``RequestMsg`` are those the bridge answers.
+Message = ReadyMsg | ServerMsg | InfoMsg | CallMsg | DoneMsg
+RequestMsg = ServerMsg | InfoMsg | CallMsg
+SandboxMessage = Annotated[Message, Field(discriminator="op")]
+_ADAPTER: TypeAdapter[Message] = TypeAdapter(SandboxMessage)
 
 
-def parse_message(payload: bytes) -> Any:
+def parse_message(payload: bytes) -> Message:
     """Decode and validate one message; raises :class:`ProtocolViolation` naming the problem."""
     if len(payload) > MAX_MESSAGE_BYTES:
         raise ProtocolViolation(f"message of {len(payload)} bytes exceeds the {MAX_MESSAGE_BYTES}-byte cap")
@@ -211,7 +218,7 @@ class ToolBridge:
 
     def __init__(
         self,
-        toolspace: Any,
+        toolspace: Toolspace,
         *,
         episode: str | None,
         servers: list[str] | None,
@@ -242,7 +249,7 @@ class ToolBridge:
     def reset_cell(self, deadline: float = float("inf")) -> None:
         self.calls, self.call_time, self.deadline = [], 0.0, deadline
 
-    def _server(self, name: str) -> Any:
+    def _server(self, name: str) -> ServerInfo:
         info = self.servers.get(name)
         if info is None:
             hint = closest(name, self.servers)
@@ -252,7 +259,7 @@ class ToolBridge:
             raise LookupError(msg + f" Available servers: {', '.join(self.servers)}")
         return info
 
-    def handle(self, msg: Any) -> dict[str, Any]:
+    def handle(self, msg: RequestMsg) -> dict[str, Any]:
         """The reply to one validated request message."""
         try:
             if isinstance(msg, ServerMsg):
@@ -300,7 +307,7 @@ class ToolBridge:
                 sig = python_signature(spec) if spec else f"{msg.tool}(...)"
                 return {"op": "result", "id": msg.id, "ok": False,
                         "error": f"call {msg.server}.{msg.tool} with keyword arguments; signature: {sig}"}
-            arguments.update(zip(order, msg.args))
+            arguments.update(zip(order, msg.args, strict=False))  # the positional ones: a prefix of order
         left = self.deadline - time.monotonic()
         if left <= 0.05:
             raise CellTimeout()
@@ -370,7 +377,7 @@ class Transport:
 
     def send(self, msg: dict[str, Any]) -> None: ...
 
-    def recv(self, deadline: float) -> Any:
+    def recv(self, deadline: float) -> Message:
         """The next validated message; raises CellTimeout / SandboxDied / ProtocolViolation."""
         raise NotImplementedError
 
@@ -399,14 +406,15 @@ class BridgedSession:
     cannot be trusted.
     """
 
-    def __init__(self, transport_factory: Any, bridge: ToolBridge, *, timeout: float, start_timeout: float,
+    def __init__(self, transport_factory: Callable[[], Transport], bridge: ToolBridge, *, timeout: float,
+                 start_timeout: float,
                  response_limit: int, output_limit: int = 200_000) -> None:
         self._factory = transport_factory
         self.bridge = bridge
         self.timeout, self.start_timeout, self.response_limit = timeout, start_timeout, response_limit
         self.output_limit = output_limit
         self._cell = 0
-        self._transport: Any = None
+        self._transport: Transport | None = None
         self.cold_start_ms: float | None = None
         self._start()
 
@@ -452,17 +460,19 @@ class BridgedSession:
         deadline = time.monotonic() + self.timeout  # one budget for the cell and its tool calls
         self.bridge.reset_cell(deadline)
         problem: str | None = None
+        transport = self._transport
+        assert transport is not None  # started above
         try:
-            self._transport.send({"op": "run", "cell": self._cell, "code": code})
+            transport.send({"op": "run", "cell": self._cell, "code": code})
             while True:
-                msg = self._transport.recv(deadline)
+                msg = transport.recv(deadline)
                 if isinstance(msg, DoneMsg):
                     if msg.cell != self._cell:
                         raise ProtocolViolation(f"'done' for cell {msg.cell} while cell {self._cell} runs")
                     return self._finish(msg, t0)
                 if isinstance(msg, ReadyMsg):
                     raise ProtocolViolation("unexpected 'ready' during a cell")
-                self._transport.send(self.bridge.handle(msg))
+                transport.send(self.bridge.handle(msg))
         except CellTimeout:
             problem = (f"the cell ran longer than its {self.timeout:g}s time limit (tool calls included) "
                        "and was stopped")
@@ -473,7 +483,7 @@ class BridgedSession:
         except (BrokenPipeError, OSError) as exc:
             problem = f"the interpreter is unreachable ({exc})"
         log.warning("code_interpreter cell %d: %s; restarting the interpreter", self._cell, problem)
-        printed = _cap(self._transport.crash_output(self._cell), self.output_limit, "output") or ""
+        printed = _cap(transport.crash_output(self._cell), self.output_limit, "output") or ""
         self._restart()
         return CellResult(
             ok=False,
@@ -521,8 +531,8 @@ class BridgedSession:
             self._transport.stop()
             self._transport = None
 
-    def __enter__(self) -> "BridgedSession":
+    def __enter__(self) -> BridgedSession:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
     def exec_cmd(
         code: Path = typer.Option(..., "--code", help="File with the Python code of one cell ('-' for stdin)."),
         executor: str = typer.Option("local", "--executor", "-e", help="Executor name (local, e2b, or a plugin's)."),
-        config: Optional[Path] = typer.Option(
+        config: Path | None = typer.Option(
             None, "--config", "-c", help="Toolspace file (YAML/TOML, or JSON with mcpServers). Default: embedded servers."
         ),
         timeout: float = typer.Option(10.0, "--timeout", help="Wall-time limit of the cell, seconds."),

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from atlas_plugins.types import ToolCatalog
+
 TOOL_NAME = "code_interpreter"
 
 _DESCRIPTION = (
@@ -37,7 +39,7 @@ def code_interpreter_schema() -> dict[str, Any]:
     }
 
 
-def code_interpreter_prompt(toolspace: Any, servers: list[str] | None = None, *, max_tools_per_server: int = 60) -> str:
+def code_interpreter_prompt(toolspace: ToolCatalog, servers: list[str] | None = None, *, max_tools_per_server: int = 60) -> str:
     """System-prompt text: how to use ``code_interpreter`` and each server with its tool names."""
     # Catalogue-only servers are listed too: they are part of the tool space the model must search
     # (e.g. padding in `atlas bench`); a code call to one fails with a clear error in the sandbox.

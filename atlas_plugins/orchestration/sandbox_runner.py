@@ -36,13 +36,14 @@ import os
 import struct
 import sys
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 if __package__:  # imported on the host
-    from atlas_plugins.values import describe_value, loads_bounded, to_python
+    from atlas_plugins.values import describe_value, to_python
 else:  # run as a script in the sandbox, where the executor put a copy of values.py beside it
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from atlas_values import describe_value, loads_bounded, to_python  # type: ignore[no-redef]
+    from atlas_values import describe_value, to_python  # type: ignore[no-redef]
 
     del sys.path[0]
 
@@ -209,14 +210,15 @@ class _Capture(io.TextIOBase):
     into the host's crash file (``mirror``: a writable fd of fixed size, or -1)."""
 
     def __init__(self, limit: int, cell: int = 0, mirror: int = -1, mirror_size: int = 0) -> None:
-        self.limit, self.parts, self.size, self.dropped = limit, [], 0, 0
+        self.parts: list[str] = []
+        self.limit, self.size, self.dropped = limit, 0, 0
         self.cell, self.mirror, self.mirror_room, self.mirrored = cell, mirror, mirror_size - _MIRROR_HEADER.size, 0
         self._mirror_write(b"")
 
     def writable(self) -> bool:
         return True
 
-    def write(self, s: Any) -> int:
+    def write(self, s: object) -> int:  # any object is written as str(s)
         s = str(s)
         room = self.limit - self.size
         if room > 0:
@@ -258,8 +260,9 @@ def _format_error(exc: BaseException, filename_prefix: str) -> str:
         if exc.text:
             head += f": {exc.text.strip()}"
         return head
-    if isinstance(exc, NameError) and getattr(exc, "name", None):
-        close = difflib.get_close_matches(exc.name, list(NAMESPACE), n=1)
+    name = getattr(exc, "name", None) if isinstance(exc, NameError) else None
+    if name:
+        close = difflib.get_close_matches(name, list(NAMESPACE), n=1)
         if close and "Did you mean" not in head:
             head += f". Did you mean {close[0]!r}?"
     return ("\n".join(lines) + "\n" + head) if lines else head
@@ -297,7 +300,10 @@ def run_cell(cell: int, code: str, output_limit: int, mirror: int = -1, mirror_s
         lines = code.splitlines(keepends=True)
         linecache.cache[filename] = (len(code), None, lines, filename)
         tree = ast.parse(code, filename, "exec")
-        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        tail = tree.body[-1] if tree.body else None
+        last = tail if isinstance(tail, ast.Expr) else None
+        if last is not None:
+            tree.body.pop()
         exec(compile(tree, filename, "exec"), NAMESPACE)
         if last is not None:
             result = eval(compile(ast.Expression(last.value), filename, "eval"), NAMESPACE)
@@ -307,8 +313,7 @@ def run_cell(cell: int, code: str, output_limit: int, mirror: int = -1, mirror_s
     except BridgeError:
         raise
     except BaseException as exc:  # noqa: BLE001 - SystemExit/KeyboardInterrupt in a cell are errors too
-        error_type = _safe(lambda: type(exc).__name__, "Exception")
-        error = _cap(_safe(lambda: _format_error(exc, "<cell "), error_type), ERROR_CHARS)
+        error_type, error = _describe_exception(exc)
     finally:
         sys.stdout, sys.stderr = old_out, old_err
     return {
@@ -322,7 +327,13 @@ def run_cell(cell: int, code: str, output_limit: int, mirror: int = -1, mirror_s
     }
 
 
-def _safe(fn: Any, fallback: str) -> str:
+def _describe_exception(exc: BaseException) -> tuple[str, str]:
+    """``(error_type, error)`` of a cell's exception, whatever its ``__str__`` does."""
+    error_type = _safe(lambda: type(exc).__name__, "Exception")
+    return error_type, _cap(_safe(lambda: _format_error(exc, "<cell "), error_type), ERROR_CHARS)
+
+
+def _safe(fn: Callable[[], object], fallback: str) -> str:
     """``fn()``, or ``fallback`` when it raises anything at all: a hostile ``__str__`` or
     ``__repr__`` may raise SystemExit, and the runner must outlive the cell."""
     try:

@@ -26,9 +26,13 @@ log-probabilities are taken at ``T = 1``.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, runtime_checkable
 
 from pydantic import BaseModel, Field
+
+if TYPE_CHECKING:
+    from atlas_plugins.types import TokenizerLike
 
 FinishReason = Literal["eos", "stop", "length"]
 
@@ -110,7 +114,8 @@ class Policy(ChatPolicy, Protocol):
     same call returns the same generations.
     """
 
-    tokenizer: Any
+    @property
+    def tokenizer(self) -> TokenizerLike: ...
 
     def generate(
         self,
@@ -149,11 +154,11 @@ def per_prompt_stops(stop: Sequence[str] | Sequence[Sequence[str]] | None, n: in
         stop = [stop]
     items = list(stop)
     if all(isinstance(s, str) for s in items):
-        stops = [list(items) for _ in range(n)]
+        stops = [cast("list[str]", list(items)) for _ in range(n)]
     elif all(isinstance(s, (list, tuple)) for s in items):
         if len(items) != n:
             raise ValueError(f"stop: got {len(items)} per-prompt stop lists for a batch of {n} prompts")
-        stops = [list(s) for s in items]
+        stops = [list(cast("Sequence[str]", s)) for s in items]
     else:
         raise ValueError(f"stop: expected a list of strings or one list of strings per prompt, got {stop!r}")
     for row in stops:

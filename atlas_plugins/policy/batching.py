@@ -25,10 +25,11 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any
 
-from atlas_plugins.policy.base import Generation, per_prompt, per_prompt_stops
+from atlas_plugins.policy.base import Generation, Policy, per_prompt, per_prompt_stops
 
 
 @dataclass
@@ -50,7 +51,7 @@ class BatchedPolicy:
     wrapped policy's.
     """
 
-    def __init__(self, policy: Any, *, max_wait_ms: float = 50.0, max_batch: int = 64) -> None:
+    def __init__(self, policy: Policy, *, max_wait_ms: float = 50.0, max_batch: int = 64) -> None:
         if max_wait_ms < 0 or max_batch < 1:
             raise ValueError(f"max_wait_ms must be >= 0 and max_batch >= 1 (got {max_wait_ms}, {max_batch})")
         self.policy = policy
@@ -88,11 +89,11 @@ class BatchedPolicy:
         stop: Sequence[str] | Sequence[Sequence[str]] | None = None,
         seed: int | None = None,
     ) -> list[Generation]:
-        prompts = [list(p) for p in prompts]
-        n = len(prompts)
+        ids = [list(p) for p in prompts]
+        n = len(ids)
         mnt = [int(x) for x in per_prompt(max_new_tokens, n, what="max_new_tokens", scalar=int)]
         stops: list[list[str] | None] = [row or None for row in per_prompt_stops(stop, n)]
-        call = _Call(prompts, mnt, stops, (float(temperature), float(top_p)), seed)
+        call = _Call(ids, mnt, stops, (float(temperature), float(top_p)), seed)
         with self._cond:
             self._queue.append(call)
             self._cond.notify_all()
@@ -121,7 +122,9 @@ class BatchedPolicy:
             if not self._queue:
                 return []
             key = self._queue[0].key
-            batch, rest, size = [], [], 0
+            batch: list[_Call] = []
+            rest: list[_Call] = []
+            size = 0
             for c in self._queue:
                 if not batch or (c.key == key and size + len(c.prompts) <= self.max_batch):
                     batch.append(c)
@@ -155,7 +158,7 @@ class BatchedPolicy:
                 stop=stops[0] if uniform_stop else [s or [] for s in stops],
                 seed=min(seeds) if seeds else None,
             )
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - handed to the caller whose call failed (re-raised there)
             if len(batch) > 1:  # one caller's bad input must not fail the others: run each alone
                 for c in batch:
                     self._run([c])

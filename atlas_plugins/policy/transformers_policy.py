@@ -28,13 +28,14 @@ older weights would silently break token faithfulness (logprobs no longer the mo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from atlas_plugins.embedded_model import EMBEDDED_ALIASES, EMBEDDED_MODEL_NAME, resolve_model_path
 from atlas_plugins.errors import AtlasError
@@ -308,6 +309,38 @@ class TransformersPolicy:
             for i in range(n)
         ]
 
+    def _prefill_shared(self, prompts: list[list[int]], store: "_PrefixStore") -> None:
+        """Prefill once each prefix several prompts of this batch share (see
+        :func:`shared_prefixes`) and store it, so the batch's prefill reads it instead of
+        computing it per prompt. Exact: the K/V of a prefix does not depend on what follows."""
+        import torch
+
+        matched = store.match(prompts)
+        have = [e.cached_len if e is not None else 0 for e in matched]
+        todo = shared_prefixes(prompts, have)
+        if not todo:
+            return
+        # A stored entry's K/V covers all of its ids but the last (the last is fed with the
+        # suffix): store each prefix with the K/V of prefix[:-1].
+        rows = [p[:-1] for p in todo]
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
+            mask[i, width - len(r):] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+        cache = _output_cache(out)
+        if not _plain_dynamic(cache):
+            return
+        for j, prefix in enumerate(todo):
+            real = mask[j].bool()
+            store.put(prefix, [(layer.keys[j][:, real, :].clone(), layer.values[j][:, real, :].clone()) for layer in cache.layers])
+        store.counters["shared_prefills"] += len(todo)
+        store.counters["shared_tokens"] += sum(len(r) for r in rows)
+
     def _check_prompt(self, i: int, prompt: Any) -> list[int]:
         if not isinstance(prompt, (list, tuple)) or not prompt:
             raise ValueError(f"batch[{i}] must be a non-empty list of token ids, got {prompt!r:.100}")
@@ -334,6 +367,8 @@ class TransformersPolicy:
         import torch
 
         n = len(prompts)
+        if store is not None and store.max_bytes > 0 and n > 1:
+            self._prefill_shared(prompts, store)
         # Which prompts extend a stored sequence: their K/V for all but the suffix is reused.
         entries = store.match(prompts) if store is not None else [None] * n
         cached = [e.cached_len if e is not None else 0 for e in entries]
@@ -437,6 +472,67 @@ class TransformersPolicy:
         return out_ids, out_lps, reasons, stop_hit
 
 
+@contextlib.contextmanager
+def merged_adapters(model: Any) -> Iterator[None]:
+    """Fold a PEFT model's active LoRA adapters into its base weights for the duration (and
+    unfold them after): generation then runs one matmul per layer instead of three, which on a
+    CPU is most of a decode step (measured: 235 vs 143 ms per step at batch 8 for SmolLM2-135M).
+    The weights after are the weights before up to float rounding (W + d - d), and nothing may
+    train while merged. A model without adapters, or already merged, is left as it is."""
+    import torch
+
+    tuner = getattr(model, "base_model", None)
+    layers = [m for m in model.modules() if hasattr(m, "merged_adapters")] if tuner is not None else []
+    if not hasattr(tuner, "merge_adapter") or not layers or any(getattr(m, "merged", False) for m in layers):
+        yield
+        return
+    with torch.no_grad():
+        tuner.merge_adapter()
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            tuner.unmerge_adapter()
+
+
+#: Prompts of one batch that share at least this many leading tokens (and have no longer stored
+#: prefix) get the shared part prefilled once: a GRPO group's identical prompts, or evaluation
+#: tasks whose system text is the same.
+MIN_SHARED_TOKENS = 32
+
+
+def shared_prefixes(prompts: list[list[int]], have: list[int], min_tokens: int = MIN_SHARED_TOKENS) -> list[list[int]]:
+    """Token prefixes worth prefilling once for this batch: for each prompt, the longest prefix
+    it shares with another prompt of the batch (at least ``min_tokens`` long, and at most all
+    but its last token, which is always fed), when that is longer than the ``have[i]`` tokens
+    it already has stored. Sorted, a prompt's longest shared prefix is with a neighbour; these
+    are the deepest branching points of the batch's prefix tree (tasks on the same server share
+    their whole system text, a GRPO group its whole prompt).
+
+    A prefix is prefilled from scratch, so it is kept only when that costs less than what the
+    rows sharing it would prefill on their own (the sum of ``k - have[i]`` over them, above
+    ``k``): rows that already hold most of it (turn 2 of identical greedy rows) extend their
+    own stored sequences instead."""
+    order = sorted(range(len(prompts)), key=lambda i: prompts[i])
+
+    def lcp(a: list[int], b: list[int]) -> int:
+        n = min(len(a), len(b))
+        k = 0
+        while k < n and a[k] == b[k]:
+            k += 1
+        return k
+
+    adjacent = [lcp(prompts[order[j]], prompts[order[j + 1]]) for j in range(len(order) - 1)]
+    saving: dict[tuple[int, ...], int] = {}  # prefix -> tokens its rows would prefill without it
+    for j, i in enumerate(order):
+        k = max(adjacent[j - 1] if j > 0 else 0, adjacent[j] if j < len(adjacent) else 0)
+        k = min(k, len(prompts[i]) - 1)
+        if k >= min_tokens and have[i] < k:
+            key = tuple(prompts[i][:k])
+            saving[key] = saving.get(key, 0) + k - have[i]
+    return [list(p) for p, own in saving.items() if own > len(p)]
+
+
 @dataclass(eq=False)
 class _PrefixEntry:
     """One finished row: its full sequence and the K/V of all of it but the last token.
@@ -469,7 +565,8 @@ class _PrefixStore:
     bytes: int = 0
     _next: int = 0
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
-        ("hits", "misses", "reused_tokens", "prefilled_tokens", "stored", "evictions", "invalidations"), 0))
+        ("hits", "misses", "reused_tokens", "prefilled_tokens", "stored", "evictions", "invalidations",
+         "shared_prefills", "shared_tokens"), 0))
 
     def clear(self, *, invalidation: bool = False) -> None:
         if invalidation and self.entries:

@@ -21,16 +21,36 @@ Not verified on a GPU in this repository's CI (no GPU there); see BENCHMARKS.md 
 from __future__ import annotations
 
 import threading
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, cast
 
-from atlas_plugins.policy.base import Generation, per_prompt, per_prompt_stops
+from atlas_plugins.policy.base import FinishReason, Generation, per_prompt, per_prompt_stops
+
+if TYPE_CHECKING:  # vllm, trl and torch load only when a vLLM policy is built
+    import torch
+    from trl import GRPOTrainer
+    from trl.generation.vllm_client import VLLMClient
+    from vllm import LLM
+
+    from atlas_plugins.types import TokenizerLike
+
+#: Per prompt: the sampled ids, and their log-probabilities.
+_Sampled = tuple[list[list[int]], list[list[float]]]
 
 
 class VLLMPolicy:
     """Token-level policy over vLLM. Give exactly one of ``llm`` (a ``vllm.LLM``) or ``client``
     (a ``trl.generation.vllm_client.VLLMClient``), and the tokenizer."""
 
-    def __init__(self, *, llm: Any = None, client: Any = None, tokenizer: Any, name: str = "vllm", model: Any = None) -> None:
+    def __init__(
+        self,
+        *,
+        llm: LLM | None = None,
+        client: VLLMClient | None = None,
+        tokenizer: TokenizerLike,
+        name: str = "vllm",
+        model: torch.nn.Module | None = None,
+    ) -> None:
         if (llm is None) == (client is None):
             raise ValueError("VLLMPolicy needs exactly one of llm= (colocate) or client= (server mode)")
         self.llm = llm
@@ -43,7 +63,7 @@ class VLLMPolicy:
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, model: str, **llm_kwargs: Any) -> "VLLMPolicy":
+    def from_pretrained(cls, model: str, **llm_kwargs: Any) -> VLLMPolicy:
         """A standalone engine for evaluation, e.g. ``from_pretrained("Qwen/Qwen3-4B-Instruct-2507")``."""
         try:
             from vllm import LLM
@@ -56,7 +76,7 @@ class VLLMPolicy:
         return cls(llm=llm, tokenizer=llm.get_tokenizer(), name=model)
 
     @classmethod
-    def from_trainer(cls, trainer: Any, tokenizer: Any, name: str = "vllm") -> "VLLMPolicy":
+    def from_trainer(cls, trainer: GRPOTrainer, tokenizer: TokenizerLike, name: str = "vllm") -> VLLMPolicy:
         """The engine TRL made for a ``GRPOTrainer`` with ``use_vllm=True`` (either mode)."""
         gen = getattr(trainer, "vllm_generation", None)
         if gen is None:
@@ -100,45 +120,53 @@ class VLLMPolicy:
         return [self._generation(batch[i], ids[i], lps[i], limits[i], stops[i]) for i in range(n)]
 
     # -- backends ------------------------------------------------------------------------------------
-    def _colocate(self, batch, limits, stops, temperature, top_p, seed):  # type: ignore[no-untyped-def]
+    def _colocate(self, batch: list[list[int]], limits: list[int], stops: list[list[str]], temperature: float,
+                  top_p: float, seed: int | None) -> _Sampled:
         from vllm import SamplingParams
+
+        assert self.llm is not None
 
         params = [
             SamplingParams(
                 n=1, max_tokens=lim, temperature=temperature, top_p=top_p, stop=st or None,
                 include_stop_str_in_output=True, logprobs=0, seed=None if seed is None else seed + i,
             )
-            for i, (lim, st) in enumerate(zip(limits, stops))
+            for i, (lim, st) in enumerate(zip(limits, stops, strict=True))
         ]
         outs = self.llm.generate([{"prompt_token_ids": list(p)} for p in batch], sampling_params=params, use_tqdm=False)
-        ids, lps = [], []
+        ids: list[list[int]] = []
+        lps: list[list[float]] = []
         for out in outs:
             o = out.outputs[0]
             ids.append(list(o.token_ids))
             # logprobs=0: one dict per position holding (at least) the sampled token's Logprob.
-            lps.append([float(pos[tok].logprob) for tok, pos in zip(o.token_ids, o.logprobs or [])])
+            lps.append([float(pos[tok].logprob) for tok, pos in zip(o.token_ids, o.logprobs or [], strict=False)])
         return ids, lps
 
-    def _server(self, batch, limits, stops, temperature, top_p, seed):  # type: ignore[no-untyped-def]
+    def _server(self, batch: list[list[int]], limits: list[int], stops: list[list[str]], temperature: float,
+                top_p: float, seed: int | None) -> _Sampled:
         # The client takes one max_tokens/stop per request: group prompts that share them.
-        ids: list[Any] = [None] * len(batch)
-        lps: list[Any] = [None] * len(batch)
+        assert self.client is not None
+        ids: list[list[int]] = [[] for _ in batch]
+        lps: list[list[float]] = [[] for _ in batch]
         groups: dict[tuple[int, tuple[str, ...]], list[int]] = {}
-        for i, (lim, st) in enumerate(zip(limits, stops)):
+        for i, (lim, st) in enumerate(zip(limits, stops, strict=True)):
             groups.setdefault((lim, tuple(st)), []).append(i)
-        for (lim, st), idx in groups.items():
+        for (max_tokens, stop_strings), idx in groups.items():
             kwargs: dict[str, Any] = {"include_stop_str_in_output": True}
-            if st:
-                kwargs["stop"] = list(st)
+            if stop_strings:
+                kwargs["stop"] = list(stop_strings)
             if seed is not None:
                 kwargs["seed"] = seed + idx[0]
             out = self.client.generate(
                 prompts=[list(batch[i]) for i in idx], n=1, temperature=temperature, top_p=top_p,
-                max_tokens=lim, logprobs=0, generation_kwargs=kwargs,
+                max_tokens=max_tokens, logprobs=0, generation_kwargs=kwargs,
             )
+            # Per token, the top logprobs (the sampled token's first); TRL annotates all values as ids.
+            logprobs = cast("list[list[list[float]]]", out["logprobs"])
             for j, i in enumerate(idx):
                 ids[i] = list(out["completion_ids"][j])
-                lps[i] = [float(p[0]) for p in out["logprobs"][j]]
+                lps[i] = [float(p[0]) for p in logprobs[j]]
         return ids, lps
 
     def _generation(self, prompt: list[int], ids: list[int], lps: list[float], limit: int, stops: list[str]) -> Generation:
@@ -147,6 +175,8 @@ class VLLMPolicy:
         text = self.decode(ids)
         eos = self.tokenizer.eos_token_id
         hit = next((s for s in stops if s and s in text), None)
+        reason: FinishReason
+        stop: str | None
         if hit is not None:
             reason, stop = "stop", hit
         elif ids and eos is not None and ids[-1] == eos:

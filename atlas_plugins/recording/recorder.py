@@ -34,13 +34,17 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, Field
 
 from atlas_plugins.recording.rendering import TurnTemplate, encode, probe_template
 from atlas_plugins.types import Segment
 from atlas_plugins.wire.messages import content_text, message_key
+
+if TYPE_CHECKING:
+    from atlas_plugins.types import TokenizerLike
 
 __all__ = ["ChatRenderer", "LLMCall", "Segment", "stitch", "token_fields"]
 
@@ -104,6 +108,18 @@ def token_fields(calls: Sequence[LLMCall]) -> dict[str, Any]:
     }
 
 
+class RenderingPolicy(Protocol):
+    """What :class:`ChatRenderer` reads from a policy: its tokenizer and its chat template
+    (every :class:`~atlas_plugins.policy.base.Policy` has both)."""
+
+    @property
+    def tokenizer(self) -> TokenizerLike: ...
+
+    def apply_chat_template(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> Sequence[int]: ...
+
+
 class _Conversation(BaseModel):
     keys: list[str]  # canonical messages, the assistant reply included
     ids: list[int]  # prompt ids + sampled completion ids
@@ -123,9 +139,9 @@ class ChatRenderer:
 
     ROLES = ("tool", "user")
 
-    def __init__(self, policy: Any, *, max_conversations: int = 4096) -> None:
+    def __init__(self, policy: RenderingPolicy, *, max_conversations: int = 4096) -> None:
         self.policy = policy
-        self.tokenizer = policy.tokenizer
+        self.tokenizer: TokenizerLike = policy.tokenizer
         self._templates: dict[str, TurnTemplate] = {}
         for role in self.ROLES:
             try:

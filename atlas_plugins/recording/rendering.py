@@ -16,7 +16,10 @@ template that renders roles in order works; nothing is hard-coded per model fami
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from atlas_plugins.types import TokenizerLike
 
 _PROBE_USER = "PROBE-USER-7f3a"
 _PROBE_ASSISTANT = "PROBE-ASSISTANT-9c1e"
@@ -42,11 +45,11 @@ class TurnTemplate:
         return close + self.observation_turn.replace("{content}", content)
 
 
-def _render(tokenizer: Any, messages: list[dict[str, Any]], *, add_generation_prompt: bool) -> str:
+def _render(tokenizer: TokenizerLike, messages: list[dict[str, Any]], *, add_generation_prompt: bool) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 
 
-def probe_template(tokenizer: Any, observation_role: str = "tool") -> TurnTemplate:
+def probe_template(tokenizer: TokenizerLike, observation_role: str = "tool") -> TurnTemplate:
     """Work out a template's assistant-close and observation-turn text by diffing renders."""
     system = {"role": "system", "content": "S"}
     user = {"role": "user", "content": _PROBE_USER}
@@ -67,6 +70,6 @@ def probe_template(tokenizer: Any, observation_role: str = "tool") -> TurnTempla
     return TurnTemplate(assistant_close=close, observation_turn=turn, eos_text=eos if eos and close.startswith(eos) else None)
 
 
-def encode(tokenizer: Any, text: str) -> list[int]:
+def encode(tokenizer: TokenizerLike, text: str) -> list[int]:
     """Token ids of a text fragment, no BOS/EOS added."""
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])

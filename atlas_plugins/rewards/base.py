@@ -12,12 +12,15 @@ from ``scores``; aggregators leave them out of every denominator and report them
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
 from atlas_plugins.rewards.rubric import Rubric
 from atlas_plugins.types import Task, Trajectory
+
+if TYPE_CHECKING:
+    from atlas_plugins.toolspace import Toolspace
 
 
 class JudgeResult(BaseModel):
@@ -32,7 +35,7 @@ class JudgeResult(BaseModel):
     #: raw judge outputs, for debugging.
     raw: list[str] = Field(default_factory=list)
 
-    def merge(self, other: "JudgeResult") -> "JudgeResult":
+    def merge(self, other: JudgeResult) -> JudgeResult:
         scores = {**self.scores, **other.scores}
         unscored = {k: v for k, v in {**self.unscored, **other.unscored}.items() if k not in scores}
         return JudgeResult(
@@ -68,10 +71,10 @@ class Judge(Protocol):
 
     name: str
 
-    def score(self, rubric: Rubric, trajectory: Trajectory, *, toolspace: Any = None) -> JudgeResult: ...
+    def score(self, rubric: Rubric, trajectory: Trajectory, *, toolspace: Toolspace | None = None) -> JudgeResult: ...
 
     def score_group(
-        self, rubric: Rubric, trajectories: list[Trajectory], *, toolspace: Any = None
+        self, rubric: Rubric, trajectories: list[Trajectory], *, toolspace: Toolspace | None = None
     ) -> list[JudgeResult]: ...
 
 
@@ -84,7 +87,17 @@ class RewardAggregator(Protocol):
     def aggregate(self, rubric: Rubric, scores: dict[str, float]) -> RewardBreakdown: ...
 
 
-def coerce_task(task: Any) -> Task:
+@runtime_checkable
+class GroupAggregator(RewardAggregator, Protocol):
+    """An aggregator with ``group_aware = True``: it scores a task's group of trajectories
+    together (``aggregate_group``, one breakdown per trajectory, in order)."""
+
+    group_aware: bool
+
+    def aggregate_group(self, rubric: Rubric, group_scores: list[dict[str, float]]) -> list[RewardBreakdown]: ...
+
+
+def coerce_task(task: object) -> Task:
     """A :class:`Task` from a Task, a dict or a JSON string (clear error otherwise)."""
     import json
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import math
 import re
-from typing import Any
+from typing import TYPE_CHECKING
 
 from atlas_plugins.matching import _as_number, _norm_str, subset_fraction, values_match
 from atlas_plugins.rewards.rubric import (
@@ -23,6 +23,9 @@ from atlas_plugins.rewards.rubric import (
     ToolCalledCheck,
 )
 from atlas_plugins.types import ToolCallRecord, Trajectory
+
+if TYPE_CHECKING:
+    from atlas_plugins.toolspace import Toolspace
 
 
 def tool_matches(wanted: str, call_name: str) -> bool:
@@ -40,7 +43,7 @@ def _answer(traj: Trajectory) -> str:
     return traj.final_answer or ""
 
 
-def evaluate_check(check: Any, traj: Trajectory, *, toolspace: Any = None) -> tuple[float | None, str]:
+def evaluate_check(check: object, traj: Trajectory, *, toolspace: Toolspace | None = None) -> tuple[float | None, str]:
     """Score one check. Returns ``(score, note)``; ``score`` is ``None`` when unscorable."""
     if isinstance(check, ToolCalledCheck):
         n = len(_calls(traj, check.tool, check.ok_only))
@@ -75,7 +78,7 @@ def evaluate_check(check: Any, traj: Trajectory, *, toolspace: Any = None) -> tu
     return None, f"unsupported check {type(check).__name__}"
 
 
-def _state(check: StateCheck, traj: Trajectory, toolspace: Any) -> tuple[float | None, str]:
+def _state(check: StateCheck, traj: Trajectory, toolspace: Toolspace | None) -> tuple[float | None, str]:
     if toolspace is None:
         return None, "state check needs a toolspace (pass toolspace= to the judge or rubric_reward)"
     episode = traj.metadata.get("episode_id")
@@ -100,7 +103,7 @@ def _python(check: PythonCheck, traj: Trajectory) -> tuple[float | None, str]:
         return None, f"python check {check.function!r} cannot be imported: {exc}"
     try:
         out = fn(traj, **check.params)
-    except Exception as exc:  # a user check that crashes is a failure to score, not a 0
+    except Exception as exc:  # noqa: BLE001 - a user check that crashes is a failure to score, not a 0
         return None, f"python check {check.function!r} raised {type(exc).__name__}: {exc}"
     if isinstance(out, bool):
         return float(out), f"{check.function} -> {out}"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -65,11 +65,11 @@ def _parse_opts(opts: list[str]) -> dict[str, Any]:
 def register(app: typer.Typer) -> None:
     @app.command("rubric")
     def rubric_cmd(
-        task: Optional[Path] = typer.Option(None, "--task", help="A task JSON file."),
-        tasks: Optional[Path] = typer.Option(None, "--tasks", help="A JSONL file of tasks."),
-        provider: Optional[str] = typer.Option(None, "--provider", help="Rubric provider (default: static if the task has a rubric, else template)."),
+        task: Path | None = typer.Option(None, "--task", help="A task JSON file."),
+        tasks: Path | None = typer.Option(None, "--tasks", help="A JSONL file of tasks."),
+        provider: str | None = typer.Option(None, "--provider", help="Rubric provider (default: static if the task has a rubric, else template)."),
         opt: list[str] = typer.Option([], "--opt", help="Provider option KEY=VALUE (repeatable)."),
-        validate: Optional[Path] = typer.Option(None, "--validate", help="Validate a rubric YAML/JSON file."),
+        validate: Path | None = typer.Option(None, "--validate", help="Validate a rubric YAML/JSON file."),
         as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
     ) -> None:
         """Print the rubric of task(s), or validate a rubric file."""

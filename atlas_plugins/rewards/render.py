@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
 
 from atlas_plugins.rewards.rubric import Criterion, Rubric
 from atlas_plugins.types import Trajectory
@@ -26,7 +25,7 @@ UNTRUSTED_NOTE = (
 )
 
 
-def quote(text: Any, limit: int = 600) -> str:
+def quote(text: object, limit: int = 600) -> str:
     """JSON-quote untrusted text, truncated, with delimiter look-alikes defanged."""
     s = text if isinstance(text, str) else json.dumps(text, ensure_ascii=False, default=str)
     if len(s) > limit:

@@ -36,7 +36,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -146,15 +146,7 @@ class PythonCheck(_Check):
 
 
 Check = Annotated[
-    Union[
-        ToolCalledCheck,
-        ToolArgsMatchCheck,
-        AnswerContainsCheck,
-        AnswerEqualsCheck,
-        AnswerRegexCheck,
-        StateCheck,
-        PythonCheck,
-    ],
+    ToolCalledCheck | ToolArgsMatchCheck | AnswerContainsCheck | AnswerEqualsCheck | AnswerRegexCheck | StateCheck | PythonCheck,
     Field(discriminator="type"),
 ]
 CHECK_TYPES: tuple[str, ...] = (
@@ -222,7 +214,7 @@ class Criterion(BaseModel):
         return v.upper() if v.upper() in CATEGORIES else v
 
     @model_validator(mode="after")
-    def _kind_matches_check(self) -> "Criterion":
+    def _kind_matches_check(self) -> Criterion:
         if self.kind == "check" and self.check is None:
             raise ValueError("kind 'check' needs a 'check' block, e.g. {type: answer_contains, values: [...]}")
         if self.kind == "judge" and self.check is not None:
@@ -242,7 +234,7 @@ class Rubric(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _ids(self) -> "Rubric":
+    def _ids(self) -> Rubric:
         seen: set[str] = set()
         for i, c in enumerate(self.criteria):
             if not c.id:
@@ -278,7 +270,7 @@ class Rubric(BaseModel):
 
     # -- loading -----------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, data: Any, *, source: str = "rubric") -> "Rubric":
+    def from_dict(cls, data: object, *, source: str = "rubric") -> Rubric:
         """Validate a dict (``{"criteria": [...]}``) or a bare list of criteria.
 
         Raises :class:`~atlas_plugins.errors.ConfigError` naming each bad field.
@@ -295,7 +287,7 @@ class Rubric(BaseModel):
             raise ConfigError(f"{source}: invalid rubric\n" + format_validation_error(exc)) from None
 
     @classmethod
-    def from_json(cls, text: str, *, source: str = "rubric") -> "Rubric":
+    def from_json(cls, text: str, *, source: str = "rubric") -> Rubric:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -303,7 +295,7 @@ class Rubric(BaseModel):
         return cls.from_dict(data, source=source)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "Rubric":
+    def from_file(cls, path: str | Path) -> Rubric:
         """Load a rubric from a ``.yaml``/``.yml``/``.json`` file."""
         p = Path(path)
         if not p.is_file():
@@ -329,7 +321,7 @@ class Rubric(BaseModel):
 
 def _loc(loc: tuple[Any, ...]) -> str:
     out = ""
-    prev: Any = None
+    prev: object = None
     for part in loc:
         # Discriminated unions add the tag to the path (check.tool_called.tool); drop it.
         if prev == "check" and part in CHECK_TYPES:

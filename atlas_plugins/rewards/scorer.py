@@ -21,13 +21,20 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from atlas_plugins.errors import ConfigError
 from atlas_plugins.types import Task, Trajectory
 
 if TYPE_CHECKING:
-    from atlas_plugins.rewards.base import Judge, RewardAggregator, RewardBreakdown, RubricProvider
+    from atlas_plugins.rewards.base import (
+        GroupAggregator,
+        Judge,
+        JudgeResult,
+        RewardAggregator,
+        RewardBreakdown,
+        RubricProvider,
+    )
     from atlas_plugins.rewards.rubric import Rubric
     from atlas_plugins.toolspace import Toolspace
 
@@ -43,7 +50,9 @@ def by_task_content(task: Task) -> str:
 
 
 def resolve(kind: str, value: Any, options: dict[str, Any] | None) -> Any:
-    """A registered plugin by name (created with ``options``), or an instance as given."""
+    """A registered plugin by name (created with ``options``), or an instance as given.
+
+    ``Any``: the value is whatever the ``kind`` of plugin is (callers annotate what they keep)."""
     if isinstance(value, str):
         from atlas_plugins.plugins import get_plugin_manager
 
@@ -72,9 +81,9 @@ class Scorer:
         aggregator_options: dict[str, Any] | None = None,
         rubric_key: RubricKey = by_task_id,
     ) -> None:
-        self.provider = resolve("rubric_providers", provider, provider_options)
-        self.judge = resolve("judges", judge, judge_options)
-        self.aggregator = resolve("aggregators", aggregator, aggregator_options)
+        self.provider: RubricProvider = resolve("rubric_providers", provider, provider_options)
+        self.judge: Judge = resolve("judges", judge, judge_options)
+        self.aggregator: RewardAggregator = resolve("aggregators", aggregator, aggregator_options)
         self.toolspace = toolspace
         self.rubric_key = rubric_key
         self._rubrics: dict[str, Rubric] = {}
@@ -96,30 +105,33 @@ class Scorer:
             rubrics = [self.rubric(Task.model_validate(t.task)) for t in trajs]
         if len(rubrics) != len(trajs):
             raise ValueError(f"{len(rubrics)} rubrics for {len(trajs)} trajectories")
-        out: list[Any] = [None] * len(trajs)
-        results: list[Any] = [None] * len(trajs)
+        out: list[RewardBreakdown | None] = [None] * len(trajs)
+        results: list[JudgeResult | None] = [None] * len(trajs)
         if getattr(self.aggregator, "group_aware", False):
+            aggregator = cast("GroupAggregator", self.aggregator)
             groups: dict[tuple[str, str], list[int]] = {}
-            for i, (rubric, traj) in enumerate(zip(rubrics, trajs)):
+            for i, (rubric, traj) in enumerate(zip(rubrics, trajs, strict=True)):
                 key = (rubric.content_hash(), json.dumps(traj.task.get("prompt"), default=str))
                 groups.setdefault(key, []).append(i)
             for idx in groups.values():
                 rubric = rubrics[idx[0]]
                 group = self.judge.score_group(rubric, [trajs[i] for i in idx], toolspace=self.toolspace)
-                for i, res, b in zip(idx, group, self.aggregator.aggregate_group(rubric, [r.scores for r in group])):
+                breakdowns = aggregator.aggregate_group(rubric, [r.scores for r in group])
+                for i, res, b in zip(idx, group, breakdowns, strict=False):  # as many as the plugins return
                     results[i], out[i] = res, b
         else:
-            for i, (rubric, traj) in enumerate(zip(rubrics, trajs)):
-                results[i] = self.judge.score(rubric, traj, toolspace=self.toolspace)
-                out[i] = self.aggregator.aggregate(rubric, results[i].scores)
-        for traj, res, b in zip(trajs, results, out):
-            traj.scores = dict(res.scores)
-            for f in res.failures:
+            for i, (rubric, traj) in enumerate(zip(rubrics, trajs, strict=True)):
+                result = results[i] = self.judge.score(rubric, traj, toolspace=self.toolspace)
+                out[i] = self.aggregator.aggregate(rubric, result.scores)
+        for traj, scored, breakdown in zip(trajs, results, out, strict=True):
+            assert scored is not None and breakdown is not None  # every index was scored above
+            traj.scores = dict(scored.scores)
+            for f in scored.failures:
                 if f not in traj.judge_failures:
                     traj.judge_failures.append(f)
-            traj.reward = None if b.empty else b.value
-            traj.reward_by_category = dict(b.by_category)
-        return out
+            traj.reward = None if breakdown.empty else breakdown.value
+            traj.reward_by_category = dict(breakdown.by_category)
+        return cast("list[RewardBreakdown]", out)
 
 
 def batch_metrics(trajs: Sequence[Trajectory], breakdowns: Sequence[RewardBreakdown | None]) -> dict[str, float]:

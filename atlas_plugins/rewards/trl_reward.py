@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from atlas_plugins.errors import ConfigError
 from atlas_plugins.rewards.base import RewardBreakdown, coerce_task
@@ -47,11 +47,19 @@ from atlas_plugins.types import Task, ToolCallRecord, Trajectory
 from atlas_plugins.wire.messages import content_text, record_arguments, tool_call_functions
 from atlas_plugins.wire.toolcall import find_answers, strict_tagged_calls, strip_tagged_calls
 
+if TYPE_CHECKING:
+    from atlas_plugins.rewards.base import Judge, RewardAggregator, RubricProvider
+    from atlas_plugins.toolspace import Toolspace
+
+#: A TRL prompt or completion: a text (standard datasets) or a list of chat messages
+#: (conversational datasets).
+Conversation = str | list[dict[str, Any]]
+
 _TASK_FIELDS = ("answer", "metadata", "expected_state", "servers", "split", "difficulty")
 _RESERVED = {"trainer_state", "log_metric", "log_extra", "environments", "completion_ids"}
 
 
-def _prompt_text(prompt: Any) -> str:
+def _prompt_text(prompt: Conversation | None) -> str:
     if isinstance(prompt, list):
         users = [m for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
         return content_text(users[-1].get("content")) if users else content_text(prompt[-1].get("content") if prompt and isinstance(prompt[-1], dict) else "")
@@ -66,7 +74,9 @@ def _parse_tool_calls(text: str, turn: int) -> list[ToolCallRecord]:
     ]
 
 
-def trajectory_from_completion(completion: Any, *, prompt: Any = None, task: Task | None = None) -> Trajectory:
+def trajectory_from_completion(
+    completion: Conversation, *, prompt: Conversation | None = None, task: Task | None = None
+) -> Trajectory:
     """A minimal :class:`Trajectory` from a completion string or a list of chat messages."""
     calls: list[ToolCallRecord] = []
     texts: list[str] = []
@@ -117,10 +127,10 @@ class RubricReward:
 
     def __init__(
         self,
-        provider: Any = "static",
-        judge: Any = "rules",
-        aggregator: Any = "atlas",
-        toolspace: Any = None,
+        provider: str | RubricProvider = "static",
+        judge: str | Judge = "rules",
+        aggregator: str | RewardAggregator = "atlas",
+        toolspace: Toolspace | None = None,
         *,
         name: str = "rubric_reward",
         provider_options: dict[str, Any] | None = None,
@@ -140,7 +150,7 @@ class RubricReward:
         self.calls = 0
 
     # -- per-row inputs -----------------------------------------------------------------------
-    def _task_from_row(self, i: int, prompt: Any, columns: dict[str, Any]) -> Task:
+    def _task_from_row(self, i: int, prompt: Conversation | None, columns: dict[str, list[Any]]) -> Task:
         if columns.get("task") is not None and columns["task"][i] is not None:
             return coerce_task(columns["task"][i])
         # A rollout's trajectory carries the full task it was played on (metadata included).
@@ -162,7 +172,7 @@ class RubricReward:
             data["metadata"] = json.loads(data["metadata"])
         return coerce_task(data)
 
-    def rubric_for_row(self, i: int, prompt: Any, columns: dict[str, Any]) -> tuple[Rubric, Task]:
+    def rubric_for_row(self, i: int, prompt: Conversation | None, columns: dict[str, list[Any]]) -> tuple[Rubric, Task]:
         task = self._task_from_row(i, prompt, columns)
         raw = columns["rubric"][i] if "rubric" in columns else None
         if raw is not None:
@@ -172,7 +182,9 @@ class RubricReward:
         return self.scorer.rubric(task), task
 
     @staticmethod
-    def _trajectory(i: int, prompt: Any, completion: Any, task: Task, columns: dict[str, Any]) -> Trajectory:
+    def _trajectory(
+        i: int, prompt: Conversation | None, completion: Conversation, task: Task, columns: dict[str, list[Any]]
+    ) -> Trajectory:
         raw = columns["trajectory"][i] if "trajectory" in columns else None
         if raw is None:
             return trajectory_from_completion(completion, prompt=prompt, task=task)
@@ -182,7 +194,7 @@ class RubricReward:
         return traj
 
     # -- the TRL contract -----------------------------------------------------------------------
-    def __call__(self, prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[float | None]:
+    def __call__(self, prompts: list[Conversation], completions: list[Conversation], **kwargs: Any) -> list[float | None]:
         log_metric = kwargs.get("log_metric")
         columns = {k: v for k, v in kwargs.items() if k not in _RESERVED and isinstance(v, list)}
         n = len(completions)
@@ -200,19 +212,19 @@ class RubricReward:
         metrics = batch_metrics(trajs, breakdowns)
         self.last_metrics, self.last_breakdowns, self.last_trajectories = metrics, breakdowns, trajs
         if callable(log_metric):
-            for k, v in metrics.items():
-                if v == v:  # skip NaN
-                    log_metric(f"rubric/{k}", float(v))
+            for key, value in metrics.items():
+                if value == value:  # skip NaN
+                    log_metric(f"rubric/{key}", float(value))
         notify(trajs)
         self.calls += 1
         return [t.reward for t in trajs]
 
 
 def rubric_reward(
-    provider: Any = "static",
-    judge: Any = "rules",
-    aggregator: Any = "atlas",
-    toolspace: Any = None,
+    provider: str | RubricProvider = "static",
+    judge: str | Judge = "rules",
+    aggregator: str | RewardAggregator = "atlas",
+    toolspace: Toolspace | None = None,
     **options: Any,
 ) -> RubricReward:
     """A TRL reward function scoring completions against per-task rubrics.

@@ -63,14 +63,17 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 from pydantic import BaseModel, Field
 
-from atlas_plugins.policy.base import Generation
+from atlas_plugins.policy.base import Generation, Policy
 from atlas_plugins.recording.chains import Chain, ChainTracker
 from atlas_plugins.wire.openai import ChatRequest, RequestError, assistant_message, parse_chat_request, stream_events
+
+if TYPE_CHECKING:
+    from atlas_plugins.recording.recorder import ChatRenderer
 
 __all__ = [
     "ROLLOUT_HEADER",
@@ -147,7 +150,7 @@ class PolicyServer:
 
     def __init__(
         self,
-        policy: Any,
+        policy: Policy | None,
         host: str = "127.0.0.1",
         port: int = 0,
         *,
@@ -172,8 +175,8 @@ class PolicyServer:
         self.default_stop = list(default_stop) if default_stop else None
         self.records: collections.deque[RequestRecord] = collections.deque(maxlen=max_records)
         self.chains = ChainTracker()
-        self.policy: Any = None
-        self.renderer: Any = None
+        self.policy: Policy | None = None
+        self.renderer: ChatRenderer | None = None
         self._count = 0
         self._records_lock = threading.Lock()
         self._policy_lock = threading.Lock()
@@ -191,7 +194,7 @@ class PolicyServer:
     def model_name(self, value: str) -> None:
         self._model_name = value
 
-    def set_policy(self, policy: Any) -> None:
+    def set_policy(self, policy: Policy) -> None:
         """Serve ``policy`` from now on (e.g. the trainer's policy over the current weights).
 
         The append-only renderer's memory of served conversations is kept while the tokenizer
@@ -214,7 +217,7 @@ class PolicyServer:
     def url(self) -> str:
         """The server root, e.g. ``http://127.0.0.1:41234``."""
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host.decode() if isinstance(host, bytes) else host}:{port}"
 
     @property
     def base_url(self) -> str:
@@ -227,7 +230,7 @@ class PolicyServer:
             raise ValueError(f"rollout id must be a non-empty string without '/', got {rollout!r}")
         return f"{self.url}/rollouts/{rollout}/v1"
 
-    def start(self) -> "PolicyServer":
+    def start(self) -> PolicyServer:
         """Serve in a background thread (returns at once; the socket is already listening)."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._httpd.serve_forever, name="atlas-policy-server", daemon=True)
@@ -244,10 +247,10 @@ class PolicyServer:
             self._thread.join(timeout=10)
             self._thread = None
 
-    def __enter__(self) -> "PolicyServer":
+    def __enter__(self) -> PolicyServer:
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def records_since(self, index: int = 0) -> list[RequestRecord]:
@@ -319,7 +322,7 @@ class PolicyServer:
             if body.get("logprobs"):
                 choice["logprobs"] = {"content": [
                     {"token": policy.tokenizer.decode([t]), "logprob": lp, "top_logprobs": []}
-                    for t, lp in zip(g.completion_ids, g.logprobs)
+                    for t, lp in zip(g.completion_ids, g.logprobs, strict=False)
                 ]}
             if body.get("return_token_ids"):
                 choice["token_ids"] = g.completion_ids

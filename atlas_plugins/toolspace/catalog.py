@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from atlas_plugins.errors import ConfigError
 from atlas_plugins.types import ServerInfo, ToolSpec

@@ -54,7 +54,7 @@ class ServerConfig(BaseModel):
     disabled: bool = False
 
     @model_validator(mode="after")
-    def _one_transport(self) -> "ServerConfig":
+    def _one_transport(self) -> ServerConfig:
         if ":" in self.name:
             raise ValueError(f"server name {self.name!r} may not contain ':' (it separates server and tool)")
         kinds = [
@@ -91,16 +91,16 @@ class ToolspaceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     servers: list[ServerConfig] = Field(default_factory=list)
-    call_timeout: float = Field(30.0, gt=0)
-    connect_timeout: float = Field(30.0, gt=0)
-    max_response_chars: int = Field(4000, ge=100)
-    max_restarts: int = Field(1, ge=0)
+    call_timeout: float = Field(default=30.0, gt=0)
+    connect_timeout: float = Field(default=30.0, gt=0)
+    max_response_chars: int = Field(default=4000, ge=100)
+    max_restarts: int = Field(default=1, ge=0)
     #: How embedded servers run: one process per server over stdio, or all in one hub over HTTP.
     embedded_transport: Literal["stdio", "hub"] = "hub"
     seed: int = 0
 
 
-def _normalise_servers(raw: Any, where: str) -> list[dict[str, Any]]:
+def _normalise_servers(raw: object, where: str) -> list[dict[str, Any]]:
     if raw is None:
         return []
     if isinstance(raw, dict):

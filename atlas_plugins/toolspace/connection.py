@@ -58,7 +58,7 @@ class Connection:
     def alive(self) -> bool:
         return self.client is not None and self._task is not None and not self._task.done()
 
-    def _target(self) -> Any:
+    def _target(self) -> StdioServerParameters | str:
         if self.command:
             return StdioServerParameters(
                 command=self.command,
@@ -92,7 +92,7 @@ class Connection:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"mcp:{self.name}")
         try:
             await asyncio.wait_for(self._ready.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self.close()
             raise ServerExited(f"server {self.name!r} did not finish its MCP handshake within {timeout:.0f}s") from None
         if self.client is None:
@@ -103,7 +103,7 @@ class Connection:
         if self._task is not None and not self._task.done():
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), 5.0)
-            except (asyncio.TimeoutError, Exception):
+            except (TimeoutError, Exception):  # noqa: BLE001 - closing is best effort
                 self._task.cancel()
         self.client = None
 
@@ -118,7 +118,7 @@ class Connection:
             raise ServerExited(f"server {self.name!r} is not running")
         try:
             return await client.call_tool(tool, arguments, meta=meta)
-        except (asyncio.TimeoutError, asyncio.CancelledError):
+        except (TimeoutError, asyncio.CancelledError):
             raise
         except Exception as exc:
             if not self.alive or _is_connection_error(exc):

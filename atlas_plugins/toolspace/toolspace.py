@@ -17,9 +17,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Coroutine, Iterable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Coroutine, Iterable, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from atlas_plugins.errors import ConfigError, ToolspaceError
 from atlas_plugins.toolspace.catalog import dedupe_names, load_catalog, server_from_record
@@ -28,6 +29,11 @@ from atlas_plugins.toolspace.validation import ArgumentValidator
 from atlas_plugins.types import EPISODE_META_KEY, ServerInfo, ToolResult, ToolSpec, split_qualified
 from atlas_plugins.values import MAX_JSON_DEPTH, loads_bounded, nesting_exceeds
 from atlas_plugins.wire.text import closest, listing, truncate
+
+if TYPE_CHECKING:
+    from atlas_plugins.mcp_compat import CallResult
+    from atlas_plugins.plugins import PluginManager
+    from atlas_plugins.toolspace.connection import Connection
 
 T = TypeVar("T")
 
@@ -112,11 +118,11 @@ class Toolspace:
             print(ts.call("math", "add", {"a": 1, "b": 2}).content)
     """
 
-    def __init__(self, config: ToolspaceConfig | None = None, *, plugin_manager: Any = None) -> None:
+    def __init__(self, config: ToolspaceConfig | None = None, *, plugin_manager: PluginManager | None = None) -> None:
         self.config = config or ToolspaceConfig()
         self._pm = plugin_manager
         self._servers: dict[str, ServerInfo] = {}
-        self._connections: dict[str, Any] = {}  # name -> Connection (live servers only)
+        self._connections: dict[str, Connection] = {}  # live servers only
         self._hub: _Hub | None = None
         self._hub_members: list[str] = []
         self._validators: dict[str, ArgumentValidator] = {}
@@ -128,13 +134,13 @@ class Toolspace:
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
-    def from_config(cls, path: str | Path, **overrides: Any) -> "Toolspace":
+    def from_config(cls, path: str | Path, **overrides: Any) -> Toolspace:
         """From a YAML/TOML file or a Claude-Desktop/Cursor ``{"mcpServers": ...}`` JSON file."""
         cfg = load_config(path)
         return cls(cfg.model_copy(update=overrides) if overrides else cfg)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], **overrides: Any) -> "Toolspace":
+    def from_dict(cls, data: dict[str, Any], **overrides: Any) -> Toolspace:
         cfg = config_from_dict(data)
         return cls(cfg.model_copy(update=overrides) if overrides else cfg)
 
@@ -146,7 +152,7 @@ class Toolspace:
         transport: str = "hub",
         seed: int = 0,
         **overrides: Any,
-    ) -> "Toolspace":
+    ) -> Toolspace:
         """The embedded servers (``atlas_plugins/envs``); ``transport`` is ``"hub"`` or ``"stdio"``."""
         from atlas_plugins.envs import EMBEDDED_SERVERS
 
@@ -176,11 +182,11 @@ class Toolspace:
         return [i.name for i in infos]
 
     # -- lifecycle -------------------------------------------------------------------------
-    def __enter__(self) -> "Toolspace":
+    def __enter__(self) -> Toolspace:
         self.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def _submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
@@ -192,7 +198,7 @@ class Toolspace:
             self.start()
         return self._submit(coro).result()
 
-    def start(self) -> "Toolspace":
+    def start(self) -> Toolspace:
         """Start every live server concurrently and list all tools. Idempotent."""
         if self._started:
             return self
@@ -275,7 +281,7 @@ class Toolspace:
         self._servers = dict(sorted(self._servers.items(), key=lambda kv: order.get(kv[0], len(order))))
         failures = [
             f"{s.name}: {r}" + (f" (stderr: {c.stderr_tail(300)})" if c.stderr_tail(300) else "")
-            for (s, c), r in zip(live, results)
+            for (s, c), r in zip(live, results, strict=True)
             if isinstance(r, BaseException)
         ]
         if failures:
@@ -474,7 +480,7 @@ class Toolspace:
             return fail(f"{server}:{tool} failed: {describe_error(exc)}", "transport")
         return self._to_result(server, tool, result, t0)
 
-    def _to_result(self, server: str, tool: str, result: Any, t0: float) -> ToolResult:
+    def _to_result(self, server: str, tool: str, result: CallResult, t0: float) -> ToolResult:
         if result.structured_content is not None and nesting_exceeds(result.structured_content, MAX_JSON_DEPTH):
             # A hostile server's structure would break repr/json.dumps further down (RecursionError).
             return ToolResult(ok=False, server=server, tool=tool, content=None,
@@ -529,7 +535,7 @@ class Toolspace:
         spec = next((t for t in info.tools if t.name == tool), None) if info else None
         return spec.output_schema if spec else None
 
-    def _plugin_manager(self) -> Any:
+    def _plugin_manager(self) -> PluginManager:
         if self._pm is None:
             from atlas_plugins.plugins import get_plugin_manager
 

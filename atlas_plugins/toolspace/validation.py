@@ -7,12 +7,15 @@ A small model that gets "validation failed" learns nothing; one that gets
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 from jsonschema.exceptions import SchemaError
 
 from atlas_plugins.types import ToolSpec
+
+if TYPE_CHECKING:
+    from jsonschema.protocols import Validator
 
 _JSON_TO_PY = {
     "string": "str",
@@ -72,7 +75,7 @@ class ArgumentValidator:
 
     def __init__(self, spec: ToolSpec) -> None:
         self.spec = spec
-        self._validator: Any = None
+        self._validator: Validator | None = None
         schema = spec.input_schema
         if isinstance(schema, dict):
             try:

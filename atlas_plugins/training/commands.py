@@ -70,33 +70,43 @@ def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo_cmd(
         out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for report.md, the plot and results."),
-        heldout: int = typer.Option(4, "--heldout", help="Held-out tasks to evaluate."),
-        steps: int = typer.Option(2, "--steps", help="GRPO steps."),
-        designs: str = typer.Option("eager,itl,itl+ptc", "--designs", help="Designs to evaluate before/after."),
+        heldout: Optional[int] = typer.Option(None, "--heldout", help="Held-out tasks to evaluate (default: all level-1)."),
+        steps: Optional[int] = typer.Option(None, "--steps", help="GRPO steps (default: the recipe's)."),
+        designs: str = typer.Option("eager,itl,itl+ptc", "--designs", help="Designs to evaluate."),
+        train_designs: str = typer.Option("itl,itl+ptc", "--train-designs", help="Designs to train (the first is reported)."),
         no_warm_start: bool = typer.Option(False, "--no-warm-start", help="Skip the behaviour-cloning warm start."),
+        settings_json: Optional[str] = typer.Option(None, "--settings", help="JSON object of further DemoSettings fields."),
         seed: int = typer.Option(0, "--seed"),
         as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
     ) -> None:
-        """The whole loop on the embedded defaults: evaluate, train (rubric GRPO), re-evaluate."""
+        """The whole loop on the embedded defaults: evaluate, warm start, rubric GRPO, re-evaluate."""
         from atlas_plugins.cli_support import fail, print_json
 
         try:
             from atlas_plugins.training.demo import DemoSettings, run_demo
         except ImportError as exc:
             fail(f"the demo needs the 'train' extra: pip install 'atlas-plugins[train]' ({exc})", as_json=as_json)
-        settings = DemoSettings(
-            seed=seed,
-            heldout_tasks=heldout,
-            grpo_steps=steps,
-            designs=[d.strip() for d in designs.split(",") if d.strip()],
-            warm_start=not no_warm_start,
-        )
+        fields: dict = {"seed": seed, "heldout_tasks": heldout, "warm_start": not no_warm_start,
+                        "designs": [d.strip() for d in designs.split(",") if d.strip()],
+                        "train_designs": [d.strip() for d in train_designs.split(",") if d.strip()]}
+        if steps is not None:
+            fields["grpo_steps"] = steps
+        try:
+            fields |= json.loads(settings_json) if settings_json else {}
+            settings = DemoSettings(**fields)
+            from atlas_plugins.evaluation.designs import design_settings
+
+            for d in {*settings.designs, *settings.train_designs}:
+                design_settings(d)
+        except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
+            fail(f"invalid demo settings: {exc}", as_json=as_json)
         say = (lambda m: print(m, file=sys.stderr)) if as_json else typer.echo
         # transformers' progress callback prints log dicts to stdout; keep stdout for the JSON.
         with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
             result = run_demo(out, settings, say=say)
         if as_json:
-            print_json({k: result[k] for k in ("before", "after", "plot", "report")})
+            keys = ("before", "after_warm_start", "after", "heldout_tasks", "designs", "plot", "report", "grpo", "wall_s")
+            print_json({k: result.get(k) for k in keys})
             return
         from rich.console import Console
 

@@ -67,12 +67,16 @@ class TreeLayout:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-def build_tree(sequences: list[list[int]], prompt_lengths: list[int], device: torch.device | str = "cpu") -> TreeLayout:
+def build_tree(sequences: list[list[int]], prompt_lengths: list[int] | None = None, device: torch.device | str = "cpu",
+               *, targets: list[list[int]] | None = None) -> TreeLayout:
     """The prefix tree of ``sequences`` (each a row's real tokens: prompt then completion).
 
     Targets are every completion token of every row (token ``t >= prompt_lengths[i]``, scored
-    from the hidden state at ``t - 1``); ``cols`` is ``t - prompt_lengths[i]``.
+    from the hidden state at ``t - 1``; ``cols`` is ``t - prompt_lengths[i]``), or, with
+    ``targets``, the listed token positions of each row (``cols`` is then the index in that list).
     """
+    if (prompt_lengths is None) == (targets is None):
+        raise ValueError("give either prompt_lengths or targets")
     arrays = [np.asarray(s, dtype=np.int64) for s in sequences]
     tokens: list[np.ndarray] = []
     seg_ranges: list[tuple[int, int, int]] = []  # (start, end, parent segment index or -1)
@@ -131,15 +135,22 @@ def build_tree(sequences: list[list[int]], prompt_lengths: list[int], device: to
         kv = torch.as_tensor(np.concatenate([anc, np.arange(s, e)]), device=device)
         segments.append(Segment(s, e, kv, mask))
 
-    gather, targets, rows, cols = [], [], [], []
+    gather, wanted, rows, cols = [], [], [], []
     for i, a in enumerate(arrays):
         path = np.concatenate(paths[i]) if paths[i] else np.zeros(0, dtype=np.int64)
-        p = max(1, prompt_lengths[i])  # a completion token needs a token before it
-        t = np.arange(p, len(a))
+        if targets is not None:
+            t = np.asarray(targets[i], dtype=np.int64)
+            if len(t) and (t.min() < 1 or t.max() >= len(a)):
+                raise ValueError(f"row {i}: target positions must lie in [1, {len(a)})")
+            col = np.arange(len(t))
+        else:
+            assert prompt_lengths is not None
+            t = np.arange(max(1, prompt_lengths[i]), len(a))  # a completion token needs a token before it
+            col = t - prompt_lengths[i]
         gather.append(path[t - 1])
-        targets.append(a[t])
+        wanted.append(a[t])
         rows.append(np.full(len(t), i))
-        cols.append(t - prompt_lengths[i])
+        cols.append(col)
 
     def cat(xs: list[np.ndarray]) -> torch.Tensor:
         return torch.as_tensor(np.concatenate(xs) if xs else np.zeros(0, dtype=np.int64), device=device)
@@ -149,7 +160,7 @@ def build_tree(sequences: list[list[int]], prompt_lengths: list[int], device: to
         position_ids=torch.as_tensor(positions, device=device).unsqueeze(0),
         segments=segments,
         gather=cat(gather),
-        targets=cat(targets),
+        targets=cat(wanted),
         rows=cat(rows),
         cols=cat(cols),
         unshared_tokens=int(sum(len(a) for a in arrays)),
@@ -230,15 +241,26 @@ def tree_logprobs(
     its prefix tree. ``input_ids``/``attention_mask`` are TRL's ``[B, P + C]`` (prompts left-padded,
     completions right-padded), ``logits_to_keep`` is ``C``. Returns ``[B, C]`` tensors (0 on
     padding) and the layout. ``model`` is the transformers model (PEFT's base model is fine)."""
-    from trl.kernels import ChunkedLogProbFunction
-    from trl.trainer import utils as trl_utils
-
     B, total = input_ids.shape
     P = total - logits_to_keep
     ids, mask = input_ids.tolist(), attention_mask.bool().tolist()
     sequences = [[t for t, m in zip(ids[i], mask[i]) if m] for i in range(B)]
     prompt_lengths = [sum(mask[i][:P]) for i in range(B)]
     layout = build_tree(sequences, prompt_lengths, device=input_ids.device)
+    logps_flat, entropy_flat = score_tree(model, layout, temperature=temperature, compute_entropy=compute_entropy)
+    logps = logps_flat.new_zeros(B, logits_to_keep).index_put((layout.rows, layout.cols), logps_flat)
+    entropy = None
+    if compute_entropy and entropy_flat is not None:
+        entropy = entropy_flat.new_zeros(B, logits_to_keep).index_put((layout.rows, layout.cols), entropy_flat)
+    return logps, entropy, layout
+
+
+def score_tree(model: PreTrainedModel, layout: TreeLayout, *, temperature: float = 1.0,
+               compute_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probs (and entropies) of ``layout.targets``, flat, from one pass over the packed tree."""
+    from trl.kernels import ChunkedLogProbFunction
+    from trl.trainer import utils as trl_utils
+
     backbone = getattr(model, model.base_model_prefix)
     hidden = backbone(
         input_ids=layout.input_ids, position_ids=layout.position_ids, use_cache=False, **{LAYOUT_KWARG: layout}
@@ -256,8 +278,4 @@ def tree_logprobs(
         1.0,
         outputs,
     )
-    logps = logps_flat.new_zeros(B, logits_to_keep).index_put((layout.rows, layout.cols), logps_flat)
-    entropy = None
-    if compute_entropy and entropy_flat is not None:
-        entropy = entropy_flat.new_zeros(B, logits_to_keep).index_put((layout.rows, layout.cols), entropy_flat)
-    return logps, entropy, layout
+    return logps_flat, (entropy_flat if compute_entropy else None)

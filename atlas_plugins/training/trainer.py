@@ -41,6 +41,7 @@ segments, drawn uniformly at random (:func:`training_view`; the reasoning is in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -503,7 +504,12 @@ class AtlasTrainer:
                 played = task.model_copy(update={"metadata": {**task.metadata, "atlas_design": design}})
             tasks += [played] * group
         seed = None if self.config.seed is None else self.config.seed * 100_003 + self._rollouts * 997
-        trajs = self.runner.run(tasks, policy=policy, seed=seed)
+        from atlas_plugins.policy.transformers_policy import merged_adapters
+
+        # LoRA folded into the weights while the episodes play: decode is the slowest phase on a CPU.
+        model = getattr(policy, "model", None)
+        with merged_adapters(model) if model is not None and not self.config.use_vllm else contextlib.nullcontext():
+            trajs = self.runner.run(tasks, policy=policy, seed=seed)
         self._rollouts += 1
         if len(trajs) != len(tasks):
             raise AtlasError(f"runner returned {len(trajs)} trajectories for {len(tasks)} tasks")

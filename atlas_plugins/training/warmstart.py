@@ -28,12 +28,13 @@ if TYPE_CHECKING:
     from atlas_plugins.context.base import LoadingPolicy
 
 
-def scripted_turns(task: Task, *, loading: str | LoadingPolicy, ptc: bool) -> list[str] | None:
+def scripted_turns(task: Task, *, loading: str | LoadingPolicy, ptc: bool, think: bool = False) -> list[str] | None:
     """The assistant turns that solve ``task`` under a design (None when it has no solution).
 
     Under PTC: one ``code_interpreter`` cell. Otherwise the loading policy writes the calls
     (``reference_calls``: its meta-calls, then the task's tool calls); a plugin policy without
-    that method gets the direct tool calls."""
+    that method gets the direct tool calls. ``think`` starts each turn with a short thought in
+    ``<think>…</think>`` (the prompt format asks for one) that names what the turn does and why."""
     solution = task.metadata.get("reference_solution") or []
     if not solution:
         return None
@@ -50,7 +51,9 @@ def scripted_turns(task: Task, *, loading: str | LoadingPolicy, ptc: bool) -> li
             args = ", ".join(f"{k}={v!r}" for k, v in step["arguments"].items())
             lines.append(f"r{i} = {names[step['server']]}.{step['tool']}({args})")
         lines.append(f"r{len(solution) - 1}")
-        turns.append(_call("code_interpreter", {"code": "\n".join(lines)}))
+        used = ", ".join(dict.fromkeys(f"{s['server']}.{s['tool']}" for s in solution))
+        turns.append(_thought(think, f"Call {used} from Python with the values the task gives.")
+                     + _call("code_interpreter", {"code": "\n".join(lines)}))
     else:
         if isinstance(loading, str):
             from atlas_plugins.plugins import get_loading_policy
@@ -58,9 +61,24 @@ def scripted_turns(task: Task, *, loading: str | LoadingPolicy, ptc: bool) -> li
             loading = get_loading_policy(loading)
         writer = getattr(loading, "reference_calls", None)
         calls = writer(solution) if writer else [(f"{s['server']}:{s['tool']}", s["arguments"]) for s in solution]
-        turns += [_call(name, arguments) for name, arguments in calls]
-    turns.append(f"<answer>{answer}</answer>")
+        turns += [_thought(think, _why(name, arguments)) + _call(name, arguments) for name, arguments in calls]
+    turns.append(_thought(think, "The tool result answers the task.") + f"<answer>{answer}</answer>")
     return turns
+
+
+def _thought(think: bool, text: str) -> str:
+    return f"<think>{text}</think>" if think else ""
+
+
+def _why(name: str, arguments: dict[str, Any]) -> str:
+    """A one-line thought for a scripted call (what it is for), as a reasoning step."""
+    if name == "fetch_tools":
+        return f"The {arguments.get('server')} server fits the task; see its tools."
+    if name == "get_selected_tools":
+        return f"{', '.join(arguments.get('tools') or [])} fits the task; load the schema."
+    if name == "search_tools":
+        return "Search for a tool that does this."
+    return f"Call {name} with the values the task gives."
 
 
 class ScriptedPolicy:
@@ -165,8 +183,11 @@ def demonstrations(
     tokenizer: Any,
     agent_config: Any,
     scorer: Any,
+    *,
+    think: bool = False,
 ) -> tuple[list[Trajectory], dict[str, int]]:
-    """Play each task's reference solution through the agent; keep those its rubric scores 1.0."""
+    """Play each task's reference solution through the agent; keep those its rubric scores 1.0.
+    ``think`` adds a short thought to each scripted turn (:func:`scripted_turns`)."""
     from atlas_plugins.agent.loop import Agent
 
     ptc = agent_config.executor is not None
@@ -181,7 +202,7 @@ def demonstrations(
 
     def play(task: Task) -> Trajectory | None:
         nonlocal agent
-        turns = scripted_turns(task, loading=loading, ptc=ptc)
+        turns = scripted_turns(task, loading=loading, ptc=ptc, think=think)
         if turns is None:
             return None
         policy = ScriptedPolicy(tokenizer, turns)
@@ -228,13 +249,18 @@ def warm_start(
     max_length: int = 2048,
     seed: int = 0,
     gradient_checkpointing: bool | None = None,
+    shared_prefix: bool = True,
 ) -> Any:
     """Supervised warm start with TRL's SFTTrainer; returns the (LoRA-wrapped) trained model.
 
     ``gradient_checkpointing`` trades a second forward pass for activation memory; ``None``
     keeps TRL's SFT default (on). Measured on CPU: off makes ``atlas demo`` 45 s faster (9 min 39 s
     vs 10 min 24 s) but raises its peak RSS from 7.4 to 10.7 GiB (long ITL rows at batch 4), so
-    the default stays on; the adapter examples, with fewer and shorter rows, turn it off."""
+    the default stays on; the adapter examples, with fewer and shorter rows, turn it off.
+
+    ``shared_prefix`` (default on) computes the batch's shared token prefixes once (demonstrations
+    of one design and server share their system text) and scores only the model tokens, with the
+    same loss and gradients (:mod:`atlas_plugins.training.shared_prefix`)."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -255,7 +281,8 @@ def warm_start(
         remove_unused_columns=False,
         **({} if gradient_checkpointing is None else {"gradient_checkpointing": gradient_checkpointing}),
     )
-    trainer = SFTTrainer(
+    trainer_cls = _tree_sft_trainer() if shared_prefix else SFTTrainer
+    trainer = trainer_cls(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(sft_rows(trajs, max_length)),
@@ -264,6 +291,39 @@ def warm_start(
     )
     trainer.train()
     return trainer.model, trainer.state.log_history
+
+
+def _tree_sft_trainer() -> Any:
+    """``SFTTrainer`` whose loss is computed over the batch's prefix tree (exact, see
+    :mod:`atlas_plugins.training.shared_prefix`); falls back to TRL's loss where it cannot run."""
+    import torch
+    from trl import SFTTrainer
+
+    from atlas_plugins.training import shared_prefix as prefix_tree
+
+    class TreeSFTTrainer(SFTTrainer):
+        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                         num_items_in_batch: Any = None) -> Any:
+            base = model.get_base_model() if hasattr(model, "get_base_model") else model
+            wrapped = self.accelerator.unwrap_model(model) is not model
+            if return_outputs or wrapped or not prefix_tree.supports(base) or "labels" not in inputs:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            prefix_tree.enable(base)
+            ids, labels = inputs["input_ids"], inputs["labels"]
+            mask = inputs.get("attention_mask")
+            sequences, targets = [], []
+            for i in range(ids.shape[0]):
+                keep = mask[i].bool() if mask is not None else labels[i].new_ones(labels[i].shape, dtype=torch.bool)
+                row, lab = ids[i][keep].tolist(), labels[i][keep].tolist()
+                sequences.append(row)
+                targets.append([t for t in range(1, len(row)) if lab[t] != -100])
+            layout = prefix_tree.build_tree(sequences, device=ids.device, targets=targets)
+            logps, _ = prefix_tree.score_tree(base, layout)
+            count = max(1, int(layout.targets.numel()))
+            denom = num_items_in_batch if num_items_in_batch is not None else count
+            return -logps.sum() / denom
+
+    return TreeSFTTrainer
 
 
 def _has_accelerator() -> bool:

@@ -48,7 +48,7 @@ class OpenAIHTTP:
         self._lock = threading.Lock()
 
     @property
-    def client(self) -> "httpx.Client":
+    def client(self) -> httpx.Client:
         if self._client is None:
             import httpx
 
@@ -59,7 +59,7 @@ class OpenAIHTTP:
 
     def request(
         self, method: str, path: str, json_body: dict[str, Any] | None = None, *, what: str | None = None
-    ) -> "httpx.Response":
+    ) -> httpx.Response:
         """The first answer below HTTP 400, after retries; else ``AtlasError("{what} failed: …")``
         (``what`` defaults to ``"request to {url}"``)."""
         import httpx
@@ -87,10 +87,10 @@ class OpenAIHTTP:
         if client is not None:
             client.close()
 
-    def __enter__(self) -> "OpenAIHTTP":
+    def __enter__(self) -> OpenAIHTTP:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __del__(self) -> None:  # judges and providers never close their client

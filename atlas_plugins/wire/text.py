@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 #: How many names a listing shows before it says how many there are in all.
 MAX_LISTED = 20

@@ -149,7 +149,7 @@ def format_call_compact(name: str, arguments: dict[str, Any]) -> str:
 format_tool_call = format_call
 
 
-def parse_assistant(text: Any) -> ParsedTurn:
+def parse_assistant(text: object) -> ParsedTurn:
     """Parse one assistant message. Never raises; see the module docstring for what is accepted."""
     try:
         return _parse(text if isinstance(text, str) else ("" if text is None else str(text)))

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from atlas_plugins.context import prompts
 from atlas_plugins.context.base import MetaResult, MetaTool
 from atlas_plugins.errors import AtlasError
-from atlas_plugins.types import TOOL_SEP, ServerInfo, ToolSpec
+from atlas_plugins.types import TOOL_SEP, ServerInfo, TaskLike, ToolCatalog, ToolSpec
 from atlas_plugins.wire import text as wire_text
 
 #: How many names an error message lists at most (huge catalogues must not flood the context).
@@ -71,7 +71,7 @@ def build_options(model: type[BaseModel], policy: str, options: dict[str, Any]) 
         raise AtlasError(f"invalid option(s) for loading policy {policy!r}: {problems}") from None
 
 
-def _task_servers(task: Any) -> list[str]:
+def _task_servers(task: TaskLike) -> list[str]:
     if task is None or isinstance(task, str):
         return []
     servers = task.get("servers") if isinstance(task, dict) else getattr(task, "servers", None)
@@ -95,7 +95,7 @@ class EpisodeBase:
     uses_budget: bool = True
     load_how: str = "Load a server's schemas with fetch_tools."
 
-    def __init__(self, options: PolicyOptions, toolspace: Any, task: Any = None) -> None:
+    def __init__(self, options: PolicyOptions, toolspace: ToolCatalog | None, task: TaskLike = None) -> None:
         self.options = options
         self.log: list[dict[str, Any]] = []
         servers: list[ServerInfo] = list(toolspace.servers) if toolspace is not None else []
@@ -318,7 +318,7 @@ class LoadingPolicyBase:
     def episode_kwargs(self) -> dict[str, Any]:
         return {}
 
-    def start_episode(self, toolspace: Any, task: Any = None) -> EpisodeBase:
+    def start_episode(self, toolspace: ToolCatalog | None, task: TaskLike = None) -> EpisodeBase:
         return self.episode_class(self.options, toolspace, task, **self.episode_kwargs())
 
     def reference_calls(self, solution: Sequence[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:

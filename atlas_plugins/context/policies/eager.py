@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from atlas_plugins.context import prompts
 from atlas_plugins.context.policies._core import EpisodeBase, LoadingPolicyBase, PolicyOptions
-from atlas_plugins.hookspecs import hookimpl
+from atlas_plugins.hookspecs import Register, hookimpl
+from atlas_plugins.types import TaskLike, ToolCatalog
 
 
 class EagerEpisode(EpisodeBase):
@@ -14,7 +13,7 @@ class EagerEpisode(EpisodeBase):
 
     uses_budget = False  # nothing is loaded later, so there is nothing to evict
 
-    def __init__(self, options: PolicyOptions, toolspace: Any, task: Any = None) -> None:
+    def __init__(self, options: PolicyOptions, toolspace: ToolCatalog | None, task: TaskLike = None) -> None:
         super().__init__(options, toolspace, task)
         for q in self.tools:
             self._loaded[q] = 0
@@ -32,5 +31,5 @@ class EagerPolicy(LoadingPolicyBase):
 
 
 @hookimpl
-def atlas_register_loading_policies(register):  # type: ignore[no-untyped-def]
+def atlas_register_loading_policies(register: Register) -> None:
     register("eager", EagerPolicy)

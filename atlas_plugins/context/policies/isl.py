@@ -9,7 +9,7 @@ from typing import Any
 from atlas_plugins.context import prompts
 from atlas_plugins.context.base import MetaResult, MetaTool
 from atlas_plugins.context.policies._core import EpisodeBase, LoadingPolicyBase, fetch_tools_tool, tools_by_server
-from atlas_plugins.hookspecs import hookimpl
+from atlas_plugins.hookspecs import Register, hookimpl
 
 
 class ISLEpisode(EpisodeBase):
@@ -53,5 +53,5 @@ class ISLPolicy(LoadingPolicyBase):
 
 
 @hookimpl
-def atlas_register_loading_policies(register):  # type: ignore[no-untyped-def]
+def atlas_register_loading_policies(register: Register) -> None:
     register("isl", ISLPolicy)

@@ -16,7 +16,7 @@ from atlas_plugins.context.policies._core import (
     fetch_tools_tool,
     tools_by_server,
 )
-from atlas_plugins.hookspecs import hookimpl
+from atlas_plugins.hookspecs import Register, hookimpl
 from atlas_plugins.types import TOOL_SEP
 
 
@@ -144,5 +144,5 @@ class ITLPolicy(LoadingPolicyBase):
 
 
 @hookimpl
-def atlas_register_loading_policies(register):  # type: ignore[no-untyped-def]
+def atlas_register_loading_policies(register: Register) -> None:
     register("itl", ITLPolicy)

@@ -21,12 +21,12 @@ from typing import Any, Literal
 from pydantic import Field
 
 from atlas_plugins.context import prompts
-from atlas_plugins.context.base import MetaResult, MetaTool
+from atlas_plugins.context.base import MetaResult, MetaTool, ToolRetriever
 from atlas_plugins.context.policies._core import EpisodeBase, LoadingPolicyBase, PolicyOptions
 from atlas_plugins.context.policies.isl import ISLEpisode, ISLPolicy
 from atlas_plugins.context.policies.itl import ITLEpisode, ITLPolicy
-from atlas_plugins.hookspecs import hookimpl
-from atlas_plugins.types import TOOL_SEP
+from atlas_plugins.hookspecs import Register, hookimpl
+from atlas_plugins.types import TOOL_SEP, TaskLike, ToolCatalog
 
 
 class SearchOptions(PolicyOptions):
@@ -49,8 +49,8 @@ class SearchMixin(EpisodeBase):
     """Adds ``search_tools`` to a base episode (``ITLEpisode`` or ``ISLEpisode``), after its own
     meta-tools."""
 
-    def __init__(self, options: PolicyOptions, toolspace: Any, task: Any = None, *,
-                 retriever_provider: Callable[[EpisodeBase], Any] | None = None) -> None:
+    def __init__(self, options: PolicyOptions, toolspace: ToolCatalog | None, task: TaskLike = None, *,
+                 retriever_provider: Callable[[EpisodeBase], ToolRetriever | None] | None = None) -> None:
         super().__init__(options, toolspace, task)
         o: SearchOptions = options  # type: ignore[assignment]
         self.search_k, self.search_max_k, self.returns_schemas = o.k, max(o.max_k, o.k), o.return_schemas
@@ -135,13 +135,13 @@ class SearchPolicy(LoadingPolicyBase):
         from atlas_plugins.plugins import get_plugin_manager
 
         get_plugin_manager().get("retrievers", o.retriever)
-        self._indexes: dict[str, Any] = {}
+        self._indexes: dict[str, ToolRetriever] = {}
         self._lock = threading.Lock()
 
     def episode_kwargs(self) -> dict[str, Any]:
         return {"retriever_provider": self.retriever_for}
 
-    def retriever_for(self, episode: EpisodeBase) -> Any:
+    def retriever_for(self, episode: EpisodeBase) -> ToolRetriever:
         """The retriever indexed over ``episode``'s tools (built once per distinct tool set)."""
         from atlas_plugins.plugins import get_retriever
 
@@ -163,5 +163,5 @@ class SearchPolicy(LoadingPolicyBase):
 
 
 @hookimpl
-def atlas_register_loading_policies(register):  # type: ignore[no-untyped-def]
+def atlas_register_loading_policies(register: Register) -> None:
     register("search", SearchPolicy)

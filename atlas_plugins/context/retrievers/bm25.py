@@ -12,7 +12,7 @@ import numpy as np
 from pydantic import Field
 
 from atlas_plugins.context.retrievers._common import IndexedRetriever, RetrieverOptions, lexical_tokens
-from atlas_plugins.hookspecs import hookimpl
+from atlas_plugins.hookspecs import Register, hookimpl
 
 
 class BM25Options(RetrieverOptions):
@@ -61,5 +61,5 @@ class BM25Retriever(IndexedRetriever):
 
 
 @hookimpl
-def atlas_register_retrievers(register):  # type: ignore[no-untyped-def]
+def atlas_register_retrievers(register: Register) -> None:
     register("bm25", BM25Retriever)

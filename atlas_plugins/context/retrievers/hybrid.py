@@ -28,7 +28,7 @@ from pydantic import Field
 from atlas_plugins.context.retrievers._common import IndexedRetriever, RetrieverOptions
 from atlas_plugins.context.retrievers.bm25 import BM25Retriever
 from atlas_plugins.context.retrievers.dense import DenseRetriever
-from atlas_plugins.hookspecs import hookimpl
+from atlas_plugins.hookspecs import Register, hookimpl
 from atlas_plugins.types import ToolSpec
 
 
@@ -96,5 +96,5 @@ class HybridRetriever(IndexedRetriever):
 
 
 @hookimpl
-def atlas_register_retrievers(register):  # type: ignore[no-untyped-def]
+def atlas_register_retrievers(register: Register) -> None:
     register("hybrid", HybridRetriever)

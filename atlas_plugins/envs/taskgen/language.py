@@ -83,7 +83,7 @@ class World:
     """Read-only view of the seeded world, obtained by calling the real servers' read tools in a
     dedicated probe episode (so templates pick parameters that exist, e.g. real contact names)."""
 
-    def __init__(self, runner: "_Runner") -> None:
+    def __init__(self, runner: _Runner) -> None:
         self._runner = runner
         self._cache: dict[str, Any] = {}
 

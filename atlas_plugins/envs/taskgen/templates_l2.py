@@ -161,7 +161,7 @@ async def _bank_pay(rng: random.Random, w: World) -> Draft:
 @template("calendar_reschedule", 2, ("calendar",))
 async def _cal_move(rng: random.Random, w: World) -> Draft | None:
     events = (await w.get("calendar", "list_events", {"date_from": "2026-03-02", "date_to": "2026-03-31"}))["events"]
-    titles = {}
+    titles: dict[str, list[dict[str, Any]]] = {}
     for e in events:  # only events whose title is unique, so "the event 'X'" names one event
         titles.setdefault(e["title"], []).append(e)
     ev = rng.choice([v[0] for v in titles.values() if len(v) == 1])

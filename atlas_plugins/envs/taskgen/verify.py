@@ -7,10 +7,13 @@ from __future__ import annotations
 import importlib
 import json
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from atlas_plugins.envs import EMBEDDED_SERVERS, EPISODE_META_KEY
 from atlas_plugins.envs.taskgen.language import Draft
+
+if TYPE_CHECKING:
+    from atlas_plugins.mcp_compat import Session
 
 
 def _norm(s: str) -> str:
@@ -23,9 +26,9 @@ class _Runner:
     def __init__(self, env_seed: int) -> None:
         self.env_seed = env_seed
         self._stack = AsyncExitStack()
-        self._clients: dict[str, Any] = {}
+        self._clients: dict[str, Session] = {}
 
-    async def __aenter__(self) -> "_Runner":
+    async def __aenter__(self) -> _Runner:
         from atlas_plugins.mcp_compat import connect
 
         for name, spec in EMBEDDED_SERVERS.items():
@@ -33,7 +36,7 @@ class _Runner:
             self._clients[name] = await self._stack.enter_async_context(connect(server))
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self._stack.aclose()
 
     async def call(self, server: str, tool: str, args: dict[str, Any], *, episode: str) -> tuple[bool, Any, str]:

@@ -238,7 +238,9 @@ def _task_from_entry(entry: dict[str, Any], category: str) -> Task:
 
 
 def load_tasks(categories: Iterable[str] = MULTI_TURN_CATEGORIES, limit: int | None = None) -> list[Task]:
-    """The suite's tasks, in BFCL's order: at most ``limit`` per category (None: all 200 each).
+    """The suite's tasks: at most ``limit`` in all (None: all 200 of each category), taken
+    round-robin over the categories (BFCL's order within each), so a small limit still covers
+    every category.
 
     ``categories`` takes full names (``"multi_turn_base"``) or short ones (``"base"``,
     ``"miss_func"``, ``"miss_param"``, ``"long_context"``).
@@ -247,12 +249,15 @@ def load_tasks(categories: Iterable[str] = MULTI_TURN_CATEGORIES, limit: int | N
         categories = [categories]
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0 or None, got {limit}")
+    per_category = [(normalise_category(raw), load_entries(normalise_category(raw))) for raw in categories]
     tasks: list[Task] = []
-    for raw in categories:
-        category = normalise_category(raw)
-        entries = load_entries(category)
-        for entry in entries[: limit if limit is not None else len(entries)]:
-            tasks.append(_task_from_entry(entry, category))
+    depth = max((len(entries) for _, entries in per_category), default=0)
+    for i in range(depth):
+        for category, entries in per_category:
+            if limit is not None and len(tasks) >= limit:
+                return tasks
+            if i < len(entries):
+                tasks.append(_task_from_entry(entries[i], category))
     return tasks
 
 

@@ -23,12 +23,13 @@ import queue
 import shlex
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from atlas_plugins.hookspecs import hookimpl
+from atlas_plugins.hookspecs import Register, hookimpl
 from atlas_plugins.orchestration.bridge import (
     MAX_MESSAGE_BYTES,
     BridgedSession,
@@ -39,6 +40,10 @@ from atlas_plugins.orchestration.bridge import (
     Transport,
     parse_message,
 )
+
+if TYPE_CHECKING:
+    from atlas_plugins.orchestration.bridge import Message
+    from atlas_plugins.toolspace import Toolspace
 
 RUNNER_SOURCE = Path(__file__).resolve().parent.parent / "sandbox_runner.py"
 VALUES_SOURCE = Path(__file__).resolve().parents[2] / "values.py"
@@ -128,7 +133,7 @@ class E2BTransport(Transport):
     def send(self, msg: dict[str, Any]) -> None:
         self.sandbox.commands.send_stdin(self.handle.pid, json.dumps(msg, ensure_ascii=True) + "\n")
 
-    def recv(self, deadline: float) -> Any:
+    def recv(self, deadline: float) -> Message:
         try:
             item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
         except queue.Empty:
@@ -183,7 +188,7 @@ class E2BExecutor:
         self.options = E2BOptions(**options)
         self.sandbox_factory = sandbox_factory or (lambda: _default_factory(self.options))
 
-    def open_session(self, toolspace: Any, *, episode: str | None = None, servers: list[str] | None = None) -> E2BSession:
+    def open_session(self, toolspace: Toolspace, *, episode: str | None = None, servers: list[str] | None = None) -> E2BSession:
         bridge = ToolBridge(toolspace, episode=episode, servers=servers,
                             max_calls_per_cell=self.options.max_calls_per_cell)
         sandbox = self.sandbox_factory()
@@ -200,5 +205,5 @@ class E2BExecutor:
 
 
 @hookimpl
-def atlas_register_executors(register: Any) -> None:
+def atlas_register_executors(register: Register) -> None:
     register("e2b", E2BExecutor)

@@ -66,7 +66,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from atlas_plugins.errors import AtlasError
-from atlas_plugins.hookspecs import hookimpl
+from atlas_plugins.hookspecs import Register, hookimpl
 from atlas_plugins.orchestration.bridge import (
     MAX_MESSAGE_BYTES,
     BridgedSession,
@@ -80,6 +80,7 @@ from atlas_plugins.orchestration.bridge import (
 from atlas_plugins.orchestration.sandbox_runner import EXIT_CPU_LIMIT
 
 if TYPE_CHECKING:
+    from atlas_plugins.orchestration.bridge import Message
     from atlas_plugins.toolspace import Toolspace
 
 RUNNER_SOURCE = Path(__file__).resolve().parent.parent / "sandbox_runner.py"
@@ -436,7 +437,7 @@ class LocalTransport(Transport):
                 raise SandboxDied(self._death())
             self._buf += chunk
 
-    def recv(self, deadline: float) -> Any:
+    def recv(self, deadline: float) -> Message:
         self._fill(_HEADER_SIZE, deadline)
         size = int.from_bytes(self._buf[:_HEADER_SIZE], "big")
         if size > MAX_MESSAGE_BYTES:
@@ -573,5 +574,5 @@ class LocalExecutor:
 
 
 @hookimpl
-def atlas_register_executors(register: Any) -> None:
+def atlas_register_executors(register: Register) -> None:
     register("local", LocalExecutor)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from atlas_plugins.hookspecs import hookimpl
+from atlas_plugins.hookspecs import Register, hookimpl
 from atlas_plugins.rewards.base import RewardBreakdown
 from atlas_plugins.rewards.rubric import Rubric
 
@@ -64,5 +64,5 @@ class AtlasAggregator:
 
 
 @hookimpl
-def atlas_register_aggregators(register):  # type: ignore[no-untyped-def]
+def atlas_register_aggregators(register: Register) -> None:
     register("atlas", AtlasAggregator)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from atlas_plugins.hookspecs import hookimpl
+from atlas_plugins.hookspecs import Register, hookimpl
 from atlas_plugins.rewards.aggregators.atlas import AtlasAggregator, usable
 from atlas_plugins.rewards.base import RewardBreakdown
 from atlas_plugins.rewards.rubric import Rubric
@@ -52,5 +52,5 @@ class GatedAggregator:
 
 
 @hookimpl
-def atlas_register_aggregators(register):  # type: ignore[no-untyped-def]
+def atlas_register_aggregators(register: Register) -> None:
     register("gated", GatedAggregator)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from atlas_plugins.hookspecs import hookimpl
+from atlas_plugins.hookspecs import Register, hookimpl
 from atlas_plugins.rewards.aggregators.atlas import AtlasAggregator
 from atlas_plugins.rewards.base import RewardBreakdown
 from atlas_plugins.rewards.rubric import Rubric
@@ -61,11 +61,11 @@ class GroupRelativeAggregator:
                 first = order.index(v)
                 last = n - 1 - order[::-1].index(v)
                 new.append(0.5 if n == 1 else ((first + last) / 2) / (n - 1))
-        for i, v in zip(idx, new):
+        for i, v in zip(idx, new, strict=True):
             outs[i] = outs[i].model_copy(update={"value": v, "details": {**outs[i].details, "raw_value": outs[i].value}})
         return outs
 
 
 @hookimpl
-def atlas_register_aggregators(register):  # type: ignore[no-untyped-def]
+def atlas_register_aggregators(register: Register) -> None:
     register("group_relative", GroupRelativeAggregator)

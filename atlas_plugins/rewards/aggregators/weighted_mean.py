@@ -3,7 +3,7 @@ categories (per-category scores are still reported)."""
 
 from __future__ import annotations
 
-from atlas_plugins.hookspecs import hookimpl
+from atlas_plugins.hookspecs import Register, hookimpl
 from atlas_plugins.rewards.aggregators.atlas import category_scores, usable
 from atlas_plugins.rewards.base import RewardBreakdown
 from atlas_plugins.rewards.rubric import Rubric
@@ -23,5 +23,5 @@ class WeightedMeanAggregator:
 
 
 @hookimpl
-def atlas_register_aggregators(register):  # type: ignore[no-untyped-def]
+def atlas_register_aggregators(register: Register) -> None:
     register("weighted_mean", WeightedMeanAggregator)

@@ -11,20 +11,21 @@ from pathlib import Path
 from typing import Any
 
 from atlas_plugins.errors import ConfigError
-from atlas_plugins.hookspecs import hookimpl
+from atlas_plugins.hookspecs import Register, hookimpl
 from atlas_plugins.rewards.base import coerce_task
 from atlas_plugins.rewards.rubric import Rubric
+from atlas_plugins.types import Task
 
 
 class StaticProvider:
     name = "static"
 
-    def __init__(self, rubric: Any = None) -> None:
+    def __init__(self, rubric: Rubric | dict[str, Any] | list[dict[str, Any]] | str | Path | None = None) -> None:
         if isinstance(rubric, (str, Path)):
             rubric = Rubric.from_file(rubric)
         self.default = Rubric.from_dict(rubric, source="static provider rubric") if rubric is not None else None
 
-    def rubric_for(self, task: Any) -> Rubric:
+    def rubric_for(self, task: Task | dict[str, Any] | str) -> Rubric:
         t = coerce_task(task)
         data = t.rubric if t.rubric is not None else t.metadata.get("rubric")
         if data is None:
@@ -39,5 +40,5 @@ class StaticProvider:
 
 
 @hookimpl
-def atlas_register_rubric_providers(register):  # type: ignore[no-untyped-def]
+def atlas_register_rubric_providers(register: Register) -> None:
     register("static", StaticProvider)

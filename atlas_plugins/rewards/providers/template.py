@@ -33,14 +33,15 @@ from __future__ import annotations
 from typing import Any
 
 from atlas_plugins.errors import ConfigError
-from atlas_plugins.hookspecs import hookimpl
+from atlas_plugins.hookspecs import Register, hookimpl
 from atlas_plugins.rewards.base import coerce_task
 from atlas_plugins.rewards.rubric import Rubric
+from atlas_plugins.types import Task
 
 _PY = "atlas_plugins.rewards.checks:"
 
 
-def _expected_tools(raw: Any, task_id: str) -> list[dict[str, Any]]:
+def _expected_tools(raw: object, task_id: str) -> list[dict[str, Any]]:
     if raw is None:
         return []
     if not isinstance(raw, list):
@@ -64,7 +65,7 @@ def _expected_tools(raw: Any, task_id: str) -> list[dict[str, Any]]:
 class TemplateProvider:
     name = "template"
 
-    def rubric_for(self, task: Any) -> Rubric:
+    def rubric_for(self, task: Task | dict[str, Any] | str) -> Rubric:
         t = coerce_task(task)
         md = t.metadata
         tools = _expected_tools(md.get("expected_tools"), t.id)
@@ -136,5 +137,5 @@ class TemplateProvider:
 
 
 @hookimpl
-def atlas_register_rubric_providers(register):  # type: ignore[no-untyped-def]
+def atlas_register_rubric_providers(register: Register) -> None:
     register("template", TemplateProvider)
