@@ -162,7 +162,7 @@ class LangGraphRunner:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="atlas-langgraph") as pool:
                 # Each run gets a fresh copy of the caller's context: its scopes stay its own.
                 futures = [
-                    pool.submit(contextvars.copy_context().run, self._episode, t, s, batched) for t, s in zip(tasks, seeds)
+                    pool.submit(contextvars.copy_context().run, self._episode, t, s, batched) for t, s in zip(tasks, seeds, strict=True)
                 ]
                 return [f.result() for f in futures]
         finally:
@@ -271,6 +271,8 @@ def _tool_records(messages: Sequence[BaseMessage], names: ToolNames, task: Task 
         for tc in m.tool_calls:
             res = results.get(tc.get("id") or "")
             artifact = res.artifact if res is not None and isinstance(res.artifact, dict) else {}
+            err: str | None
+            kind: str | None
             if res is None:
                 ok, text, err, kind = False, "", "the tool was never run (the episode ended first)", "not_run"
             else:

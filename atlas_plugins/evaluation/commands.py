@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -19,8 +19,8 @@ def _csv(text: str, what: str) -> list[str]:
     return items
 
 
-def _models(model: str, adapter: Optional[str], trained: Optional[str]) -> dict[str, tuple[str, Optional[str]]]:
-    models: dict[str, tuple[str, Optional[str]]] = {"base" if not adapter else "adapter": (model, adapter)}
+def _models(model: str, adapter: str | None, trained: str | None) -> dict[str, tuple[str, str | None]]:
+    models: dict[str, tuple[str, str | None]] = {"base" if not adapter else "adapter": (model, adapter)}
     if trained:
         models["trained"] = (model, trained)
     return models
@@ -43,8 +43,8 @@ def _run(as_json: bool, **kwargs: Any) -> list[Any]:
     raise AssertionError("unreachable")
 
 
-def _run_endpoint(as_json: bool, base_url: str, model: str, api_key_env: str, adapter: Optional[str], trained: Optional[str],
-                  device: Optional[str], **kwargs: Any) -> list[Any]:
+def _run_endpoint(as_json: bool, base_url: str, model: str, api_key_env: str, adapter: str | None, trained: str | None,
+                  device: str | None, **kwargs: Any) -> list[Any]:
     """The grid against an OpenAI-compatible endpoint (``--base-url``)."""
     from atlas_plugins.cli_support import fail
     from atlas_plugins.errors import AtlasError
@@ -66,8 +66,8 @@ def _run_endpoint(as_json: bool, base_url: str, model: str, api_key_env: str, ad
     raise AssertionError("unreachable")
 
 
-def _overrides(max_turns: Optional[int], max_new_tokens: Optional[int]) -> dict[str, int]:
-    out = {}
+def _overrides(max_turns: int | None, max_new_tokens: int | None) -> dict[str, int]:
+    out: dict[str, int] = {}
     if max_turns:
         out.update(max_turns=max_turns, max_tool_calls=max_turns)
     if max_new_tokens:
@@ -88,14 +88,14 @@ def register(app: typer.Typer) -> None:
         suite: str = typer.Option("embedded", "--suite", help=suite_help),
         design: str = typer.Option("itl", "--design", help="eager, isl, itl, itl+ptc or search."),
         model: str = typer.Option("embedded", "--model", help=model_help),
-        base_url: Optional[str] = typer.Option(None, "--base-url", help=base_url_help),
+        base_url: str | None = typer.Option(None, "--base-url", help=base_url_help),
         api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help=key_help),
-        adapter: Optional[str] = typer.Option(None, "--adapter", help="LoRA adapter folder from atlas train / atlas demo."),
+        adapter: str | None = typer.Option(None, "--adapter", help="LoRA adapter folder from atlas train / atlas demo."),
         padding: int = typer.Option(0, "--padding", help="Distractor catalogue servers added to each task's tool space."),
-        limit: Optional[int] = typer.Option(8, "--limit", help="Number of tasks (fixed order)."),
-        max_turns: Optional[int] = typer.Option(None, "--max-turns", help="Model turns (and tool calls) per episode."),
-        max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="Tokens per model turn."),
-        device: Optional[str] = typer.Option(None, "--device", help="Torch device for the model, e.g. cuda (default: cpu)."),
+        limit: int | None = typer.Option(8, "--limit", help="Number of tasks (fixed order)."),
+        max_turns: int | None = typer.Option(None, "--max-turns", help="Model turns (and tool calls) per episode."),
+        max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help="Tokens per model turn."),
+        device: str | None = typer.Option(None, "--device", help="Torch device for the model, e.g. cuda (default: cpu)."),
         out: Path = typer.Option(Path("eval-out"), "--out", help="Folder for results.json/.md, the chart and trajectories."),
         as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
     ) -> None:
@@ -124,14 +124,14 @@ def register(app: typer.Typer) -> None:
         designs: str = typer.Option("eager,itl,itl+ptc", "--designs", help="Comma-separated designs."),
         padding: str = typer.Option("0", "--padding", help="Comma-separated distractor-server counts, e.g. 0,100,500,1000."),
         model: str = typer.Option("embedded", "--model", help=model_help),
-        base_url: Optional[str] = typer.Option(None, "--base-url", help=base_url_help),
+        base_url: str | None = typer.Option(None, "--base-url", help=base_url_help),
         api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help=key_help),
-        adapter: Optional[str] = typer.Option(None, "--adapter", help="Evaluate this LoRA adapter instead of the base model."),
-        trained: Optional[str] = typer.Option(None, "--trained", help="Also evaluate this LoRA adapter (base vs trained)."),
-        limit: Optional[int] = typer.Option(8, "--limit", help="Number of tasks per cell (fixed order)."),
-        max_turns: Optional[int] = typer.Option(None, "--max-turns", help="Model turns (and tool calls) per episode."),
-        max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="Tokens per model turn."),
-        device: Optional[str] = typer.Option(None, "--device", help="Torch device for the model, e.g. cuda (default: cpu)."),
+        adapter: str | None = typer.Option(None, "--adapter", help="Evaluate this LoRA adapter instead of the base model."),
+        trained: str | None = typer.Option(None, "--trained", help="Also evaluate this LoRA adapter (base vs trained)."),
+        limit: int | None = typer.Option(8, "--limit", help="Number of tasks per cell (fixed order)."),
+        max_turns: int | None = typer.Option(None, "--max-turns", help="Model turns (and tool calls) per episode."),
+        max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help="Tokens per model turn."),
+        device: str | None = typer.Option(None, "--device", help="Torch device for the model, e.g. cuda (default: cpu)."),
         out: Path = typer.Option(Path("bench-out"), "--out", help="Folder for results.json/.md, bench.png and trajectories."),
         as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
     ) -> None:

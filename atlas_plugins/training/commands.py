@@ -6,7 +6,6 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -18,8 +17,8 @@ def register(app: typer.Typer) -> None:
     def train_cmd(
         config: Path = typer.Option(..., "--config", "-c", help="Training config YAML (AtlasGRPOConfig fields)."),
         resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in output_dir."),
-        output_dir: Optional[str] = typer.Option(None, "--output-dir", "-o", help="Override output_dir."),
-        max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Override max_steps."),
+        output_dir: str | None = typer.Option(None, "--output-dir", "-o", help="Override output_dir."),
+        max_steps: int | None = typer.Option(None, "--max-steps", help="Override max_steps."),
         as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
     ) -> None:
         """Rubric-based GRPO of the native agent (TRL GRPOTrainer + LoRA).
@@ -47,7 +46,7 @@ def register(app: typer.Typer) -> None:
             fail(str(exc), as_json=as_json)
         finally:
             trainer.close()
-        adapter = trainer.save_adapter(Path(cfg.output_dir) / "adapter")
+        adapter = trainer.save_adapter(Path(cfg.output_dir or ".") / "adapter")
         accelerator = trainer.trainer.accelerator
         in_sync = trainer.replicas_in_sync()
         if not accelerator.is_main_process:
@@ -70,12 +69,12 @@ def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo_cmd(
         out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for report.md, the plot and results."),
-        heldout: Optional[int] = typer.Option(None, "--heldout", help="Held-out tasks to evaluate (default: all level-1)."),
-        steps: Optional[int] = typer.Option(None, "--steps", help="GRPO steps (default: the recipe's)."),
+        heldout: int | None = typer.Option(None, "--heldout", help="Held-out tasks to evaluate (default: all level-1)."),
+        steps: int | None = typer.Option(None, "--steps", help="GRPO steps (default: the recipe's)."),
         designs: str = typer.Option("eager,itl,itl+ptc", "--designs", help="Designs to evaluate."),
         train_designs: str = typer.Option("itl,itl+ptc", "--train-designs", help="Designs to train (the first is reported)."),
         no_warm_start: bool = typer.Option(False, "--no-warm-start", help="Skip the behaviour-cloning warm start."),
-        settings_json: Optional[str] = typer.Option(None, "--settings", help="JSON object of further DemoSettings fields."),
+        settings_json: str | None = typer.Option(None, "--settings", help="JSON object of further DemoSettings fields."),
         seed: int = typer.Option(0, "--seed"),
         as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
     ) -> None:

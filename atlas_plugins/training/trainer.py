@@ -48,8 +48,9 @@ import os
 import random
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from transformers import TrainerCallback
 
@@ -273,7 +274,7 @@ class AtlasTrainer:
         from atlas_plugins.training.curriculum import Curriculum
 
         self.curriculum = Curriculum(self.tasks, self.designs, seed=config.seed) if config.curriculum else None
-        self._curriculum_path = Path(config.output_dir) / "curriculum.json"
+        self._curriculum_path = Path(config.output_dir or ".") / "curriculum.json"  # TRL sets a default
         self._policy_obj: Any = None
         self._view_rng = random.Random(config.seed)
         self._rollouts = 0
@@ -418,7 +419,7 @@ class AtlasTrainer:
             new_groups = self._play(fresh, group, policy)
             self._score_groups(new_groups, fresh)
             still = []
-            for g, item, trajs in zip(flat, fresh, new_groups):
+            for g, item, trajs in zip(flat, fresh, new_groups, strict=False):  # the curriculum may pick fewer
                 if _flat(trajs):
                     still.append(g)
                 else:
@@ -433,7 +434,8 @@ class AtlasTrainer:
             self.curriculum.save(self._curriculum_path)
         trajs = [t for g in groups for t in g]
         report_episode_errors(trajs, trainer.state.global_step)
-        rows, keys = [], []
+        rows: list[Any] = []
+        keys: list[str] = []
         eos_id = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else self.tokenizer.pad_token_id
         for t in trajs:
             t.metadata["step"] = trainer.state.global_step
@@ -517,10 +519,10 @@ class AtlasTrainer:
 
     def _score_groups(self, groups: list[list[Trajectory]], items: list[tuple[Task, str]]) -> None:
         flat_trajs = [t for g in groups for t in g]
-        for t, b in zip(flat_trajs, self.scorer.score_batch(flat_trajs)):
+        for t, b in zip(flat_trajs, self.scorer.score_batch(flat_trajs), strict=True):
             self._scored[id(t)] = b
         if self.curriculum is not None:
-            for (task, design), trajs in zip(items, groups):
+            for (task, design), trajs in zip(items, groups, strict=True):
                 self.curriculum.update(task, design, [t.reward or 0.0 for t in trajs], [is_success(t) for t in trajs])
 
     def _scored_reward(self) -> Any:
@@ -535,7 +537,7 @@ class AtlasTrainer:
             # Score the trajectories the rollout played, not a re-parse of their text.
             trajs = [self._pending.pop(k) for k in keys]
             fresh = [t for t in trajs if id(t) not in self._scored]  # the rollout scored the rest
-            for t, b in zip(fresh, self.scorer.score_batch(fresh) if fresh else []):
+            for t, b in zip(fresh, self.scorer.score_batch(fresh) if fresh else [], strict=True):
                 self._scored[id(t)] = b
             breakdowns = [self._scored.pop(id(t)) for t in trajs]
             self._scored.clear()  # groups replaced by dynamic sampling were scored but not trained
