@@ -10,6 +10,7 @@ The native agent plays every design through the chat API and its own tool callin
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from atlas_plugins.evaluation.bench import (
 )
 from atlas_plugins.evaluation.designs import design_settings
 
-__all__ = ["endpoint_policy", "run_endpoint_bench"]
+__all__ = ["endpoint_policy", "file_label", "run_endpoint_bench"]
 
 
 def endpoint_policy(base_url: str, model: str, *, api_key_env: str | None = "OPENAI_API_KEY", timeout: float = 120.0,
@@ -37,6 +38,11 @@ def endpoint_policy(base_url: str, model: str, *, api_key_env: str | None = "OPE
     if api_key_env and api_key_env != "OPENAI_API_KEY" and key is None:
         raise ValueError(f"--api-key-env {api_key_env}: that environment variable is not set")
     return OpenAIPolicy(base_url, model, api_key=key if key is not None else "EMPTY", timeout=timeout, max_retries=max_retries)
+
+
+def file_label(label: str) -> str:
+    """``label`` as part of a file name: a served model name may be a path or ``org/name``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_.") or "endpoint"
 
 
 def run_endpoint_bench(
@@ -80,7 +86,7 @@ def run_endpoint_bench(
                 cell, trajs = run_cell(policy, ts, suite, tasks, design, padding=padding, distractors=distractors,
                                        scorer=scorer, model_label=label, agent_overrides=agent_overrides or {}, seed=seed)
                 results.append(cell)
-                name = f"traj_{label}_{design.replace('+', '_')}_{padding}.jsonl"
+                name = f"traj_{file_label(label)}_{design.replace('+', '_')}_{padding}.jsonl"
                 with (out / name).open("w") as fh:
                     for t in trajs:
                         fh.write(t.model_dump_json(exclude={"prompt_ids", "completion_ids", "env_mask", "logprobs", "segments"}) + "\n")
