@@ -156,7 +156,7 @@ class AtlasGRPOConfig(GRPOConfig):
     memory_budget_gb: float | None = field(
         default=None,
         metadata={"help": "Memory a step may use, in GB; None = 90% of what is available when the step starts "
-                          "(RAM on the CPU, free device memory on a GPU)."},
+                          "(RAM on the CPU, shared by the processes on the host; free device memory on a GPU)."},
     )
 
     # -- logging ------------------------------------------------------------------------------------
@@ -241,7 +241,7 @@ class AtlasGRPOConfig(GRPOConfig):
         return Path(self.trajectory_log) if self.trajectory_log else Path(self.output_dir) / "trajectories.jsonl"
 
     @classmethod
-    def cpu_demo(cls, output_dir: str, **overrides: Any) -> "AtlasGRPOConfig":
+    def cpu_demo(cls, output_dir: str, **overrides: Any) -> AtlasGRPOConfig:
         """Small settings for the embedded model on a 2-core CPU (the ``atlas demo`` recipe)."""
         settings: dict[str, Any] = dict(
             output_dir=output_dir,
@@ -273,7 +273,7 @@ class AtlasGRPOConfig(GRPOConfig):
         return cls(**settings)
 
     @classmethod
-    def from_yaml(cls, path: str | Path, **overrides: Any) -> "AtlasGRPOConfig":
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> AtlasGRPOConfig:
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"training config {str(p)!r} does not exist")

@@ -479,7 +479,12 @@ class AtlasTrainer:
                        micro_batch=self.config.per_device_train_batch_size, tree=tree, dtype_bytes=param.element_size(),
                        trainable_params=trainable, first_step=trainer.state.global_step == 0,
                        quadratic_attention=quadratic)
-        budget = int(self.config.memory_budget_gb * GB) if self.config.memory_budget_gb else int(0.9 * available_bytes(device))
+        if self.config.memory_budget_gb:
+            budget = int(self.config.memory_budget_gb * GB)
+        else:
+            budget = int(0.9 * available_bytes(device))
+            if device.type != "cuda":  # the processes on this host share its RAM (torchrun/accelerate set this)
+                budget //= max(1, int(os.environ.get("LOCAL_WORLD_SIZE") or 1))
         settings = (f" (per_device_train_batch_size={self.config.per_device_train_batch_size}, "
                     f"max_completion_length={self.config.max_completion_length}, memory_budget_gb={self.config.memory_budget_gb})")
         plan = plan_step(est, budget=budget, settings=settings)
