@@ -23,9 +23,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Rubric-based GRPO of the native agent (TRL GRPOTrainer + LoRA).
 
-        Several processes: ``accelerate launch --num_processes 2 [--cpu] -m atlas_plugins.cli train -c run.yaml``
-        (each process plays its share of the rollouts; gradients are all-reduced; the main process
-        writes checkpoints, the trajectory log and the adapter)."""
+        Several processes: ``accelerate launch --num_processes N -m atlas_plugins.cli train -c run.yaml``
+        on GPUs, ``torchrun --nproc_per_node N -m atlas_plugins.cli train ...`` with ``use_cpu: true``
+        on CPUs (gloo; accelerate's ``--cpu`` launcher starts one process). Each process plays its
+        share of the rollouts; gradients are all-reduced; the main process writes checkpoints, the
+        trajectory log and the adapter."""
         from atlas_plugins.cli_support import fail, print_json
         from atlas_plugins.errors import AtlasError
 
