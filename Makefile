@@ -57,7 +57,8 @@ test-fast: system-deps venv-test
 MCP_OLDEST ?= 1.24.0
 VENV_MCP1 ?= .venv-mcp1
 MCP_TESTS := tests/test_mcp_compat.py tests/test_toolspace.py tests/test_envs.py tests/test_executor.py \
-  tests/test_sandbox_escape.py tests/test_context_policies.py tests/test_taskgen.py tests/test_plugins.py
+  tests/test_sandbox_escape.py tests/test_context_policies.py tests/test_taskgen.py tests/test_plugins.py \
+  tests/test_example_mcp_adapters.py
 
 $(VENV_MCP1)/.test: pyproject.toml
 	$(PYTHON) -m venv $(VENV_MCP1)

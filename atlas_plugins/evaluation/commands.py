@@ -58,6 +58,29 @@ def _task_file(path: Path | None, as_json: bool) -> Path | None:
     except (ValueError, OSError) as exc:
         fail(f"--tasks {path}: {exc}", as_json=as_json)
     return path
+def _run_endpoint(as_json: bool, base_url: str, model: str, api_key_env: str, adapter: str | None, trained: str | None,
+                  device: str | None, **kwargs: Any) -> list[Any]:
+    """The grid against an OpenAI-compatible endpoint (``--base-url``)."""
+    from atlas_plugins.cli_support import fail
+    from atlas_plugins.errors import AtlasError
+
+    if adapter or trained or device:
+        fail("--adapter, --trained and --device apply to local models; with --base-url the server holds the model",
+             as_json=as_json)
+    if kwargs.pop("tasks", None) is not None:
+        fail("--tasks is not supported with --base-url yet; evaluate a suite's own tasks", as_json=as_json)
+    if model == "embedded":
+        fail("--base-url needs --model: the model name the endpoint serves (see its /v1/models)", as_json=as_json)
+    from atlas_plugins.evaluation.endpoint import endpoint_policy, run_endpoint_bench
+
+    say = (lambda m: print(m, file=sys.stderr)) if as_json else typer.echo
+    try:
+        policy = endpoint_policy(base_url, model, api_key_env=api_key_env)
+        with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext(), policy:
+            return run_endpoint_bench(policy, label=model, say=say, **kwargs)
+    except (AtlasError, ValueError, FileNotFoundError, ImportError) as exc:
+        fail(str(exc), as_json=as_json)
+    raise AssertionError("unreachable")
 
 
 def _overrides(max_turns: int | None, max_new_tokens: int | None) -> dict[str, int]:
@@ -71,12 +94,19 @@ def _overrides(max_turns: int | None, max_new_tokens: int | None) -> dict[str, i
 
 def register(app: typer.Typer) -> None:
     suite_help = "Suite: embedded (held-out embedded tasks) or bfcl-multi-turn (needs: pip install --no-deps bfcl-eval)."
+    model_help = "'embedded', an HF model folder/id, or with --base-url the name the endpoint serves the model under."
+    base_url_help = ("Evaluate a model behind this OpenAI-compatible endpoint (e.g. http://127.0.0.1:8000/v1: vLLM, "
+                     "llama.cpp, transformers serve, a hosted API) instead of a local one; the agent uses the chat "
+                     "API's own tool calling.")
+    key_help = "Environment variable holding the endpoint's API key (local servers take any key)."
 
     @app.command("eval")
     def eval_cmd(
         suite: str = typer.Option("embedded", "--suite", help=suite_help),
         design: str = typer.Option("itl", "--design", help="eager, isl, itl, itl+ptc or search."),
-        model: str = typer.Option("embedded", "--model", help="'embedded' or an HF model folder/id."),
+        model: str = typer.Option("embedded", "--model", help=model_help),
+        base_url: str | None = typer.Option(None, "--base-url", help=base_url_help),
+        api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help=key_help),
         adapter: str | None = typer.Option(None, "--adapter", help="LoRA adapter folder from atlas train / atlas demo."),
         padding: int = typer.Option(0, "--padding", help="Distractor catalogue servers added to each task's tool space."),
         limit: int | None = typer.Option(8, "--limit", help="Number of tasks (fixed order; 0: all)."),
@@ -90,11 +120,17 @@ def register(app: typer.Typer) -> None:
         """Evaluate one model under one design on one suite."""
         from atlas_plugins.cli_support import print_json
 
-        cells = _run(
-            as_json, suite_name=suite, designs=[design], paddings=[padding], models=_models(model, adapter, None),
-            limit=limit or None, out_dir=out, agent_overrides=_overrides(max_turns, max_new_tokens), device=device,
-            tasks_file=_task_file(tasks, as_json),
-        )
+        if base_url:
+            cells = _run_endpoint(
+                as_json, base_url, model, api_key_env, adapter, None, device, tasks=tasks, suite_name=suite, designs=[design],
+                paddings=[padding], limit=limit, out_dir=out, agent_overrides=_overrides(max_turns, max_new_tokens),
+            )
+        else:
+            cells = _run(
+                as_json, suite_name=suite, designs=[design], paddings=[padding], models=_models(model, adapter, None),
+                limit=limit or None, out_dir=out, agent_overrides=_overrides(max_turns, max_new_tokens), device=device,
+                tasks_file=_task_file(tasks, as_json),
+            )
         row = cells[0].model_dump()
         if as_json:
             print_json(row)
@@ -106,7 +142,9 @@ def register(app: typer.Typer) -> None:
         suite: str = typer.Option("embedded", "--suite", help=suite_help),
         designs: str = typer.Option("eager,itl,itl+ptc", "--designs", help="Comma-separated designs."),
         padding: str = typer.Option("0", "--padding", help="Comma-separated distractor-server counts, e.g. 0,100,500,1000."),
-        model: str = typer.Option("embedded", "--model", help="'embedded' or an HF model folder/id."),
+        model: str = typer.Option("embedded", "--model", help=model_help),
+        base_url: str | None = typer.Option(None, "--base-url", help=base_url_help),
+        api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help=key_help),
         adapter: str | None = typer.Option(None, "--adapter", help="Evaluate this LoRA adapter instead of the base model."),
         trained: str | None = typer.Option(None, "--trained", help="Also evaluate this LoRA adapter (base vs trained)."),
         limit: int | None = typer.Option(8, "--limit", help="Number of tasks per cell (fixed order; 0: all)."),
@@ -124,11 +162,18 @@ def register(app: typer.Typer) -> None:
             pads = [int(p) for p in _csv(padding, "--padding")]
         except ValueError:
             fail(f"--padding must be comma-separated integers, got {padding!r}", as_json=as_json)
-        cells = _run(
-            as_json, suite_name=suite, designs=_csv(designs, "--designs"), paddings=pads,
-            models=_models(model, adapter, trained), limit=limit or None, out_dir=out,
-            agent_overrides=_overrides(max_turns, max_new_tokens), device=device, tasks_file=_task_file(tasks, as_json),
-        )
+        if base_url:
+            cells = _run_endpoint(
+                as_json, base_url, model, api_key_env, adapter, trained, device, tasks=tasks, suite_name=suite,
+                designs=_csv(designs, "--designs"), paddings=pads, limit=limit, out_dir=out,
+                agent_overrides=_overrides(max_turns, max_new_tokens),
+            )
+        else:
+            cells = _run(
+                as_json, suite_name=suite, designs=_csv(designs, "--designs"), paddings=pads,
+                models=_models(model, adapter, trained), limit=limit or None, out_dir=out,
+                agent_overrides=_overrides(max_turns, max_new_tokens), device=device, tasks_file=_task_file(tasks, as_json),
+            )
         if as_json:
             print_json({"results": [c.model_dump() for c in cells], "markdown": str(out / "results.md"), "plot": str(out / "bench.png")})
         else:

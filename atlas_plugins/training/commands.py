@@ -21,7 +21,13 @@ def register(app: typer.Typer) -> None:
         max_steps: int | None = typer.Option(None, "--max-steps", help="Override max_steps."),
         as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
     ) -> None:
-        """Rubric-based GRPO of the native agent (TRL GRPOTrainer + LoRA)."""
+        """Rubric-based GRPO of the native agent (TRL GRPOTrainer + LoRA).
+
+        Several processes: ``accelerate launch --num_processes N -m atlas_plugins.cli train -c run.yaml``
+        on GPUs, ``torchrun --nproc_per_node N -m atlas_plugins.cli train ...`` with ``use_cpu: true``
+        on CPUs (gloo; accelerate's ``--cpu`` launcher starts one process). Each process plays its
+        share of the rollouts; gradients are all-reduced; the main process writes checkpoints, the
+        trajectory log and the adapter."""
         from atlas_plugins.cli_support import fail, print_json
         from atlas_plugins.errors import AtlasError
 
@@ -43,12 +49,18 @@ def register(app: typer.Typer) -> None:
         finally:
             trainer.close()
         adapter = trainer.save_adapter(cfg.output_path / "adapter")
+        accelerator = trainer.trainer.accelerator
+        in_sync = trainer.replicas_in_sync()
+        if not accelerator.is_main_process:
+            return  # under `accelerate launch` the main process reports for all of them
         result = {
             "output_dir": cfg.output_dir,
             "global_step": trainer.trainer.state.global_step,
             "train_runtime_s": out.metrics.get("train_runtime"),
             "trajectory_log": str(cfg.trajectory_log_path),
             "adapter": str(adapter),
+            "processes": accelerator.num_processes,
+            "replicas_in_sync": in_sync,
             "last_log": next((h for h in reversed(trainer.trainer.state.log_history) if "reward" in h), {}),
         }
         if as_json:

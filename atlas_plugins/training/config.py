@@ -156,7 +156,7 @@ class AtlasGRPOConfig(GRPOConfig):
     memory_budget_gb: float | None = field(
         default=None,
         metadata={"help": "Memory a step may use, in GB; None = 90% of what is available when the step starts "
-                          "(RAM on the CPU, free device memory on a GPU)."},
+                          "(RAM on the CPU, shared by the processes on the host; free device memory on a GPU)."},
     )
 
     # -- logging ------------------------------------------------------------------------------------

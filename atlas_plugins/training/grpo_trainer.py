@@ -143,8 +143,10 @@ class AtlasGRPOTrainer(TimedGRPOTrainer):
 
     def _can_skip_dead_rows(self) -> bool:
         """Skipping zero-advantage rows is exact only for a loss that is a plain token sum over a
-        fixed normaliser (``dapo``), with no KL term and no batch-dependent token masks."""
-        return (self.beta == 0.0 and self.loss_type == "dapo" and self.top_entropy_quantile >= 1.0
+        fixed normaliser (``dapo``), with no KL term and no batch-dependent token masks; and on one
+        process only: TRL gathers per-row tensors across processes, which must keep equal sizes
+        (a rank with fewer rows aborted gloo: "Received data size doesn't match expected size")."""
+        return (self.accelerator.num_processes == 1 and self.beta == 0.0 and self.loss_type == "dapo" and self.top_entropy_quantile >= 1.0
                 and getattr(self, "off_policy_mask_threshold", None) is None)
 
 

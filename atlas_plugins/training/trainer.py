@@ -419,7 +419,7 @@ class AtlasTrainer:
             new_groups = self._play(fresh, group, policy)
             self._score_groups(new_groups, fresh)
             still = []
-            for g, item, trajs in zip(flat, fresh, new_groups, strict=True):
+            for g, item, trajs in zip(flat, fresh, new_groups, strict=False):  # the curriculum may pick fewer
                 if _flat(trajs):
                     still.append(g)
                 else:
@@ -479,7 +479,12 @@ class AtlasTrainer:
                        micro_batch=self.config.per_device_train_batch_size, tree=tree, dtype_bytes=param.element_size(),
                        trainable_params=trainable, first_step=trainer.state.global_step == 0,
                        quadratic_attention=quadratic)
-        budget = int(self.config.memory_budget_gb * GB) if self.config.memory_budget_gb else int(0.9 * available_bytes(device))
+        if self.config.memory_budget_gb:
+            budget = int(self.config.memory_budget_gb * GB)
+        else:
+            budget = int(0.9 * available_bytes(device))
+            if device.type != "cuda":  # the processes on this host share its RAM (torchrun/accelerate set this)
+                budget //= max(1, int(os.environ.get("LOCAL_WORLD_SIZE") or 1))
         settings = (f" (per_device_train_batch_size={self.config.per_device_train_batch_size}, "
                     f"max_completion_length={self.config.max_completion_length}, memory_budget_gb={self.config.memory_budget_gb})")
         plan = plan_step(est, budget=budget, settings=settings)
@@ -601,10 +606,28 @@ class AtlasTrainer:
         return self.trainer.train(resume_from_checkpoint=resume_from)
 
     def save_adapter(self, path: str | Path) -> Path:
+        """Save the trained adapter (or model) and tokenizer; under Accelerate, the main process only."""
         path = Path(path)
-        self.trainer.model.save_pretrained(path)
-        self.tokenizer.save_pretrained(path)
+        accelerator = self.trainer.accelerator
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            accelerator.unwrap_model(self.trainer.model).save_pretrained(path)
+            self.tokenizer.save_pretrained(path)
         return path
+
+    def replicas_in_sync(self) -> bool:
+        """Under Accelerate: whether every process holds the same trainable weights (a digest of
+        them, gathered), which is what all-reduced gradients guarantee. True on one process."""
+        import torch
+
+        accelerator = self.trainer.accelerator
+        if accelerator.num_processes == 1:
+            return True
+        model = accelerator.unwrap_model(self.trainer.model)
+        params = [p.detach().double() for p in model.parameters() if p.requires_grad]
+        digest = torch.stack([sum(p.sum() for p in params), sum((p * p).sum() for p in params)]).to(accelerator.device)
+        every = accelerator.gather(digest.unsqueeze(0)).cpu()
+        return bool(torch.allclose(every, every[0].expand_as(every), rtol=0, atol=1e-9))
 
     def close(self) -> None:
         if self._own_toolspace and self.toolspace is not None:

@@ -18,8 +18,9 @@ names/descriptions of the task's servers go into the prompt), ``cache_dir``, ``r
 in that time with what it answered, not after minutes) and ``response_format``:
 
 * ``"auto"`` (default): ask for JSON with the request's ``response_format`` (a JSON schema of the
-  12 criteria, as OpenAI, vLLM and llama.cpp take it); a server that refuses the field
-  (``transformers serve`` does) is asked again without it, and not asked with it again;
+  12 criteria, as OpenAI, vLLM and llama.cpp take it); a server that refuses the field with a 4xx
+  answer is asked again without it, and not asked with it again (``transformers serve`` takes the
+  request and ignores the field, so there only the prompt's own hint applies);
 * ``"json_schema"``, ``"json_object"``: always send that format; ``"none"``: never.
 
 The prompt itself shows the expected shape (an example object) either way.
@@ -108,7 +109,7 @@ def validate_paper_rubric(text: str) -> tuple[list[dict[str, Any]] | None, str]:
         return None, f"expected exactly 12 criteria, got {len(data)}"
     out: list[dict[str, Any]] = []
     cats = [cat for cat, n in LAYOUT for _ in range(n)]
-    for i, (item, cat) in enumerate(zip(data, cats, strict=True)):
+    for i, (item, cat) in enumerate(zip(data, cats, strict=True)):  # both 12 long (checked above)
         if not isinstance(item, dict):
             return None, f"item {i + 1} is not an object"
         extra = set(item) - {"criteria_name", "criteria_description", "weight"}
