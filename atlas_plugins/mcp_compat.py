@@ -192,7 +192,9 @@ class Session:
                 break
         return tools
 
-    async def call_tool(self, name: str, arguments: dict[str, Any] | None = None, *, meta: dict[str, Any] | None = None) -> CallResult:
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any] | None = None, *, meta: dict[str, Any] | None = None
+    ) -> CallResult:
         return call_result(await self.inner.call_tool(name, arguments or {}, meta=meta))
 
 
@@ -285,10 +287,20 @@ def _server_names() -> dict[str, Any]:
         from mcp.server.mcpserver import Context, MCPServer
         from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 
-        return {"MCPServer": MCPServer, "Context": Context, "ToolError": ToolError, "UnexpectedToolError": UnexpectedToolError}
+        return {
+            "MCPServer": MCPServer,
+            "Context": Context,
+            "ToolError": ToolError,
+            "UnexpectedToolError": UnexpectedToolError,
+        }
     fastmcp = _sdk("mcp.server.fastmcp")
     tool_error = _sdk("mcp.server.fastmcp.exceptions").ToolError
-    return {"MCPServer": fastmcp.FastMCP, "Context": fastmcp.Context, "ToolError": tool_error, "UnexpectedToolError": _NeverRaised}
+    return {
+        "MCPServer": fastmcp.FastMCP,
+        "Context": fastmcp.Context,
+        "ToolError": tool_error,
+        "UnexpectedToolError": _NeverRaised,
+    }
 
 
 def __getattr__(name: str) -> Any:  # MCPServer, Context, ToolError, UnexpectedToolError: lazily

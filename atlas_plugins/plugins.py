@@ -233,7 +233,10 @@ class PluginManager:
             pending: list[Entry] = []
 
             def register(
-                name: str, factory: Callable[..., Any], _p: str = plugin_name, _d: str = dist,
+                name: str,
+                factory: Callable[..., Any],
+                _p: str = plugin_name,
+                _d: str = dist,
                 _pending: list[Entry] = pending,
             ) -> None:
                 if not isinstance(name, str) or not name:
@@ -288,9 +291,7 @@ class PluginManager:
             ]
             for name, entries in sorted(reg.conflicts.items()):
                 for e in entries:
-                    rows.append(
-                        {"name": name, "plugin": e.plugin, "distribution": e.distribution, "conflict": True}
-                    )
+                    rows.append({"name": name, "plugin": e.plugin, "distribution": e.distribution, "conflict": True})
             out[kind] = rows
         out["broken"] = [b.__dict__ for b in self.broken]
         return out

@@ -120,8 +120,14 @@ class AtlasLM(dspy.BaseLM):
         policy = self._load(policy)
         name = model_name or getattr(policy, "name", type(policy).__name__)
         super().__init__(
-            model=f"atlas/{name}", model_type="chat", temperature=temperature, max_tokens=max_tokens,
-            cache=False, num_retries=0, top_p=top_p, **kwargs,
+            model=f"atlas/{name}",
+            model_type="chat",
+            temperature=temperature,
+            max_tokens=max_tokens,
+            cache=False,
+            num_retries=0,
+            top_p=top_p,
+            **kwargs,
         )
         self._default_stop = list(stop) if stop else None
         self._default_seed = seed
@@ -137,7 +143,9 @@ class AtlasLM(dspy.BaseLM):
             return TransformersPolicy(policy)
         for attr in ("tokenizer", "apply_chat_template", "generate"):
             if not hasattr(policy, attr):
-                raise AtlasError(f"AtlasLM needs a policy with {attr!r} (a TransformersPolicy); got {type(policy).__name__}")
+                raise AtlasError(
+                    f"AtlasLM needs a policy with {attr!r} (a TransformersPolicy); got {type(policy).__name__}"
+                )
         return policy
 
     def set_policy(self, policy: Any) -> None:
@@ -196,8 +204,12 @@ class AtlasLM(dspy.BaseLM):
         override = _GENERATOR.get()
         generator = override[1] if override is not None and override[0] is self else self.policy
         gens = generator.generate(
-            [prompt_ids] * n, max_new_tokens=int(max_tokens), temperature=temperature, top_p=top_p,
-            stop=stop, seed=seed,
+            [prompt_ids] * n,
+            max_new_tokens=int(max_tokens),
+            temperature=temperature,
+            top_p=top_p,
+            stop=stop,
+            seed=seed,
         )
         choices = []
         for i, gen in enumerate(gens):
@@ -206,20 +218,42 @@ class AtlasLM(dspy.BaseLM):
             if rec is not None:
                 rec.add(
                     LLMCall(
-                        messages=[dict(m) for m in msgs], tools=tools, prompt_ids=list(prompt_ids),
-                        completion_ids=list(gen.completion_ids), logprobs=list(gen.logprobs), text=gen.text,
-                        finish_reason=gen.finish_reason, continued=continued,
+                        messages=[dict(m) for m in msgs],
+                        tools=tools,
+                        prompt_ids=list(prompt_ids),
+                        completion_ids=list(gen.completion_ids),
+                        logprobs=list(gen.logprobs),
+                        text=gen.text,
+                        finish_reason=gen.finish_reason,
+                        continued=continued,
                     )
                 )
-            choices.append(_Obj(index=i, finish_reason=_FINISH.get(gen.finish_reason, "stop"),
-                                message=_Obj(role="assistant", content=gen.text), logprobs=None))
+            choices.append(
+                _Obj(
+                    index=i,
+                    finish_reason=_FINISH.get(gen.finish_reason, "stop"),
+                    message=_Obj(role="assistant", content=gen.text),
+                    logprobs=None,
+                )
+            )
         completion_tokens = sum(len(g.completion_ids) for g in gens)
-        usage = _Obj(prompt_tokens=len(prompt_ids), completion_tokens=completion_tokens,
-                     total_tokens=len(prompt_ids) + completion_tokens)
-        return _Obj(id=f"atlas-{uuid.uuid4().hex[:12]}", object="chat.completion", created=int(time.time()),
-                    model=self.model, choices=choices, usage=usage)
+        usage = _Obj(
+            prompt_tokens=len(prompt_ids),
+            completion_tokens=completion_tokens,
+            total_tokens=len(prompt_ids) + completion_tokens,
+        )
+        return _Obj(
+            id=f"atlas-{uuid.uuid4().hex[:12]}",
+            object="chat.completion",
+            created=int(time.time()),
+            model=self.model,
+            choices=choices,
+            usage=usage,
+        )
 
-    async def aforward(self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None, **kwargs: Any) -> Any:
+    async def aforward(
+        self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None, **kwargs: Any
+    ) -> Any:
         """Async :meth:`forward`: generation runs in a worker thread (the context — and so the
         episode's recording — is carried into it by :func:`asyncio.to_thread`)."""
         import asyncio

@@ -102,7 +102,9 @@ class DSPyRunner:
         max_response_chars: int = 4000,
     ) -> None:
         if not isinstance(lm, AtlasLM):
-            raise AtlasError(f"DSPyRunner needs an atlas_dspy.AtlasLM (token-faithful recording), got {type(lm).__name__}")
+            raise AtlasError(
+                f"DSPyRunner needs an atlas_dspy.AtlasLM (token-faithful recording), got {type(lm).__name__}"
+            )
         if not callable(program):
             raise AtlasError(f"program must be a callable dspy.Module, got {type(program).__name__}")
         if max_concurrency < 1:
@@ -115,7 +117,9 @@ class DSPyRunner:
         self.max_concurrency = max_concurrency
         self.max_response_chars = max_response_chars
 
-    def run(self, tasks: Sequence[Task | dict[str, Any]], *, policy: Any = None, seed: int | None = None) -> list[Trajectory]:
+    def run(
+        self, tasks: Sequence[Task | dict[str, Any]], *, policy: Any = None, seed: int | None = None
+    ) -> list[Trajectory]:
         """One episode per task, in task order. ``policy`` (when given) becomes the LM's policy."""
         batch = [t if isinstance(t, Task) else Task.model_validate(t) for t in tasks]
         if policy is not None and policy is not self.lm.policy:
@@ -126,10 +130,15 @@ class DSPyRunner:
         seeds = [None if seed is None else seed + 104_729 * i for i in range(len(batch))]
         if self.max_concurrency == 1 or len(batch) == 1:
             return [self._play(t, s, generator) for t, s in zip(batch, seeds, strict=True)]
-        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(batch)), thread_name_prefix="atlas-dspy") as pool:
+        with ThreadPoolExecutor(
+            max_workers=min(self.max_concurrency, len(batch)), thread_name_prefix="atlas-dspy"
+        ) as pool:
             # Each episode gets its own copy of the caller's context (a Context cannot be
             # entered by two threads at once), so the caller's dspy.context settings carry over.
-            futures = [pool.submit(contextvars.copy_context().run, self._play, t, s, generator) for t, s in zip(batch, seeds, strict=True)]
+            futures = [
+                pool.submit(contextvars.copy_context().run, self._play, t, s, generator)
+                for t, s in zip(batch, seeds, strict=True)
+            ]
             return [f.result() for f in futures]
 
     def _play(self, task: Task, seed: int | None, generator: Any) -> Trajectory:
@@ -143,8 +152,13 @@ class DSPyRunner:
         # Registering the episode with the batching front lets it wait for every running
         # episode's call before generating, so a GRPO group is sampled as one batch.
         registered = generator.episode() if generator is not None and hasattr(generator, "episode") else nullcontext()
-        with dspy.context(lm=self.lm, callbacks=callbacks), episode(episode_id, self.max_response_chars) as state, \
-                recording(seed) as rec, self.lm.generating_with(generator), registered:
+        with (
+            dspy.context(lm=self.lm, callbacks=callbacks),
+            episode(episode_id, self.max_response_chars) as state,
+            recording(seed) as rec,
+            self.lm.generating_with(generator),
+            registered,
+        ):
             try:
                 pred = self.program(**inputs)
             except Exception as exc:  # noqa: BLE001 - a failed episode is data (reward ~0), not a failed step
@@ -231,13 +245,20 @@ def react_replies(program: Any, task: Task, answer_field: str = "answer") -> lis
         if name not in program.tools:
             return None
         used.append(name)
-        replies.append(reply(react, {
-            "next_thought": f"I need {name}.",  # short: every token is paid for at each call
-            "next_tool_name": name,
-            "next_tool_args": step.get("arguments") or {},
-        }))
+        replies.append(
+            reply(
+                react,
+                {
+                    "next_thought": f"I need {name}.",  # short: every token is paid for at each call
+                    "next_tool_name": name,
+                    "next_tool_args": step.get("arguments") or {},
+                },
+            )
+        )
     if len(solution) < program.max_iters:
-        replies.append(reply(react, {"next_thought": "I have the result.", "next_tool_name": "finish", "next_tool_args": {}}))
+        replies.append(
+            reply(react, {"next_thought": "I have the result.", "next_tool_name": "finish", "next_tool_args": {}})
+        )
     outputs = {answer_field: task.answer or "Done."}
     if "reasoning" in extract.output_fields:
         outputs["reasoning"] = f"{', '.join(used)} returned the result."

@@ -46,8 +46,9 @@ class EpisodeState:
         DSPy program is given its tools; no code tool), made on first use."""
         with self._lock:
             if self._env is None:
-                self._env = EpisodeEnv(toolspace, None, loading=None, episode_id=self.id,
-                                       max_response_chars=self.max_response_chars)
+                self._env = EpisodeEnv(
+                    toolspace, None, loading=None, episode_id=self.id, max_response_chars=self.max_response_chars
+                )
             return self._env
 
     def log(self, record: ToolCallRecord) -> None:
@@ -129,7 +130,9 @@ def _turn() -> int:
     return max(0, len(rec.calls) - 1) if rec is not None else 0
 
 
-def toolspace_tools(toolspace: Any, servers: Iterable[str] | None = None, *, tools: Iterable[str] | None = None) -> list[dspy.Tool]:
+def toolspace_tools(
+    toolspace: Any, servers: Iterable[str] | None = None, *, tools: Iterable[str] | None = None
+) -> list[dspy.Tool]:
     """``dspy.Tool``s for every tool of ``servers`` (default: all live servers of ``toolspace``).
 
     ``tools`` narrows the set to the named tools (qualified ``server:tool`` names): every tool
@@ -138,7 +141,11 @@ def toolspace_tools(toolspace: Any, servers: Iterable[str] | None = None, *, too
     Raises ``KeyError`` naming an unknown server (with the toolspace's "did you mean"),
     ``ValueError`` for a catalogue-only server (schemas, nothing to call) or an unknown tool.
     """
-    infos = [toolspace.server(s) for s in servers] if servers is not None else [s for s in toolspace.servers if not s.catalog_only]
+    infos = (
+        [toolspace.server(s) for s in servers]
+        if servers is not None
+        else [s for s in toolspace.servers if not s.catalog_only]
+    )
     wanted = None if tools is None else list(tools)
     if wanted is not None:
         known = {spec.qualified_name for info in infos for spec in info.tools}
@@ -151,7 +158,9 @@ def toolspace_tools(toolspace: Any, servers: Iterable[str] | None = None, *, too
     out: list[dspy.Tool] = []
     for info in infos:
         if info.catalog_only:
-            raise ValueError(f"server {info.name!r} is catalogue-only (schemas, no live server): it has no tools to call")
+            raise ValueError(
+                f"server {info.name!r} is catalogue-only (schemas, no live server): it has no tools to call"
+            )
         for spec in info.tools:
             if wanted is not None and spec.qualified_name not in wanted:
                 continue

@@ -22,9 +22,7 @@ try:
     import langchain_core  # noqa: F401
     import langgraph  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised in a venv without the extra
-    raise ImportError(
-        "atlas_langgraph needs LangGraph and LangChain: pip install 'atlas-plugins[langgraph]'"
-    ) from exc
+    raise ImportError("atlas_langgraph needs LangGraph and LangChain: pip install 'atlas-plugins[langgraph]'") from exc
 
 __all__ = [
     "AtlasChatModel",

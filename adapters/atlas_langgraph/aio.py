@@ -44,7 +44,9 @@ class BackgroundLoop:
         with self._lock:
             if self._loop is None or self._loop.is_closed():
                 loop = asyncio.new_event_loop()
-                loop.set_default_executor(ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix=f"{self._name}-exec"))
+                loop.set_default_executor(
+                    ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix=f"{self._name}-exec")
+                )
                 ready = threading.Event()
 
                 def serve() -> None:

@@ -160,7 +160,14 @@ def to_openai_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
                 ]
             out.append(msg)
         elif isinstance(m, ToolMessage):
-            out.append({"role": "tool", "content": content_text(m.content), "tool_call_id": m.tool_call_id, **({"name": m.name} if m.name else {})})
+            out.append(
+                {
+                    "role": "tool",
+                    "content": content_text(m.content),
+                    "tool_call_id": m.tool_call_id,
+                    **({"name": m.name} if m.name else {}),
+                }
+            )
         elif isinstance(m, ChatMessage):
             out.append({"role": m.role, "content": content_text(m.content)})
         else:
@@ -307,7 +314,11 @@ class AtlasChatModel(BaseChatModel):
         )[0]
         reply = self._reply(gen.text, tools)
         reply.response_metadata.update(
-            {"finish_reason": gen.finish_reason, "model_name": getattr(self.policy, "name", "atlas"), "continued": continued}
+            {
+                "finish_reason": gen.finish_reason,
+                "model_name": getattr(self.policy, "name", "atlas"),
+                "continued": continued,
+            }
         )
         reply.usage_metadata = {
             "input_tokens": len(prompt_ids),
@@ -345,13 +356,27 @@ class AtlasChatModel(BaseChatModel):
         stops += [s for s in (stop or []) if s not in stops]
         recording = current_recording(getattr(run_manager, "metadata", None))
         seed = recording.next_seed() if recording is not None else self.seed
-        gen = self.policy.generate_chat(chat, tools=tools, max_new_tokens=self.max_new_tokens, temperature=self.temperature,
-                                        top_p=self.top_p, stop=stops or None, seed=seed)
+        gen = self.policy.generate_chat(
+            chat,
+            tools=tools,
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            stop=stops or None,
+            seed=seed,
+        )
         if gen.tool_calls:
             bound = [t["function"]["name"] for t in tools or [] if "function" in t]
-            calls = [{"name": resolve_graph_name(str(c["name"]), bound) or str(c["name"]),
-                      "args": c["arguments"] if isinstance(c.get("arguments"), dict) else {},
-                      "id": f"call_{next(_CALL_IDS)}", "type": "tool_call"} for c in gen.tool_calls if c.get("name")]
+            calls = [
+                {
+                    "name": resolve_graph_name(str(c["name"]), bound) or str(c["name"]),
+                    "args": c["arguments"] if isinstance(c.get("arguments"), dict) else {},
+                    "id": f"call_{next(_CALL_IDS)}",
+                    "type": "tool_call",
+                }
+                for c in gen.tool_calls
+                if c.get("name")
+            ]
             reply = AIMessage(content=gen.text or "", tool_calls=calls)
         else:
             from atlas_plugins.agent.chat_loop import close_tags
@@ -359,15 +384,26 @@ class AtlasChatModel(BaseChatModel):
             # The server drops the stop string that ended the reply; the parser wants the closing tag.
             reply = self._reply(close_tags(gen.text or ""), tools)
         usage = gen.usage or {}
-        reply.response_metadata.update({"finish_reason": gen.finish_reason, "model_name": getattr(self.policy, "name", "atlas")})
+        reply.response_metadata.update(
+            {"finish_reason": gen.finish_reason, "model_name": getattr(self.policy, "name", "atlas")}
+        )
         reply.usage_metadata = {
             "input_tokens": int(usage.get("prompt_tokens", 0)),
             "output_tokens": int(usage.get("completion_tokens", 0)),
             "total_tokens": int(usage.get("total_tokens", 0)),
         }
         if recording is not None:  # no token ids from an API: the call is kept for counting, not training
-            recording.add(LLMCall(messages=chat, tools=tools, prompt_ids=[], completion_ids=[], logprobs=[],
-                                  text=gen.text or "", finish_reason=gen.finish_reason))
+            recording.add(
+                LLMCall(
+                    messages=chat,
+                    tools=tools,
+                    prompt_ids=[],
+                    completion_ids=[],
+                    logprobs=[],
+                    text=gen.text or "",
+                    finish_reason=gen.finish_reason,
+                )
+            )
         return reply
 
     @staticmethod
@@ -382,7 +418,9 @@ class AtlasChatModel(BaseChatModel):
                 # The native format names tools "server:tool"; the graph's tools are named as their
                 # source names them ("server__tool", "get_current_time", ...): one resolution rule.
                 name = resolve_graph_name(name, bound) or lc_name_for(name) or name
-            tool_calls.append({"name": name, "args": dict(call.arguments), "id": f"call_{next(_CALL_IDS)}", "type": "tool_call"})
+            tool_calls.append(
+                {"name": name, "args": dict(call.arguments), "id": f"call_{next(_CALL_IDS)}", "type": "tool_call"}
+            )
         if parsed.answer is not None:
             content = parsed.answer.strip()
         elif parsed.content.strip() or not tool_calls:

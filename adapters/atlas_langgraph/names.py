@@ -110,7 +110,9 @@ class ToolNames:
         toolspace: an atlas toolspace whose tool names can place a bare name (optional).
     """
 
-    def __init__(self, tools: Sequence[Any] = (), *, explicit: dict[str, str] | None = None, toolspace: Any = None) -> None:
+    def __init__(
+        self, tools: Sequence[Any] = (), *, explicit: dict[str, str] | None = None, toolspace: Any = None
+    ) -> None:
         self._lock = threading.Lock()
         self._to_qualified: dict[str, str] = {}
         self._to_graph: dict[str, str] = {}

@@ -84,7 +84,9 @@ class _EpisodeTool(BaseTool):
             raise ValueError(f"tool {self.name!r} takes a JSON object of arguments, got the string {tool_input!r}")
         return (dict(tool_input),), {}
 
-    def _run(self, arguments: dict[str, Any], config: RunnableConfig, run_manager: Any = None) -> tuple[str, dict[str, Any]]:
+    def _run(
+        self, arguments: dict[str, Any], config: RunnableConfig, run_manager: Any = None
+    ) -> tuple[str, dict[str, Any]]:
         episode = current_episode(config)
         if not episode:
             raise ValueError(f"tool {self.name!r} ran outside an atlas episode (no configurable['atlas_episode'])")
@@ -124,8 +126,15 @@ def create_atlas_agent(
             found = _EPISODES.get(episode, {}).get(key)
         if found is not None:
             return found
-        env = EpisodeEnv(toolspace, task, loading=policy, executor=execu, episode_id=episode,
-                         max_response_chars=max_response_chars, default_servers=servers)
+        env = EpisodeEnv(
+            toolspace,
+            task,
+            loading=policy,
+            executor=execu,
+            episode_id=episode,
+            max_response_chars=max_response_chars,
+            default_servers=servers,
+        )
         with _LOCK:
             _EPISODES.setdefault(episode, {})[key] = env
         return env
@@ -144,11 +153,18 @@ def create_atlas_agent(
         from atlas_plugins.orchestration.prompt import code_interpreter_schema
 
         fn = code_interpreter_schema()["function"]
-        offered = [EnvTool(name="code_interpreter", description=fn["description"], parameters=fn["parameters"], kind="code"),
-                   *[t for t in offered if t.kind == "mcp"]]
+        offered = [
+            EnvTool(name="code_interpreter", description=fn["description"], parameters=fn["parameters"], kind="code"),
+            *[t for t in offered if t.kind == "mcp"],
+        ]
     tools: list[BaseTool] = [
-        _EpisodeTool(name=lc_tool_name(*t.name.split(":", 1)) if t.kind == "mcp" else t.name, description=t.description,
-                     args_schema=t.parameters, qualified=t.name, lookup=lookup)
+        _EpisodeTool(
+            name=lc_tool_name(*t.name.split(":", 1)) if t.kind == "mcp" else t.name,
+            description=t.description,
+            args_schema=t.parameters,
+            qualified=t.name,
+            lookup=lookup,
+        )
         for t in offered
     ]
     by_name = {t.name: t for t in tools}
@@ -180,7 +196,11 @@ def create_atlas_agent(
             tool = by_name.get(call["name"]) or by_name.get(call["name"].replace(":", "__"))
             if tool is None:  # the episode's environment words the error, as for the native agent
                 obs = lookup(episode).act(call["name"], dict(call.get("args") or {}))
-                out.append(ToolMessage(obs.text, tool_call_id=call["id"], name=call["name"], status="error", artifact=obs.artifact()))
+                out.append(
+                    ToolMessage(
+                        obs.text, tool_call_id=call["id"], name=call["name"], status="error", artifact=obs.artifact()
+                    )
+                )
                 continue
             out.append(tool.invoke({**call, "type": "tool_call"}, cfg))
         return {"messages": out}

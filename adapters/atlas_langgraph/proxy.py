@@ -100,8 +100,15 @@ def start_proxy(
         stop = list(STOP_STRINGS)
     server_kwargs.setdefault("streaming", True)
     server_kwargs.setdefault("model_name", "policy")
-    return PolicyServer(policy, host, port, default_max_tokens=max_new_tokens, max_tokens_cap=max_new_tokens,
-                        default_stop=stop, **server_kwargs).start()
+    return PolicyServer(
+        policy,
+        host,
+        port,
+        default_max_tokens=max_new_tokens,
+        max_tokens_cap=max_new_tokens,
+        default_stop=stop,
+        **server_kwargs,
+    ).start()
 
 
 def _tool_name(name: str, names: ToolNames | None = None, task: Task | None = None) -> str:
@@ -284,8 +291,9 @@ class ProxyRunner:
             finally:
                 elapsed[i] = time.perf_counter() - t0
 
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(self.max_concurrency, max(1, len(tasks))),
-                                                     thread_name_prefix="atlas-proxy-episode")
+        pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=min(self.max_concurrency, max(1, len(tasks))), thread_name_prefix="atlas-proxy-episode"
+        )
         try:
             futures = {pool.submit(timed, i): i for i in range(len(tasks))}
             done, pending = concurrent.futures.wait(futures, timeout=self.episode_timeout_s)
@@ -305,13 +313,21 @@ class ProxyRunner:
         self.last_results = results
         self.unattributed = self.proxy.chains.pop_unattributed()
         if self.unattributed:
-            log.warning("%d model-call chain(s) of this batch could not be attributed to an episode", len(self.unattributed))
+            log.warning(
+                "%d model-call chain(s) of this batch could not be attributed to an episode", len(self.unattributed)
+            )
         trajs = []
         for i, (task, eid) in enumerate(zip(tasks, eids, strict=True)):
             chains = [c for c in self.proxy.chains.pop_rollout(eid) if c.calls]
             traj = self._trajectory(task, eid, chains, errors[i])
-            traj.metadata.update({"seed": seed, "elapsed_s": round(elapsed[i], 4), "unattributed_chains": len(self.unattributed),
-                                  "explicit_attribution": self._explicit})
+            traj.metadata.update(
+                {
+                    "seed": seed,
+                    "elapsed_s": round(elapsed[i], 4),
+                    "unattributed_chains": len(self.unattributed),
+                    "explicit_attribution": self._explicit,
+                }
+            )
             trajs.append(traj)
         return trajs
 
@@ -323,8 +339,16 @@ class ProxyRunner:
             if rec is None:
                 raise RuntimeError(f"request {index} was dropped from the proxy's record store; raise max_records")
             done = rec.completions[choice]
-            call = LLMCall(messages=rec.messages, tools=rec.tools, prompt_ids=rec.prompt_ids, completion_ids=done.completion_ids,
-                           logprobs=done.logprobs, text=done.text, finish_reason=done.finish_reason, continued=rec.continued)
+            call = LLMCall(
+                messages=rec.messages,
+                tools=rec.tools,
+                prompt_ids=rec.prompt_ids,
+                completion_ids=done.completion_ids,
+                logprobs=done.logprobs,
+                text=done.text,
+                finish_reason=done.finish_reason,
+                continued=rec.continued,
+            )
             out.append((call, done.message))
         return out
 
@@ -334,7 +358,9 @@ class ProxyRunner:
         fields = token_fields(calls)
         if not calls and self.proxy.policy is not None:
             # No model call was made: keep a trainable row (the task prompt, nothing sampled).
-            fields["prompt_ids"] = list(self.proxy.policy.apply_chat_template([{"role": "user", "content": task.prompt}]))
+            fields["prompt_ids"] = list(
+                self.proxy.policy.apply_chat_template([{"role": "user", "content": task.prompt}])
+            )
         messages: list[dict[str, Any]] = []
         final_answer = None
         if per_chain and per_chain[0]:
@@ -342,7 +368,11 @@ class ProxyRunner:
             messages = [*last_call.messages, last_reply]
             if not last_reply.get("tool_calls"):
                 parsed = parse_assistant(last_call.text)
-                final_answer = parsed.answer if parsed.answer is not None else (parsed.content or content_text(last_reply.get("content"))).strip()
+                final_answer = (
+                    parsed.answer
+                    if parsed.answer is not None
+                    else (parsed.content or content_text(last_reply.get("content"))).strip()
+                )
         tool_calls: list[ToolCallRecord] = []
         turn = 0
         for pc in per_chain:  # every chain's tool calls, with results from its final history
@@ -350,7 +380,9 @@ class ProxyRunner:
                 continue
             last_call, last_reply = pc[-1]
             history = [*last_call.messages, last_reply]
-            results = {m.get("tool_call_id"): content_text(m.get("content")) for m in history if m.get("role") == "tool"}
+            results = {
+                m.get("tool_call_id"): content_text(m.get("content")) for m in history if m.get("role") == "tool"
+            }
             for m in history:
                 if m.get("role") != "assistant":
                     continue
@@ -360,19 +392,36 @@ class ProxyRunner:
                     args = record_arguments(fn.get("arguments", {}), non_dict="wrap", blank="empty")
                     result = results.get(tc.get("id"))
                     ok = result is not None and not result.startswith("Error")
-                    tool_calls.append(ToolCallRecord(
-                        turn=turn, name=_tool_name(str(fn.get("name", "")), self.names, task), arguments=args,
-                        ok=ok, result=(result or "")[:4000], error=None if ok else (result or "no tool result in the conversation")[:500],
-                    ))
+                    tool_calls.append(
+                        ToolCallRecord(
+                            turn=turn,
+                            name=_tool_name(str(fn.get("name", "")), self.names, task),
+                            arguments=args,
+                            ok=ok,
+                            result=(result or "")[:4000],
+                            error=None if ok else (result or "no tool result in the conversation")[:500],
+                        )
+                    )
         parse_failures = sum(1 for c in calls if parse_assistant(c.text).errors)
-        metadata: dict[str, Any] = {"runner": "proxy", "episode_id": eid, "chains": len(chains),
-                                    "requests": [idx for c in chains for idx, _ in c.calls]}
+        metadata: dict[str, Any] = {
+            "runner": "proxy",
+            "episode_id": eid,
+            "chains": len(chains),
+            "requests": [idx for c in chains for idx, _ in c.calls],
+        }
         if error:
             metadata["error"] = error
         return Trajectory(
-            task_id=task.id, task=task.model_dump(), messages=messages, tool_calls=tool_calls, final_answer=final_answer,
-            turns=len(calls), tool_errors=sum(1 for t in tool_calls if not t.ok), parse_failures=parse_failures,
-            metadata=metadata, **fields,
+            task_id=task.id,
+            task=task.model_dump(),
+            messages=messages,
+            tool_calls=tool_calls,
+            final_answer=final_answer,
+            turns=len(calls),
+            tool_errors=sum(1 for t in tool_calls if not t.ok),
+            parse_failures=parse_failures,
+            metadata=metadata,
+            **fields,
         )
 
     def close(self) -> None:

@@ -162,7 +162,8 @@ class LangGraphRunner:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="atlas-langgraph") as pool:
                 # Each run gets a fresh copy of the caller's context: its scopes stay its own.
                 futures = [
-                    pool.submit(contextvars.copy_context().run, self._episode, t, s, batched) for t, s in zip(tasks, seeds, strict=True)
+                    pool.submit(contextvars.copy_context().run, self._episode, t, s, batched)
+                    for t, s in zip(tasks, seeds, strict=True)
                 ]
                 return [f.result() for f in futures]
         finally:
@@ -303,8 +304,6 @@ def _release_episode(episode_id: str) -> None:
     release_episode(episode_id)
 
 
-
-
 # ------------------------------------------------------------------------------ warm start
 def reference_turns(task: Task, names: ToolNames | None = None) -> list[str] | None:
     """A task's reference solution as assistant turns calling the graph's tools.
@@ -344,7 +343,9 @@ def rejection_reason(traj: Trajectory, rubric: Any = None) -> str:
     return "; ".join(parts)
 
 
-def demonstrations(runner: LangGraphRunner, tasks: Sequence[Task], scorer: Any) -> tuple[list[Trajectory], dict[str, Any]]:
+def demonstrations(
+    runner: LangGraphRunner, tasks: Sequence[Task], scorer: Any
+) -> tuple[list[Trajectory], dict[str, Any]]:
     """Play each training task's reference solution through ``runner``'s graph; keep those scored 1.0.
 
     The solution's turns are replayed by a :class:`~atlas_plugins.training.warmstart.ScriptedPolicy`

@@ -139,23 +139,31 @@ class MCPTool(BaseTool):
     def qualified(self) -> str:
         return qualify(self.server, self.tool)
 
-    def _to_args_and_kwargs(self, tool_input: str | dict[str, Any], tool_call_id: str | None) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    def _to_args_and_kwargs(
+        self, tool_input: str | dict[str, Any], tool_call_id: str | None
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
         # Pass MCP arguments as ONE dict so an MCP argument named "config" or "run_manager"
         # cannot collide with what LangChain injects as keyword arguments.
         if isinstance(tool_input, str):
             raise ValueError(f"tool {self.name!r} takes a JSON object of arguments, got the string {tool_input!r}")
         return (dict(tool_input),), {}
 
-    def _run(self, arguments: dict[str, Any], config: RunnableConfig, run_manager: Any = None) -> tuple[str, dict[str, Any]]:
+    def _run(
+        self, arguments: dict[str, Any], config: RunnableConfig, run_manager: Any = None
+    ) -> tuple[str, dict[str, Any]]:
         result = self.toolspace.call(self.server, self.tool, arguments, episode=current_episode(config))
         return result.observation(), result.model_dump()
 
-    async def _arun(self, arguments: dict[str, Any], config: RunnableConfig, run_manager: Any = None) -> tuple[str, dict[str, Any]]:
+    async def _arun(
+        self, arguments: dict[str, Any], config: RunnableConfig, run_manager: Any = None
+    ) -> tuple[str, dict[str, Any]]:
         result = await self.toolspace.acall(self.server, self.tool, arguments, episode=current_episode(config))
         return result.observation(), result.model_dump()
 
 
-def toolspace_tools(toolspace: Any, servers: list[str] | None = None, *, tools: list[str] | None = None) -> list[BaseTool]:
+def toolspace_tools(
+    toolspace: Any, servers: list[str] | None = None, *, tools: list[str] | None = None
+) -> list[BaseTool]:
     """One LangChain tool per MCP tool of ``servers`` (default: every live server of the toolspace).
 
     ``tools`` (qualified ``server:tool`` names) keeps only those tools, in the toolspace's order.

@@ -58,7 +58,10 @@ def _schema(tool: EnvTool, name: str) -> dict[str, Any]:
     params = dict(tool.parameters or {})
     params.setdefault("type", "object")
     params.setdefault("properties", {})
-    return {"type": "function", "function": {"name": name, "description": tool.description[:1024], "parameters": params}}
+    return {
+        "type": "function",
+        "function": {"name": name, "description": tool.description[:1024], "parameters": params},
+    }
 
 
 @dataclass
@@ -81,10 +84,19 @@ def _callable_tools(env: EpisodeEnv) -> list[EnvTool]:
         return [t for t in env.tools() if t.kind == "code"]
     out: list[EnvTool] = []
     if env.ctx is not None:
-        out += [EnvTool(name=m.name, description=m.description, parameters=m.input_schema, kind="meta") for m in env.ctx.meta_tools()]
-        out += [EnvTool(name=s.qualified_name, description=s.description or s.name,
-                        parameters=dict(s.input_schema or {"type": "object", "properties": {}}), kind="mcp")
-                for s in env.ctx.loaded_tools()]
+        out += [
+            EnvTool(name=m.name, description=m.description, parameters=m.input_schema, kind="meta")
+            for m in env.ctx.meta_tools()
+        ]
+        out += [
+            EnvTool(
+                name=s.qualified_name,
+                description=s.description or s.name,
+                parameters=dict(s.input_schema or {"type": "object", "properties": {}}),
+                kind="mcp",
+            )
+            for s in env.ctx.loaded_tools()
+        ]
     else:
         out += [t for t in env.tools() if t.kind == "mcp"]
     return out
@@ -99,8 +111,9 @@ def close_tags(text: str) -> str:
     return text
 
 
-def run_chat_episodes(agent: Agent, tasks: Sequence[Task], *, seed: int | None = None, progress: Any = None,
-                      max_workers: int = 8) -> list[Trajectory]:
+def run_chat_episodes(
+    agent: Agent, tasks: Sequence[Task], *, seed: int | None = None, progress: Any = None, max_workers: int = 8
+) -> list[Trajectory]:
     """Play one episode per task through ``agent.policy.generate_chat`` (see the module docs)."""
     from atlas_plugins.wire.toolcall import EXPECTED_FORMAT
 
@@ -109,28 +122,61 @@ def run_chat_episodes(agent: Agent, tasks: Sequence[Task], *, seed: int | None =
     episodes: list[_ChatEpisode] = []
     for task in tasks:
         eid = f"{task.id}-{uuid.uuid4().hex[:10]}"
-        env = EpisodeEnv(agent.toolspace, task, loading=agent.loading, executor=agent.executor, episode_id=eid,
-                         max_response_chars=cfg.max_response_chars, ptc_servers=cfg.ptc_servers, call_format=EXPECTED_FORMAT)
+        env = EpisodeEnv(
+            agent.toolspace,
+            task,
+            loading=agent.loading,
+            executor=agent.executor,
+            episode_id=eid,
+            max_response_chars=cfg.max_response_chars,
+            ptc_servers=cfg.ptc_servers,
+            call_format=EXPECTED_FORMAT,
+        )
         messages = [
             {"role": "system", "content": env.system_text()},
             {"role": "user", "content": cfg.user_template.format(task=task.prompt)},
         ]
-        traj = Trajectory(task_id=task.id, task=task.model_dump(), messages=list(messages),
-                          metadata={"episode_id": eid, "loading": cfg.loading, "executor": cfg.executor,
-                                    "policy": getattr(policy, "name", type(policy).__name__), "chat_api": True})
-        episodes.append(_ChatEpisode(task=task, traj=traj, env=env, messages=messages,
-                                     followups=[str(f) for f in task.metadata.get("followups") or []]))
+        traj = Trajectory(
+            task_id=task.id,
+            task=task.model_dump(),
+            messages=list(messages),
+            metadata={
+                "episode_id": eid,
+                "loading": cfg.loading,
+                "executor": cfg.executor,
+                "policy": getattr(policy, "name", type(policy).__name__),
+                "chat_api": True,
+            },
+        )
+        episodes.append(
+            _ChatEpisode(
+                task=task,
+                traj=traj,
+                env=env,
+                messages=messages,
+                followups=[str(f) for f in task.metadata.get("followups") or []],
+            )
+        )
 
     def turn(ep: _ChatEpisode, turn_seed: int | None) -> Any:
         tools = _callable_tools(ep.env)
         ep.names = {api_name(t.name): t.name for t in tools}
         schemas = [_schema(t, api_name(t.name)) for t in tools] or None
-        return policy.generate_chat(ep.messages, tools=schemas, max_new_tokens=cfg.max_new_tokens,
-                                    temperature=cfg.temperature, top_p=cfg.top_p, stop=list(STOP_STRINGS), seed=turn_seed)
+        return policy.generate_chat(
+            ep.messages,
+            tools=schemas,
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            stop=list(STOP_STRINGS),
+            seed=turn_seed,
+        )
 
     try:
         n_turn = 0
-        with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(episodes) or 1)), thread_name_prefix="atlas-chat") as pool:
+        with ThreadPoolExecutor(
+            max_workers=max(1, min(max_workers, len(episodes) or 1)), thread_name_prefix="atlas-chat"
+        ) as pool:
             while True:
                 active = [ep for ep in episodes if not ep.done]
                 if not active:
@@ -175,8 +221,17 @@ def _step(agent: Agent, ep: _ChatEpisode, gen: Any) -> None:
         call_id = f"call_{traj.turns}"
         name = ep.names.get(str(call["name"]), str(call["name"]))
         arguments = call.get("arguments") if isinstance(call.get("arguments"), dict) else {}
-        reply = {"role": "assistant", "content": gen.text or "", "tool_calls": [
-            {"id": call_id, "type": "function", "function": {"name": str(call["name"]), "arguments": arguments_json(arguments)}}]}
+        reply = {
+            "role": "assistant",
+            "content": gen.text or "",
+            "tool_calls": [
+                {
+                    "id": call_id,
+                    "type": "function",
+                    "function": {"name": str(call["name"]), "arguments": arguments_json(arguments)},
+                }
+            ],
+        }
         ep.messages.append(reply)
         traj.messages.append(dict(reply))
         _act(agent, ep, name, arguments, reply_to=call_id)
@@ -197,7 +252,9 @@ def _step(agent: Agent, ep: _ChatEpisode, gen: Any) -> None:
             _observe(ep, "Error: " + " ".join(e.message for e in parsed.errors), reply_to=None)
         elif gen.finish_reason == "length":
             traj.parse_failures += 1
-            _observe(ep, "Error: your turn was cut off. Call one tool, or finish with <answer>...</answer>.", reply_to=None)
+            _observe(
+                ep, "Error: your turn was cut off. Call one tool, or finish with <answer>...</answer>.", reply_to=None
+            )
         else:
             _finish_user_turn(agent, ep, (parsed.content or text).strip(), "reply")
             return
@@ -212,8 +269,11 @@ def _step(agent: Agent, ep: _ChatEpisode, gen: Any) -> None:
 def _act(agent: Agent, ep: _ChatEpisode, name: str, arguments: dict[str, Any], *, reply_to: str | None) -> None:
     cfg, traj = agent.config, ep.traj
     if ep.tool_calls >= cfg.max_tool_calls:
-        _observe(ep, f"Error: the limit of {cfg.max_tool_calls} tool calls is reached. Give your final answer now.",
-                 reply_to=reply_to)
+        _observe(
+            ep,
+            f"Error: the limit of {cfg.max_tool_calls} tool calls is reached. Give your final answer now.",
+            reply_to=reply_to,
+        )
         ep.done, ep.finish = True, "tool_limit"
         return
     ep.tool_calls += 1

@@ -53,8 +53,15 @@ class Observation(BaseModel):
 
     def records(self, *, turn: int, name: str, arguments: dict[str, Any], limit: int) -> list[ToolCallRecord]:
         """The call as trajectory records: the call itself, then the MCP calls its cell made."""
-        own = ToolCallRecord(turn=turn, name=name, arguments=arguments, ok=self.ok, result=self.text[:limit],
-                             error=None if self.ok else self.text, error_type=self.error_type)
+        own = ToolCallRecord(
+            turn=turn,
+            name=name,
+            arguments=arguments,
+            ok=self.ok,
+            result=self.text[:limit],
+            error=None if self.ok else self.text,
+            error_type=self.error_type,
+        )
         return [own, *inner_call_records(self.inner_calls, turn=turn, limit=limit)]
 
     def artifact(self) -> dict[str, Any]:
@@ -177,14 +184,22 @@ class EpisodeEnv:
             fn = code_interpreter_schema()["function"]
             out.append(EnvTool(name=CODE_TOOL, description=fn["description"], parameters=fn["parameters"], kind="code"))
         elif self.ctx is not None:
-            out += [EnvTool(name=m.name, description=m.description, parameters=m.input_schema, kind="meta")
-                    for m in self.ctx.meta_tools()]
+            out += [
+                EnvTool(name=m.name, description=m.description, parameters=m.input_schema, kind="meta")
+                for m in self.ctx.meta_tools()
+            ]
         for info in self.toolspace.servers:
             if info.catalog_only or (servers is not None and info.name not in servers):
                 continue
-            out += [EnvTool(name=spec.qualified_name, description=spec.description or spec.name,
-                            parameters=dict(spec.input_schema or {"type": "object", "properties": {}}), kind="mcp")
-                    for spec in info.tools]
+            out += [
+                EnvTool(
+                    name=spec.qualified_name,
+                    description=spec.description or spec.name,
+                    parameters=dict(spec.input_schema or {"type": "object", "properties": {}}),
+                    kind="mcp",
+                )
+                for spec in info.tools
+            ]
         return out
 
     # -- acting -------------------------------------------------------------------------------
@@ -195,13 +210,20 @@ class EpisodeEnv:
         if self.ptc:  # PTC: every tool is reached through code
             example = ""
             if self.call_format is not None:
-                example = ", e.g. " + format_call(CODE_TOOL, {"code": "m = MCPServer('math')\nm.get_tools_info(['add'])"})
+                example = ", e.g. " + format_call(
+                    CODE_TOOL, {"code": "m = MCPServer('math')\nm.get_tools_info(['add'])"}
+                )
             return self._refuse(f"Error: call tools from Python inside {CODE_TOOL}{example}", "unknown_tool")
         if self.ctx is not None:
             meta = self._meta(name, arguments)
             if meta is not None:
-                return Observation(kind="meta", text=self._cut(meta.text), ok=meta.ok, error_type=meta.error_type,
-                                   error=None if meta.ok else meta.text)
+                return Observation(
+                    kind="meta",
+                    text=self._cut(meta.text),
+                    ok=meta.ok,
+                    error_type=meta.error_type,
+                    error=None if meta.ok else meta.text,
+                )
         if TOOL_SEP not in name:
             return self.unknown_tool(name)
         if self.ctx is not None:
@@ -209,16 +231,23 @@ class EpisodeEnv:
             if not_loaded:
                 return self._refuse(not_loaded, "not_loaded")
         result = self.toolspace.call_qualified(name, arguments, episode=self.episode_id)
-        return Observation(kind="mcp", text=self._cut(result.observation()), ok=result.ok,
-                           error_type=result.error_type, error=result.error, result=result)
+        return Observation(
+            kind="mcp",
+            text=self._cut(result.observation()),
+            ok=result.ok,
+            error_type=result.error_type,
+            error=result.error,
+            result=result,
+        )
 
     def unknown_tool(self, name: str) -> Observation:
         """The observation for a call of a name the episode has no tool for."""
         known = [m.name for m in self.ctx.meta_tools()] if self.ctx is not None and not self.ptc else []
         if self.ptc:
             known.append(CODE_TOOL)
-        text = (f"Error: unknown tool {name!r}. Tools are named server{TOOL_SEP}tool"
-                + (f"; helper tools: {', '.join(known)}" if known else ""))
+        text = f"Error: unknown tool {name!r}. Tools are named server{TOOL_SEP}tool" + (
+            f"; helper tools: {', '.join(known)}" if known else ""
+        )
         text += f". Format: {self.call_format}" if self.call_format is not None else "."
         return self._refuse(text, "unknown_tool")
 
@@ -242,9 +271,14 @@ class EpisodeEnv:
         if not isinstance(code, str) or not code.strip():
             return self._refuse('Error: code_interpreter needs {"code": "<python source>"}', "invalid_arguments")
         cell = self.session.run(code)
-        return Observation(kind="code", text=cell.observation(self.max_response_chars), ok=cell.ok,
-                           error_type=None if cell.ok else "code_error", error=cell.error,
-                           inner_calls=list(cell.tool_calls))
+        return Observation(
+            kind="code",
+            text=cell.observation(self.max_response_chars),
+            ok=cell.ok,
+            error_type=None if cell.ok else "code_error",
+            error=cell.error,
+            inner_calls=list(cell.tool_calls),
+        )
 
     def _meta(self, name: str, arguments: dict[str, Any]) -> MetaResult | None:
         assert self.ctx is not None

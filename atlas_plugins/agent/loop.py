@@ -42,19 +42,25 @@ class AgentConfig(BaseModel):
 
     loading: str = Field(default="itl", description="loading policy: eager, isl, itl, search, or a plugin's")
     loading_options: dict[str, Any] = Field(default_factory=dict)
-    executor: str | None = Field(default=None, description="executor for code_interpreter (PTC), e.g. 'local'; None = off")
+    executor: str | None = Field(
+        default=None, description="executor for code_interpreter (PTC), e.g. 'local'; None = off"
+    )
     executor_options: dict[str, Any] = Field(default_factory=dict)
     max_tool_calls: int = Field(default=20, ge=1, description="paper: at most 20 tool calls per episode")
     max_turns: int = Field(default=24, ge=1)
     max_new_tokens: int = Field(default=256, ge=1, description="per model turn")
-    max_episode_tokens: int = Field(default=2048, ge=64, description="model + environment tokens after the first prompt")
+    max_episode_tokens: int = Field(
+        default=2048, ge=64, description="model + environment tokens after the first prompt"
+    )
     max_context_tokens: int = Field(default=32768, ge=256, description="paper: 32k context")
     max_response_chars: int = Field(default=4000, ge=100, description="tool observations truncated here (paper: 4,000)")
     temperature: float = Field(default=1.0, ge=0.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     observation_role: str = Field(default="tool", description="chat role of observation turns ('tool' or 'user')")
     user_template: str = "Task: {task}"
-    ptc_servers: list[str] | None = Field(default=None, description="servers listed in the PTC prompt (None = the task's, else all)")
+    ptc_servers: list[str] | None = Field(
+        default=None, description="servers listed in the PTC prompt (None = the task's, else all)"
+    )
 
 
 @dataclass
@@ -80,14 +86,18 @@ class Agent:
         self.toolspace = toolspace
         self.config = (config or AgentConfig()).model_copy(update=overrides)
         self.loading = get_loading_policy(self.config.loading, **self.config.loading_options)
-        self.executor = get_executor(self.config.executor, **self.config.executor_options) if self.config.executor else None
+        self.executor = (
+            get_executor(self.config.executor, **self.config.executor_options) if self.config.executor else None
+        )
         tokenizer: TokenizerLike | None = getattr(policy, "tokenizer", None)
         self.tokenizer = tokenizer
         #: True for a chat-API policy (no tokenizer): episodes go through ``generate_chat``.
         self.chat_api = tokenizer is None
         if tokenizer is None:
             if not callable(getattr(policy, "generate_chat", None)):
-                raise TypeError(f"policy {policy!r} has neither a tokenizer (token interface) nor generate_chat (chat API)")
+                raise TypeError(
+                    f"policy {policy!r} has neither a tokenizer (token interface) nor generate_chat (chat API)"
+                )
             return
         #: The token interface's tokenizer (only a token-interface agent has one).
         self._tokenizer: TokenizerLike = tokenizer
@@ -99,9 +109,16 @@ class Agent:
 
     # -- episode setup -----------------------------------------------------------------------
     def _start(self, task: Task, episode_id: str) -> _Episode:
-        env = EpisodeEnv(self.toolspace, task, loading=self.loading, executor=self.executor, episode_id=episode_id,
-                         max_response_chars=self.config.max_response_chars, ptc_servers=self.config.ptc_servers,
-                         call_format=EXPECTED_FORMAT)
+        env = EpisodeEnv(
+            self.toolspace,
+            task,
+            loading=self.loading,
+            executor=self.executor,
+            episode_id=episode_id,
+            max_response_chars=self.config.max_response_chars,
+            ptc_servers=self.config.ptc_servers,
+            call_format=EXPECTED_FORMAT,
+        )
         messages = [
             {"role": "system", "content": env.system_text()},
             {"role": "user", "content": self.config.user_template.format(task=task.prompt)},
@@ -172,7 +189,10 @@ class Agent:
                 self._observe(ep, "Error: " + " ".join(e.message for e in parsed.errors))
             elif gen.finish_reason == "length":
                 traj.parse_failures += 1
-                self._observe(ep, f"Error: your turn was cut off. Call one tool with {EXPECTED_FORMAT}, or finish with <answer>...</answer>.")
+                self._observe(
+                    ep,
+                    f"Error: your turn was cut off. Call one tool with {EXPECTED_FORMAT}, or finish with <answer>...</answer>.",
+                )
             else:  # a plain reply: the model is done talking
                 self._finish_user_turn(ep, (parsed.content or content).strip(), "reply")
                 return
@@ -181,13 +201,17 @@ class Agent:
             if parsed.errors:
                 traj.parse_failures += 1
             if ep.tool_calls >= cfg.max_tool_calls:
-                self._observe(ep, f"Error: the limit of {cfg.max_tool_calls} tool calls is reached. Give your final answer now in <answer>...</answer>.")
+                self._observe(
+                    ep,
+                    f"Error: the limit of {cfg.max_tool_calls} tool calls is reached. Give your final answer now in <answer>...</answer>.",
+                )
                 ep.done, ep.finish = True, "tool_limit"
                 return
             ep.tool_calls += 1
             obs = ep.env.act(call.name, call.arguments)
-            traj.tool_calls += obs.records(turn=traj.turns, name=call.name, arguments=call.arguments,
-                                           limit=cfg.max_response_chars)
+            traj.tool_calls += obs.records(
+                turn=traj.turns, name=call.name, arguments=call.arguments, limit=cfg.max_response_chars
+            )
             if not obs.ok:
                 traj.tool_errors += 1
             self._observe(ep, obs.text)
@@ -199,7 +223,9 @@ class Agent:
             ep.done, ep.finish = True, "turns"
 
     # -- the loop ----------------------------------------------------------------------------
-    def run(self, tasks: Sequence[Task | dict[str, Any]], *, seed: int | None = None, progress: Any = None) -> list[Trajectory]:
+    def run(
+        self, tasks: Sequence[Task | dict[str, Any]], *, seed: int | None = None, progress: Any = None
+    ) -> list[Trajectory]:
         """Play one episode per task (repeat a task to get a GRPO group). Order is kept."""
         batch = [t if isinstance(t, Task) else Task.model_validate(t) for t in tasks]
         if self.chat_api:
@@ -220,7 +246,14 @@ class Agent:
                 if not active:
                     break
                 budgets = [
-                    max(1, min(cfg.max_new_tokens, cfg.max_episode_tokens - len(ep.traj.completion_ids), cfg.max_context_tokens - len(ep.ids)))
+                    max(
+                        1,
+                        min(
+                            cfg.max_new_tokens,
+                            cfg.max_episode_tokens - len(ep.traj.completion_ids),
+                            cfg.max_context_tokens - len(ep.ids),
+                        ),
+                    )
                     for ep in active
                 ]
                 gens = self.policy.generate(
@@ -233,8 +266,10 @@ class Agent:
                 )
                 if len(gens) != len(active):
                     # A policy plugin that drops rows would leave those episodes waiting forever.
-                    raise AtlasError(f"policy {type(self.policy).__name__}.generate returned {len(gens)} generations "
-                                     f"for {len(active)} prompts")
+                    raise AtlasError(
+                        f"policy {type(self.policy).__name__}.generate returned {len(gens)} generations "
+                        f"for {len(active)} prompts"
+                    )
                 for ep, gen in zip(active, gens, strict=True):
                     self._step(ep, gen)
                     ep.traj.context_tokens = max(ep.traj.context_tokens, len(ep.ids))
@@ -252,6 +287,14 @@ class Agent:
         return out
 
 
-def run_episodes(policy: Any, toolspace: Any, tasks: Sequence[Task | dict[str, Any]], config: AgentConfig | None = None, *, seed: int | None = None, **overrides: Any) -> list[Trajectory]:
+def run_episodes(
+    policy: Any,
+    toolspace: Any,
+    tasks: Sequence[Task | dict[str, Any]],
+    config: AgentConfig | None = None,
+    *,
+    seed: int | None = None,
+    **overrides: Any,
+) -> list[Trajectory]:
     """One-shot helper: build an :class:`Agent` and play one episode per task."""
     return Agent(policy, toolspace, config, **overrides).run(tasks, seed=seed)

@@ -44,16 +44,22 @@ def register(app: typer.Typer) -> None:
 
     @app.command("context")
     def context_cmd(
-        policy: str = typer.Option("itl", "--policy", "-p", help="Loading policy (eager, isl, itl, search, or a plugin's)."),
+        policy: str = typer.Option(
+            "itl", "--policy", "-p", help="Loading policy (eager, isl, itl, search, or a plugin's)."
+        ),
         config: Path | None = typer.Option(
             None, "--config", "-c", help="Toolspace file (YAML/TOML or mcpServers JSON). Default: embedded servers."
         ),
-        catalog: list[Path] = typer.Option([], "--catalog", help="JSONL catalogue of extra (catalogue-only) servers; repeatable."),
+        catalog: list[Path] = typer.Option(
+            [], "--catalog", help="JSONL catalogue of extra (catalogue-only) servers; repeatable."
+        ),
         servers: str | None = typer.Option(
             None, "--servers", help="Comma-separated embedded servers to start (default: all). Ignored with --config."
         ),
         no_embedded: bool = typer.Option(False, "--no-embedded", help="Start no embedded server: catalogues only."),
-        tokenizer: str | None = typer.Option(None, "--tokenizer", help="HF tokenizer path/id (default: embedded SmolLM2)."),
+        tokenizer: str | None = typer.Option(
+            None, "--tokenizer", help="HF tokenizer path/id (default: embedded SmolLM2)."
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
     ) -> None:
         """Initial context tokens of a loading policy over a toolspace."""
@@ -107,9 +113,13 @@ def register(app: typer.Typer) -> None:
     def retrieve_cmd(
         catalog: list[Path] = typer.Option(..., "--catalog", help="JSONL catalogue to index; repeatable."),
         queries: Path = typer.Option(..., "--queries", help='JSONL of {"id", "query"} lines.'),
-        retriever: str = typer.Option("bm25", "--retriever", "-r", help="Retriever (bm25, dense, hybrid, or a plugin's)."),
+        retriever: str = typer.Option(
+            "bm25", "--retriever", "-r", help="Retriever (bm25, dense, hybrid, or a plugin's)."
+        ),
         k: int = typer.Option(5, "--k", "-k", min=1, help="Hits per query."),
-        two_level: bool = typer.Option(False, "--two-level", help="Rank servers first, then tools inside the best ones."),
+        two_level: bool = typer.Option(
+            False, "--two-level", help="Rank servers first, then tools inside the best ones."
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
     ) -> None:
         """Rank catalogue tools for each query (no server is started)."""
@@ -122,9 +132,7 @@ def register(app: typer.Typer) -> None:
             infos = dedupe_names([s for path in catalog for s in load_catalog(path)])
             r = get_retriever(retriever, two_level=two_level)
             r.index([t for s in infos for t in s.tools], {s.name: s.summary for s in infos})
-            results = [
-                {"id": q["id"], "hits": [h.model_dump() for h in r.search(q["query"], k)]} for q in qs
-            ]
+            results = [{"id": q["id"], "hits": [h.model_dump() for h in r.search(q["query"], k)]} for q in qs]
         except (AtlasError, KeyError, ValueError) as exc:
             fail(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc), as_json=as_json)
         if as_json:
@@ -137,7 +145,9 @@ def register(app: typer.Typer) -> None:
         table.add_column("query")
         table.add_column("hits")
         for q, res in zip(qs, results, strict=True):
-            table.add_row(q["query"][:60], "\n".join(f"{h['server']}:{h['tool']} ({h['score']:.3f})" for h in res["hits"]))
+            table.add_row(
+                q["query"][:60], "\n".join(f"{h['server']}:{h['tool']} ({h['score']:.3f})" for h in res["hits"])
+            )
         Console().print(table)
 
 

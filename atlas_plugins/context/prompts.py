@@ -66,9 +66,7 @@ tool_call_example = format_call_compact
 
 def render_tool_schema(spec: ToolSpec) -> str:
     """A tool's full schema as one compact JSON line, qualified ``server:tool`` name."""
-    return compact_json(
-        {"name": spec.qualified_name, "description": spec.description, "parameters": spec.input_schema}
-    )
+    return compact_json({"name": spec.qualified_name, "description": spec.description, "parameters": spec.input_schema})
 
 
 def render_meta_tool(tool: MetaTool) -> str:

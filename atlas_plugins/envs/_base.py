@@ -361,7 +361,9 @@ def safe_path(base: Path, user_path: str, what: str = "path") -> Path:
             raise EnvError(f"{what} '/' is absolute; use '.' for the workspace root")
         return base
     if PurePosixPath(raw).is_absolute() or PureWindowsPath(raw).is_absolute() or raw.startswith(("\\", "~")):
-        raise EnvError(f"{what} '{user_path}' is absolute; use a path relative to the workspace root, e.g. 'notes/todo.txt'")
+        raise EnvError(
+            f"{what} '{user_path}' is absolute; use a path relative to the workspace root, e.g. 'notes/todo.txt'"
+        )
     parts = PurePosixPath(raw.replace("\\", "/")).parts
     if ".." in parts:
         raise EnvError(f"{what} '{user_path}' contains '..'; paths must stay inside the workspace")

@@ -19,15 +19,42 @@ from ._base import (
     rng_for,
 )
 
-CATEGORIES = ["income", "rent", "groceries", "dining", "transport", "utilities", "entertainment", "shopping",
-              "health", "travel", "transfer", "bills", "fees", "other"]
+CATEGORIES = [
+    "income",
+    "rent",
+    "groceries",
+    "dining",
+    "transport",
+    "utilities",
+    "entertainment",
+    "shopping",
+    "health",
+    "travel",
+    "transfer",
+    "bills",
+    "fees",
+    "other",
+]
 MERCHANTS = {
-    "groceries": ["FreshMart", "Green Grocer", "Corner Market"], "dining": ["Cafe Lumiere", "Osteria Rossa", "Noodle Bar"],
-    "transport": ["Metro Transit", "RideNow", "Shell Station"], "entertainment": ["StreamFlix", "City Cinema", "Vinyl Vault"],
-    "shopping": ["Northwind Store", "Quill & Co", "Trailhead Outfitters"], "health": ["CityCare Pharmacy", "Smile Dental"],
+    "groceries": ["FreshMart", "Green Grocer", "Corner Market"],
+    "dining": ["Cafe Lumiere", "Osteria Rossa", "Noodle Bar"],
+    "transport": ["Metro Transit", "RideNow", "Shell Station"],
+    "entertainment": ["StreamFlix", "City Cinema", "Vinyl Vault"],
+    "shopping": ["Northwind Store", "Quill & Co", "Trailhead Outfitters"],
+    "health": ["CityCare Pharmacy", "Smile Dental"],
 }
 # Bank's own FX table (units per USD) with a 1% conversion fee on top.
-FX = {"USD": 1.0, "EUR": 0.92, "GBP": 0.79, "JPY": 149.5, "CAD": 1.36, "AUD": 1.53, "CHF": 0.88, "MXN": 17.1, "INR": 83.1}
+FX = {
+    "USD": 1.0,
+    "EUR": 0.92,
+    "GBP": 0.79,
+    "JPY": 149.5,
+    "CAD": 1.36,
+    "AUD": 1.53,
+    "CHF": 0.88,
+    "MXN": 17.1,
+    "INR": 83.1,
+}
 FX_FEE = 0.01
 
 AccountArg = Annotated[str, arg("Account id: 'ACC-1001' (checking), 'ACC-1002' (savings) or 'ACC-1003' (credit card).")]
@@ -46,8 +73,14 @@ class BankState:
     next_sched: int = 1
 
     def post(self, account: str, amount: float, description: str, category: str, day: date = TODAY) -> dict[str, Any]:
-        tx = {"id": f"T{self.next_tx:04d}", "account_id": account, "date": day.isoformat(), "amount": money(amount),
-              "description": description, "category": category}
+        tx = {
+            "id": f"T{self.next_tx:04d}",
+            "account_id": account,
+            "date": day.isoformat(),
+            "amount": money(amount),
+            "description": description,
+            "category": category,
+        }
         self.next_tx += 1
         self.transactions.append(tx)
         self.accounts[account]["balance"] = money(self.accounts[account]["balance"] + amount)
@@ -58,20 +91,48 @@ def initial_state(seed: int, episode: str = "default") -> BankState:
     rng = rng_for("bank", seed)
     st = BankState(
         accounts={
-            "ACC-1001": {"id": "ACC-1001", "name": "Everyday Checking", "type": "checking", "number": "****4821",
-                         "balance": money(rng.uniform(1500, 3500)), "currency": "USD", "interest_rate": 0.0},
-            "ACC-1002": {"id": "ACC-1002", "name": "High-Yield Savings", "type": "savings", "number": "****7390",
-                         "balance": money(rng.uniform(8000, 25000)), "currency": "USD", "interest_rate": 4.1},
-            "ACC-1003": {"id": "ACC-1003", "name": "Rewards Credit Card", "type": "credit", "number": "****1156",
-                         "balance": 0.0, "currency": "USD", "interest_rate": 21.9, "credit_limit": 5000.0},
+            "ACC-1001": {
+                "id": "ACC-1001",
+                "name": "Everyday Checking",
+                "type": "checking",
+                "number": "****4821",
+                "balance": money(rng.uniform(1500, 3500)),
+                "currency": "USD",
+                "interest_rate": 0.0,
+            },
+            "ACC-1002": {
+                "id": "ACC-1002",
+                "name": "High-Yield Savings",
+                "type": "savings",
+                "number": "****7390",
+                "balance": money(rng.uniform(8000, 25000)),
+                "currency": "USD",
+                "interest_rate": 4.1,
+            },
+            "ACC-1003": {
+                "id": "ACC-1003",
+                "name": "Rewards Credit Card",
+                "type": "credit",
+                "number": "****1156",
+                "balance": 0.0,
+                "currency": "USD",
+                "interest_rate": 21.9,
+                "credit_limit": 5000.0,
+            },
         },
         transactions=[],
         payees={},
-        cards={"CARD-1": {"id": "CARD-1", "type": "debit", "account_id": "ACC-1001", "last4": "4821", "frozen": False},
-               "CARD-2": {"id": "CARD-2", "type": "credit", "account_id": "ACC-1003", "last4": "1156", "frozen": False}},
+        cards={
+            "CARD-1": {"id": "CARD-1", "type": "debit", "account_id": "ACC-1001", "last4": "4821", "frozen": False},
+            "CARD-2": {"id": "CARD-2", "type": "credit", "account_id": "ACC-1003", "last4": "1156", "frozen": False},
+        },
     )
-    for name, cat, num in (("City Power & Light", "utilities", "EL-55120"), ("Springfield Water", "utilities", "WA-20931"),
-                           ("Oakwood Apartments", "rent", "RENT-12B"), ("FiberNet Internet", "bills", "FN-88410")):
+    for name, cat, num in (
+        ("City Power & Light", "utilities", "EL-55120"),
+        ("Springfield Water", "utilities", "WA-20931"),
+        ("Oakwood Apartments", "rent", "RENT-12B"),
+        ("FiberNet Internet", "bills", "FN-88410"),
+    ):
         pid = f"P{st.next_payee}"
         st.next_payee += 1
         st.payees[pid] = {"id": pid, "name": name, "category": cat, "account_number": num}
@@ -95,8 +156,14 @@ def initial_state(seed: int, episode: str = "default") -> BankState:
     for _ in range(26):
         cat = rng.choice(list(MERCHANTS))
         day = start + timedelta(days=rng.randint(0, 29))
-        lo, hi = {"groceries": (25, 160), "dining": (12, 95), "transport": (3, 60), "entertainment": (8, 45),
-                  "shopping": (15, 220), "health": (10, 180)}[cat]
+        lo, hi = {
+            "groceries": (25, 160),
+            "dining": (12, 95),
+            "transport": (3, 60),
+            "entertainment": (8, 45),
+            "shopping": (15, 220),
+            "health": (10, 180),
+        }[cat]
         acct = "ACC-1003" if rng.random() < 0.6 else "ACC-1001"
         events.append((day, acct, -money(rng.uniform(lo, hi)), rng.choice(MERCHANTS[cat]), cat))
     events.sort(key=lambda e: (e[0], e[1], e[3], e[2]))
@@ -109,7 +176,9 @@ def initial_state(seed: int, episode: str = "default") -> BankState:
 
 
 def build(seed: int = 0) -> EnvServer:
-    srv = new_server("bank", "Personal banking: accounts, transactions, transfers, bill payments, cards, spending insights.")
+    srv = new_server(
+        "bank", "Personal banking: accounts, transactions, transfers, bill payments, cards, spending insights."
+    )
     store: EpisodeStore[BankState] = EpisodeStore(initial_state, seed)
 
     def account(st: BankState, account_id: str) -> dict[str, Any]:
@@ -122,8 +191,10 @@ def build(seed: int = 0) -> EnvServer:
         if a["type"] == "savings" and amount > a["balance"]:
             raise EnvError(f"insufficient funds in {a['id']}: balance ${a['balance']:.2f}, needed ${amount:.2f}")
         if a["type"] == "checking" and amount > a["balance"]:
-            raise EnvError(f"insufficient funds in {a['id']}: balance ${a['balance']:.2f}, needed ${amount:.2f}; "
-                           "transfer from savings (ACC-1002) first")
+            raise EnvError(
+                f"insufficient funds in {a['id']}: balance ${a['balance']:.2f}, needed ${amount:.2f}; "
+                "transfer from savings (ACC-1002) first"
+            )
         if a["type"] == "credit" and amount > available(a):
             raise EnvError(f"credit limit exceeded on {a['id']}: available ${available(a):.2f}, needed ${amount:.2f}")
 
@@ -131,7 +202,9 @@ def build(seed: int = 0) -> EnvServer:
     async def list_accounts(ctx: Context) -> dict:
         """List accounts with type, masked number and current balance (credit card balance is negative when owed)."""
         st = store.get(ctx)
-        return {"accounts": [{k: a[k] for k in ("id", "name", "type", "number", "balance")} for a in st.accounts.values()]}
+        return {
+            "accounts": [{k: a[k] for k in ("id", "name", "type", "number", "balance")} for a in st.accounts.values()]
+        }
 
     @srv.tool()
     async def get_balance(account_id: AccountArg, ctx: Context) -> dict:
@@ -144,7 +217,10 @@ def build(seed: int = 0) -> EnvServer:
         """Account details: name, type, masked number, interest rate, credit limit, linked cards."""
         st = store.get(ctx)
         a = account(st, account_id)
-        return dict(a) | {"available": available(a), "cards": [c["id"] for c in st.cards.values() if c["account_id"] == a["id"]]}
+        return dict(a) | {
+            "available": available(a),
+            "cards": [c["id"] for c in st.cards.values() if c["account_id"] == a["id"]],
+        }
 
     @srv.tool()
     async def list_transactions(
@@ -162,8 +238,13 @@ def build(seed: int = 0) -> EnvServer:
         d1 = parse_date(date_to, "date_to").isoformat() if date_to else "9999"
         if category and category.lower() not in CATEGORIES:
             raise EnvError(f"unknown category '{category}'; categories: {', '.join(CATEGORIES)}")
-        txs = [t for t in st.transactions if t["account_id"] == a["id"] and d0 <= t["date"] <= d1
-               and (not category or t["category"] == category.lower())]
+        txs = [
+            t
+            for t in st.transactions
+            if t["account_id"] == a["id"]
+            and d0 <= t["date"] <= d1
+            and (not category or t["category"] == category.lower())
+        ]
         txs = sorted(txs, key=lambda t: (t["date"], t["id"]), reverse=True)
         return {"account_id": a["id"], "total": len(txs), "transactions": txs[:limit]}
 
@@ -178,8 +259,13 @@ def build(seed: int = 0) -> EnvServer:
         """Search transactions across all accounts by description and amount range."""
         st = store.get(ctx)
         q = query.strip().lower()
-        hits = [t for t in st.transactions if q in t["description"].lower()
-                and (min_amount is None or abs(t["amount"]) >= min_amount) and (max_amount is None or abs(t["amount"]) <= max_amount)]
+        hits = [
+            t
+            for t in st.transactions
+            if q in t["description"].lower()
+            and (min_amount is None or abs(t["amount"]) >= min_amount)
+            and (max_amount is None or abs(t["amount"]) <= max_amount)
+        ]
         hits = sorted(hits, key=lambda t: (t["date"], t["id"]), reverse=True)
         return {"total": len(hits), "transactions": hits[:limit], "sum": money(sum(t["amount"] for t in hits))}
 
@@ -201,8 +287,11 @@ def build(seed: int = 0) -> EnvServer:
         note = f" ({memo})" if memo else ""
         out = st.post(src["id"], -amount, f"Transfer to {dst['name']}{note}", "transfer")
         inn = st.post(dst["id"], amount, f"Transfer from {src['name']}{note}", "transfer")
-        return {"amount": amount, "from": {"account_id": src["id"], "balance": src["balance"], "transaction_id": out["id"]},
-                "to": {"account_id": dst["id"], "balance": dst["balance"], "transaction_id": inn["id"]}}
+        return {
+            "amount": amount,
+            "from": {"account_id": src["id"], "balance": src["balance"], "transaction_id": out["id"]},
+            "to": {"account_id": dst["id"], "balance": dst["balance"], "transaction_id": inn["id"]},
+        }
 
     @srv.tool()
     async def list_payees(ctx: Context) -> dict:
@@ -224,7 +313,12 @@ def build(seed: int = 0) -> EnvServer:
             raise EnvError(f"a payee named '{name}' already exists; see list_payees")
         pid = f"P{st.next_payee}"
         st.next_payee += 1
-        st.payees[pid] = {"id": pid, "name": name.strip(), "category": category.lower(), "account_number": account_number.strip()}
+        st.payees[pid] = {
+            "id": pid,
+            "name": name.strip(),
+            "category": category.lower(),
+            "account_number": account_number.strip(),
+        }
         return {"created": st.payees[pid]}
 
     @srv.tool()
@@ -248,8 +342,15 @@ def build(seed: int = 0) -> EnvServer:
         if day > TODAY:
             sid = f"S{st.next_sched}"
             st.next_sched += 1
-            st.scheduled[sid] = {"id": sid, "payee_id": p["id"], "payee": p["name"], "amount": amount,
-                                 "from_account": a["id"], "date": day.isoformat(), "status": "scheduled"}
+            st.scheduled[sid] = {
+                "id": sid,
+                "payee_id": p["id"],
+                "payee": p["name"],
+                "amount": amount,
+                "from_account": a["id"],
+                "date": day.isoformat(),
+                "status": "scheduled",
+            }
             return {"scheduled": st.scheduled[sid]}
         debit(st, a, amount)
         tx = st.post(a["id"], -amount, f"Bill payment - {p['name']}", p["category"])
@@ -281,15 +382,26 @@ def build(seed: int = 0) -> EnvServer:
         """Money out per category in a month (transfers excluded), largest first, plus total income."""
         st = store.get(ctx)
         acct = account(st, account_id)["id"] if account_id else None
-        txs = [t for t in st.transactions if t["date"].startswith(month) and (acct is None or t["account_id"] == acct)
-               and t["category"] != "transfer" and t["description"] != "Opening balance"]
+        txs = [
+            t
+            for t in st.transactions
+            if t["date"].startswith(month)
+            and (acct is None or t["account_id"] == acct)
+            and t["category"] != "transfer"
+            and t["description"] != "Opening balance"
+        ]
         spend: dict[str, float] = {}
         for t in txs:
             if t["amount"] < 0:
                 spend[t["category"]] = money(spend.get(t["category"], 0) - t["amount"])
         rows = [{"category": c, "spent": v} for c, v in sorted(spend.items(), key=lambda cv: (-cv[1], cv[0]))]
-        return {"month": month, "account_id": acct or "all", "by_category": rows,
-                "total_spent": money(sum(spend.values())), "total_income": money(sum(t["amount"] for t in txs if t["amount"] > 0))}
+        return {
+            "month": month,
+            "account_id": acct or "all",
+            "by_category": rows,
+            "total_spent": money(sum(spend.values())),
+            "total_income": money(sum(t["amount"] for t in txs if t["amount"] > 0)),
+        }
 
     @srv.tool()
     async def convert(
@@ -301,8 +413,14 @@ def build(seed: int = 0) -> EnvServer:
         f = lookup(FX, from_currency.strip().upper(), "currency")
         t = lookup(FX, to_currency.strip().upper(), "currency")
         gross = amount / f * t
-        return {"amount": amount, "from_currency": from_currency.upper(), "to_currency": to_currency.upper(),
-                "rate": round(t / f, 6), "fee": round(gross * FX_FEE, 2), "you_receive": round(gross * (1 - FX_FEE), 2)}
+        return {
+            "amount": amount,
+            "from_currency": from_currency.upper(),
+            "to_currency": to_currency.upper(),
+            "rate": round(t / f, 6),
+            "fee": round(gross * FX_FEE, 2),
+            "you_receive": round(gross * (1 - FX_FEE), 2),
+        }
 
     @srv.tool()
     async def list_cards(ctx: Context) -> dict:

@@ -49,11 +49,19 @@ def _hhmm(minutes: int) -> str:
 def _event(eid: str, title: str, cal: str, day: date, start: str, dur: int, **kw: Any) -> dict[str, Any]:
     s = _minutes(start)
     return {
-        "id": eid, "title": title, "calendar": cal, "date": day.isoformat(), "start": start,
-        "end": _hhmm(min(s + dur, 24 * 60 - 1)), "duration_minutes": dur,
-        "location": kw.get("location", ""), "attendees": list(kw.get("attendees", [])),
-        "description": kw.get("description", ""), "reminders_minutes": list(kw.get("reminders", [10])),
-        "organizer": OWNER["email"], "status": "confirmed",
+        "id": eid,
+        "title": title,
+        "calendar": cal,
+        "date": day.isoformat(),
+        "start": start,
+        "end": _hhmm(min(s + dur, 24 * 60 - 1)),
+        "duration_minutes": dur,
+        "location": kw.get("location", ""),
+        "attendees": list(kw.get("attendees", [])),
+        "description": kw.get("description", ""),
+        "reminders_minutes": list(kw.get("reminders", [10])),
+        "organizer": OWNER["email"],
+        "status": "confirmed",
     }
 
 
@@ -80,21 +88,64 @@ def initial_state(seed: int, episode: str = "default") -> CalendarState:
     for offset in (0, 2, 4):
         add("Team standup", "work", TODAY + timedelta(days=offset), "09:30", 15, attendees=team, location="Zoom")
     one = rng.choice(work)
-    add(f"1:1 with {one['first_name']}", "work", TODAY + timedelta(days=1), rng.choice(["11:00", "14:00", "15:30"]), 30,
-        attendees=[one["email"]], description="Weekly check-in")
-    add("Quarterly planning", "work", TODAY + timedelta(days=2), "10:00", 120, attendees=team[1:],
-        location="Room Borealis", description="Q2 roadmap and staffing")
+    add(
+        f"1:1 with {one['first_name']}",
+        "work",
+        TODAY + timedelta(days=1),
+        rng.choice(["11:00", "14:00", "15:30"]),
+        30,
+        attendees=[one["email"]],
+        description="Weekly check-in",
+    )
+    add(
+        "Quarterly planning",
+        "work",
+        TODAY + timedelta(days=2),
+        "10:00",
+        120,
+        attendees=team[1:],
+        location="Room Borealis",
+        description="Q2 roadmap and staffing",
+    )
     friend = rng.choice(ppl)
-    add(f"Lunch with {friend['name']}", "personal", TODAY + timedelta(days=3), "12:30", 60,
-        attendees=[friend["email"]], location=rng.choice(["Cafe Lumiere", "Osteria Rossa", "Green Bowl"]))
-    add("Dentist appointment", "personal", TODAY + timedelta(days=4), rng.choice(["08:00", "16:00", "17:15"]), 45,
-        location="Smile Dental, 12 Oak St", reminders=[60, 1440])
+    add(
+        f"Lunch with {friend['name']}",
+        "personal",
+        TODAY + timedelta(days=3),
+        "12:30",
+        60,
+        attendees=[friend["email"]],
+        location=rng.choice(["Cafe Lumiere", "Osteria Rossa", "Green Bowl"]),
+    )
+    add(
+        "Dentist appointment",
+        "personal",
+        TODAY + timedelta(days=4),
+        rng.choice(["08:00", "16:00", "17:15"]),
+        45,
+        location="Smile Dental, 12 Oak St",
+        reminders=[60, 1440],
+    )
     add("Yoga class", "personal", TODAY + timedelta(days=5), "08:00", 60, location="Studio Flow")
     fam = rng.choice(ppl)
-    add(f"{fam['first_name']}'s birthday dinner", "family", TODAY + timedelta(days=6), "19:00", 150,
-        attendees=[fam["email"]], location="Home")
-    add(f"Project review: {rng.choice(['Atlas', 'Beacon', 'Comet', 'Delta'])}", "work", TODAY + timedelta(days=8),
-        "13:00", 90, attendees=team[:3], location="Room Aurora")
+    add(
+        f"{fam['first_name']}'s birthday dinner",
+        "family",
+        TODAY + timedelta(days=6),
+        "19:00",
+        150,
+        attendees=[fam["email"]],
+        location="Home",
+    )
+    add(
+        f"Project review: {rng.choice(['Atlas', 'Beacon', 'Comet', 'Delta'])}",
+        "work",
+        TODAY + timedelta(days=8),
+        "13:00",
+        90,
+        attendees=team[:3],
+        location="Room Aurora",
+    )
     add("Submit expense report", "work", TODAY + timedelta(days=11), "17:00", 15, description="Deadline")
     return st
 
@@ -109,7 +160,8 @@ def _summary(e: dict[str, Any]) -> dict[str, Any]:
 
 def _conflicts(st: CalendarState, day: str, start: int, end: int, skip: str | None = None) -> list[str]:
     return [
-        e["id"] for e in _sorted(list(st.events.values()))
+        e["id"]
+        for e in _sorted(list(st.events.values()))
         if e["id"] != skip and e["date"] == day and _minutes(e["start"]) < end and start < _minutes(e["end"])
     ]
 
@@ -127,14 +179,23 @@ def build(seed: int = 0) -> EnvServer:
     async def list_calendars(ctx: Context) -> dict:
         """List the user's calendars with their colour and how many events each holds."""
         st = store.get(ctx)
-        return {"calendars": [
-            {**c, "event_count": sum(1 for e in st.events.values() if e["calendar"] == name)}
-            for name, c in st.calendars.items()
-        ]}
+        return {
+            "calendars": [
+                {**c, "event_count": sum(1 for e in st.events.values() if e["calendar"] == name)}
+                for name, c in st.calendars.items()
+            ]
+        }
 
     @srv.tool()
     async def create_calendar(
-        name: Annotated[str, arg("Name of the new calendar, e.g. 'gym'. Lowercase letters, digits, '-' or '_'.", min_length=1, max_length=40)],
+        name: Annotated[
+            str,
+            arg(
+                "Name of the new calendar, e.g. 'gym'. Lowercase letters, digits, '-' or '_'.",
+                min_length=1,
+                max_length=40,
+            ),
+        ],
         ctx: Context,
         color: Annotated[str, arg(f"Display colour, one of: {', '.join(COLORS)}.")] = "gray",
         description: Annotated[str, arg("Optional free-text description.")] = "",
@@ -153,8 +214,12 @@ def build(seed: int = 0) -> EnvServer:
     async def list_events(
         ctx: Context,
         date_from: Annotated[str | None, arg("First day to include (YYYY-MM-DD). Default: today.")] = None,
-        date_to: Annotated[str | None, arg("Last day to include (YYYY-MM-DD). Default: 7 days after date_from.")] = None,
-        calendar: Annotated[str | None, arg("Only events on this calendar (e.g. 'work'). Default: all calendars.")] = None,
+        date_to: Annotated[
+            str | None, arg("Last day to include (YYYY-MM-DD). Default: 7 days after date_from.")
+        ] = None,
+        calendar: Annotated[
+            str | None, arg("Only events on this calendar (e.g. 'work'). Default: all calendars.")
+        ] = None,
         attendee: Annotated[str | None, arg("Only events with this attendee email.")] = None,
     ) -> dict:
         """List events in a date range (inclusive), sorted by date and start time."""
@@ -166,7 +231,8 @@ def build(seed: int = 0) -> EnvServer:
         if calendar:
             lookup(st.calendars, calendar.lower(), "calendar")
         evs = [
-            _summary(e) | {"attendees": e["attendees"]} for e in _sorted(list(st.events.values()))
+            _summary(e) | {"attendees": e["attendees"]}
+            for e in _sorted(list(st.events.values()))
             if d0.isoformat() <= e["date"] <= d1.isoformat()
             and (not calendar or e["calendar"] == calendar.lower())
             and (not attendee or attendee.lower() in e["attendees"])
@@ -185,7 +251,9 @@ def build(seed: int = 0) -> EnvServer:
         start_time: Annotated[str, arg("Start time, 24-hour HH:MM (e.g. '14:30').")],
         ctx: Context,
         duration_minutes: Annotated[int, arg("Length in minutes (5 to 720).", ge=5, le=720)] = 60,
-        calendar: Annotated[str, arg("Calendar to put it on: 'work', 'personal', 'family' or one you created.")] = "work",
+        calendar: Annotated[
+            str, arg("Calendar to put it on: 'work', 'personal', 'family' or one you created.")
+        ] = "work",
         location: Annotated[str, arg("Where it happens (room, address or 'Zoom').")] = "",
         attendees: Annotated[list[str] | None, arg("Email addresses of people to invite.")] = None,
         description: Annotated[str, arg("Agenda or notes.")] = "",
@@ -197,11 +265,22 @@ def build(seed: int = 0) -> EnvServer:
         cal = lookup(st.calendars, calendar.lower(), "calendar")["name"]
         start = t.hour * 60 + t.minute
         if start + duration_minutes > 24 * 60:
-            raise EnvError(f"event would run past midnight ({start_time} + {duration_minutes} min); shorten it or start earlier")
+            raise EnvError(
+                f"event would run past midnight ({start_time} + {duration_minutes} min); shorten it or start earlier"
+            )
         emails = [check_email(a, "attendee email") for a in (attendees or [])]
         eid = st.ids.new("e")
-        ev = _event(eid, title.strip(), cal, day, t.strftime("%H:%M"), duration_minutes,
-                    location=location, attendees=emails, description=description)
+        ev = _event(
+            eid,
+            title.strip(),
+            cal,
+            day,
+            t.strftime("%H:%M"),
+            duration_minutes,
+            location=location,
+            attendees=emails,
+            description=description,
+        )
         conflicts = _conflicts(st, ev["date"], start, start + duration_minutes)
         st.events[eid] = ev
         return {"created": ev, "conflicts": conflicts}
@@ -242,8 +321,11 @@ def build(seed: int = 0) -> EnvServer:
         new["end"] = _hhmm(s + new["duration_minutes"])
         st.events[ev["id"]] = new
         changed = sorted(k for k in new if new[k] != ev[k])
-        return {"updated": new, "changed_fields": changed,
-                "conflicts": _conflicts(st, new["date"], s, s + new["duration_minutes"], skip=ev["id"])}
+        return {
+            "updated": new,
+            "changed_fields": changed,
+            "conflicts": _conflicts(st, new["date"], s, s + new["duration_minutes"], skip=ev["id"]),
+        }
 
     @srv.tool()
     async def delete_event(event_id: EventId, ctx: Context) -> dict:
@@ -255,7 +337,9 @@ def build(seed: int = 0) -> EnvServer:
 
     @srv.tool()
     async def search(
-        query: Annotated[str, arg("Words to look for in event titles, descriptions, locations and attendee emails.", min_length=1)],
+        query: Annotated[
+            str, arg("Words to look for in event titles, descriptions, locations and attendee emails.", min_length=1)
+        ],
         ctx: Context,
         limit: Annotated[int, arg("Maximum number of events to return.", ge=1, le=100)] = 20,
     ) -> dict:
@@ -263,7 +347,8 @@ def build(seed: int = 0) -> EnvServer:
         st = store.get(ctx)
         words = query.lower().split()
         hits = [
-            _summary(e) for e in _sorted(list(st.events.values()))
+            _summary(e)
+            for e in _sorted(list(st.events.values()))
             if all(w in " ".join([e["title"], e["description"], e["location"], *e["attendees"]]).lower() for w in words)
         ]
         return {"query": query, "count": len(hits[:limit]), "events": hits[:limit]}
@@ -318,7 +403,9 @@ def build(seed: int = 0) -> EnvServer:
         ev = lookup(store.get(ctx).events, event_id, "event id")
         addr = email.strip().lower()
         if addr not in ev["attendees"]:
-            raise EnvError(f"'{email}' is not an attendee of {ev['id']}; attendees: {', '.join(ev['attendees']) or 'none'}")
+            raise EnvError(
+                f"'{email}' is not an attendee of {ev['id']}; attendees: {', '.join(ev['attendees']) or 'none'}"
+            )
         ev["attendees"].remove(addr)
         return {"event_id": ev["id"], "attendees": ev["attendees"]}
 
@@ -341,9 +428,16 @@ def build(seed: int = 0) -> EnvServer:
         st = store.get(ctx)
         day = parse_date(date)
         evs = [e for e in _sorted(list(st.events.values())) if e["date"] == day.isoformat()]
-        lines = [f"{e['start']}-{e['end']} {e['title']}" + (f" @ {e['location']}" if e["location"] else "") for e in evs]
-        return {"date": day.isoformat(), "weekday": day.strftime("%A"), "agenda": lines,
-                "event_ids": [e["id"] for e in evs], "busy_minutes": sum(e["duration_minutes"] for e in evs)}
+        lines = [
+            f"{e['start']}-{e['end']} {e['title']}" + (f" @ {e['location']}" if e["location"] else "") for e in evs
+        ]
+        return {
+            "date": day.isoformat(),
+            "weekday": day.strftime("%A"),
+            "agenda": lines,
+            "event_ids": [e["id"] for e in evs],
+            "busy_minutes": sum(e["duration_minutes"] for e in evs),
+        }
 
     return srv
 

@@ -63,8 +63,14 @@ def register(app: typer.Typer) -> None:
             table.add_row(split, *(str(by_level.get(str(lv), 0)) for lv in (1, 2, 3)))
         console = Console()
         console.print(table)
-        console.print(f"dropped by the solvability filter: {report.dropped}"
-                      + (f" ({', '.join(f'{k} x{v}' for k, v in sorted(report.drop_reasons.items()))})" if report.drop_reasons else ""))
+        console.print(
+            f"dropped by the solvability filter: {report.dropped}"
+            + (
+                f" ({', '.join(f'{k} x{v}' for k, v in sorted(report.drop_reasons.items()))})"
+                if report.drop_reasons
+                else ""
+            )
+        )
 
     @tasks_app.command("show")
     def show_cmd(
@@ -90,8 +96,17 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1) from None
         shown = tasks[:limit] if limit else tasks
         if as_json:
-            typer.echo(json.dumps({"file": str(path), "split": split, "total": len(tasks),
-                                   "tasks": [t.model_dump(mode="json") for t in shown]}, ensure_ascii=False))
+            typer.echo(
+                json.dumps(
+                    {
+                        "file": str(path),
+                        "split": split,
+                        "total": len(tasks),
+                        "tasks": [t.model_dump(mode="json") for t in shown],
+                    },
+                    ensure_ascii=False,
+                )
+            )
             return
         from rich.console import Console
         from rich.table import Table

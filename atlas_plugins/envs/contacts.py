@@ -23,7 +23,9 @@ from ._base import (
 from ._fixtures import GROUPS, people
 
 ContactId = Annotated[str, arg("Contact id as returned by list_contacts or search, e.g. 'c3'.")]
-GroupArg = Annotated[str, arg("Group name, e.g. 'work', 'family', 'friends' or 'clients'.", min_length=1, max_length=40)]
+GroupArg = Annotated[
+    str, arg("Group name, e.g. 'work', 'family', 'friends' or 'clients'.", min_length=1, max_length=40)
+]
 _PHONE_RE = re.compile(r"^\+?[0-9][0-9 ()-]{5,20}$")
 
 
@@ -65,7 +67,9 @@ def _next_birthday(bday: str) -> date:
 
 
 def build(seed: int = 0) -> EnvServer:
-    srv = new_server("contacts", "Address book: people with email, phone, company, birthday and groups; text messaging.")
+    srv = new_server(
+        "contacts", "Address book: people with email, phone, company, birthday and groups; text messaging."
+    )
     store: EpisodeStore[ContactsState] = EpisodeStore(initial_state, seed)
 
     @srv.tool()
@@ -78,8 +82,10 @@ def build(seed: int = 0) -> EnvServer:
         st = store.get(ctx)
         if group is not None and group.lower() not in st.groups:
             raise EnvError(f"unknown group '{group}'; groups: {', '.join(st.groups)}")
-        cs = sorted((c for c in st.contacts.values() if group is None or group.lower() in c["groups"]),
-                    key=lambda c: (c["name"].lower(), c["id"]))
+        cs = sorted(
+            (c for c in st.contacts.values() if group is None or group.lower() in c["groups"]),
+            key=lambda c: (c["name"].lower(), c["id"]),
+        )
         return {"total": len(cs), "contacts": [_card(c) for c in cs[:limit]]}
 
     @srv.tool()
@@ -97,8 +103,12 @@ def build(seed: int = 0) -> EnvServer:
         st = store.get(ctx)
         words = query.lower().split()
         hits = [
-            _card(c) for c in sorted(st.contacts.values(), key=lambda c: c["name"].lower())
-            if all(w in " ".join(str(c[k]) for k in ("name", "email", "phone", "company", "title", "city")).lower() for w in words)
+            _card(c)
+            for c in sorted(st.contacts.values(), key=lambda c: c["name"].lower())
+            if all(
+                w in " ".join(str(c[k]) for k in ("name", "email", "phone", "company", "title", "city")).lower()
+                for w in words
+            )
         ]
         return {"query": query, "total": len(hits), "contacts": hits[:limit]}
 
@@ -148,9 +158,18 @@ def build(seed: int = 0) -> EnvServer:
         parts = name.strip().split()
         cid = st.ids.new("c")
         st.contacts[cid] = {
-            "id": cid, "first_name": parts[0], "last_name": " ".join(parts[1:]), "name": " ".join(parts),
-            "email": addr, "phone": _phone(phone) if phone else "", "company": company, "title": title,
-            "city": city, "birthday": bday, "groups": gs, "notes": "",
+            "id": cid,
+            "first_name": parts[0],
+            "last_name": " ".join(parts[1:]),
+            "name": " ".join(parts),
+            "email": addr,
+            "phone": _phone(phone) if phone else "",
+            "company": company,
+            "title": title,
+            "city": city,
+            "birthday": bday,
+            "groups": gs,
+            "notes": "",
         }
         return {"created": dict(st.contacts[cid])}
 
@@ -189,7 +208,9 @@ def build(seed: int = 0) -> EnvServer:
     async def list_groups(ctx: Context) -> dict:
         """List contact groups and how many members each has."""
         st = store.get(ctx)
-        return {"groups": [{"name": g, "members": sum(g in c["groups"] for c in st.contacts.values())} for g in st.groups]}
+        return {
+            "groups": [{"name": g, "members": sum(g in c["groups"] for c in st.contacts.values())} for g in st.groups]
+        }
 
     @srv.tool()
     async def add_to_group(contact_id: ContactId, group: GroupArg, ctx: Context) -> dict:
@@ -209,7 +230,9 @@ def build(seed: int = 0) -> EnvServer:
         c = lookup(store.get(ctx).contacts, contact_id, "contact id")
         g = group.strip().lower()
         if g not in c["groups"]:
-            raise EnvError(f"{c['id']} ({c['name']}) is not in group '{group}'; their groups: {', '.join(c['groups']) or 'none'}")
+            raise EnvError(
+                f"{c['id']} ({c['name']}) is not in group '{group}'; their groups: {', '.join(c['groups']) or 'none'}"
+            )
         c["groups"].remove(g)
         return {"id": c["id"], "groups": c["groups"]}
 
@@ -226,8 +249,15 @@ def build(seed: int = 0) -> EnvServer:
                 continue
             nxt = _next_birthday(c["birthday"])
             if (nxt - TODAY).days <= days:
-                out.append({"id": c["id"], "name": c["name"], "date": nxt.isoformat(), "in_days": (nxt - TODAY).days,
-                            "turns": nxt.year - int(c["birthday"][:4])})
+                out.append(
+                    {
+                        "id": c["id"],
+                        "name": c["name"],
+                        "date": nxt.isoformat(),
+                        "in_days": (nxt - TODAY).days,
+                        "turns": nxt.year - int(c["birthday"][:4]),
+                    }
+                )
         out.sort(key=lambda x: (x["in_days"], x["id"]))
         return {"from": TODAY.isoformat(), "to": (TODAY + timedelta(days=days)).isoformat(), "birthdays": out}
 
@@ -242,8 +272,14 @@ def build(seed: int = 0) -> EnvServer:
         c = lookup(st.contacts, contact_id, "contact id")
         if not c["phone"]:
             raise EnvError(f"{c['id']} ({c['name']}) has no phone number; add one with update_contact or email them")
-        sms = {"id": f"sms{len(st.texts) + 1}", "contact_id": c["id"], "to": c["phone"], "text": text,
-               "sent_at": (NOW + timedelta(minutes=len(st.texts) + 1)).strftime("%Y-%m-%d %H:%M"), "status": "delivered"}
+        sms = {
+            "id": f"sms{len(st.texts) + 1}",
+            "contact_id": c["id"],
+            "to": c["phone"],
+            "text": text,
+            "sent_at": (NOW + timedelta(minutes=len(st.texts) + 1)).strftime("%Y-%m-%d %H:%M"),
+            "status": "delivered",
+        }
         st.texts.append(sms)
         return {"sent": sms}
 

@@ -26,16 +26,52 @@ MessageId = Annotated[str, arg("Message id as returned by list_messages or searc
 Recipients = Annotated[list[str], arg("Recipient email addresses, e.g. ['priya.patel@northwind.com'].", min_length=1)]
 
 _TEMPLATES = [
-    ("Q1 budget numbers", "Hi Alex,\n\nAttached are the Q1 budget numbers. Total spend is {amount} so far; can you review before Thursday?\n\nThanks,\n{first}", ["important"]),
-    ("Invoice #{inv} from {company}", "Hello,\n\nPlease find invoice #{inv} for {amount}, due on 2026-03-15.\n\nRegards,\n{first} {last}\n{company}", ["invoices"]),
+    (
+        "Q1 budget numbers",
+        "Hi Alex,\n\nAttached are the Q1 budget numbers. Total spend is {amount} so far; can you review before Thursday?\n\nThanks,\n{first}",
+        ["important"],
+    ),
+    (
+        "Invoice #{inv} from {company}",
+        "Hello,\n\nPlease find invoice #{inv} for {amount}, due on 2026-03-15.\n\nRegards,\n{first} {last}\n{company}",
+        ["invoices"],
+    ),
     ("Lunch this week?", "Hey Alex! Are you free for lunch this week? Thursday works best for me.\n\n{first}", []),
-    ("Flight itinerary change", "Your travel agent {first} here: your flight to {city} moved by one hour. New departure 10:40.", ["travel"]),
-    ("Re: onboarding plan", "Thanks Alex, the onboarding plan looks good. One question: who owns the laptop setup?\n\n{first}", []),
-    ("Weekly newsletter: {company}", "This week at {company}: product launch recap, hiring update and the team offsite in {city}.", ["newsletters"]),
-    ("Contract draft for review", "Alex, here is the contract draft. Key points: 12-month term, {amount} total, net-30 payment.\n\n{first}", ["important"]),
-    ("Photos from the weekend", "Sharing the photos from Saturday's hike. Let me know which ones you want printed!\n\n{first}", []),
-    ("Server maintenance on Friday", "Heads-up: the staging servers go down for maintenance on Friday 2026-03-06 from 18:00 to 20:00.\n\n{first}, IT", []),
-    ("Conference talk accepted", "Congratulations! Your talk was accepted for the {city} conference in April. Please confirm by 2026-03-09.", ["important", "travel"]),
+    (
+        "Flight itinerary change",
+        "Your travel agent {first} here: your flight to {city} moved by one hour. New departure 10:40.",
+        ["travel"],
+    ),
+    (
+        "Re: onboarding plan",
+        "Thanks Alex, the onboarding plan looks good. One question: who owns the laptop setup?\n\n{first}",
+        [],
+    ),
+    (
+        "Weekly newsletter: {company}",
+        "This week at {company}: product launch recap, hiring update and the team offsite in {city}.",
+        ["newsletters"],
+    ),
+    (
+        "Contract draft for review",
+        "Alex, here is the contract draft. Key points: 12-month term, {amount} total, net-30 payment.\n\n{first}",
+        ["important"],
+    ),
+    (
+        "Photos from the weekend",
+        "Sharing the photos from Saturday's hike. Let me know which ones you want printed!\n\n{first}",
+        [],
+    ),
+    (
+        "Server maintenance on Friday",
+        "Heads-up: the staging servers go down for maintenance on Friday 2026-03-06 from 18:00 to 20:00.\n\n{first}, IT",
+        [],
+    ),
+    (
+        "Conference talk accepted",
+        "Congratulations! Your talk was accepted for the {city} conference in April. Please confirm by 2026-03-09.",
+        ["important", "travel"],
+    ),
 ]
 
 
@@ -59,32 +95,64 @@ def initial_state(seed: int, episode: str = "default") -> MailState:
     for n, ti in enumerate(order):
         subject, body, labels = _TEMPLATES[ti]
         p = rng.choice(ppl)
-        fill = {"first": p["first_name"], "last": p["last_name"], "company": p["company"], "city": p["city"],
-                "amount": f"${rng.randint(12, 480) * 100:,}", "inv": rng.randint(1000, 9999)}
+        fill = {
+            "first": p["first_name"],
+            "last": p["last_name"],
+            "company": p["company"],
+            "city": p["city"],
+            "amount": f"${rng.randint(12, 480) * 100:,}",
+            "inv": rng.randint(1000, 9999),
+        }
         when = NOW - timedelta(days=7) + timedelta(hours=16 * n + rng.randint(0, 8), minutes=rng.randint(0, 59))
         mid = st.ids.new("m")
         st.messages[mid] = {
-            "id": mid, "thread_id": f"t{mid[1:]}", "folder": "archive" if n < 2 else "inbox",
-            "from": p["email"], "from_name": p["name"], "to": [OWNER["email"]], "cc": [],
-            "subject": subject.format(**fill), "body": body.format(**fill),
+            "id": mid,
+            "thread_id": f"t{mid[1:]}",
+            "folder": "archive" if n < 2 else "inbox",
+            "from": p["email"],
+            "from_name": p["name"],
+            "to": [OWNER["email"]],
+            "cc": [],
+            "subject": subject.format(**fill),
+            "body": body.format(**fill),
             "date": min(when, NOW - timedelta(minutes=5)).strftime("%Y-%m-%d %H:%M"),
-            "read": n < 5, "labels": list(labels), "in_reply_to": None,
+            "read": n < 5,
+            "labels": list(labels),
+            "in_reply_to": None,
         }
     boss = ppl[rng.randrange(len(ppl))]
     mid = st.ids.new("m")
     st.messages[mid] = {
-        "id": mid, "thread_id": f"t{mid[1:]}", "folder": "sent", "from": OWNER["email"], "from_name": OWNER["name"],
-        "to": [boss["email"]], "cc": [], "subject": "Status update",
+        "id": mid,
+        "thread_id": f"t{mid[1:]}",
+        "folder": "sent",
+        "from": OWNER["email"],
+        "from_name": OWNER["name"],
+        "to": [boss["email"]],
+        "cc": [],
+        "subject": "Status update",
         "body": f"Hi {boss['first_name']},\n\nThe migration is 80% done; ETA Wednesday.\n\nAlex",
-        "date": (NOW - timedelta(days=2, hours=3)).strftime("%Y-%m-%d %H:%M"), "read": True, "labels": [], "in_reply_to": None,
+        "date": (NOW - timedelta(days=2, hours=3)).strftime("%Y-%m-%d %H:%M"),
+        "read": True,
+        "labels": [],
+        "in_reply_to": None,
     }
     return st
 
 
 def _summary(m: dict[str, Any]) -> dict[str, Any]:
     snippet = " ".join(m["body"].split())[:80]
-    return {"id": m["id"], "folder": m["folder"], "from": m["from"], "to": m["to"], "subject": m["subject"],
-            "date": m["date"], "read": m["read"], "labels": m["labels"], "snippet": snippet}
+    return {
+        "id": m["id"],
+        "folder": m["folder"],
+        "from": m["from"],
+        "to": m["to"],
+        "subject": m["subject"],
+        "date": m["date"],
+        "read": m["read"],
+        "labels": m["labels"],
+        "snippet": snippet,
+    }
 
 
 def _newest_first(ms: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -95,14 +163,34 @@ def build(seed: int = 0) -> EnvServer:
     srv = new_server("email", f"Mailbox of {OWNER['name']} <{OWNER['email']}>. Folders: {', '.join(FOLDERS)}.")
     store: EpisodeStore[MailState] = EpisodeStore(initial_state, seed)
 
-    def _new(st: MailState, folder: str, to: list[str], subject: str, body: str, cc: list[str] | None = None,
-             thread: str | None = None, reply_to: str | None = None) -> dict[str, Any]:
+    def _new(
+        st: MailState,
+        folder: str,
+        to: list[str],
+        subject: str,
+        body: str,
+        cc: list[str] | None = None,
+        thread: str | None = None,
+        reply_to: str | None = None,
+    ) -> dict[str, Any]:
         rcpt = [check_email(a, "recipient") for a in to]  # validate before an id is spent
         ccs = [check_email(a, "cc address") for a in (cc or [])]
         mid = st.ids.new("m")  # continues after the seeded ids; deleted ids are never reused
-        msg = {"id": mid, "thread_id": thread or f"t{mid[1:]}", "folder": folder, "from": OWNER["email"],
-               "from_name": OWNER["name"], "to": rcpt, "cc": ccs, "subject": subject, "body": body,
-               "date": st.stamp(), "read": True, "labels": [], "in_reply_to": reply_to}
+        msg = {
+            "id": mid,
+            "thread_id": thread or f"t{mid[1:]}",
+            "folder": folder,
+            "from": OWNER["email"],
+            "from_name": OWNER["name"],
+            "to": rcpt,
+            "cc": ccs,
+            "subject": subject,
+            "body": body,
+            "date": st.stamp(),
+            "read": True,
+            "labels": [],
+            "in_reply_to": reply_to,
+        }
         st.messages[mid] = msg
         return msg
 
@@ -110,11 +198,16 @@ def build(seed: int = 0) -> EnvServer:
     async def list_folders(ctx: Context) -> dict:
         """List mail folders with total and unread message counts."""
         st = store.get(ctx)
-        return {"folders": [
-            {"name": f, "total": sum(m["folder"] == f for m in st.messages.values()),
-             "unread": sum(m["folder"] == f and not m["read"] for m in st.messages.values())}
-            for f in FOLDERS
-        ]}
+        return {
+            "folders": [
+                {
+                    "name": f,
+                    "total": sum(m["folder"] == f for m in st.messages.values()),
+                    "unread": sum(m["folder"] == f and not m["read"] for m in st.messages.values()),
+                }
+                for f in FOLDERS
+            ]
+        }
 
     @srv.tool()
     async def list_messages(
@@ -127,8 +220,13 @@ def build(seed: int = 0) -> EnvServer:
         """List messages in a folder, newest first, with sender, subject, date and a snippet."""
         st = store.get(ctx)
         f = one_of(folder, FOLDERS, "folder")
-        ms = [m for m in st.messages.values() if m["folder"] == f and (not unread_only or not m["read"])
-              and (label is None or label.lower() in m["labels"])]
+        ms = [
+            m
+            for m in st.messages.values()
+            if m["folder"] == f
+            and (not unread_only or not m["read"])
+            and (label is None or label.lower() in m["labels"])
+        ]
         ms = _newest_first(ms)
         return {"folder": f, "total": len(ms), "messages": [_summary(m) for m in ms[:limit]]}
 
@@ -157,7 +255,8 @@ def build(seed: int = 0) -> EnvServer:
         f = one_of(folder, FOLDERS, "folder") if folder else None
         words = query.lower().split()
         hits = [
-            m for m in st.messages.values()
+            m
+            for m in st.messages.values()
             if (m["folder"] == f if f else m["folder"] != "trash")
             and (not sender or sender.lower() in m["from"])
             and all(w in f"{m['subject']} {m['body']} {m['from']} {m['from_name']}".lower() for w in words)
@@ -266,14 +365,18 @@ def build(seed: int = 0) -> EnvServer:
         m = lookup(st.messages, draft_id, "message id")
         if m["folder"] != "drafts":
             drafts = [x["id"] for x in st.messages.values() if x["folder"] == "drafts"]
-            raise EnvError(f"{m['id']} is not a draft (it is in '{m['folder']}'); drafts: {', '.join(drafts) or 'none'}")
+            raise EnvError(
+                f"{m['id']} is not a draft (it is in '{m['folder']}'); drafts: {', '.join(drafts) or 'none'}"
+            )
         m["folder"], m["date"] = "sent", st.stamp()
         return {"sent": _summary(m)}
 
     @srv.tool()
     async def add_label(
         message_id: MessageId,
-        label: Annotated[str, arg("Label to attach; new labels are created on first use.", min_length=1, max_length=40)],
+        label: Annotated[
+            str, arg("Label to attach; new labels are created on first use.", min_length=1, max_length=40)
+        ],
         ctx: Context,
     ) -> dict:
         """Attach a label (tag) to a message."""
@@ -290,7 +393,11 @@ def build(seed: int = 0) -> EnvServer:
     async def list_labels(ctx: Context) -> dict:
         """List all labels with the number of messages carrying each."""
         st = store.get(ctx)
-        return {"labels": [{"name": lab, "count": sum(lab in m["labels"] for m in st.messages.values())} for lab in st.labels]}
+        return {
+            "labels": [
+                {"name": lab, "count": sum(lab in m["labels"] for m in st.messages.values())} for lab in st.labels
+            ]
+        }
 
     return srv
 

@@ -55,12 +55,23 @@ def seed_files(seed: int) -> dict[str, str]:
         for r in regions:
             units = rng.randint(80, 400)
             rows.append(f"{month},{r},{units},{units * rng.choice([19, 24, 29])}")
-    customers = [{"id": f"cust-{i}", "name": p["company"], "contact": p["email"], "tier": rng.choice(["gold", "silver", "bronze"])}
-                 for i, p in enumerate(rng.sample(ppl, 5), start=1)]
+    customers = [
+        {
+            "id": f"cust-{i}",
+            "name": p["company"],
+            "contact": p["email"],
+            "tier": rng.choice(["gold", "silver", "bronze"]),
+        }
+        for i, p in enumerate(rng.sample(ppl, 5), start=1)
+    ]
     log = []
     for i in range(20):
         lvl = rng.choices(["INFO", "WARN", "ERROR"], [14, 4, 2])[0]
-        msg = {"INFO": "request served in {}ms", "WARN": "slow query took {}ms", "ERROR": "upstream timeout after {}ms"}[lvl]
+        msg = {
+            "INFO": "request served in {}ms",
+            "WARN": "slow query took {}ms",
+            "ERROR": "upstream timeout after {}ms",
+        }[lvl]
         log.append(f"2026-03-01 {8 + i // 4:02d}:{(i * 7) % 60:02d}:00 {lvl} {msg.format(rng.randint(20, 3000))}")
     return {
         "README.md": "# Atlas project\n\nInternal dashboard for regional sales.\n\n- data/: raw exports\n- notes/: meeting notes\n- reports/: generated reports\n",
@@ -157,8 +168,10 @@ def _ensure_room(root: Path, add_bytes: int, add_entries: int = 0) -> None:
         return
     size, entries = _usage(root)
     if size + add_bytes > MAX_WORKSPACE_BYTES or entries + add_entries > MAX_WORKSPACE_ENTRIES:
-        raise EnvError(f"the workspace is limited to {MAX_WORKSPACE_BYTES // (1024 * 1024)} MiB and "
-                       f"{MAX_WORKSPACE_ENTRIES} entries (now {size} bytes, {entries} entries); delete something first")
+        raise EnvError(
+            f"the workspace is limited to {MAX_WORKSPACE_BYTES // (1024 * 1024)} MiB and "
+            f"{MAX_WORKSPACE_ENTRIES} entries (now {size} bytes, {entries} entries); delete something first"
+        )
 
 
 def build(seed: int = 0) -> EnvServer:
@@ -198,8 +211,13 @@ def build(seed: int = 0) -> EnvServer:
         chunk = lines[start_line - 1 : start_line - 1 + max_lines]
         content = "\n".join(chunk)
         truncated = len(content) > READ_LIMIT_CHARS or start_line - 1 + max_lines < len(lines)
-        return {"path": rel(root, p), "total_lines": len(lines), "start_line": start_line,
-                "content": content[:READ_LIMIT_CHARS], "truncated": truncated}
+        return {
+            "path": rel(root, p),
+            "total_lines": len(lines),
+            "start_line": start_line,
+            "content": content[:READ_LIMIT_CHARS],
+            "truncated": truncated,
+        }
 
     @srv.tool()
     async def write_file(
@@ -330,18 +348,28 @@ def build(seed: int = 0) -> EnvServer:
         info: dict[str, Any] = {"path": rel(root, p), "type": _kind(p)}
         if p.is_dir():
             files = [x for x in _walk(p) if x.is_file() and not x.is_symlink()]
-            info |= {"entries": sum(1 for _ in p.iterdir()), "files_below": len(files),
-                     "size_bytes": sum(x.stat().st_size for x in files)}
+            info |= {
+                "entries": sum(1 for _ in p.iterdir()),
+                "files_below": len(files),
+                "size_bytes": sum(x.stat().st_size for x in files),
+            }
         else:
             data = p.read_bytes()
             text = data.decode("utf-8", errors="replace")
-            info |= {"size_bytes": len(data), "lines": len(text.splitlines()), "words": len(text.split()),
-                     "extension": p.suffix, "sha256": hashlib.sha256(data).hexdigest()}
+            info |= {
+                "size_bytes": len(data),
+                "lines": len(text.splitlines()),
+                "words": len(text.split()),
+                "extension": p.suffix,
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
         return info
 
     @srv.tool()
     async def search(
-        pattern: Annotated[str, arg("File-name pattern with * and ? wildcards, e.g. '*.csv' or 'meeting*'.", min_length=1)],
+        pattern: Annotated[
+            str, arg("File-name pattern with * and ? wildcards, e.g. '*.csv' or 'meeting*'.", min_length=1)
+        ],
         ctx: Context,
         path: PathArg = ".",
     ) -> dict:
@@ -362,7 +390,9 @@ def build(seed: int = 0) -> EnvServer:
     ) -> dict:
         """Search inside text files for lines containing a string; returns file, line number and line."""
         root, p = resolve(ctx, path)
-        targets = [p] if p.is_file() else [x for x in _walk(p) if x.is_file() and not x.is_symlink()] if p.is_dir() else None
+        targets = (
+            [p] if p.is_file() else [x for x in _walk(p) if x.is_file() and not x.is_symlink()] if p.is_dir() else None
+        )
         if targets is None:
             raise EnvError(f"no such file or directory '{path}'")
         needle = text if case_sensitive else text.lower()

@@ -98,6 +98,7 @@ async def serve_app(app: Starlette, names: list[str], host: str, port: int, *, l
     server = uvicorn.Server(config)
 
     if _stdin_is_pipe():  # die with the parent: it closes our stdin
+
         def watch_stdin() -> None:
             try:
                 while sys.stdin.buffer.read(65536):

@@ -41,7 +41,16 @@ BUSINESS_NAMES = {
     "library": ["Public Library - Central Branch"],
     "bar": ["The Night Owl", "Hops & Barley"],
 }
-STREETS = ["Main Street", "Oak Avenue", "Market Street", "River Road", "King Street", "Park Lane", "Station Road", "High Street"]
+STREETS = [
+    "Main Street",
+    "Oak Avenue",
+    "Market Street",
+    "River Road",
+    "King Street",
+    "Park Lane",
+    "Station Road",
+    "High Street",
+]
 SPEED_KMH = {"walking": 4.8, "cycling": 15.0, "driving": 28.0, "transit": 20.0}
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
@@ -54,8 +63,16 @@ def _catalogue() -> dict[str, dict[str, Any]]:
     n = 0
     for city, info in CITIES.items():
         rng = rng_for("places", city)
-        items = list(LANDMARKS.get(city, [(f"{city} Central Park", "park"), (f"{city} City Museum", "museum"),
-                                           (f"Old Town Square {city}", "landmark")]))
+        items = list(
+            LANDMARKS.get(
+                city,
+                [
+                    (f"{city} Central Park", "park"),
+                    (f"{city} City Museum", "museum"),
+                    (f"Old Town Square {city}", "landmark"),
+                ],
+            )
+        )
         for cat in ("restaurant", "restaurant", "cafe", "supermarket", "pharmacy", "gym", "library", "bar"):
             items.append((rng.choice(BUSINESS_NAMES[cat]), cat))
         seen: set[str] = set()
@@ -69,15 +86,30 @@ def _catalogue() -> dict[str, dict[str, Any]]:
             if cat in ("park", "landmark"):
                 hours = ("06:00", "22:00") if cat == "park" else ("00:00", "23:59")
             else:
-                hours = {"museum": ("10:00", "18:00"), "restaurant": ("11:30", "22:30"), "cafe": ("07:00", "18:00"),
-                         "supermarket": ("07:00", "22:00"), "pharmacy": ("08:00", "20:00"), "gym": ("05:30", "23:00"),
-                         "library": ("09:00", "20:00"), "bar": ("16:00", "23:59")}[cat]
+                hours = {
+                    "museum": ("10:00", "18:00"),
+                    "restaurant": ("11:30", "22:30"),
+                    "cafe": ("07:00", "18:00"),
+                    "supermarket": ("07:00", "22:00"),
+                    "pharmacy": ("08:00", "20:00"),
+                    "gym": ("05:30", "23:00"),
+                    "library": ("09:00", "20:00"),
+                    "bar": ("16:00", "23:59"),
+                }[cat]
             closed = {"museum": ["Monday"], "library": ["Sunday"]}.get(cat, [])
-            places[f"pl{n}"] = {"id": f"pl{n}", "name": name, "category": cat, "city": city,
-                                "address": f"{rng.randint(1, 400)} {rng.choice(STREETS)}, {city}",
-                                "lat": round(lat, 5), "lon": round(lon, 5), "hours": hours, "closed_on": closed,
-                                "phone": f"+{rng.randint(1, 99)} {rng.randint(100, 999)} {rng.randint(1000, 9999)}",
-                                "price_level": "$" * rng.randint(1, 4) if cat in ("restaurant", "cafe", "bar") else None}
+            places[f"pl{n}"] = {
+                "id": f"pl{n}",
+                "name": name,
+                "category": cat,
+                "city": city,
+                "address": f"{rng.randint(1, 400)} {rng.choice(STREETS)}, {city}",
+                "lat": round(lat, 5),
+                "lon": round(lon, 5),
+                "hours": hours,
+                "closed_on": closed,
+                "phone": f"+{rng.randint(1, 99)} {rng.randint(100, 999)} {rng.randint(1000, 9999)}",
+                "price_level": "$" * rng.randint(1, 4) if cat in ("restaurant", "cafe", "bar") else None,
+            }
     return places
 
 
@@ -93,7 +125,9 @@ def km_between(a: dict[str, Any], b: dict[str, Any]) -> float:
 
 def _bearing(a: dict[str, Any], b: dict[str, Any]) -> str:
     ang = math.degrees(math.atan2(b["lon"] - a["lon"], b["lat"] - a["lat"])) % 360
-    return ["north", "northeast", "east", "southeast", "south", "southwest", "west", "northwest"][int((ang + 22.5) // 45) % 8]
+    return ["north", "northeast", "east", "southeast", "south", "southwest", "west", "northwest"][
+        int((ang + 22.5) // 45) % 8
+    ]
 
 
 @dataclass
@@ -116,7 +150,13 @@ def build(seed: int = 0) -> EnvServer:
         return round((base * 50 + mine["stars"]) / 51, 2) if mine else base
 
     def card(st: MapsState, p: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        return {"id": p["id"], "name": p["name"], "category": p["category"], "city": p["city"], "rating": rating(st, p)} | (extra or {})
+        return {
+            "id": p["id"],
+            "name": p["name"],
+            "category": p["category"],
+            "city": p["city"],
+            "rating": rating(st, p),
+        } | (extra or {})
 
     def open_on(p: dict[str, Any], day_name: str) -> bool:
         return day_name not in p["closed_on"]
@@ -137,10 +177,21 @@ def build(seed: int = 0) -> EnvServer:
             if c is None:
                 raise EnvError(f"unknown city '{city}'; cities: {', '.join(CITIES)}")
         cat = one_of(category, CATEGORIES, "category") if category else None
-        synonyms = {"coffee": "cafe", "food": "restaurant", "grocery": "supermarket", "drugstore": "pharmacy", "pub": "bar"}
+        synonyms = {
+            "coffee": "cafe",
+            "food": "restaurant",
+            "grocery": "supermarket",
+            "drugstore": "pharmacy",
+            "pub": "bar",
+        }
         words = [synonyms.get(w, w) for w in query.lower().split()]
-        hits = [p for p in PLACES.values() if (c is None or p["city"] == c) and (cat is None or p["category"] == cat)
-                and all(w in f"{p['name']} {p['category']} {p['address']}".lower() for w in words)]
+        hits = [
+            p
+            for p in PLACES.values()
+            if (c is None or p["city"] == c)
+            and (cat is None or p["category"] == cat)
+            and all(w in f"{p['name']} {p['category']} {p['address']}".lower() for w in words)
+        ]
         hits.sort(key=lambda p: (-rating(st, p), p["id"]))
         return {"query": query, "total": len(hits), "places": [card(st, p) for p in hits[:limit]]}
 
@@ -149,7 +200,11 @@ def build(seed: int = 0) -> EnvServer:
         """Everything about a place: address, coordinates, phone, hours, price level, rating, your review."""
         st = store.get(ctx)
         p = place(place_id)
-        out = {k: v for k, v in p.items() if k != "hours"} | {"opens": p["hours"][0], "closes": p["hours"][1], "rating": rating(st, p)}
+        out = {k: v for k, v in p.items() if k != "hours"} | {
+            "opens": p["hours"][0],
+            "closes": p["hours"][1],
+            "rating": rating(st, p),
+        }
         if p["id"] in st.reviews:
             out["your_review"] = st.reviews[p["id"]]
         return out
@@ -165,10 +220,19 @@ def build(seed: int = 0) -> EnvServer:
         st = store.get(ctx)
         p = place(place_id)
         cat = one_of(category, CATEGORIES, "category") if category else None
-        rows = sorted(((km_between(p, q), q) for q in PLACES.values() if q["id"] != p["id"] and q["city"] == p["city"]
-                       and (cat is None or q["category"] == cat)), key=lambda t: (t[0], t[1]["id"]))
-        return {"center": p["id"], "radius_km": radius_km,
-                "places": [card(st, q, {"distance_km": round(d, 2)}) for d, q in rows if d <= radius_km]}
+        rows = sorted(
+            (
+                (km_between(p, q), q)
+                for q in PLACES.values()
+                if q["id"] != p["id"] and q["city"] == p["city"] and (cat is None or q["category"] == cat)
+            ),
+            key=lambda t: (t[0], t[1]["id"]),
+        )
+        return {
+            "center": p["id"],
+            "radius_km": radius_km,
+            "places": [card(st, q, {"distance_km": round(d, 2)}) for d, q in rows if d <= radius_km],
+        }
 
     @srv.tool()
     async def geocode(address: Annotated[str, arg("A place name, street address or city name.", min_length=2)]) -> dict:
@@ -176,14 +240,28 @@ def build(seed: int = 0) -> EnvServer:
         q = address.strip().lower()
         for p in PLACES.values():
             if q in (p["name"].lower(), p["address"].lower()) or q == f"{p['name']}, {p['city']}".lower():
-                return {"query": address, "lat": p["lat"], "lon": p["lon"], "match": "place", "place_id": p["id"], "city": p["city"]}
+                return {
+                    "query": address,
+                    "lat": p["lat"],
+                    "lon": p["lon"],
+                    "match": "place",
+                    "place_id": p["id"],
+                    "city": p["city"],
+                }
         c = city_key(address)
         if c:
             return {"query": address, "lat": CITIES[c]["lat"], "lon": CITIES[c]["lon"], "match": "city", "city": c}
         partial = [p for p in PLACES.values() if q in p["name"].lower() or q in p["address"].lower()]
         if partial:
             p = partial[0]
-            return {"query": address, "lat": p["lat"], "lon": p["lon"], "match": "partial", "place_id": p["id"], "city": p["city"]}
+            return {
+                "query": address,
+                "lat": p["lat"],
+                "lon": p["lon"],
+                "match": "partial",
+                "place_id": p["id"],
+                "city": p["city"],
+            }
         raise EnvError(f"could not geocode '{address}'; try a place name from search or one of: {', '.join(CITIES)}")
 
     @srv.tool()
@@ -195,8 +273,18 @@ def build(seed: int = 0) -> EnvServer:
         pt = {"lat": lat, "lon": lon}
         best = min(PLACES.values(), key=lambda p: (km_between(pt, p), p["id"]))
         city = min(CITIES, key=lambda c: km_between(pt, CITIES[c]))
-        return {"lat": lat, "lon": lon, "nearest_place": {"id": best["id"], "name": best["name"], "address": best["address"],
-                "distance_km": round(km_between(pt, best), 2)}, "city": city, "city_distance_km": round(km_between(pt, CITIES[city]), 1)}
+        return {
+            "lat": lat,
+            "lon": lon,
+            "nearest_place": {
+                "id": best["id"],
+                "name": best["name"],
+                "address": best["address"],
+                "distance_km": round(km_between(pt, best), 2),
+            },
+            "city": city,
+            "city_distance_km": round(km_between(pt, CITIES[city]), 1),
+        }
 
     @srv.tool()
     async def get_directions(
@@ -209,8 +297,10 @@ def build(seed: int = 0) -> EnvServer:
         a, b = place(origin), place(destination)
         m = one_of(mode, list(SPEED_KMH), "mode")
         if a["city"] != b["city"]:
-            raise EnvError(f"{a['id']} is in {a['city']} and {b['id']} in {b['city']}; directions work within one city "
-                           "(use the travel server for flights)")
+            raise EnvError(
+                f"{a['id']} is in {a['city']} and {b['id']} in {b['city']}; directions work within one city "
+                "(use the travel server for flights)"
+            )
         if a["id"] == b["id"]:
             raise EnvError("origin and destination are the same place")
         km = km_between(a, b) * 1.3  # streets are not straight lines
@@ -218,11 +308,19 @@ def build(seed: int = 0) -> EnvServer:
         rng = rng_for("route", a["id"], b["id"], m)
         streets = rng.sample(STREETS, 3)
         legs = [0.3, 0.5, 0.2]
-        steps = [f"Head {_bearing(a, b)} on {streets[0]} for {km * legs[0]:.1f} km",
-                 f"{'Board the metro' if m == 'transit' else rng.choice(['Turn left', 'Turn right'])} onto {streets[1]} for {km * legs[1]:.1f} km",
-                 f"{rng.choice(['Turn left', 'Turn right', 'Continue'])} onto {streets[2]}; {b['name']} is after {km * legs[2]:.1f} km"]
-        return {"origin": a["name"], "destination": b["name"], "mode": m, "distance_km": round(km, 2),
-                "duration_minutes": round(minutes), "steps": steps}
+        steps = [
+            f"Head {_bearing(a, b)} on {streets[0]} for {km * legs[0]:.1f} km",
+            f"{'Board the metro' if m == 'transit' else rng.choice(['Turn left', 'Turn right'])} onto {streets[1]} for {km * legs[1]:.1f} km",
+            f"{rng.choice(['Turn left', 'Turn right', 'Continue'])} onto {streets[2]}; {b['name']} is after {km * legs[2]:.1f} km",
+        ]
+        return {
+            "origin": a["name"],
+            "destination": b["name"],
+            "mode": m,
+            "distance_km": round(km, 2),
+            "duration_minutes": round(minutes),
+            "steps": steps,
+        }
 
     @srv.tool()
     async def distance_between(place_a: PlaceArg, place_b: PlaceArg) -> dict:
@@ -234,7 +332,9 @@ def build(seed: int = 0) -> EnvServer:
     @srv.tool()
     async def list_categories() -> dict:
         """List place categories and how many places each has."""
-        return {"categories": [{"name": c, "places": sum(p["category"] == c for p in PLACES.values())} for c in CATEGORIES]}
+        return {
+            "categories": [{"name": c, "places": sum(p["category"] == c for p in PLACES.values())} for c in CATEGORIES]
+        }
 
     @srv.tool()
     async def get_opening_hours(
@@ -247,16 +347,30 @@ def build(seed: int = 0) -> EnvServer:
         day = DAYS[d.weekday()]
         local_now = to_local(NOW_UTC, CITIES[p["city"]]["tz"])
         is_open_day = open_on(p, day)
-        now_open = (open_on(p, DAYS[local_now.weekday()]) and p["hours"][0] <= local_now.strftime("%H:%M") < p["hours"][1])
-        return {"place_id": p["id"], "name": p["name"], "date": d.isoformat(), "weekday": day,
-                "open": is_open_day, "hours": f"{p['hours'][0]}-{p['hours'][1]}" if is_open_day else "closed",
-                "local_time_now": local_now.strftime("%Y-%m-%d %H:%M"), "open_now": now_open}
+        now_open = (
+            open_on(p, DAYS[local_now.weekday()]) and p["hours"][0] <= local_now.strftime("%H:%M") < p["hours"][1]
+        )
+        return {
+            "place_id": p["id"],
+            "name": p["name"],
+            "date": d.isoformat(),
+            "weekday": day,
+            "open": is_open_day,
+            "hours": f"{p['hours'][0]}-{p['hours'][1]}" if is_open_day else "closed",
+            "local_time_now": local_now.strftime("%Y-%m-%d %H:%M"),
+            "open_now": now_open,
+        }
 
     @srv.tool()
     async def save_place(
         place_id: PlaceArg,
         ctx: Context,
-        list_name: Annotated[str, arg("Saved list to add it to (created if new), e.g. 'Favorites', 'Paris trip'.", min_length=1, max_length=40)] = "Favorites",
+        list_name: Annotated[
+            str,
+            arg(
+                "Saved list to add it to (created if new), e.g. 'Favorites', 'Paris trip'.", min_length=1, max_length=40
+            ),
+        ] = "Favorites",
         note: Annotated[str, arg("Optional personal note.")] = "",
     ) -> dict:
         """Save a place to one of your lists."""

@@ -15,12 +15,33 @@ from ._base import Context, EnvError, EnvServer, EpisodeStore, arg, lookup, main
 Numbers = Annotated[list[float], arg("A list of numbers, e.g. [3, 1.5, 8].", min_length=1, max_length=10000)]
 Num = Annotated[float, arg("A number.")]
 
-_BINOPS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-           ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
+_BINOPS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
 _UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
-_FUNCS: dict[str, Callable[..., Any]] = {"sqrt": _m.sqrt, "abs": abs, "round": round, "min": min, "max": max, "log": _m.log, "log10": _m.log10,
-          "log2": _m.log2, "exp": _m.exp, "sin": _m.sin, "cos": _m.cos, "tan": _m.tan, "floor": _m.floor,
-          "ceil": _m.ceil, "factorial": _m.factorial}
+_FUNCS: dict[str, Callable[..., Any]] = {
+    "sqrt": _m.sqrt,
+    "abs": abs,
+    "round": round,
+    "min": min,
+    "max": max,
+    "log": _m.log,
+    "log10": _m.log10,
+    "log2": _m.log2,
+    "exp": _m.exp,
+    "sin": _m.sin,
+    "cos": _m.cos,
+    "tan": _m.tan,
+    "floor": _m.floor,
+    "ceil": _m.ceil,
+    "factorial": _m.factorial,
+}
 _CONSTS = {"pi": _m.pi, "e": _m.e, "tau": _m.tau}
 # Integer results are capped in size *before* they are computed: '((9**1000)**1000)**24' would
 # otherwise keep a CPU busy for minutes. 4,096 bits is about 1,233 decimal digits.
@@ -65,7 +86,9 @@ def safe_eval(expr: str, names: dict[str, float]) -> float:
             if node.id in names:
                 return names[node.id]
             known = sorted(set(_CONSTS) | set(names))
-            raise EnvError(f"unknown name '{node.id}' in expression; known names: {', '.join(known)} (store_value adds more)")
+            raise EnvError(
+                f"unknown name '{node.id}' in expression; known names: {', '.join(known)} (store_value adds more)"
+            )
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
             fn = _FUNCS.get(node.func.id)
             if fn is None:
@@ -74,8 +97,10 @@ def safe_eval(expr: str, names: dict[str, float]) -> float:
             if fn is _m.factorial and (not args or args[0] > 170):
                 raise EnvError("factorial argument must be an integer from 0 to 170")
             return fn(*[int(a) if fn is _m.factorial else a for a in args])
-        raise EnvError(f"unsupported syntax in '{expr}': only numbers, + - * / // % ** ^, parentheses, "
-                       f"names and functions ({', '.join(sorted(_FUNCS))}) are allowed")
+        raise EnvError(
+            f"unsupported syntax in '{expr}': only numbers, + - * / // % ** ^, parentheses, "
+            f"names and functions ({', '.join(sorted(_FUNCS))}) are allowed"
+        )
 
     try:
         value = ev(tree)
@@ -103,12 +128,16 @@ def _check_size(op: ast.operator, left: float, right: float, expr: str) -> None:
     else:
         bits = max(left.bit_length(), right.bit_length()) + 1
     if bits > MAX_INT_BITS:
-        raise EnvError(f"the result of '{expr[:60]}' would have over {MAX_INT_BITS} bits (about "
-                       f"{int(MAX_INT_BITS * 0.30103)} digits); use smaller numbers")
+        raise EnvError(
+            f"the result of '{expr[:60]}' would have over {MAX_INT_BITS} bits (about "
+            f"{int(MAX_INT_BITS * 0.30103)} digits); use smaller numbers"
+        )
 
 
 def build(seed: int = 0) -> EnvServer:
-    srv = new_server("math", "Calculator and statistics: arithmetic, expressions, descriptive stats, regression, memory.")
+    srv = new_server(
+        "math", "Calculator and statistics: arithmetic, expressions, descriptive stats, regression, memory."
+    )
     store: EpisodeStore[MathState] = EpisodeStore(lambda s, e: MathState(), seed)
 
     @srv.tool()
@@ -117,7 +146,9 @@ def build(seed: int = 0) -> EnvServer:
         return {"result": _num(_m.fsum(numbers))}
 
     @srv.tool()
-    async def subtract(a: Annotated[float, arg("Number to subtract from.")], b: Annotated[float, arg("Number to subtract.")]) -> dict:
+    async def subtract(
+        a: Annotated[float, arg("Number to subtract from.")], b: Annotated[float, arg("Number to subtract.")]
+    ) -> dict:
         """Compute a - b."""
         return {"result": _num(a - b)}
 
@@ -137,7 +168,9 @@ def build(seed: int = 0) -> EnvServer:
         return {"result": _num(a / b), "quotient": _num(a // b), "remainder": _num(a % b)}
 
     @srv.tool()
-    async def power(base: Num, exponent: Annotated[float, arg("Exponent (up to 1000 in magnitude).", ge=-1000, le=1000)]) -> dict:
+    async def power(
+        base: Num, exponent: Annotated[float, arg("Exponent (up to 1000 in magnitude).", ge=-1000, le=1000)]
+    ) -> dict:
         """Raise base to exponent."""
         try:
             r = base**exponent
@@ -150,14 +183,23 @@ def build(seed: int = 0) -> EnvServer:
     @srv.tool()
     async def round_number(
         x: Num,
-        digits: Annotated[int, arg("Decimal places to keep (negative rounds to tens, hundreds...).", ge=-10, le=15)] = 0,
+        digits: Annotated[
+            int, arg("Decimal places to keep (negative rounds to tens, hundreds...).", ge=-10, le=15)
+        ] = 0,
     ) -> dict:
         """Round a number to a number of decimal places (half to even, like Python)."""
         return {"result": _num(round(x, digits))}
 
     @srv.tool()
     async def evaluate(
-        expression: Annotated[str, arg("Arithmetic expression, e.g. '(12.5 + 7) * 3 / sqrt(16)'. Names saved with store_value may be used.", min_length=1, max_length=500)],
+        expression: Annotated[
+            str,
+            arg(
+                "Arithmetic expression, e.g. '(12.5 + 7) * 3 / sqrt(16)'. Names saved with store_value may be used.",
+                min_length=1,
+                max_length=500,
+            ),
+        ],
         ctx: Context,
     ) -> dict:
         """Evaluate an arithmetic expression safely (numbers, operators, math functions, stored names)."""
@@ -170,10 +212,17 @@ def build(seed: int = 0) -> EnvServer:
     async def describe(numbers: Numbers) -> dict:
         """Descriptive statistics: count, sum, mean, median, mode, min, max, range, sample standard deviation."""
         n = len(numbers)
-        return {"count": n, "sum": _num(_m.fsum(numbers)), "mean": _num(statistics.fmean(numbers)),
-                "median": _num(statistics.median(numbers)), "mode": _num(statistics.mode(numbers)),
-                "min": _num(min(numbers)), "max": _num(max(numbers)), "range": _num(max(numbers) - min(numbers)),
-                "stdev": _num(statistics.stdev(numbers)) if n > 1 else 0}
+        return {
+            "count": n,
+            "sum": _num(_m.fsum(numbers)),
+            "mean": _num(statistics.fmean(numbers)),
+            "median": _num(statistics.median(numbers)),
+            "mode": _num(statistics.mode(numbers)),
+            "min": _num(min(numbers)),
+            "max": _num(max(numbers)),
+            "range": _num(max(numbers) - min(numbers)),
+            "stdev": _num(statistics.stdev(numbers)) if n > 1 else 0,
+        }
 
     @srv.tool()
     async def stdev(
@@ -243,17 +292,30 @@ def build(seed: int = 0) -> EnvServer:
         counts: dict[int, int] = {}
         for f in factors:
             counts[f] = counts.get(f, 0) + 1
-        return {"n": n, "is_prime": n > 1 and factors == [n], "prime_factors": factors,
-                "divisor_count": _m.prod(c + 1 for c in counts.values()), "even": n % 2 == 0}
+        return {
+            "n": n,
+            "is_prime": n > 1 and factors == [n],
+            "prime_factors": factors,
+            "divisor_count": _m.prod(c + 1 for c in counts.values()),
+            "even": n % 2 == 0,
+        }
 
     @srv.tool()
-    async def gcd_lcm(numbers: Annotated[list[int], arg("Two or more integers.", min_length=2, max_length=100)]) -> dict:
+    async def gcd_lcm(
+        numbers: Annotated[list[int], arg("Two or more integers.", min_length=2, max_length=100)],
+    ) -> dict:
         """Greatest common divisor and least common multiple of integers."""
         return {"gcd": _m.gcd(*numbers), "lcm": _m.lcm(*numbers)}
 
     @srv.tool()
     async def store_value(
-        name: Annotated[str, arg("Variable name (letters, digits, underscore; not starting with a digit).", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,31}$")],
+        name: Annotated[
+            str,
+            arg(
+                "Variable name (letters, digits, underscore; not starting with a digit).",
+                pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,31}$",
+            ),
+        ],
         value: Num,
         ctx: Context,
     ) -> dict:

@@ -20,7 +20,9 @@ from ._base import (
 from ._fixtures import people
 
 NoteId = Annotated[str, arg("Note id, e.g. 'n2' (from list_items or search).")]
-TagArg = Annotated[str, arg("Tag name, e.g. 'ideas' (lowercase, no spaces).", min_length=1, max_length=30, pattern=r"^[A-Za-z0-9_-]+$")]
+TagArg = Annotated[
+    str, arg("Tag name, e.g. 'ideas' (lowercase, no spaces).", min_length=1, max_length=30, pattern=r"^[A-Za-z0-9_-]+$")
+]
 
 
 @dataclass
@@ -41,17 +43,51 @@ def initial_state(seed: int, episode: str = "default") -> NotesState:
     st = NotesState(notes={}, notebooks=["Personal", "Work", "Recipes", "Travel"])
     seeds = [
         ("Grocery list", "Personal", "- oat milk\n- eggs\n- spinach\n- coffee beans\n- lemons", ["shopping"]),
-        ("Q2 roadmap ideas", "Work", f"1. Self-serve onboarding\n2. Usage dashboard ({p1['first_name']} to scope)\n3. SSO for enterprise", ["ideas", "planning"]),
-        ("Banana bread", "Recipes", "3 ripe bananas, 75 g butter, 150 g sugar, 1 egg, 190 g flour, 1 tsp baking soda. 175 C for 60 min.", ["baking"]),
-        ("London trip packing", "Travel", "passport, adapter (UK plug), rain jacket, charger, conference badge", ["packing"]),
-        (f"Call notes: {p2['name']}", "Work", f"{p2['first_name']} wants a proposal by Friday. Budget approx ${rng.randint(20, 90)}k. Follow up Tuesday.", ["clients"]),
-        ("Book recommendations", "Personal", "The Pragmatic Planner; A Brief History of Maps; Cooking for Two", ["reading"]),
+        (
+            "Q2 roadmap ideas",
+            "Work",
+            f"1. Self-serve onboarding\n2. Usage dashboard ({p1['first_name']} to scope)\n3. SSO for enterprise",
+            ["ideas", "planning"],
+        ),
+        (
+            "Banana bread",
+            "Recipes",
+            "3 ripe bananas, 75 g butter, 150 g sugar, 1 egg, 190 g flour, 1 tsp baking soda. 175 C for 60 min.",
+            ["baking"],
+        ),
+        (
+            "London trip packing",
+            "Travel",
+            "passport, adapter (UK plug), rain jacket, charger, conference badge",
+            ["packing"],
+        ),
+        (
+            f"Call notes: {p2['name']}",
+            "Work",
+            f"{p2['first_name']} wants a proposal by Friday. Budget approx ${rng.randint(20, 90)}k. Follow up Tuesday.",
+            ["clients"],
+        ),
+        (
+            "Book recommendations",
+            "Personal",
+            "The Pragmatic Planner; A Brief History of Maps; Cooking for Two",
+            ["reading"],
+        ),
     ]
     for n, (title, nb, body, tags) in enumerate(seeds):
         nid = st.ids.new("n")
         when = (NOW - timedelta(days=len(seeds) - n, hours=rng.randint(0, 10))).strftime("%Y-%m-%d %H:%M")
-        st.notes[nid] = {"id": nid, "title": title, "notebook": nb, "body": body, "tags": tags, "pinned": n == 1,
-                         "archived": False, "created": when, "updated": when}
+        st.notes[nid] = {
+            "id": nid,
+            "title": title,
+            "notebook": nb,
+            "body": body,
+            "tags": tags,
+            "pinned": n == 1,
+            "archived": False,
+            "created": when,
+            "updated": when,
+        }
     return st
 
 
@@ -91,8 +127,17 @@ def build(seed: int = 0) -> EnvServer:
         nid = st.ids.new("n")
         now = st.stamp()
         clean = sorted({t.strip().lower() for t in tags or [] if t.strip()})
-        st.notes[nid] = {"id": nid, "title": title.strip(), "notebook": nb_name(st, notebook, create=True), "body": body,
-                         "tags": clean, "pinned": False, "archived": False, "created": now, "updated": now}
+        st.notes[nid] = {
+            "id": nid,
+            "title": title.strip(),
+            "notebook": nb_name(st, notebook, create=True),
+            "body": body,
+            "tags": clean,
+            "pinned": False,
+            "archived": False,
+            "created": now,
+            "updated": now,
+        }
         return {"created": dict(st.notes[nid])}
 
     @srv.tool()
@@ -105,8 +150,13 @@ def build(seed: int = 0) -> EnvServer:
         """List notes (pinned first, then most recently updated) without their bodies."""
         st = store.get(ctx)
         nb = nb_name(st, notebook) if notebook else None
-        ns = [n for n in st.notes.values() if (nb is None or n["notebook"] == nb)
-              and (tag is None or tag.lower() in n["tags"]) and (include_archived or not n["archived"])]
+        ns = [
+            n
+            for n in st.notes.values()
+            if (nb is None or n["notebook"] == nb)
+            and (tag is None or tag.lower() in n["tags"])
+            and (include_archived or not n["archived"])
+        ]
         return {"total": len(ns), "notes": [_card(n) for n in _order(ns)]}
 
     @srv.tool()
@@ -163,10 +213,17 @@ def build(seed: int = 0) -> EnvServer:
         """Full-text search over notes; returns matching notes with a snippet."""
         st = store.get(ctx)
         words = query.lower().split()
-        hits = [n for n in st.notes.values() if (include_archived or not n["archived"])
-                and all(w in f"{n['title']} {n['body']} {' '.join(n['tags'])}".lower() for w in words)]
-        return {"query": query, "total": len(hits),
-                "notes": [_card(n) | {"snippet": " ".join(n["body"].split())[:100]} for n in _order(hits)]}
+        hits = [
+            n
+            for n in st.notes.values()
+            if (include_archived or not n["archived"])
+            and all(w in f"{n['title']} {n['body']} {' '.join(n['tags'])}".lower() for w in words)
+        ]
+        return {
+            "query": query,
+            "total": len(hits),
+            "notes": [_card(n) | {"snippet": " ".join(n["body"].split())[:100]} for n in _order(hits)],
+        }
 
     @srv.tool()
     async def add_tag(note_id: NoteId, tag: TagArg, ctx: Context) -> dict:
@@ -199,12 +256,18 @@ def build(seed: int = 0) -> EnvServer:
     async def list_notebooks(ctx: Context) -> dict:
         """List notebooks with their note counts."""
         st = store.get(ctx)
-        return {"notebooks": [{"name": nb, "notes": sum(n["notebook"] == nb for n in st.notes.values())} for nb in st.notebooks]}
+        return {
+            "notebooks": [
+                {"name": nb, "notes": sum(n["notebook"] == nb for n in st.notes.values())} for nb in st.notebooks
+            ]
+        }
 
     @srv.tool()
     async def move_to_notebook(
         note_id: NoteId,
-        notebook: Annotated[str, arg("Destination notebook (created if it does not exist).", min_length=1, max_length=60)],
+        notebook: Annotated[
+            str, arg("Destination notebook (created if it does not exist).", min_length=1, max_length=60)
+        ],
         ctx: Context,
     ) -> dict:
         """Move a note into another notebook."""

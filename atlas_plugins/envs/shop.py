@@ -21,7 +21,14 @@ from ._base import (
 
 # (sku, name, category, brand, price USD, description)
 CATALOG: list[tuple[str, str, str, str, float, str]] = [
-    ("SKU-1001", "Wireless Noise-Cancelling Headphones", "electronics", "Sonora", 199.99, "Over-ear, 30 h battery, USB-C"),
+    (
+        "SKU-1001",
+        "Wireless Noise-Cancelling Headphones",
+        "electronics",
+        "Sonora",
+        199.99,
+        "Over-ear, 30 h battery, USB-C",
+    ),
     ("SKU-1002", "USB-C Charger 65W", "electronics", "VoltEdge", 39.99, "GaN charger with two USB-C ports"),
     ("SKU-1003", "Bluetooth Speaker Mini", "electronics", "Sonora", 49.99, "Waterproof IPX7 pocket speaker"),
     ("SKU-1004", "4K Webcam", "electronics", "Clarity", 89.99, "Auto-focus webcam with dual microphones"),
@@ -82,9 +89,17 @@ def initial_state(seed: int, episode: str = "default") -> ShopState:
     products = {}
     for sku, name, cat, brand, price, desc in CATALOG:
         stock = rng.choice([0, 2, 5, 8, 12, 20, 35, 50]) if rng.random() > 0.1 else 0
-        products[sku] = {"sku": sku, "name": name, "category": cat, "brand": brand, "price": price,
-                         "description": desc, "rating": round(rng.uniform(3.4, 4.9), 1),
-                         "reviews": rng.randint(3, 900), "stock": stock}
+        products[sku] = {
+            "sku": sku,
+            "name": name,
+            "category": cat,
+            "brand": brand,
+            "price": price,
+            "description": desc,
+            "rating": round(rng.uniform(3.4, 4.9), 1),
+            "reviews": rng.randint(3, 900),
+            "stock": stock,
+        }
     st = ShopState(products=products, orders={})
     for days_ago, status in ((10, "delivered"), (2, "shipped")):
         picks = rng.sample(CATALOG, 2 if status == "delivered" else 1)
@@ -92,23 +107,51 @@ def initial_state(seed: int, episode: str = "default") -> ShopState:
         oid = f"ORD-{st.next_order}"
         st.next_order += 1
         placed = TODAY - timedelta(days=days_ago)
-        st.orders[oid] = _order_record(oid, items, 0.0, SHIPPING["standard"][0] if sum(i["unit_price"] for i in items) < FREE_SHIPPING_OVER else 0.0,
-                                       "standard", "12 Oak St, Springfield", placed.isoformat(), None)
+        st.orders[oid] = _order_record(
+            oid,
+            items,
+            0.0,
+            SHIPPING["standard"][0] if sum(i["unit_price"] for i in items) < FREE_SHIPPING_OVER else 0.0,
+            "standard",
+            "12 Oak St, Springfield",
+            placed.isoformat(),
+            None,
+        )
         st.orders[oid]["status"] = status
         st.orders[oid]["tracking_number"] = f"1Z{rng.randint(10**9, 10**10 - 1)}"
     return st
 
 
-def _order_record(oid: str, items: list[dict[str, Any]], discount: float, shipping: float, method: str,
-                  address: str, placed: str, coupon: str | None) -> dict[str, Any]:
+def _order_record(
+    oid: str,
+    items: list[dict[str, Any]],
+    discount: float,
+    shipping: float,
+    method: str,
+    address: str,
+    placed: str,
+    coupon: str | None,
+) -> dict[str, Any]:
     subtotal = money(sum(i["unit_price"] * i["quantity"] for i in items))
     tax = money((subtotal - discount) * TAX_RATE)
     eta = (TODAY.fromisoformat(placed) + timedelta(days=SHIPPING[method][1])).isoformat()
-    return {"order_id": oid, "status": "processing", "placed_on": placed, "items": items, "subtotal": subtotal,
-            "discount": money(discount), "shipping": money(shipping), "tax": tax,
-            "total": money(subtotal - discount + shipping + tax), "shipping_method": method,
-            "shipping_address": address, "estimated_delivery": eta, "coupon": coupon, "tracking_number": None,
-            "returns": []}
+    return {
+        "order_id": oid,
+        "status": "processing",
+        "placed_on": placed,
+        "items": items,
+        "subtotal": subtotal,
+        "discount": money(discount),
+        "shipping": money(shipping),
+        "tax": tax,
+        "total": money(subtotal - discount + shipping + tax),
+        "shipping_method": method,
+        "shipping_address": address,
+        "estimated_delivery": eta,
+        "coupon": coupon,
+        "tracking_number": None,
+        "returns": [],
+    }
 
 
 def _card(p: dict[str, Any]) -> dict[str, Any]:
@@ -116,12 +159,22 @@ def _card(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def build(seed: int = 0) -> EnvServer:
-    srv = new_server("shop", "Online store: browse and search products, manage a cart, check out, track and return orders.")
+    srv = new_server(
+        "shop", "Online store: browse and search products, manage a cart, check out, track and return orders."
+    )
     store: EpisodeStore[ShopState] = EpisodeStore(initial_state, seed)
 
     def quote(st: ShopState, method: str = "standard") -> dict[str, Any]:
-        lines: list[dict[str, Any]] = [{"sku": s, "name": st.products[s]["name"], "quantity": q, "unit_price": st.products[s]["price"],
-                  "line_total": money(st.products[s]["price"] * q)} for s, q in st.cart.items()]
+        lines: list[dict[str, Any]] = [
+            {
+                "sku": s,
+                "name": st.products[s]["name"],
+                "quantity": q,
+                "unit_price": st.products[s]["price"],
+                "line_total": money(st.products[s]["price"] * q),
+            }
+            for s, q in st.cart.items()
+        ]
         subtotal = money(sum(line["line_total"] for line in lines))
         discount, ship = 0.0, SHIPPING[method][0] if lines else 0.0
         if method == "standard" and subtotal >= FREE_SHIPPING_OVER:
@@ -135,15 +188,26 @@ def build(seed: int = 0) -> EnvServer:
             else:
                 ship = 0.0
         tax = money((subtotal - discount) * TAX_RATE)
-        return {"items": lines, "subtotal": subtotal, "coupon": st.coupon, "discount": money(discount),
-                "shipping_method": method, "shipping": money(ship), "tax": tax,
-                "total": money(subtotal - discount + ship + tax)}
+        return {
+            "items": lines,
+            "subtotal": subtotal,
+            "coupon": st.coupon,
+            "discount": money(discount),
+            "shipping_method": method,
+            "shipping": money(ship),
+            "tax": tax,
+            "total": money(subtotal - discount + ship + tax),
+        }
 
     @srv.tool()
     async def list_categories(ctx: Context) -> dict:
         """List product categories with the number of products in each."""
         st = store.get(ctx)
-        return {"categories": [{"name": c, "products": sum(p["category"] == c for p in st.products.values())} for c in CATEGORIES]}
+        return {
+            "categories": [
+                {"name": c, "products": sum(p["category"] == c for p in st.products.values())} for c in CATEGORIES
+            ]
+        }
 
     @srv.tool()
     async def list_items(
@@ -157,9 +221,17 @@ def build(seed: int = 0) -> EnvServer:
         st = store.get(ctx)
         cat = one_of(category, CATEGORIES, "category") if category else None
         order = one_of(sort_by, ["price", "price_desc", "rating", "name"], "sort_by")
-        ps = [p for p in st.products.values() if (cat is None or p["category"] == cat) and (p["stock"] > 0 or not in_stock_only)]
-        key = {"price": lambda p: (p["price"], p["sku"]), "price_desc": lambda p: (-p["price"], p["sku"]),
-               "rating": lambda p: (-p["rating"], p["sku"]), "name": lambda p: (p["name"], p["sku"])}[order]
+        ps = [
+            p
+            for p in st.products.values()
+            if (cat is None or p["category"] == cat) and (p["stock"] > 0 or not in_stock_only)
+        ]
+        key = {
+            "price": lambda p: (p["price"], p["sku"]),
+            "price_desc": lambda p: (-p["price"], p["sku"]),
+            "rating": lambda p: (-p["rating"], p["sku"]),
+            "name": lambda p: (p["name"], p["sku"]),
+        }[order]
         ps.sort(key=key)
         return {"total": len(ps), "products": [_card(p) for p in ps[:limit]]}
 
@@ -175,9 +247,13 @@ def build(seed: int = 0) -> EnvServer:
         st = store.get(ctx)
         cat = one_of(category, CATEGORIES, "category") if category else None
         words = query.lower().split()
-        hits = [p for p in st.products.values()
-                if all(w in f"{p['name']} {p['brand']} {p['category']} {p['description']}".lower() for w in words)
-                and (max_price is None or p["price"] <= max_price) and (cat is None or p["category"] == cat)]
+        hits = [
+            p
+            for p in st.products.values()
+            if all(w in f"{p['name']} {p['brand']} {p['category']} {p['description']}".lower() for w in words)
+            and (max_price is None or p["price"] <= max_price)
+            and (cat is None or p["category"] == cat)
+        ]
         hits.sort(key=lambda p: (-p["rating"], p["sku"]))
         return {"query": query, "total": len(hits), "products": [_card(p) for p in hits[:limit]]}
 
@@ -191,8 +267,13 @@ def build(seed: int = 0) -> EnvServer:
         """How many units of a product are in stock (and how many are already in your cart)."""
         st = store.get(ctx)
         p = lookup(st.products, sku, "sku")
-        return {"sku": p["sku"], "name": p["name"], "in_stock": p["stock"], "in_cart": st.cart.get(p["sku"], 0),
-                "available": p["stock"] > 0}
+        return {
+            "sku": p["sku"],
+            "name": p["name"],
+            "in_stock": p["stock"],
+            "in_cart": st.cart.get(p["sku"], 0),
+            "available": p["stock"] > 0,
+        }
 
     @srv.tool()
     async def add_to_cart(
@@ -231,7 +312,9 @@ def build(seed: int = 0) -> EnvServer:
     @srv.tool()
     async def view_cart(
         ctx: Context,
-        shipping_method: Annotated[str, arg("Price the cart with this shipping method: standard, express or overnight.")] = "standard",
+        shipping_method: Annotated[
+            str, arg("Price the cart with this shipping method: standard, express or overnight.")
+        ] = "standard",
     ) -> dict:
         """Show cart contents with subtotal, coupon discount, shipping, 8% tax and total."""
         return quote(store.get(ctx), one_of(shipping_method, list(SHIPPING), "shipping_method"))
@@ -248,7 +331,9 @@ def build(seed: int = 0) -> EnvServer:
             raise EnvError(f"coupon {key} expired on {c['expires']}")
         sub = quote(st)["subtotal"]
         if sub < c["min_subtotal"]:
-            raise EnvError(f"coupon {key} needs a subtotal of at least ${c['min_subtotal']:.2f}; cart subtotal is ${sub:.2f}")
+            raise EnvError(
+                f"coupon {key} needs a subtotal of at least ${c['min_subtotal']:.2f}; cart subtotal is ${sub:.2f}"
+            )
         st.coupon = key
         return {"applied": key, "cart": quote(st)}
 
@@ -256,7 +341,9 @@ def build(seed: int = 0) -> EnvServer:
     async def checkout(
         shipping_address: Annotated[str, arg("Full delivery address.", min_length=5, max_length=300)],
         ctx: Context,
-        shipping_method: Annotated[str, arg("standard (5 days, free over $50), express (2 days) or overnight (1 day).")] = "standard",
+        shipping_method: Annotated[
+            str, arg("standard (5 days, free over $50), express (2 days) or overnight (1 day).")
+        ] = "standard",
     ) -> dict:
         """Place an order for everything in the cart; stock is reserved and the cart is emptied."""
         st = store.get(ctx)
@@ -270,8 +357,16 @@ def build(seed: int = 0) -> EnvServer:
         oid = f"ORD-{st.next_order}"
         st.next_order += 1
         items = [{k: line[k] for k in ("sku", "name", "quantity", "unit_price")} for line in quoted["items"]]
-        order = _order_record(oid, items, quoted["discount"], quoted["shipping"], method, shipping_address.strip(),
-                              TODAY.isoformat(), st.coupon)
+        order = _order_record(
+            oid,
+            items,
+            quoted["discount"],
+            quoted["shipping"],
+            method,
+            shipping_address.strip(),
+            TODAY.isoformat(),
+            st.coupon,
+        )
         for sku, n in st.cart.items():
             st.products[sku]["stock"] -= n
         st.orders[oid] = order
@@ -288,8 +383,13 @@ def build(seed: int = 0) -> EnvServer:
         s = one_of(status, ORDER_STATUSES, "status") if status else None
         os_ = [o for o in st.orders.values() if s is None or o["status"] == s]
         os_.sort(key=lambda o: o["order_id"], reverse=True)
-        return {"orders": [{k: o[k] for k in ("order_id", "status", "placed_on", "total", "estimated_delivery")}
-                           | {"items": len(o["items"])} for o in os_]}
+        return {
+            "orders": [
+                {k: o[k] for k in ("order_id", "status", "placed_on", "total", "estimated_delivery")}
+                | {"items": len(o["items"])}
+                for o in os_
+            ]
+        }
 
     @srv.tool()
     async def get_order(order_id: OrderArg, ctx: Context) -> dict:
@@ -302,7 +402,9 @@ def build(seed: int = 0) -> EnvServer:
         st = store.get(ctx)
         o = lookup(st.orders, order_id, "order id")
         if o["status"] != "processing":
-            raise EnvError(f"{o['order_id']} is '{o['status']}'; only 'processing' orders can be cancelled (use return_item after delivery)")
+            raise EnvError(
+                f"{o['order_id']} is '{o['status']}'; only 'processing' orders can be cancelled (use return_item after delivery)"
+            )
         for it in o["items"]:
             st.products[it["sku"]]["stock"] += it["quantity"]
         o["status"] = "cancelled"
@@ -314,7 +416,9 @@ def build(seed: int = 0) -> EnvServer:
         sku: SkuArg,
         ctx: Context,
         quantity: Annotated[int, arg("Units to return.", ge=1)] = 1,
-        reason: Annotated[str, arg("Why it is returned, e.g. 'damaged', 'wrong size', 'changed mind'.")] = "changed mind",
+        reason: Annotated[
+            str, arg("Why it is returned, e.g. 'damaged', 'wrong size', 'changed mind'.")
+        ] = "changed mind",
     ) -> dict:
         """Return items from a delivered order within 30 days; refunds the item price plus its tax."""
         st = store.get(ctx)
@@ -322,7 +426,9 @@ def build(seed: int = 0) -> EnvServer:
         if o["status"] not in ("delivered", "returned"):
             raise EnvError(f"{o['order_id']} is '{o['status']}'; only delivered orders can be returned")
         if (TODAY - TODAY.fromisoformat(o["placed_on"])).days > 30:
-            raise EnvError(f"{o['order_id']} was placed on {o['placed_on']}, more than 30 days ago; the return window has closed")
+            raise EnvError(
+                f"{o['order_id']} was placed on {o['placed_on']}, more than 30 days ago; the return window has closed"
+            )
         item = next((i for i in o["items"] if i["sku"].lower() == sku.strip().lower()), None)
         if item is None:
             raise EnvError(f"{sku} is not in {o['order_id']}; its items: {', '.join(i['sku'] for i in o['items'])}")
@@ -330,7 +436,13 @@ def build(seed: int = 0) -> EnvServer:
         if already + quantity > item["quantity"]:
             raise EnvError(f"you bought {item['quantity']} of {item['sku']} and already returned {already}")
         refund = money(item["unit_price"] * quantity * (1 + TAX_RATE))
-        ret = {"return_id": f"RET-{st.next_return}", "sku": item["sku"], "quantity": quantity, "reason": reason, "refund": refund}
+        ret = {
+            "return_id": f"RET-{st.next_return}",
+            "sku": item["sku"],
+            "quantity": quantity,
+            "reason": reason,
+            "refund": refund,
+        }
         st.next_return += 1
         o["returns"].append(ret)
         st.products[item["sku"]]["stock"] += quantity
@@ -350,8 +462,13 @@ def build(seed: int = 0) -> EnvServer:
             events.append({"date": o["estimated_delivery"], "event": "delivered"})
         if o["status"] == "cancelled":
             events.append({"date": TODAY.isoformat(), "event": "cancelled"})
-        return {"order_id": o["order_id"], "status": o["status"], "tracking_number": o["tracking_number"],
-                "estimated_delivery": o["estimated_delivery"], "events": events}
+        return {
+            "order_id": o["order_id"],
+            "status": o["status"],
+            "tracking_number": o["tracking_number"],
+            "estimated_delivery": o["estimated_delivery"],
+            "events": events,
+        }
 
     @srv.tool()
     async def restock_item(

@@ -45,22 +45,38 @@ def initial_state(seed: int, episode: str = "default") -> TasksState:
     team = rng.sample(people(seed), 4)
     members = [OWNER["email"]] + [p["email"] for p in team]
     st = TasksState(tasks={}, projects={}, members=members)
-    for key, name, desc in (("web", "Website relaunch", "New marketing site by end of March"),
-                            ("q1", "Q1 report", "Quarterly business review"),
-                            ("home", "Home", "Personal errands")):
+    for key, name, desc in (
+        ("web", "Website relaunch", "New marketing site by end of March"),
+        ("q1", "Q1 report", "Quarterly business review"),
+        ("home", "Home", "Personal errands"),
+    ):
         st.projects[key] = {"id": key, "name": name, "description": desc}
     seeds = [
-        ("Draft homepage copy", "web", 3, "high", "in_progress", 1), ("Pick hero images", "web", 5, "normal", "todo", 2),
-        ("Set up analytics", "web", -2, "high", "todo", 3), ("QA mobile layout", "web", 9, "normal", "todo", 4),
-        ("Collect regional sales numbers", "q1", -1, "urgent", "in_progress", 0), ("Write executive summary", "q1", 4, "high", "todo", 0),
-        ("Review budget variance", "q1", 2, "normal", "todo", 1), ("Renew passport", "home", 20, "normal", "todo", 0),
-        ("Fix leaking tap", "home", -4, "low", "todo", 0), ("Book dentist check-up", "home", 6, "low", "done", 0),
+        ("Draft homepage copy", "web", 3, "high", "in_progress", 1),
+        ("Pick hero images", "web", 5, "normal", "todo", 2),
+        ("Set up analytics", "web", -2, "high", "todo", 3),
+        ("QA mobile layout", "web", 9, "normal", "todo", 4),
+        ("Collect regional sales numbers", "q1", -1, "urgent", "in_progress", 0),
+        ("Write executive summary", "q1", 4, "high", "todo", 0),
+        ("Review budget variance", "q1", 2, "normal", "todo", 1),
+        ("Renew passport", "home", 20, "normal", "todo", 0),
+        ("Fix leaking tap", "home", -4, "low", "todo", 0),
+        ("Book dentist check-up", "home", 6, "low", "done", 0),
     ]
     for title, proj, due, prio, status, who in seeds:
         tid = st.ids.new("t")
-        st.tasks[tid] = {"id": tid, "title": title, "project": proj, "due": (TODAY + timedelta(days=due + rng.randint(0, 1))).isoformat(),
-                         "priority": prio, "status": status, "assignee": members[who], "notes": "", "comments": [],
-                         "created": (NOW - timedelta(days=rng.randint(3, 20))).strftime("%Y-%m-%d %H:%M")}
+        st.tasks[tid] = {
+            "id": tid,
+            "title": title,
+            "project": proj,
+            "due": (TODAY + timedelta(days=due + rng.randint(0, 1))).isoformat(),
+            "priority": prio,
+            "status": status,
+            "assignee": members[who],
+            "notes": "",
+            "comments": [],
+            "created": (NOW - timedelta(days=rng.randint(3, 20))).strftime("%Y-%m-%d %H:%M"),
+        }
     return st
 
 
@@ -69,7 +85,9 @@ def _card(t: dict[str, Any]) -> dict[str, Any]:
 
 
 def build(seed: int = 0) -> EnvServer:
-    srv = new_server("tasks", "Task manager: projects, tasks with due dates, priorities, assignees, statuses, comments.")
+    srv = new_server(
+        "tasks", "Task manager: projects, tasks with due dates, priorities, assignees, statuses, comments."
+    )
     store: EpisodeStore[TasksState] = EpisodeStore(initial_state, seed)
 
     def find_project(st: TasksState, value: str) -> str:
@@ -102,16 +120,27 @@ def build(seed: int = 0) -> EnvServer:
         """Create a task in a project and return it with its new id."""
         st = store.get(ctx)
         tid = st.ids.new("t")
-        st.tasks[tid] = {"id": tid, "title": title.strip(), "project": find_project(st, project),
-                         "due": parse_date(due, "due").isoformat() if due else None, "priority": one_of(priority, PRIORITIES, "priority"),
-                         "status": "todo", "assignee": member(st, assignee), "notes": notes, "comments": [], "created": st.stamp()}
+        st.tasks[tid] = {
+            "id": tid,
+            "title": title.strip(),
+            "project": find_project(st, project),
+            "due": parse_date(due, "due").isoformat() if due else None,
+            "priority": one_of(priority, PRIORITIES, "priority"),
+            "status": "todo",
+            "assignee": member(st, assignee),
+            "notes": notes,
+            "comments": [],
+            "created": st.stamp(),
+        }
         return {"created": dict(st.tasks[tid])}
 
     @srv.tool()
     async def list_items(
         ctx: Context,
         project: Annotated[str | None, arg("Only tasks in this project.")] = None,
-        status: Annotated[str | None, arg(f"Only this status: {', '.join(STATUSES)}. Default: everything not done.")] = None,
+        status: Annotated[
+            str | None, arg(f"Only this status: {', '.join(STATUSES)}. Default: everything not done.")
+        ] = None,
         assignee: Annotated[str | None, arg("Only tasks assigned to this email (or 'me').")] = None,
         due_before: Annotated[str | None, arg("Only tasks due on or before this date (YYYY-MM-DD).")] = None,
     ) -> dict:
@@ -121,9 +150,14 @@ def build(seed: int = 0) -> EnvServer:
         s = one_of(status, STATUSES, "status") if status else None
         who = member(st, assignee) if assignee else None
         limit = parse_date(due_before, "due_before").isoformat() if due_before else None
-        ts = [t for t in st.tasks.values() if (pid is None or t["project"] == pid)
-              and (t["status"] == s if s else t["status"] != "done") and (who is None or t["assignee"] == who)
-              and (limit is None or (t["due"] is not None and t["due"] <= limit))]
+        ts = [
+            t
+            for t in st.tasks.values()
+            if (pid is None or t["project"] == pid)
+            and (t["status"] == s if s else t["status"] != "done")
+            and (who is None or t["assignee"] == who)
+            and (limit is None or (t["due"] is not None and t["due"] <= limit))
+        ]
         ts.sort(key=lambda t: (t["due"] or "9999", -PRIORITIES.index(t["priority"]), int(t["id"][1:])))
         return {"total": len(ts), "tasks": [_card(t) for t in ts]}
 
@@ -187,17 +221,30 @@ def build(seed: int = 0) -> EnvServer:
         """Search tasks by keyword (all words must match)."""
         st = store.get(ctx)
         words = query.lower().split()
-        hits = [_card(t) for t in st.tasks.values() if (include_done or t["status"] != "done")
-                and all(w in f"{t['title']} {t['notes']} {' '.join(c['text'] for c in t['comments'])}".lower() for w in words)]
+        hits = [
+            _card(t)
+            for t in st.tasks.values()
+            if (include_done or t["status"] != "done")
+            and all(
+                w in f"{t['title']} {t['notes']} {' '.join(c['text'] for c in t['comments'])}".lower() for w in words
+            )
+        ]
         return {"query": query, "total": len(hits), "tasks": hits}
 
     @srv.tool()
     async def list_projects(ctx: Context) -> dict:
         """List projects with counts of open and finished tasks."""
         st = store.get(ctx)
-        return {"projects": [p | {"open": sum(t["project"] == p["id"] and t["status"] != "done" for t in st.tasks.values()),
-                                  "done": sum(t["project"] == p["id"] and t["status"] == "done" for t in st.tasks.values())}
-                             for p in st.projects.values()]}
+        return {
+            "projects": [
+                p
+                | {
+                    "open": sum(t["project"] == p["id"] and t["status"] != "done" for t in st.tasks.values()),
+                    "done": sum(t["project"] == p["id"] and t["status"] == "done" for t in st.tasks.values()),
+                }
+                for p in st.projects.values()
+            ]
+        }
 
     @srv.tool()
     async def create_project(
@@ -246,14 +293,21 @@ def build(seed: int = 0) -> EnvServer:
         st = store.get(ctx)
         ts = [t for t in st.tasks.values() if t["status"] != "done" and t["due"] and t["due"] < TODAY.isoformat()]
         ts.sort(key=lambda t: (t["due"], int(t["id"][1:])))
-        return {"today": TODAY.isoformat(), "overdue": [_card(t) | {"days_overdue": (TODAY - TODAY.fromisoformat(t["due"])).days} for t in ts]}
+        return {
+            "today": TODAY.isoformat(),
+            "overdue": [_card(t) | {"days_overdue": (TODAY - TODAY.fromisoformat(t["due"])).days} for t in ts],
+        }
 
     @srv.tool()
     async def list_members(ctx: Context) -> dict:
         """Team members tasks can be assigned to (the first is you)."""
         st = store.get(ctx)
-        return {"members": [{"email": m, "open_tasks": sum(t["assignee"] == m and t["status"] != "done" for t in st.tasks.values())}
-                            for m in st.members]}
+        return {
+            "members": [
+                {"email": m, "open_tasks": sum(t["assignee"] == m and t["status"] != "done" for t in st.tasks.values())}
+                for m in st.members
+            ]
+        }
 
     return srv
 

@@ -44,15 +44,22 @@ def resolve_zone(value: str) -> str:
             return z
     if v.upper() in _ABBREV:
         return _ABBREV[v.upper()]
-    raise EnvError(f"unknown time zone '{value}'{did_you_mean(v, list(ZONES) + list(CITY_ZONES))}; "
-                   "use an IANA name like 'America/New_York', a city, or see list_timezones")
+    raise EnvError(
+        f"unknown time zone '{value}'{did_you_mean(v, list(ZONES) + list(CITY_ZONES))}; "
+        "use an IANA name like 'America/New_York', a city, or see list_timezones"
+    )
 
 
 def _local_info(zone: str, utc: datetime) -> dict[str, Any]:
     local = to_local(utc, zone)
-    return {"timezone": zone, "local_time": local.strftime("%Y-%m-%d %H:%M"), "weekday": local.strftime("%A"),
-            "utc_offset": format_offset(offset_minutes(zone, utc)), "abbreviation": abbreviation(zone, utc),
-            "dst": is_dst(zone, utc)}
+    return {
+        "timezone": zone,
+        "local_time": local.strftime("%Y-%m-%d %H:%M"),
+        "weekday": local.strftime("%A"),
+        "utc_offset": format_offset(offset_minutes(zone, utc)),
+        "abbreviation": abbreviation(zone, utc),
+        "dst": is_dst(zone, utc),
+    }
 
 
 def _parse_when(value: str, what: str) -> datetime:
@@ -71,14 +78,22 @@ def _transitions(zone: str, year: int) -> list[dict[str, str]]:
         t += timedelta(hours=1)
         cur = is_dst(zone, t)
         if cur != prev:
-            out.append({"utc": t.strftime("%Y-%m-%d %H:%M"), "local_after": to_local(t, zone).strftime("%Y-%m-%d %H:%M"),
-                        "change": "DST starts (clocks forward 1h)" if cur else "DST ends (clocks back 1h)"})
+            out.append(
+                {
+                    "utc": t.strftime("%Y-%m-%d %H:%M"),
+                    "local_after": to_local(t, zone).strftime("%Y-%m-%d %H:%M"),
+                    "change": "DST starts (clocks forward 1h)" if cur else "DST ends (clocks back 1h)",
+                }
+            )
             prev = cur
     return out
 
 
 def build(seed: int = 0) -> EnvServer:
-    srv = new_server("timezones", f"World clock and time-zone math. Now is {NOW_UTC:%Y-%m-%d %H:%M} UTC (09:00 in New York); DST rules are built in.")
+    srv = new_server(
+        "timezones",
+        f"World clock and time-zone math. Now is {NOW_UTC:%Y-%m-%d %H:%M} UTC (09:00 in New York); DST rules are built in.",
+    )
     store: EpisodeStore[ClockState] = EpisodeStore(lambda s, e: ClockState(), seed)
 
     @srv.tool()
@@ -98,23 +113,37 @@ def build(seed: int = 0) -> EnvServer:
         utc = to_utc(local, src)
         out = to_local(utc, dst)
         day_shift = (out.date() - local.date()).days
-        return {"from": {"timezone": src, "time": local.strftime("%Y-%m-%d %H:%M"), "abbreviation": abbreviation(src, utc)},
-                "to": {"timezone": dst, "time": out.strftime("%Y-%m-%d %H:%M"), "abbreviation": abbreviation(dst, utc)},
-                "utc": utc.strftime("%Y-%m-%d %H:%M"), "day_shift": day_shift}
+        return {
+            "from": {"timezone": src, "time": local.strftime("%Y-%m-%d %H:%M"), "abbreviation": abbreviation(src, utc)},
+            "to": {"timezone": dst, "time": out.strftime("%Y-%m-%d %H:%M"), "abbreviation": abbreviation(dst, utc)},
+            "utc": utc.strftime("%Y-%m-%d %H:%M"),
+            "day_shift": day_shift,
+        }
 
     @srv.tool()
     async def list_timezones(
-        region: Annotated[str | None, arg("Only zones in this region: America, Europe, Asia, Africa, Australia, Pacific, Etc.")] = None,
+        region: Annotated[
+            str | None, arg("Only zones in this region: America, Europe, Asia, Africa, Australia, Pacific, Etc.")
+        ] = None,
     ) -> dict:
         """List supported time zones with their current UTC offset."""
         regions = sorted({r[4] for r in ZONES.values()})
         if region and region.strip().capitalize() not in regions:
             raise EnvError(f"unknown region '{region}'; regions: {', '.join(regions)}")
-        return {"timezones": [{"timezone": z, "utc_offset": format_offset(offset_minutes(z, NOW_UTC)), "region": r[4]}
-                              for z, r in ZONES.items() if not region or r[4] == region.strip().capitalize()]}
+        return {
+            "timezones": [
+                {"timezone": z, "utc_offset": format_offset(offset_minutes(z, NOW_UTC)), "region": r[4]}
+                for z, r in ZONES.items()
+                if not region or r[4] == region.strip().capitalize()
+            ]
+        }
 
     @srv.tool()
-    async def search(query: Annotated[str, arg("City, zone fragment or abbreviation, e.g. 'berlin', 'Kolkata', 'PST'.", min_length=2)]) -> dict:
+    async def search(
+        query: Annotated[
+            str, arg("City, zone fragment or abbreviation, e.g. 'berlin', 'Kolkata', 'PST'.", min_length=2)
+        ],
+    ) -> dict:
         """Find time zones by city name, part of a zone name or abbreviation."""
         q = query.strip().lower()
         hits: dict[str, str] = {}
@@ -126,8 +155,13 @@ def build(seed: int = 0) -> EnvServer:
                 hits.setdefault(z, "zone name")
         if query.strip().upper() in _ABBREV:
             hits.setdefault(_ABBREV[query.strip().upper()], "abbreviation")
-        return {"query": query, "results": [{"timezone": z, "matched": why, "utc_offset_now": format_offset(offset_minutes(z, NOW_UTC))}
-                                            for z, why in hits.items()]}
+        return {
+            "query": query,
+            "results": [
+                {"timezone": z, "matched": why, "utc_offset_now": format_offset(offset_minutes(z, NOW_UTC))}
+                for z, why in hits.items()
+            ],
+        }
 
     @srv.tool()
     async def get_details(
@@ -138,9 +172,16 @@ def build(seed: int = 0) -> EnvServer:
         z = resolve_zone(timezone)
         noon = to_utc(datetime.combine(parse_date(date), datetime.min.time()) + timedelta(hours=12), z)
         std, rule, *_ = ZONES[z]
-        return {"timezone": z, "date": parse_date(date).isoformat(), "utc_offset": format_offset(offset_minutes(z, noon)),
-                "standard_offset": format_offset(std), "abbreviation": abbreviation(z, noon), "dst": is_dst(z, noon),
-                "observes_dst": rule is not None, "transitions": _transitions(z, noon.year) if rule else []}
+        return {
+            "timezone": z,
+            "date": parse_date(date).isoformat(),
+            "utc_offset": format_offset(offset_minutes(z, noon)),
+            "standard_offset": format_offset(std),
+            "abbreviation": abbreviation(z, noon),
+            "dst": is_dst(z, noon),
+            "observes_dst": rule is not None,
+            "transitions": _transitions(z, noon.year) if rule else [],
+        }
 
     @srv.tool()
     async def time_difference(
@@ -152,12 +193,19 @@ def build(seed: int = 0) -> EnvServer:
         a, b = resolve_zone(timezone_a), resolve_zone(timezone_b)
         noon = datetime.combine(parse_date(date), datetime.min.time()) + timedelta(hours=12)
         diff = offset_minutes(b, noon) - offset_minutes(a, noon)
-        return {"timezone_a": a, "timezone_b": b, "date": parse_date(date).isoformat(), "hours": diff / 60,
-                "text": f"{b} is {abs(diff) / 60:g} h {'ahead of' if diff >= 0 else 'behind'} {a}"}
+        return {
+            "timezone_a": a,
+            "timezone_b": b,
+            "date": parse_date(date).isoformat(),
+            "hours": diff / 60,
+            "text": f"{b} is {abs(diff) / 60:g} h {'ahead of' if diff >= 0 else 'behind'} {a}",
+        }
 
     @srv.tool()
     async def find_meeting_time(
-        timezones: Annotated[list[str], arg("Two to six zones or cities of the participants.", min_length=2, max_length=6)],
+        timezones: Annotated[
+            list[str], arg("Two to six zones or cities of the participants.", min_length=2, max_length=6)
+        ],
         date: Annotated[str, arg("Meeting date YYYY-MM-DD (interpreted in the first zone).")],
         duration_minutes: Annotated[int, arg("Meeting length in minutes.", ge=15, le=480)] = 60,
         work_start: Annotated[str, arg("Start of everyone's working day, HH:MM local.")] = "09:00",
@@ -183,9 +231,19 @@ def build(seed: int = 0) -> EnvServer:
                     ok = False
                     break
             if ok:
-                slots.append({"utc": t0.strftime("%Y-%m-%d %H:%M"), "local": {z: to_local(t0, z).strftime("%Y-%m-%d %H:%M") for z in zones}})
-        return {"date": day.isoformat(), "duration_minutes": duration_minutes, "timezones": zones, "slots": slots,
-                "note": "" if slots else "no common working-hours window; widen work_start/work_end or pick another day"}
+                slots.append(
+                    {
+                        "utc": t0.strftime("%Y-%m-%d %H:%M"),
+                        "local": {z: to_local(t0, z).strftime("%Y-%m-%d %H:%M") for z in zones},
+                    }
+                )
+        return {
+            "date": day.isoformat(),
+            "duration_minutes": duration_minutes,
+            "timezones": zones,
+            "slots": slots,
+            "note": "" if slots else "no common working-hours window; widen work_start/work_end or pick another day",
+        }
 
     @srv.tool()
     async def is_business_hours(
@@ -197,7 +255,12 @@ def build(seed: int = 0) -> EnvServer:
         utc = parse_datetime(time, "time") if time and time.strip().lower() != "now" else NOW_UTC
         local = to_local(utc, z)
         open_ = local.weekday() < 5 and 9 <= local.hour < 17
-        return {"timezone": z, "local_time": local.strftime("%Y-%m-%d %H:%M"), "weekday": local.strftime("%A"), "business_hours": open_}
+        return {
+            "timezone": z,
+            "local_time": local.strftime("%Y-%m-%d %H:%M"),
+            "weekday": local.strftime("%A"),
+            "business_hours": open_,
+        }
 
     @srv.tool()
     async def add_duration(
@@ -205,7 +268,9 @@ def build(seed: int = 0) -> EnvServer:
         days: Annotated[int, arg("Days to add (negative subtracts).", ge=-3650, le=3650)] = 0,
         hours: Annotated[int, arg("Hours to add (negative subtracts).", ge=-87600, le=87600)] = 0,
         minutes: Annotated[int, arg("Minutes to add (negative subtracts).", ge=-525600, le=525600)] = 0,
-        timezone: Annotated[str | None, arg("If given, hours/minutes are added in real elapsed time across DST changes in this zone.")] = None,
+        timezone: Annotated[
+            str | None, arg("If given, hours/minutes are added in real elapsed time across DST changes in this zone.")
+        ] = None,
     ) -> dict:
         """Add (or subtract) days, hours and minutes to a date-time; returns the result and its weekday."""
         t = parse_datetime(start, "start")
@@ -215,25 +280,35 @@ def build(seed: int = 0) -> EnvServer:
             out = to_local(utc, z)
         else:
             out = t + timedelta(days=days, hours=hours, minutes=minutes)
-        return {"start": t.strftime("%Y-%m-%d %H:%M"), "result": out.strftime("%Y-%m-%d %H:%M"), "weekday": out.strftime("%A")}
+        return {
+            "start": t.strftime("%Y-%m-%d %H:%M"),
+            "result": out.strftime("%Y-%m-%d %H:%M"),
+            "weekday": out.strftime("%A"),
+        }
 
     @srv.tool()
     async def add_world_clock(
         timezone: ZoneArg,
         ctx: Context,
-        label: Annotated[str | None, arg("Display label, e.g. 'Tokyo office' (default: the zone's city).", max_length=40)] = None,
+        label: Annotated[
+            str | None, arg("Display label, e.g. 'Tokyo office' (default: the zone's city).", max_length=40)
+        ] = None,
     ) -> dict:
         """Add a clock to the world-clock board."""
         st = store.get(ctx)
         z = resolve_zone(timezone)
         lab = (label or z.split("/")[-1].replace("_", " ")).strip()
         if any(c["label"].lower() == lab.lower() for c in st.clocks):
-            raise EnvError(f"a clock labelled '{lab}' already exists; labels: {', '.join(c['label'] for c in st.clocks)}")
+            raise EnvError(
+                f"a clock labelled '{lab}' already exists; labels: {', '.join(c['label'] for c in st.clocks)}"
+            )
         st.clocks.append({"label": lab, "timezone": z})
         return {"clocks": st.clocks}
 
     @srv.tool()
-    async def remove_world_clock(label: Annotated[str, arg("Label of the clock to remove (see list_world_clocks).")], ctx: Context) -> dict:
+    async def remove_world_clock(
+        label: Annotated[str, arg("Label of the clock to remove (see list_world_clocks).")], ctx: Context
+    ) -> dict:
         """Remove a clock from the world-clock board."""
         st = store.get(ctx)
         for i, c in enumerate(st.clocks):

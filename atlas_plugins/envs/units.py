@@ -20,41 +20,181 @@ from ._base import (
 
 # category -> unit -> factor to the category's base unit (temperature is handled separately)
 UNITS: dict[str, dict[str, float]] = {
-    "length": {"mm": 0.001, "cm": 0.01, "m": 1.0, "km": 1000.0, "in": 0.0254, "ft": 0.3048, "yd": 0.9144,
-               "mi": 1609.344, "nmi": 1852.0},
+    "length": {
+        "mm": 0.001,
+        "cm": 0.01,
+        "m": 1.0,
+        "km": 1000.0,
+        "in": 0.0254,
+        "ft": 0.3048,
+        "yd": 0.9144,
+        "mi": 1609.344,
+        "nmi": 1852.0,
+    },
     "mass": {"mg": 1e-6, "g": 0.001, "kg": 1.0, "t": 1000.0, "oz": 0.028349523125, "lb": 0.45359237, "st": 6.35029318},
-    "volume": {"ml": 0.001, "l": 1.0, "m3": 1000.0, "tsp": 0.00492892159375, "tbsp": 0.01478676478125,
-               "cup": 0.2365882365, "fl_oz": 0.0295735295625, "pt": 0.473176473, "qt": 0.946352946, "gal": 3.785411784},
+    "volume": {
+        "ml": 0.001,
+        "l": 1.0,
+        "m3": 1000.0,
+        "tsp": 0.00492892159375,
+        "tbsp": 0.01478676478125,
+        "cup": 0.2365882365,
+        "fl_oz": 0.0295735295625,
+        "pt": 0.473176473,
+        "qt": 0.946352946,
+        "gal": 3.785411784,
+    },
     "temperature": {"C": 1.0, "F": 1.0, "K": 1.0},
     "speed": {"m/s": 1.0, "km/h": 1 / 3.6, "mph": 0.44704, "knot": 1852 / 3600, "ft/s": 0.3048},
-    "area": {"cm2": 1e-4, "m2": 1.0, "km2": 1e6, "ha": 1e4, "acre": 4046.8564224, "ft2": 0.09290304, "mi2": 2589988.110336},
-    "data": {"bit": 0.125, "B": 1.0, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KiB": 1024.0, "MiB": 1024.0**2,
-             "GiB": 1024.0**3},
+    "area": {
+        "cm2": 1e-4,
+        "m2": 1.0,
+        "km2": 1e6,
+        "ha": 1e4,
+        "acre": 4046.8564224,
+        "ft2": 0.09290304,
+        "mi2": 2589988.110336,
+    },
+    "data": {
+        "bit": 0.125,
+        "B": 1.0,
+        "KB": 1e3,
+        "MB": 1e6,
+        "GB": 1e9,
+        "TB": 1e12,
+        "KiB": 1024.0,
+        "MiB": 1024.0**2,
+        "GiB": 1024.0**3,
+    },
     "time": {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0, "day": 86400.0, "week": 604800.0, "year": 31557600.0},
     "energy": {"J": 1.0, "kJ": 1000.0, "cal": 4.184, "kcal": 4184.0, "Wh": 3600.0, "kWh": 3.6e6},
     "pressure": {"Pa": 1.0, "kPa": 1000.0, "bar": 1e5, "psi": 6894.757293168, "atm": 101325.0},
 }
-BASE = {"length": "m", "mass": "kg", "volume": "l", "temperature": "C", "speed": "m/s", "area": "m2", "data": "B",
-        "time": "s", "energy": "J", "pressure": "Pa"}
+BASE = {
+    "length": "m",
+    "mass": "kg",
+    "volume": "l",
+    "temperature": "C",
+    "speed": "m/s",
+    "area": "m2",
+    "data": "B",
+    "time": "s",
+    "energy": "J",
+    "pressure": "Pa",
+}
 ALIASES = {
-    "millimeter": "mm", "millimeters": "mm", "centimeter": "cm", "centimeters": "cm", "meter": "m", "meters": "m",
-    "metre": "m", "metres": "m", "kilometer": "km", "kilometers": "km", "kilometres": "km", "inch": "in", "inches": "in",
-    "foot": "ft", "feet": "ft", "yard": "yd", "yards": "yd", "mile": "mi", "miles": "mi", "nautical mile": "nmi",
-    "gram": "g", "grams": "g", "kilogram": "kg", "kilograms": "kg", "kilo": "kg", "kilos": "kg", "tonne": "t",
-    "ton": "t", "ounce": "oz", "ounces": "oz", "pound": "lb", "pounds": "lb", "lbs": "lb", "stone": "st",
-    "milliliter": "ml", "millilitre": "ml", "liter": "l", "litre": "l", "liters": "l", "litres": "l", "teaspoon": "tsp",
-    "tablespoon": "tbsp", "cups": "cup", "fluid ounce": "fl_oz", "floz": "fl_oz", "pint": "pt", "quart": "qt",
-    "gallon": "gal", "gallons": "gal", "celsius": "C", "°c": "C", "fahrenheit": "F", "°f": "F", "kelvin": "K",
-    "kph": "km/h", "kmh": "km/h", "mps": "m/s", "knots": "knot", "kt": "knot", "fps": "ft/s", "sq m": "m2",
-    "m²": "m2", "km²": "km2", "hectare": "ha", "hectares": "ha", "acres": "acre", "sq ft": "ft2", "ft²": "ft2",
-    "byte": "B", "bytes": "B", "bits": "bit", "kilobyte": "KB", "megabyte": "MB", "gigabyte": "GB", "terabyte": "TB",
-    "second": "s", "seconds": "s", "sec": "s", "minute": "min", "minutes": "min", "hour": "h", "hours": "h", "hr": "h",
-    "days": "day", "weeks": "week", "years": "year", "yr": "year", "joule": "J", "calorie": "cal", "calories": "cal",
-    "kilocalorie": "kcal", "watt hour": "Wh", "kilowatt hour": "kWh",
+    "millimeter": "mm",
+    "millimeters": "mm",
+    "centimeter": "cm",
+    "centimeters": "cm",
+    "meter": "m",
+    "meters": "m",
+    "metre": "m",
+    "metres": "m",
+    "kilometer": "km",
+    "kilometers": "km",
+    "kilometres": "km",
+    "inch": "in",
+    "inches": "in",
+    "foot": "ft",
+    "feet": "ft",
+    "yard": "yd",
+    "yards": "yd",
+    "mile": "mi",
+    "miles": "mi",
+    "nautical mile": "nmi",
+    "gram": "g",
+    "grams": "g",
+    "kilogram": "kg",
+    "kilograms": "kg",
+    "kilo": "kg",
+    "kilos": "kg",
+    "tonne": "t",
+    "ton": "t",
+    "ounce": "oz",
+    "ounces": "oz",
+    "pound": "lb",
+    "pounds": "lb",
+    "lbs": "lb",
+    "stone": "st",
+    "milliliter": "ml",
+    "millilitre": "ml",
+    "liter": "l",
+    "litre": "l",
+    "liters": "l",
+    "litres": "l",
+    "teaspoon": "tsp",
+    "tablespoon": "tbsp",
+    "cups": "cup",
+    "fluid ounce": "fl_oz",
+    "floz": "fl_oz",
+    "pint": "pt",
+    "quart": "qt",
+    "gallon": "gal",
+    "gallons": "gal",
+    "celsius": "C",
+    "°c": "C",
+    "fahrenheit": "F",
+    "°f": "F",
+    "kelvin": "K",
+    "kph": "km/h",
+    "kmh": "km/h",
+    "mps": "m/s",
+    "knots": "knot",
+    "kt": "knot",
+    "fps": "ft/s",
+    "sq m": "m2",
+    "m²": "m2",
+    "km²": "km2",
+    "hectare": "ha",
+    "hectares": "ha",
+    "acres": "acre",
+    "sq ft": "ft2",
+    "ft²": "ft2",
+    "byte": "B",
+    "bytes": "B",
+    "bits": "bit",
+    "kilobyte": "KB",
+    "megabyte": "MB",
+    "gigabyte": "GB",
+    "terabyte": "TB",
+    "second": "s",
+    "seconds": "s",
+    "sec": "s",
+    "minute": "min",
+    "minutes": "min",
+    "hour": "h",
+    "hours": "h",
+    "hr": "h",
+    "days": "day",
+    "weeks": "week",
+    "years": "year",
+    "yr": "year",
+    "joule": "J",
+    "calorie": "cal",
+    "calories": "cal",
+    "kilocalorie": "kcal",
+    "watt hour": "Wh",
+    "kilowatt hour": "kWh",
 }
 # Units per 1 USD on the simulated today (fixture), jittered ±1.5% by seed.
-USD_RATES = {"USD": 1.0, "EUR": 0.92, "GBP": 0.79, "JPY": 149.5, "CAD": 1.36, "AUD": 1.53, "CHF": 0.88, "CNY": 7.19,
-             "INR": 83.1, "MXN": 17.1, "BRL": 4.97, "SEK": 10.4, "SGD": 1.34, "AED": 3.6725, "ZAR": 18.9}
+USD_RATES = {
+    "USD": 1.0,
+    "EUR": 0.92,
+    "GBP": 0.79,
+    "JPY": 149.5,
+    "CAD": 1.36,
+    "AUD": 1.53,
+    "CHF": 0.88,
+    "CNY": 7.19,
+    "INR": 83.1,
+    "MXN": 17.1,
+    "BRL": 4.97,
+    "SEK": 10.4,
+    "SGD": 1.34,
+    "AED": 3.6725,
+    "ZAR": 18.9,
+}
 
 UnitArg = Annotated[str, arg("Unit symbol or name, e.g. 'km', 'mi', 'lb', 'C', 'gal', 'MB' (see list_units).")]
 CurrencyArg = Annotated[str, arg("ISO currency code, e.g. 'USD', 'EUR', 'JPY'.")]
@@ -68,7 +208,9 @@ class UnitsState:
 
 def initial_state(seed: int, episode: str = "default") -> UnitsState:
     rng = rng_for("fx", seed)
-    return UnitsState(rates={c: (r if c == "USD" else round(r * rng.uniform(0.985, 1.015), 4)) for c, r in USD_RATES.items()})
+    return UnitsState(
+        rates={c: (r if c == "USD" else round(r * rng.uniform(0.985, 1.015), 4)) for c, r in USD_RATES.items()}
+    )
 
 
 def resolve_unit(name: str) -> tuple[str, str]:
@@ -125,8 +267,17 @@ def build(seed: int = 0) -> EnvServer:
     ) -> dict:
         """Convert a value between units of the same category (length, mass, volume, temperature, speed, ...)."""
         out, f, t, cat = convert_value(value, from_unit, to_unit)
-        return record(ctx, {"value": value, "from_unit": f, "to_unit": t, "category": cat, "result": _round(out),
-                            "text": f"{value:g} {f} = {_round(out):g} {t}"})
+        return record(
+            ctx,
+            {
+                "value": value,
+                "from_unit": f,
+                "to_unit": t,
+                "category": cat,
+                "result": _round(out),
+                "text": f"{value:g} {f} = {_round(out):g} {t}",
+            },
+        )
 
     @srv.tool()
     async def convert_many(
@@ -174,11 +325,19 @@ def build(seed: int = 0) -> EnvServer:
         _, au, _, _ = convert_value(a, a_unit, a_unit)
         diff = a - conv_b
         bigger = "equal" if abs(diff) < 1e-12 else "a" if diff > 0 else "b"
-        return {"category": cat, "a": f"{a:g} {au}", "b": f"{b:g} {bu}", "b_in_a_unit": _round(conv_b),
-                "larger": bigger, "difference_in_a_unit": _round(abs(diff))}
+        return {
+            "category": cat,
+            "a": f"{a:g} {au}",
+            "b": f"{b:g} {bu}",
+            "b_in_a_unit": _round(conv_b),
+            "larger": bigger,
+            "difference_in_a_unit": _round(abs(diff)),
+        }
 
     @srv.tool()
-    async def parse_quantity(text: Annotated[str, arg("A written quantity such as '5 ft 11 in', '2h 30min', '1.5 kg'.", min_length=1)]) -> dict:
+    async def parse_quantity(
+        text: Annotated[str, arg("A written quantity such as '5 ft 11 in', '2h 30min', '1.5 kg'.", min_length=1)],
+    ) -> dict:
         """Parse a written quantity (several parts allowed) into one number in the base unit of its category."""
         parts = re.findall(r"(-?\d+(?:\.\d+)?)\s*([A-Za-z°²/_ ]+?)(?=\s*-?\d|\s*$)", text.strip())
         if not parts:
@@ -220,7 +379,9 @@ def build(seed: int = 0) -> EnvServer:
         t = to_currency.strip().upper()
         rf, rt = lookup(st.rates, f, "currency"), lookup(st.rates, t, "currency")
         out = round(amount / rf * rt, 2)
-        return record(ctx, {"amount": amount, "from_currency": f, "to_currency": t, "rate": round(rt / rf, 6), "result": out})
+        return record(
+            ctx, {"amount": amount, "from_currency": f, "to_currency": t, "rate": round(rt / rf, 6), "result": out}
+        )
 
     @srv.tool()
     async def set_exchange_rate(

@@ -74,11 +74,17 @@ def find_catalog(name_or_path: str | Path = DEFAULT_PADDING_CATALOG) -> Path:
     p = Path(name_or_path)
     if p.exists():
         return p
-    roots = [os.environ.get("ATLAS_SHARED_DATA"), Path.cwd() / "../shared/data/toolspace", Path(__file__).resolve().parents[3] / "shared/data/toolspace"]
+    roots = [
+        os.environ.get("ATLAS_SHARED_DATA"),
+        Path.cwd() / "../shared/data/toolspace",
+        Path(__file__).resolve().parents[3] / "shared/data/toolspace",
+    ]
     for root in roots:
         if root and (Path(root) / p.name).exists():
             return Path(root) / p.name
-    raise FileNotFoundError(f"padding catalogue {str(name_or_path)!r} not found (set ATLAS_SHARED_DATA to the folder holding it)")
+    raise FileNotFoundError(
+        f"padding catalogue {str(name_or_path)!r} not found (set ATLAS_SHARED_DATA to the folder holding it)"
+    )
 
 
 def pad_tasks(tasks: Sequence[Task], distractors: Sequence[str]) -> list[Task]:
@@ -111,17 +117,29 @@ def run_cell(
     """Play and score every task under one design and padding."""
     played = pad_tasks(tasks, list(distractors)[:padding]) if padding else list(tasks)
     t0 = time.perf_counter()
-    trajs = play_design(policy, toolspace, played, design, seed=seed, batch_size=batch_size, progress=progress,
-                        **(agent_overrides or {}))
+    trajs = play_design(
+        policy,
+        toolspace,
+        played,
+        design,
+        seed=seed,
+        batch_size=batch_size,
+        progress=progress,
+        **(agent_overrides or {}),
+    )
     wall = time.perf_counter() - t0
     for task, traj in zip(played, trajs, strict=True):
         scorer.score(traj)
         traj.metadata.update({"design": design, "padding": padding, "suite_check": suite.check(task, traj)})
-    cell = summarize_cell(trajs, design=design, padding=padding, model=model_label, suite=getattr(suite, "SUITE", ""), wall_s=wall)
+    cell = summarize_cell(
+        trajs, design=design, padding=padding, model=model_label, suite=getattr(suite, "SUITE", ""), wall_s=wall
+    )
     return cell, trajs
 
 
-def summarize_cell(trajs: Sequence[Trajectory], *, design: str, padding: int, model: str, suite: str, wall_s: float = 0.0) -> BenchCell:
+def summarize_cell(
+    trajs: Sequence[Trajectory], *, design: str, padding: int, model: str, suite: str, wall_s: float = 0.0
+) -> BenchCell:
     """One cell's numbers from its scored, checked trajectories (``metadata["suite_check"]``)."""
     return BenchCell(
         design=design,
@@ -155,7 +173,12 @@ def load_policy(model: str = "embedded", adapter: str | None = None, *, device: 
 
         if not (Path(adapter) / "adapter_config.json").exists():
             raise FileNotFoundError(f"{adapter!r} is not a LoRA adapter folder (no adapter_config.json)")
-        policy = TransformersPolicy(PeftModel.from_pretrained(policy.model, adapter), policy.tokenizer, name=f"{model}+{Path(adapter).name}", device=device)
+        policy = TransformersPolicy(
+            PeftModel.from_pretrained(policy.model, adapter),
+            policy.tokenizer,
+            name=f"{model}+{Path(adapter).name}",
+            device=device,
+        )
     return policy
 
 
@@ -220,16 +243,32 @@ def run_bench(
                 for padding in paddings:
                     say(f"[{label}] {suite_name} · {design} · padding {padding} · {len(tasks)} tasks …")
                     cell, trajs = run_cell(
-                        policy, ts, suite, tasks, design, padding=padding, distractors=distractors, scorer=scorer,
-                        model_label=label, agent_overrides=overrides, seed=seed,
+                        policy,
+                        ts,
+                        suite,
+                        tasks,
+                        design,
+                        padding=padding,
+                        distractors=distractors,
+                        scorer=scorer,
+                        model_label=label,
+                        agent_overrides=overrides,
+                        seed=seed,
                     )
                     results.append(cell)
                     name = f"traj_{label}_{design.replace('+', '_')}_{padding}.jsonl"
                     with (out / name).open("w") as fh:
                         for t in trajs:
-                            fh.write(t.model_dump_json(exclude={"prompt_ids", "completion_ids", "env_mask", "logprobs", "segments"}) + "\n")
-                    say(f"    success {cell.success:.2f} · reward {cell.reward:.3f} · context {cell.context_tokens:.0f} tok · "
-                        f"turns {cell.turns:.1f} · overflow {cell.context_overflow:.0%} · {cell.wall_s:.0f} s")
+                            fh.write(
+                                t.model_dump_json(
+                                    exclude={"prompt_ids", "completion_ids", "env_mask", "logprobs", "segments"}
+                                )
+                                + "\n"
+                            )
+                    say(
+                        f"    success {cell.success:.2f} · reward {cell.reward:.3f} · context {cell.context_tokens:.0f} tok · "
+                        f"turns {cell.turns:.1f} · overflow {cell.context_overflow:.0%} · {cell.wall_s:.0f} s"
+                    )
     write_outputs(out, suite_name, results)
     return results
 
@@ -237,7 +276,9 @@ def run_bench(
 def write_outputs(out: Path, suite_name: str, results: Sequence[BenchCell]) -> dict[str, Path]:
     """``results.json``, ``results.md`` and ``bench.png`` in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps({"suite": suite_name, "results": [r.model_dump() for r in results]}, indent=2))
+    (out / "results.json").write_text(
+        json.dumps({"suite": suite_name, "results": [r.model_dump() for r in results]}, indent=2)
+    )
     lines = [
         f"# atlas bench · suite `{suite_name}`",
         "",

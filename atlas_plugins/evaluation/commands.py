@@ -58,15 +58,27 @@ def _task_file(path: Path | None, as_json: bool) -> Path | None:
     except (ValueError, OSError) as exc:
         fail(f"--tasks {path}: {exc}", as_json=as_json)
     return path
-def _run_endpoint(as_json: bool, base_url: str, model: str, api_key_env: str, adapter: str | None, trained: str | None,
-                  device: str | None, **kwargs: Any) -> list[Any]:
+
+
+def _run_endpoint(
+    as_json: bool,
+    base_url: str,
+    model: str,
+    api_key_env: str,
+    adapter: str | None,
+    trained: str | None,
+    device: str | None,
+    **kwargs: Any,
+) -> list[Any]:
     """The grid against an OpenAI-compatible endpoint (``--base-url``)."""
     from atlas_plugins.cli_support import fail
     from atlas_plugins.errors import AtlasError
 
     if adapter or trained or device:
-        fail("--adapter, --trained and --device apply to local models; with --base-url the server holds the model",
-             as_json=as_json)
+        fail(
+            "--adapter, --trained and --device apply to local models; with --base-url the server holds the model",
+            as_json=as_json,
+        )
     if kwargs.pop("tasks", None) is not None:
         fail("--tasks is not supported with --base-url yet; evaluate a suite's own tasks", as_json=as_json)
     if model == "embedded":
@@ -93,11 +105,15 @@ def _overrides(max_turns: int | None, max_new_tokens: int | None) -> dict[str, i
 
 
 def register(app: typer.Typer) -> None:
-    suite_help = "Suite: embedded (held-out embedded tasks) or bfcl-multi-turn (needs: pip install --no-deps bfcl-eval)."
+    suite_help = (
+        "Suite: embedded (held-out embedded tasks) or bfcl-multi-turn (needs: pip install --no-deps bfcl-eval)."
+    )
     model_help = "'embedded', an HF model folder/id, or with --base-url the name the endpoint serves the model under."
-    base_url_help = ("Evaluate a model behind this OpenAI-compatible endpoint (e.g. http://127.0.0.1:8000/v1: vLLM, "
-                     "llama.cpp, transformers serve, a hosted API) instead of a local one; the agent uses the chat "
-                     "API's own tool calling.")
+    base_url_help = (
+        "Evaluate a model behind this OpenAI-compatible endpoint (e.g. http://127.0.0.1:8000/v1: vLLM, "
+        "llama.cpp, transformers serve, a hosted API) instead of a local one; the agent uses the chat "
+        "API's own tool calling."
+    )
     key_help = "Environment variable holding the endpoint's API key (local servers take any key)."
 
     @app.command("eval")
@@ -107,14 +123,26 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option("embedded", "--model", help=model_help),
         base_url: str | None = typer.Option(None, "--base-url", help=base_url_help),
         api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help=key_help),
-        adapter: str | None = typer.Option(None, "--adapter", help="LoRA adapter folder from atlas train / atlas demo."),
-        padding: int = typer.Option(0, "--padding", help="Distractor catalogue servers added to each task's tool space."),
+        adapter: str | None = typer.Option(
+            None, "--adapter", help="LoRA adapter folder from atlas train / atlas demo."
+        ),
+        padding: int = typer.Option(
+            0, "--padding", help="Distractor catalogue servers added to each task's tool space."
+        ),
         limit: int | None = typer.Option(8, "--limit", help="Number of tasks (fixed order; 0: all)."),
-        tasks: Path | None = typer.Option(None, "--tasks", help="Evaluate the tasks of this JSONL file (as `atlas tasks generate` writes it) instead of the suite's own; the suite still provides the servers."),
+        tasks: Path | None = typer.Option(
+            None,
+            "--tasks",
+            help="Evaluate the tasks of this JSONL file (as `atlas tasks generate` writes it) instead of the suite's own; the suite still provides the servers.",
+        ),
         max_turns: int | None = typer.Option(None, "--max-turns", help="Model turns (and tool calls) per episode."),
         max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help="Tokens per model turn."),
-        device: str | None = typer.Option(None, "--device", help="Torch device for the model, e.g. cuda (default: cpu)."),
-        out: Path = typer.Option(Path("eval-out"), "--out", help="Folder for results.json/.md, the chart and trajectories."),
+        device: str | None = typer.Option(
+            None, "--device", help="Torch device for the model, e.g. cuda (default: cpu)."
+        ),
+        out: Path = typer.Option(
+            Path("eval-out"), "--out", help="Folder for results.json/.md, the chart and trajectories."
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
     ) -> None:
         """Evaluate one model under one design on one suite."""
@@ -122,13 +150,32 @@ def register(app: typer.Typer) -> None:
 
         if base_url:
             cells = _run_endpoint(
-                as_json, base_url, model, api_key_env, adapter, None, device, tasks=tasks, suite_name=suite, designs=[design],
-                paddings=[padding], limit=limit, out_dir=out, agent_overrides=_overrides(max_turns, max_new_tokens),
+                as_json,
+                base_url,
+                model,
+                api_key_env,
+                adapter,
+                None,
+                device,
+                tasks=tasks,
+                suite_name=suite,
+                designs=[design],
+                paddings=[padding],
+                limit=limit,
+                out_dir=out,
+                agent_overrides=_overrides(max_turns, max_new_tokens),
             )
         else:
             cells = _run(
-                as_json, suite_name=suite, designs=[design], paddings=[padding], models=_models(model, adapter, None),
-                limit=limit or None, out_dir=out, agent_overrides=_overrides(max_turns, max_new_tokens), device=device,
+                as_json,
+                suite_name=suite,
+                designs=[design],
+                paddings=[padding],
+                models=_models(model, adapter, None),
+                limit=limit or None,
+                out_dir=out,
+                agent_overrides=_overrides(max_turns, max_new_tokens),
+                device=device,
                 tasks_file=_task_file(tasks, as_json),
             )
         row = cells[0].model_dump()
@@ -141,18 +188,32 @@ def register(app: typer.Typer) -> None:
     def bench_cmd(
         suite: str = typer.Option("embedded", "--suite", help=suite_help),
         designs: str = typer.Option("eager,itl,itl+ptc", "--designs", help="Comma-separated designs."),
-        padding: str = typer.Option("0", "--padding", help="Comma-separated distractor-server counts, e.g. 0,100,500,1000."),
+        padding: str = typer.Option(
+            "0", "--padding", help="Comma-separated distractor-server counts, e.g. 0,100,500,1000."
+        ),
         model: str = typer.Option("embedded", "--model", help=model_help),
         base_url: str | None = typer.Option(None, "--base-url", help=base_url_help),
         api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help=key_help),
-        adapter: str | None = typer.Option(None, "--adapter", help="Evaluate this LoRA adapter instead of the base model."),
-        trained: str | None = typer.Option(None, "--trained", help="Also evaluate this LoRA adapter (base vs trained)."),
+        adapter: str | None = typer.Option(
+            None, "--adapter", help="Evaluate this LoRA adapter instead of the base model."
+        ),
+        trained: str | None = typer.Option(
+            None, "--trained", help="Also evaluate this LoRA adapter (base vs trained)."
+        ),
         limit: int | None = typer.Option(8, "--limit", help="Number of tasks per cell (fixed order; 0: all)."),
-        tasks: Path | None = typer.Option(None, "--tasks", help="Evaluate the tasks of this JSONL file (as `atlas tasks generate` writes it) instead of the suite's own; the suite still provides the servers."),
+        tasks: Path | None = typer.Option(
+            None,
+            "--tasks",
+            help="Evaluate the tasks of this JSONL file (as `atlas tasks generate` writes it) instead of the suite's own; the suite still provides the servers.",
+        ),
         max_turns: int | None = typer.Option(None, "--max-turns", help="Model turns (and tool calls) per episode."),
         max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help="Tokens per model turn."),
-        device: str | None = typer.Option(None, "--device", help="Torch device for the model, e.g. cuda (default: cpu)."),
-        out: Path = typer.Option(Path("bench-out"), "--out", help="Folder for results.json/.md, bench.png and trajectories."),
+        device: str | None = typer.Option(
+            None, "--device", help="Torch device for the model, e.g. cuda (default: cpu)."
+        ),
+        out: Path = typer.Option(
+            Path("bench-out"), "--out", help="Folder for results.json/.md, bench.png and trajectories."
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
     ) -> None:
         """A grid: designs × padding (× base/trained) on a suite; JSON, Markdown and a chart."""
@@ -164,18 +225,42 @@ def register(app: typer.Typer) -> None:
             fail(f"--padding must be comma-separated integers, got {padding!r}", as_json=as_json)
         if base_url:
             cells = _run_endpoint(
-                as_json, base_url, model, api_key_env, adapter, trained, device, tasks=tasks, suite_name=suite,
-                designs=_csv(designs, "--designs"), paddings=pads, limit=limit, out_dir=out,
+                as_json,
+                base_url,
+                model,
+                api_key_env,
+                adapter,
+                trained,
+                device,
+                tasks=tasks,
+                suite_name=suite,
+                designs=_csv(designs, "--designs"),
+                paddings=pads,
+                limit=limit,
+                out_dir=out,
                 agent_overrides=_overrides(max_turns, max_new_tokens),
             )
         else:
             cells = _run(
-                as_json, suite_name=suite, designs=_csv(designs, "--designs"), paddings=pads,
-                models=_models(model, adapter, trained), limit=limit or None, out_dir=out,
-                agent_overrides=_overrides(max_turns, max_new_tokens), device=device, tasks_file=_task_file(tasks, as_json),
+                as_json,
+                suite_name=suite,
+                designs=_csv(designs, "--designs"),
+                paddings=pads,
+                models=_models(model, adapter, trained),
+                limit=limit or None,
+                out_dir=out,
+                agent_overrides=_overrides(max_turns, max_new_tokens),
+                device=device,
+                tasks_file=_task_file(tasks, as_json),
             )
         if as_json:
-            print_json({"results": [c.model_dump() for c in cells], "markdown": str(out / "results.md"), "plot": str(out / "bench.png")})
+            print_json(
+                {
+                    "results": [c.model_dump() for c in cells],
+                    "markdown": str(out / "results.md"),
+                    "plot": str(out / "bench.png"),
+                }
+            )
         else:
             typer.echo((out / "results.md").read_text())
 

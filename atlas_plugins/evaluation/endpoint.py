@@ -28,8 +28,14 @@ from atlas_plugins.evaluation.designs import design_settings
 __all__ = ["endpoint_policy", "file_label", "run_endpoint_bench"]
 
 
-def endpoint_policy(base_url: str, model: str, *, api_key_env: str | None = "OPENAI_API_KEY", timeout: float = 120.0,
-                    max_retries: int = 2) -> Any:
+def endpoint_policy(
+    base_url: str,
+    model: str,
+    *,
+    api_key_env: str | None = "OPENAI_API_KEY",
+    timeout: float = 120.0,
+    max_retries: int = 2,
+) -> Any:
     """An :class:`OpenAIPolicy` for ``base_url``/``model``; the key is read from ``$api_key_env``
     (a local server takes any key; a missing variable is an error only when one was named explicitly)."""
     from atlas_plugins.policy.openai_policy import OpenAIPolicy
@@ -37,7 +43,9 @@ def endpoint_policy(base_url: str, model: str, *, api_key_env: str | None = "OPE
     key = os.environ.get(api_key_env) if api_key_env else None
     if api_key_env and api_key_env != "OPENAI_API_KEY" and key is None:
         raise ValueError(f"--api-key-env {api_key_env}: that environment variable is not set")
-    return OpenAIPolicy(base_url, model, api_key=key if key is not None else "EMPTY", timeout=timeout, max_retries=max_retries)
+    return OpenAIPolicy(
+        base_url, model, api_key=key if key is not None else "EMPTY", timeout=timeout, max_retries=max_retries
+    )
 
 
 def file_label(label: str) -> str:
@@ -82,15 +90,35 @@ def run_endpoint_bench(
         scorer = Scorer(judge=judge, toolspace=ts)
         for design in designs:
             for padding in paddings:
-                say(f"[{label}] {suite_name} · {design} · padding {padding} · {len(tasks)} tasks via {policy.base_url} …")
-                cell, trajs = run_cell(policy, ts, suite, tasks, design, padding=padding, distractors=distractors,
-                                       scorer=scorer, model_label=label, agent_overrides=agent_overrides or {}, seed=seed)
+                say(
+                    f"[{label}] {suite_name} · {design} · padding {padding} · {len(tasks)} tasks via {policy.base_url} …"
+                )
+                cell, trajs = run_cell(
+                    policy,
+                    ts,
+                    suite,
+                    tasks,
+                    design,
+                    padding=padding,
+                    distractors=distractors,
+                    scorer=scorer,
+                    model_label=label,
+                    agent_overrides=agent_overrides or {},
+                    seed=seed,
+                )
                 results.append(cell)
                 name = f"traj_{file_label(label)}_{design.replace('+', '_')}_{padding}.jsonl"
                 with (out / name).open("w") as fh:
                     for t in trajs:
-                        fh.write(t.model_dump_json(exclude={"prompt_ids", "completion_ids", "env_mask", "logprobs", "segments"}) + "\n")
-                say(f"    success {cell.success:.2f} · reward {cell.reward:.3f} · context {cell.context_tokens:.0f} tok · "
-                    f"turns {cell.turns:.1f} · {cell.wall_s:.0f} s")
+                        fh.write(
+                            t.model_dump_json(
+                                exclude={"prompt_ids", "completion_ids", "env_mask", "logprobs", "segments"}
+                            )
+                            + "\n"
+                        )
+                say(
+                    f"    success {cell.success:.2f} · reward {cell.reward:.3f} · context {cell.context_tokens:.0f} tok · "
+                    f"turns {cell.turns:.1f} · {cell.wall_s:.0f} s"
+                )
     write_outputs(out, suite_name, results)
     return results

@@ -160,8 +160,10 @@ def schema_sketch(schema: Any, depth: int = 0) -> str:
 
 def _wraps_result(schema: Any) -> bool:
     # FastMCP/MCPServer wraps a non-object return value as {"result": value} in structured output.
-    return isinstance(schema, dict) and set(schema.get("properties") or {}) == {"result"} and (
-        schema.get("required") == ["result"] or schema.get("x-fastmcp-wrap-result") is True
+    return (
+        isinstance(schema, dict)
+        and set(schema.get("properties") or {}) == {"result"}
+        and (schema.get("required") == ["result"] or schema.get("x-fastmcp-wrap-result") is True)
     )
 
 
@@ -289,15 +291,23 @@ class ToolBridge:
                 hint = closest(name, by_name)
                 parts.append(
                     f"no tool {name!r} on {msg.server!r}"
-                    + (f"; did you mean {' or '.join(map(repr, hint))}?" if hint else f"; its tools: {', '.join(by_name)}")
+                    + (
+                        f"; did you mean {' or '.join(map(repr, hint))}?"
+                        if hint
+                        else f"; its tools: {', '.join(by_name)}"
+                    )
                 )
         return "\n".join([tools_info_text(specs, self.formats), *parts]).strip()
 
     def _call(self, msg: CallMsg) -> dict[str, Any]:
         info = self._server(msg.server)
         if len(self.calls) >= self.max_calls_per_cell:
-            return {"op": "result", "id": msg.id, "ok": False,
-                    "error": f"tool-call limit reached ({self.max_calls_per_cell} calls per cell)"}
+            return {
+                "op": "result",
+                "id": msg.id,
+                "ok": False,
+                "error": f"tool-call limit reached ({self.max_calls_per_cell} calls per cell)",
+            }
         spec = next((t for t in info.tools if t.name == msg.tool), None)
         arguments = dict(msg.kwargs)
         if msg.args:
@@ -305,8 +315,12 @@ class ToolBridge:
             order = list(((spec.input_schema if spec else {}) or {}).get("properties") or {})
             if spec is None or len(msg.args) > len(order) or any(k in arguments for k in order[: len(msg.args)]):
                 sig = python_signature(spec) if spec else f"{msg.tool}(...)"
-                return {"op": "result", "id": msg.id, "ok": False,
-                        "error": f"call {msg.server}.{msg.tool} with keyword arguments; signature: {sig}"}
+                return {
+                    "op": "result",
+                    "id": msg.id,
+                    "ok": False,
+                    "error": f"call {msg.server}.{msg.tool} with keyword arguments; signature: {sig}",
+                }
             arguments.update(zip(order, msg.args, strict=False))  # the positional ones: a prefix of order
         left = self.deadline - time.monotonic()
         if left <= 0.05:
@@ -317,10 +331,16 @@ class ToolBridge:
         self.call_time += time.perf_counter() - t0
         content = result.content if result.ok else None  # the toolspace already unwrapped {'result': x}
         self.calls.append(
-            {"server": msg.server, "tool": msg.tool, "arguments": arguments, "ok": result.ok,
-             "error": result.error, "error_type": result.error_type,
-             "content_type": type(to_python(content)).__name__ if result.ok else None,
-             "text": result.text[:2000]}
+            {
+                "server": msg.server,
+                "tool": msg.tool,
+                "arguments": arguments,
+                "ok": result.ok,
+                "error": result.error,
+                "error_type": result.error_type,
+                "content_type": type(to_python(content)).__name__ if result.ok else None,
+                "text": result.text[:2000],
+            }
         )
         if not result.ok:
             error = result.error or "tool call failed"
@@ -341,8 +361,10 @@ class ToolBridge:
             return f"a value nested deeper than {MAX_JSON_DEPTH} levels; it cannot be passed to code"
         size = len(json.dumps(content, ensure_ascii=False, default=repr))
         if size > self.max_result_bytes:
-            return (f"{size} bytes, over the {self.max_result_bytes}-byte limit for code_interpreter; "
-                    "ask for less (filters, paging, a smaller range)")
+            return (
+                f"{size} bytes, over the {self.max_result_bytes}-byte limit for code_interpreter; "
+                "ask for less (filters, paging, a smaller range)"
+            )
         return None
 
     def hint(self, error_type: str | None, error: str) -> str | None:
@@ -406,9 +428,16 @@ class BridgedSession:
     cannot be trusted.
     """
 
-    def __init__(self, transport_factory: Callable[[], Transport], bridge: ToolBridge, *, timeout: float,
-                 start_timeout: float,
-                 response_limit: int, output_limit: int = 200_000) -> None:
+    def __init__(
+        self,
+        transport_factory: Callable[[], Transport],
+        bridge: ToolBridge,
+        *,
+        timeout: float,
+        start_timeout: float,
+        response_limit: int,
+        output_limit: int = 200_000,
+    ) -> None:
         self._factory = transport_factory
         self.bridge = bridge
         self.timeout, self.start_timeout, self.response_limit = timeout, start_timeout, response_limit
@@ -474,8 +503,7 @@ class BridgedSession:
                     raise ProtocolViolation("unexpected 'ready' during a cell")
                 transport.send(self.bridge.handle(msg))
         except CellTimeout:
-            problem = (f"the cell ran longer than its {self.timeout:g}s time limit (tool calls included) "
-                       "and was stopped")
+            problem = f"the cell ran longer than its {self.timeout:g}s time limit (tool calls included) and was stopped"
         except SandboxDied as exc:
             problem = f"the interpreter crashed ({exc})"
         except ProtocolViolation as exc:

@@ -20,11 +20,16 @@ def register(app: typer.Typer) -> None:
         code: Path = typer.Option(..., "--code", help="File with the Python code of one cell ('-' for stdin)."),
         executor: str = typer.Option("local", "--executor", "-e", help="Executor name (local, e2b, or a plugin's)."),
         config: Path | None = typer.Option(
-            None, "--config", "-c", help="Toolspace file (YAML/TOML, or JSON with mcpServers). Default: embedded servers."
+            None,
+            "--config",
+            "-c",
+            help="Toolspace file (YAML/TOML, or JSON with mcpServers). Default: embedded servers.",
         ),
         timeout: float = typer.Option(10.0, "--timeout", help="Wall-time limit of the cell, seconds."),
         unsafe_no_sandbox: bool = typer.Option(
-            False, "--unsafe-no-sandbox", help="local executor only: run WITHOUT bubblewrap (rlimits only). Trusted code only."
+            False,
+            "--unsafe-no-sandbox",
+            help="local executor only: run WITHOUT bubblewrap (rlimits only). Trusted code only.",
         ),
         as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
     ) -> None:
@@ -35,7 +40,9 @@ def register(app: typer.Typer) -> None:
 
         def fail(message: str) -> None:
             if as_json:
-                sys.stdout.write(json.dumps({"ok": False, "value": None, "stdout": "", "error": message, "elapsed_ms": 0.0}) + "\n")
+                sys.stdout.write(
+                    json.dumps({"ok": False, "value": None, "stdout": "", "error": message, "elapsed_ms": 0.0}) + "\n"
+                )
             else:
                 Console(stderr=True).print(f"[bold red]error:[/] {message}")
             raise typer.Exit(1)
@@ -71,8 +78,13 @@ def register(app: typer.Typer) -> None:
             if ts is not None:
                 ts.close()
         if as_json:
-            data = {"ok": result.ok, "value": result.value, "stdout": result.stdout, "error": result.error,
-                    "elapsed_ms": round(result.elapsed_ms, 3)}
+            data = {
+                "ok": result.ok,
+                "value": result.value,
+                "stdout": result.stdout,
+                "error": result.error,
+                "elapsed_ms": round(result.elapsed_ms, 3),
+            }
             sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
         else:
             from rich.markup import escape

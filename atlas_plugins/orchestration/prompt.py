@@ -39,7 +39,9 @@ def code_interpreter_schema() -> dict[str, Any]:
     }
 
 
-def code_interpreter_prompt(toolspace: ToolCatalog, servers: list[str] | None = None, *, max_tools_per_server: int = 60) -> str:
+def code_interpreter_prompt(
+    toolspace: ToolCatalog, servers: list[str] | None = None, *, max_tools_per_server: int = 60
+) -> str:
     """System-prompt text: how to use ``code_interpreter`` and each server with its tool names."""
     # Catalogue-only servers are listed too: they are part of the tool space the model must search
     # (e.g. padding in `atlas bench`); a code call to one fails with a clear error in the sandbox.
@@ -56,7 +58,9 @@ def code_interpreter_prompt(toolspace: ToolCatalog, servers: list[str] | None = 
     ]
     for info in infos:
         names = [t.name for t in info.tools]
-        shown = ", ".join(names[:max_tools_per_server]) + (f", … ({len(names)} tools)" if len(names) > max_tools_per_server else "")
+        shown = ", ".join(names[:max_tools_per_server]) + (
+            f", … ({len(names)} tools)" if len(names) > max_tools_per_server else ""
+        )
         summary = f" — {info.summary}" if info.summary else ""
         lines.append(f"- {info.name}{summary}\n  tools: {shown}")
     return "\n".join(lines)

@@ -122,7 +122,9 @@ def _request(op: str, **fields: Any) -> Any:
     try:
         BRIDGE.send({"op": op, "id": rid, **fields})
     except (TypeError, ValueError) as exc:  # pragma: no cover - default=repr makes this rare
-        raise TypeError(f"tool arguments must be JSON values (str, int, float, bool, None, list, dict): {exc}") from None
+        raise TypeError(
+            f"tool arguments must be JSON values (str, int, float, bool, None, list, dict): {exc}"
+        ) from None
     reply = BRIDGE.recv()
     if reply.get("op") != "result" or reply.get("id") != rid:
         raise BridgeError(f"unexpected reply from host: {str(reply)[:200]}")
@@ -275,7 +277,9 @@ def _fresh_namespace() -> None:
     import types
 
     NAMESPACE.clear()
-    NAMESPACE.update({"__name__": "__main__", "__builtins__": __builtins__, "MCPServer": MCPServer, "ToolError": ToolError})
+    NAMESPACE.update(
+        {"__name__": "__main__", "__builtins__": __builtins__, "MCPServer": MCPServer, "ToolError": ToolError}
+    )
     # The paper's prompt imports it as ``from MCPBench import MCPServer``; accept that too.
     for modname in ("MCPBench", "atlas_tools"):
         mod = types.ModuleType(modname)
@@ -378,33 +382,122 @@ def _apply_limits(limits: dict[str, int]) -> None:
 # unistd headers); a foreign ABI is killed outright.
 _AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 _DENY_COMMON = {  # the numbers shared by x86_64 and aarch64 (the newer, unified system calls)
-    "pidfd_send_signal": 424, "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
-    "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433,
-    "pidfd_open": 434, "pidfd_getfd": 438, "process_madvise": 440, "mount_setattr": 442,
+    "pidfd_send_signal": 424,
+    "io_uring_setup": 425,
+    "io_uring_enter": 426,
+    "io_uring_register": 427,
+    "open_tree": 428,
+    "move_mount": 429,
+    "fsopen": 430,
+    "fsconfig": 431,
+    "fsmount": 432,
+    "fspick": 433,
+    "pidfd_open": 434,
+    "pidfd_getfd": 438,
+    "process_madvise": 440,
+    "mount_setattr": 442,
 }
 _DENY = {
     "x86_64": {
-        "fork": 57, "vfork": 58, "execve": 59, "execveat": 322, "ptrace": 101, "process_vm_readv": 310,
-        "process_vm_writev": 311, "kcmp": 312, "bpf": 321, "perf_event_open": 298, "userfaultfd": 323,
-        "keyctl": 250, "add_key": 248, "request_key": 249, "mount": 165, "umount2": 166, "pivot_root": 155,
-        "chroot": 161, "unshare": 272, "setns": 308, "name_to_handle_at": 303, "open_by_handle_at": 304,
-        "kexec_load": 246, "kexec_file_load": 320, "init_module": 175, "finit_module": 313, "delete_module": 176,
-        "reboot": 169, "swapon": 167, "swapoff": 168, "acct": 163, "quotactl": 179, "iopl": 172, "ioperm": 173,
-        "settimeofday": 164, "clock_settime": 227, "clock_adjtime": 305, "adjtimex": 159, "sethostname": 170,
-        "setdomainname": 171, "syslog": 103, "uselib": 134, "personality": 135, "fanotify_init": 300,
-        "migrate_pages": 256, "move_pages": 279, "vmsplice": 278, "modify_ldt": 154, "lookup_dcookie": 212,
-        "vhangup": 153, "mknod": 133, "mknodat": 259,
+        "fork": 57,
+        "vfork": 58,
+        "execve": 59,
+        "execveat": 322,
+        "ptrace": 101,
+        "process_vm_readv": 310,
+        "process_vm_writev": 311,
+        "kcmp": 312,
+        "bpf": 321,
+        "perf_event_open": 298,
+        "userfaultfd": 323,
+        "keyctl": 250,
+        "add_key": 248,
+        "request_key": 249,
+        "mount": 165,
+        "umount2": 166,
+        "pivot_root": 155,
+        "chroot": 161,
+        "unshare": 272,
+        "setns": 308,
+        "name_to_handle_at": 303,
+        "open_by_handle_at": 304,
+        "kexec_load": 246,
+        "kexec_file_load": 320,
+        "init_module": 175,
+        "finit_module": 313,
+        "delete_module": 176,
+        "reboot": 169,
+        "swapon": 167,
+        "swapoff": 168,
+        "acct": 163,
+        "quotactl": 179,
+        "iopl": 172,
+        "ioperm": 173,
+        "settimeofday": 164,
+        "clock_settime": 227,
+        "clock_adjtime": 305,
+        "adjtimex": 159,
+        "sethostname": 170,
+        "setdomainname": 171,
+        "syslog": 103,
+        "uselib": 134,
+        "personality": 135,
+        "fanotify_init": 300,
+        "migrate_pages": 256,
+        "move_pages": 279,
+        "vmsplice": 278,
+        "modify_ldt": 154,
+        "lookup_dcookie": 212,
+        "vhangup": 153,
+        "mknod": 133,
+        "mknodat": 259,
     },
     "aarch64": {
-        "execve": 221, "execveat": 281, "ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271,
-        "kcmp": 272, "bpf": 280, "perf_event_open": 241, "userfaultfd": 282, "keyctl": 219, "add_key": 217,
-        "request_key": 218, "mount": 40, "umount2": 39, "pivot_root": 41, "chroot": 51, "unshare": 97,
-        "setns": 268, "name_to_handle_at": 264, "open_by_handle_at": 265, "kexec_load": 104,
-        "kexec_file_load": 294, "init_module": 105, "finit_module": 273, "delete_module": 106, "reboot": 142,
-        "swapon": 224, "swapoff": 225, "acct": 89, "quotactl": 60, "settimeofday": 170, "clock_settime": 112,
-        "clock_adjtime": 266, "adjtimex": 171, "sethostname": 161, "setdomainname": 162, "syslog": 116,
-        "personality": 92, "fanotify_init": 262, "migrate_pages": 238, "move_pages": 239, "vmsplice": 75,
-        "lookup_dcookie": 18, "vhangup": 58, "mknodat": 33,
+        "execve": 221,
+        "execveat": 281,
+        "ptrace": 117,
+        "process_vm_readv": 270,
+        "process_vm_writev": 271,
+        "kcmp": 272,
+        "bpf": 280,
+        "perf_event_open": 241,
+        "userfaultfd": 282,
+        "keyctl": 219,
+        "add_key": 217,
+        "request_key": 218,
+        "mount": 40,
+        "umount2": 39,
+        "pivot_root": 41,
+        "chroot": 51,
+        "unshare": 97,
+        "setns": 268,
+        "name_to_handle_at": 264,
+        "open_by_handle_at": 265,
+        "kexec_load": 104,
+        "kexec_file_load": 294,
+        "init_module": 105,
+        "finit_module": 273,
+        "delete_module": 106,
+        "reboot": 142,
+        "swapon": 224,
+        "swapoff": 225,
+        "acct": 89,
+        "quotactl": 60,
+        "settimeofday": 170,
+        "clock_settime": 112,
+        "clock_adjtime": 266,
+        "adjtimex": 171,
+        "sethostname": 161,
+        "setdomainname": 162,
+        "syslog": 116,
+        "personality": 92,
+        "fanotify_init": 262,
+        "migrate_pages": 238,
+        "move_pages": 239,
+        "vmsplice": 75,
+        "lookup_dcookie": 18,
+        "vhangup": 58,
+        "mknodat": 33,
     },
 }
 _CLONE = {"x86_64": 56, "aarch64": 220}
@@ -436,7 +529,9 @@ def seccomp_program(machine: str) -> list[tuple[int, int, int, int]]:
         prog += when(nr, [(ret, 0, 0, ret_eperm)])
     prog += when(_CLONE3, [(ret, 0, 0, ret_enosys)])  # ENOSYS: the C library falls back to clone
     prog += when(_CLONE[machine], [arg(0), (jset, 1, 0, _CLONE_THREAD), (ret, 0, 0, ret_eperm), (ret, 0, 0, ret_allow)])
-    prog += when(_PRCTL[machine], [arg(0), (jeq, 0, 1, _PR_SET_PDEATHSIG), (ret, 0, 0, ret_eperm), (ret, 0, 0, ret_allow)])
+    prog += when(
+        _PRCTL[machine], [arg(0), (jeq, 0, 1, _PR_SET_PDEATHSIG), (ret, 0, 0, ret_eperm), (ret, 0, 0, ret_allow)]
+    )
     for nr, i in _CHMOD[machine].items():
         prog += when(nr, [arg(i), (jset, 0, 1, _S_ISUID_ISGID), (ret, 0, 0, ret_eperm), (ret, 0, 0, ret_allow)])
     prog.append((ret, 0, 0, ret_allow))
@@ -511,7 +606,9 @@ def main(argv: list[str]) -> int:
         elif msg.get("op") == "exit":
             break
         else:
-            BRIDGE.send({"op": "done", "cell": -1, "ok": False, "error": f"runner: unexpected message {str(msg)[:200]}"})
+            BRIDGE.send(
+                {"op": "done", "cell": -1, "ok": False, "error": f"runner: unexpected message {str(msg)[:200]}"}
+            )
     # os._exit, not a return: threads a cell left running must not keep the sandbox alive.
     os._exit(0)
 

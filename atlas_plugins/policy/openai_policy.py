@@ -52,7 +52,9 @@ class OpenAIPolicy:
         self.name = name or model
         self.max_retries = max_retries
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "EMPTY")
-        self._http = OpenAIHTTP(self.base_url, headers={"Authorization": f"Bearer {key}"}, timeout=timeout, retries=max_retries)
+        self._http = OpenAIHTTP(
+            self.base_url, headers={"Authorization": f"Bearer {key}"}, timeout=timeout, retries=max_retries
+        )
 
     def close(self) -> None:
         self._http.close()

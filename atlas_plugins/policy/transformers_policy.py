@@ -47,8 +47,14 @@ from atlas_plugins.wire.toolcall import HERMES_TOOLS_PREAMBLE, format_call
 if TYPE_CHECKING:  # pragma: no cover - typing only; torch is imported lazily
     import torch
 
-_DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
-           "bfloat16": "bfloat16", "bf16": "bfloat16"}
+_DTYPES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "float16": "float16",
+    "fp16": "float16",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+}
 
 #: Hermes-style tool block, used when the model's chat template ignores ``tools`` (SmolLM2's
 #: does): without it the tool schemas would silently never reach the model.
@@ -232,8 +238,11 @@ class TransformersPolicy:
             prompt_ids=prompt_ids,
             completion_ids=gen.completion_ids,
             logprobs=gen.logprobs,
-            usage={"prompt_tokens": len(prompt_ids), "completion_tokens": gen.num_tokens,
-                   "total_tokens": len(prompt_ids) + gen.num_tokens},
+            usage={
+                "prompt_tokens": len(prompt_ids),
+                "completion_tokens": gen.num_tokens,
+                "total_tokens": len(prompt_ids) + gen.num_tokens,
+            },
         )
 
     def decode(self, ids: Sequence[int]) -> str:
@@ -330,8 +339,8 @@ class TransformersPolicy:
         ids = torch.full((len(rows), width), self._pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, r in enumerate(rows):
-            ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
-            mask[i, width - len(r):] = 1
+            ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+            mask[i, width - len(r) :] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
@@ -340,7 +349,10 @@ class TransformersPolicy:
             return
         for j, prefix in enumerate(todo):
             real = mask[j].bool()
-            store.put(prefix, [(layer.keys[j][:, real, :].clone(), layer.values[j][:, real, :].clone()) for layer in cache.layers])
+            store.put(
+                prefix,
+                [(layer.keys[j][:, real, :].clone(), layer.values[j][:, real, :].clone()) for layer in cache.layers],
+            )
         store.counters["shared_prefills"] += len(todo)
         store.counters["shared_tokens"] += sum(len(r) for r in rows)
 
@@ -382,9 +394,9 @@ class TransformersPolicy:
         input_ids = torch.full((n, width), self._pad_id, dtype=torch.long)
         mask = torch.zeros((n, c_width + width), dtype=torch.long)
         for i, (suffix, c) in enumerate(zip(suffixes, cached, strict=True)):
-            input_ids[i, width - len(suffix):] = torch.tensor(suffix, dtype=torch.long)
-            mask[i, c_width - c:c_width] = 1
-            mask[i, c_width + width - len(suffix):] = 1
+            input_ids[i, width - len(suffix) :] = torch.tensor(suffix, dtype=torch.long)
+            mask[i, c_width - c : c_width] = 1
+            mask[i, c_width + width - len(suffix) :] = 1
         input_ids, mask = input_ids.to(self.device), mask.to(self.device)
         # Real tokens count up from 0 through the cached part, so the suffix continues at cached_len.
         positions = ((mask.cumsum(-1) - 1).clamp(min=0))[:, c_width:]
@@ -395,7 +407,11 @@ class TransformersPolicy:
             store.record(entries, prompts, cached)
 
         out = self.model(
-            input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
+            input_ids=input_ids,
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+            logits_to_keep=1,
             **cache_kwargs,
         )
         cache = _output_cache(out)
@@ -486,7 +502,12 @@ def merged_adapters(model: Any) -> Iterator[None]:
 
     tuner = getattr(model, "base_model", None)
     layers = [m for m in model.modules() if hasattr(m, "merged_adapters")] if tuner is not None else []
-    if tuner is None or not hasattr(tuner, "merge_adapter") or not layers or any(getattr(m, "merged", False) for m in layers):
+    if (
+        tuner is None
+        or not hasattr(tuner, "merge_adapter")
+        or not layers
+        or any(getattr(m, "merged", False) for m in layers)
+    ):
         yield
         return
     with torch.no_grad():
@@ -567,9 +588,22 @@ class _PrefixStore:
     fingerprint: Any = None
     bytes: int = 0
     _next: int = 0
-    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
-        ("hits", "misses", "reused_tokens", "prefilled_tokens", "stored", "evictions", "invalidations",
-         "shared_prefills", "shared_tokens"), 0))
+    counters: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(
+            (
+                "hits",
+                "misses",
+                "reused_tokens",
+                "prefilled_tokens",
+                "stored",
+                "evictions",
+                "invalidations",
+                "shared_prefills",
+                "shared_tokens",
+            ),
+            0,
+        )
+    )
 
     def clear(self, *, invalidation: bool = False) -> None:
         if invalidation and self.entries:
@@ -632,8 +666,12 @@ class _PrefixStore:
             self.counters["evictions"] += 1
 
     def stats(self) -> dict[str, int]:
-        return {**self.counters, "entries": len(self.entries),
-                "tokens": sum(e.cached_len for e in self.entries.values()), "bytes": self.bytes}
+        return {
+            **self.counters,
+            "entries": len(self.entries),
+            "tokens": sum(e.cached_len for e in self.entries.values()),
+            "bytes": self.bytes,
+        }
 
 
 def _plain_dynamic(cache: Any) -> bool:
@@ -660,8 +698,8 @@ def _batch_cache(entries: list[_PrefixEntry | None], width: int, n: int, device:
         for i, entry in enumerate(entries):
             if entry is not None:
                 k, v = entry.kv[layer_idx]
-                keys[i, :, width - entry.cached_len:] = k
-                values[i, :, width - entry.cached_len:] = v
+                keys[i, :, width - entry.cached_len :] = k
+                values[i, :, width - entry.cached_len :] = v
         layers.append((keys.to(device), values.to(device)))
     return DynamicCache(ddp_cache_data=layers)
 

@@ -68,7 +68,9 @@ class VLLMPolicy:
         try:
             from vllm import LLM
         except ImportError as exc:
-            raise ImportError("the vLLM policy needs the 'vllm' extra: pip install 'atlas-plugins[vllm]' (GPU)") from exc
+            raise ImportError(
+                "the vLLM policy needs the 'vllm' extra: pip install 'atlas-plugins[vllm]' (GPU)"
+            ) from exc
         from atlas_plugins.embedded_model import resolve_model_path
 
         path = str(resolve_model_path(model))
@@ -87,7 +89,12 @@ class VLLMPolicy:
         return cls(llm=gen.llm, tokenizer=tokenizer, name=name, model=model)
 
     # -- the Policy protocol --------------------------------------------------------------------------
-    def apply_chat_template(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None, add_generation_prompt: bool = True) -> list[int]:
+    def apply_chat_template(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        add_generation_prompt: bool = True,
+    ) -> list[int]:
         kwargs: dict[str, Any] = {"add_generation_prompt": add_generation_prompt, "tokenize": False}
         if tools:
             kwargs["tools"] = tools
@@ -120,16 +127,29 @@ class VLLMPolicy:
         return [self._generation(batch[i], ids[i], lps[i], limits[i], stops[i]) for i in range(n)]
 
     # -- backends ------------------------------------------------------------------------------------
-    def _colocate(self, batch: list[list[int]], limits: list[int], stops: list[list[str]], temperature: float,
-                  top_p: float, seed: int | None) -> _Sampled:
+    def _colocate(
+        self,
+        batch: list[list[int]],
+        limits: list[int],
+        stops: list[list[str]],
+        temperature: float,
+        top_p: float,
+        seed: int | None,
+    ) -> _Sampled:
         from vllm import SamplingParams
 
         assert self.llm is not None
 
         params = [
             SamplingParams(
-                n=1, max_tokens=lim, temperature=temperature, top_p=top_p, stop=st or None,
-                include_stop_str_in_output=True, logprobs=0, seed=None if seed is None else seed + i,
+                n=1,
+                max_tokens=lim,
+                temperature=temperature,
+                top_p=top_p,
+                stop=st or None,
+                include_stop_str_in_output=True,
+                logprobs=0,
+                seed=None if seed is None else seed + i,
             )
             for i, (lim, st) in enumerate(zip(limits, stops, strict=True))
         ]
@@ -143,8 +163,15 @@ class VLLMPolicy:
             lps.append([float(pos[tok].logprob) for tok, pos in zip(o.token_ids, o.logprobs or [], strict=False)])
         return ids, lps
 
-    def _server(self, batch: list[list[int]], limits: list[int], stops: list[list[str]], temperature: float,
-                top_p: float, seed: int | None) -> _Sampled:
+    def _server(
+        self,
+        batch: list[list[int]],
+        limits: list[int],
+        stops: list[list[str]],
+        temperature: float,
+        top_p: float,
+        seed: int | None,
+    ) -> _Sampled:
         # The client takes one max_tokens/stop per request: group prompts that share them.
         assert self.client is not None
         ids: list[list[int]] = [[] for _ in batch]
@@ -159,8 +186,13 @@ class VLLMPolicy:
             if seed is not None:
                 kwargs["seed"] = seed + idx[0]
             out = self.client.generate(
-                prompts=[list(batch[i]) for i in idx], n=1, temperature=temperature, top_p=top_p,
-                max_tokens=max_tokens, logprobs=0, generation_kwargs=kwargs,
+                prompts=[list(batch[i]) for i in idx],
+                n=1,
+                temperature=temperature,
+                top_p=top_p,
+                max_tokens=max_tokens,
+                logprobs=0,
+                generation_kwargs=kwargs,
             )
             # Per token, the top logprobs (the sampled token's first); TRL annotates all values as ids.
             logprobs = cast("list[list[list[float]]]", out["logprobs"])
@@ -169,7 +201,9 @@ class VLLMPolicy:
                 lps[i] = [float(p[0]) for p in logprobs[j]]
         return ids, lps
 
-    def _generation(self, prompt: list[int], ids: list[int], lps: list[float], limit: int, stops: list[str]) -> Generation:
+    def _generation(
+        self, prompt: list[int], ids: list[int], lps: list[float], limit: int, stops: list[str]
+    ) -> Generation:
         if len(lps) != len(ids):
             raise RuntimeError(f"vLLM returned {len(lps)} logprobs for {len(ids)} tokens; it must run with logprobs=0")
         text = self.decode(ids)
@@ -183,4 +217,6 @@ class VLLMPolicy:
             reason, stop = "eos", self.tokenizer.eos_token
         else:
             reason, stop = "length", None
-        return Generation(completion_ids=ids, logprobs=lps, text=text, finish_reason=reason, stop=stop, prompt_len=len(prompt))
+        return Generation(
+            completion_ids=ids, logprobs=lps, text=text, finish_reason=reason, stop=stop, prompt_len=len(prompt)
+        )

@@ -70,7 +70,9 @@ class ChainTracker:
 
     def _new_chain(self, rollout: str | None, parent: str | None) -> Chain:
         self._count += 1
-        chain = Chain(id=f"chain-{self._count}-{uuid.uuid4().hex[:6]}", rollout=rollout, parent=parent, created=time.time())
+        chain = Chain(
+            id=f"chain-{self._count}-{uuid.uuid4().hex[:6]}", rollout=rollout, parent=parent, created=time.time()
+        )
         self.chains[chain.id] = chain
         return chain
 
@@ -82,7 +84,11 @@ class ChainTracker:
                 nodes = self._nodes.get(hashes[cut])
                 if not nodes:
                     continue
-                live = [n for n in nodes if n[0] in self.chains and (rollout is None or self.chains[n[0]].rollout == rollout)]
+                live = [
+                    n
+                    for n in nodes
+                    if n[0] in self.chains and (rollout is None or self.chains[n[0]].rollout == rollout)
+                ]
                 if not live:
                     continue
                 fresh = [n for n in live if not n[1]]
@@ -100,8 +106,15 @@ class ChainTracker:
         with self._lock:
             return self._new_chain(chain.rollout, chain.id)
 
-    def close(self, chain: Chain, record_index: int, choice: int, messages: list[dict[str, Any]],
-              tools: list[dict[str, Any]] | None, reply: dict[str, Any]) -> None:
+    def close(
+        self,
+        chain: Chain,
+        record_index: int,
+        choice: int,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        reply: dict[str, Any],
+    ) -> None:
         """Register a served reply, so the request that continues it joins ``chain``."""
         key = chain_hashes(tools, [*messages, {**reply, "role": "assistant"}])[-1]
         with self._lock:

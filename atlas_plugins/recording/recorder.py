@@ -94,7 +94,14 @@ def token_fields(calls: Sequence[LLMCall]) -> dict[str, Any]:
     """
     segs = stitch(calls)
     if not segs:
-        return {"prompt_ids": [], "completion_ids": [], "env_mask": [], "logprobs": [], "prefix_breaks": 0, "segments": []}
+        return {
+            "prompt_ids": [],
+            "completion_ids": [],
+            "env_mask": [],
+            "logprobs": [],
+            "prefix_breaks": 0,
+            "segments": [],
+        }
     first = segs[0]
     return {
         "prompt_ids": first.prompt_ids,
@@ -156,7 +163,9 @@ class ChatRenderer:
     def _prefix_key(keys: Sequence[str]) -> str:
         return "\x1e".join(keys)
 
-    def prompt_ids(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> tuple[list[int], bool]:
+    def prompt_ids(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> tuple[list[int], bool]:
         """Prompt ids for ``messages``; the flag says whether an earlier call was extended."""
         keys = [message_key(m) for m in messages]
         tools_key = json.dumps(tools, sort_keys=True, default=str) if tools else ""
@@ -197,4 +206,3 @@ class ChatRenderer:
             self._seen[tools_key + self._prefix_key(keys)] = conv
             while len(self._seen) > self._max:
                 self._seen.popitem(last=False)
-

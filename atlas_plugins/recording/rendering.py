@@ -67,7 +67,9 @@ def probe_template(tokenizer: TokenizerLike, observation_role: str = "tool") -> 
     close = base[base.rindex(_PROBE_ASSISTANT) + len(_PROBE_ASSISTANT) :]
     turn = full[len(base) :].replace(_PROBE_OBSERVATION, "{content}", 1)
     eos = getattr(tokenizer, "eos_token", None)
-    return TurnTemplate(assistant_close=close, observation_turn=turn, eos_text=eos if eos and close.startswith(eos) else None)
+    return TurnTemplate(
+        assistant_close=close, observation_turn=turn, eos_text=eos if eos and close.startswith(eos) else None
+    )
 
 
 def encode(tokenizer: TokenizerLike, text: str) -> list[int]:

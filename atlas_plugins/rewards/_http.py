@@ -45,7 +45,9 @@ class ChatClient:
     def complete(self, messages: list[dict[str, Any]], *, temperature: float = 0.0, max_tokens: int = 1024) -> str:
         body = {"model": self.model, "messages": messages, "temperature": temperature, "max_tokens": max_tokens}
         url = f"{self.base_url}/chat/completions"
-        r = self.http.request("POST", "/chat/completions", body, what=f"chat completion at {url} (model {self.model!r})")
+        r = self.http.request(
+            "POST", "/chat/completions", body, what=f"chat completion at {url} (model {self.model!r})"
+        )
         try:
             return r.json()["choices"][0]["message"]["content"] or ""
         except (ValueError, KeyError, IndexError, TypeError) as exc:

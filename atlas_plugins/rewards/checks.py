@@ -133,6 +133,8 @@ def grounded_numbers(trajectory: Trajectory) -> float:
     ok_results = [c.result for c in trajectory.tool_calls if c.ok]
     if not nums:
         return 1.0 if ok_results else 0.0
-    haystack = " ".join(ok_results) + " " + str(trajectory.task.get("prompt", "") if isinstance(trajectory.task, dict) else "")
+    haystack = (
+        " ".join(ok_results) + " " + str(trajectory.task.get("prompt", "") if isinstance(trajectory.task, dict) else "")
+    )
     seen = {float(x) for x in _NUMBER_RE.findall(haystack)}
     return sum(float(n) in seen for n in nums) / len(nums)

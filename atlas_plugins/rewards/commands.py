@@ -67,7 +67,9 @@ def register(app: typer.Typer) -> None:
     def rubric_cmd(
         task: Path | None = typer.Option(None, "--task", help="A task JSON file."),
         tasks: Path | None = typer.Option(None, "--tasks", help="A JSONL file of tasks."),
-        provider: str | None = typer.Option(None, "--provider", help="Rubric provider (default: static if the task has a rubric, else template)."),
+        provider: str | None = typer.Option(
+            None, "--provider", help="Rubric provider (default: static if the task has a rubric, else template)."
+        ),
         opt: list[str] = typer.Option([], "--opt", help="Provider option KEY=VALUE (repeatable)."),
         validate: Path | None = typer.Option(None, "--validate", help="Validate a rubric YAML/JSON file."),
         as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
@@ -89,9 +91,21 @@ def register(app: typer.Typer) -> None:
                     typer.echo(f"error: {exc}", err=True)
                 raise typer.Exit(1) from None
             if as_json:
-                typer.echo(json.dumps({"valid": True, "file": str(validate), "criteria": len(r.criteria), "categories": r.categories(), "error": None}))
+                typer.echo(
+                    json.dumps(
+                        {
+                            "valid": True,
+                            "file": str(validate),
+                            "criteria": len(r.criteria),
+                            "categories": r.categories(),
+                            "error": None,
+                        }
+                    )
+                )
             else:
-                console.print(f"[green]valid[/green]: {validate} ({len(r.criteria)} criteria; categories {', '.join(r.categories())})")
+                console.print(
+                    f"[green]valid[/green]: {validate} ({len(r.criteria)} criteria; categories {', '.join(r.categories())})"
+                )
             return
         if (task is None) == (tasks is None):
             typer.echo("error: give exactly one of --task FILE.json, --tasks FILE.jsonl or --validate FILE", err=True)

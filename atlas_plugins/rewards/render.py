@@ -34,7 +34,9 @@ def quote(text: object, limit: int = 600) -> str:
     return json.dumps(s, ensure_ascii=False)
 
 
-def render_trajectory(traj: Trajectory, *, result_chars: int = 300, answer_chars: int = 800, max_calls: int = 20) -> str:
+def render_trajectory(
+    traj: Trajectory, *, result_chars: int = 300, answer_chars: int = 800, max_calls: int = 20
+) -> str:
     """The trajectory as the judge sees it: task, numbered tool calls, final answer."""
     task_prompt = traj.task.get("prompt") if isinstance(traj.task, dict) else None
     lines = ["<trajectory>"]

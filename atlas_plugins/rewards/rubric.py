@@ -146,7 +146,13 @@ class PythonCheck(_Check):
 
 
 Check = Annotated[
-    ToolCalledCheck | ToolArgsMatchCheck | AnswerContainsCheck | AnswerEqualsCheck | AnswerRegexCheck | StateCheck | PythonCheck,
+    ToolCalledCheck
+    | ToolArgsMatchCheck
+    | AnswerContainsCheck
+    | AnswerEqualsCheck
+    | AnswerRegexCheck
+    | StateCheck
+    | PythonCheck,
     Field(discriminator="type"),
 ]
 CHECK_TYPES: tuple[str, ...] = (
@@ -280,7 +286,9 @@ class Rubric(BaseModel):
         if isinstance(data, list):
             data = {"criteria": data}
         if not isinstance(data, dict):
-            raise ConfigError(f"{source}: expected a mapping with 'criteria' (or a list of criteria), got {type(data).__name__}")
+            raise ConfigError(
+                f"{source}: expected a mapping with 'criteria' (or a list of criteria), got {type(data).__name__}"
+            )
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
@@ -346,7 +354,11 @@ def format_validation_error(exc: ValidationError) -> str:
         elif err["type"] == "extra_forbidden":
             msg = f"unknown field (got {err.get('input')!r})"
         elif err["type"] == "union_tag_invalid":
-            msg = f"unknown check type {err.get('input', {}).get('type')!r}; known: {', '.join(CHECK_TYPES)}" if isinstance(err.get("input"), dict) else msg
+            msg = (
+                f"unknown check type {err.get('input', {}).get('type')!r}; known: {', '.join(CHECK_TYPES)}"
+                if isinstance(err.get("input"), dict)
+                else msg
+            )
         elif err["type"] == "union_tag_not_found":
             msg = f"a check needs a 'type' (one of {', '.join(CHECK_TYPES)})"
         lines.append(f"  {_loc(tuple(err['loc']))}: {msg}")

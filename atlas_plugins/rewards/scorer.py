@@ -99,7 +99,9 @@ class Scorer:
         self.score_batch([traj], None if rubric is None else [rubric])
         return traj
 
-    def score_batch(self, trajs: Sequence[Trajectory], rubrics: Sequence[Rubric] | None = None) -> list[RewardBreakdown]:
+    def score_batch(
+        self, trajs: Sequence[Trajectory], rubrics: Sequence[Rubric] | None = None
+    ) -> list[RewardBreakdown]:
         """Score trajectories (each against ``rubrics[i]``, else its task's rubric)."""
         if rubrics is None:
             rubrics = [self.rubric(Task.model_validate(t.task)) for t in trajs]

@@ -62,7 +62,11 @@ _RESERVED = {"trainer_state", "log_metric", "log_extra", "environments", "comple
 def _prompt_text(prompt: Conversation | None) -> str:
     if isinstance(prompt, list):
         users = [m for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
-        return content_text(users[-1].get("content")) if users else content_text(prompt[-1].get("content") if prompt and isinstance(prompt[-1], dict) else "")
+        return (
+            content_text(users[-1].get("content"))
+            if users
+            else content_text(prompt[-1].get("content") if prompt and isinstance(prompt[-1], dict) else "")
+        )
     return content_text(prompt)
 
 
@@ -111,7 +115,11 @@ def trajectory_from_completion(
     else:
         # Without <answer> tags, the answer is what the last assistant turn said outside tool calls.
         final = strip_tagged_calls(texts[-1] if texts else "").strip()
-    task_dict = task.model_dump(mode="json") if task is not None else ({"prompt": _prompt_text(prompt)} if prompt is not None else {})
+    task_dict = (
+        task.model_dump(mode="json")
+        if task is not None
+        else ({"prompt": _prompt_text(prompt)} if prompt is not None else {})
+    )
     return Trajectory(
         task_id=task.id if task is not None else "",
         task=task_dict,
@@ -138,9 +146,16 @@ class RubricReward:
         aggregator_options: dict[str, Any] | None = None,
     ) -> None:
         # Rubrics cached by task content: two tasks never share a rubric by sharing an id.
-        self.scorer = Scorer(provider, judge, aggregator, toolspace, provider_options=provider_options,
-                             judge_options=judge_options, aggregator_options=aggregator_options,
-                             rubric_key=by_task_content)
+        self.scorer = Scorer(
+            provider,
+            judge,
+            aggregator,
+            toolspace,
+            provider_options=provider_options,
+            judge_options=judge_options,
+            aggregator_options=aggregator_options,
+            rubric_key=by_task_content,
+        )
         self.provider, self.judge, self.aggregator = self.scorer.provider, self.scorer.judge, self.scorer.aggregator
         self.toolspace = toolspace
         self.__name__ = name
@@ -156,7 +171,11 @@ class RubricReward:
         # A rollout's trajectory carries the full task it was played on (metadata included).
         raw = columns["trajectory"][i] if columns.get("trajectory") is not None else None
         if raw is not None:
-            traj_task = raw.task if isinstance(raw, Trajectory) else (json.loads(raw) if isinstance(raw, str) else raw).get("task")
+            traj_task = (
+                raw.task
+                if isinstance(raw, Trajectory)
+                else (json.loads(raw) if isinstance(raw, str) else raw).get("task")
+            )
             if traj_task:
                 return coerce_task(traj_task)
         data: dict[str, Any] = {k: columns[k][i] for k in _TASK_FIELDS if k in columns and columns[k][i] is not None}
@@ -188,13 +207,19 @@ class RubricReward:
         raw = columns["trajectory"][i] if "trajectory" in columns else None
         if raw is None:
             return trajectory_from_completion(completion, prompt=prompt, task=task)
-        traj = raw if isinstance(raw, Trajectory) else Trajectory.model_validate(json.loads(raw) if isinstance(raw, str) else raw)
+        traj = (
+            raw
+            if isinstance(raw, Trajectory)
+            else Trajectory.model_validate(json.loads(raw) if isinstance(raw, str) else raw)
+        )
         if not traj.task:
             traj.task = task.model_dump(mode="json")
         return traj
 
     # -- the TRL contract -----------------------------------------------------------------------
-    def __call__(self, prompts: list[Conversation], completions: list[Conversation], **kwargs: Any) -> list[float | None]:
+    def __call__(
+        self, prompts: list[Conversation], completions: list[Conversation], **kwargs: Any
+    ) -> list[float | None]:
         log_metric = kwargs.get("log_metric")
         columns = {k: v for k, v in kwargs.items() if k not in _RESERVED and isinstance(v, list)}
         n = len(completions)

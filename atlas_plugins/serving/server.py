@@ -273,8 +273,13 @@ class PolicyServer:
 
     def _parse(self, body: Any) -> ChatRequest:
         """Validate a chat-completion body with this server's defaults (:class:`RequestError` if bad)."""
-        return parse_chat_request(body, streaming=self.streaming, default_max_tokens=self.default_max_tokens,
-                                  max_tokens_cap=self.max_tokens_cap, default_stop=self.default_stop)
+        return parse_chat_request(
+            body,
+            streaming=self.streaming,
+            default_max_tokens=self.default_max_tokens,
+            max_tokens_cap=self.max_tokens_cap,
+            default_stop=self.default_stop,
+        )
 
     def chat_completions(self, body: Any, *, rollout: str | None = None) -> dict[str, Any]:
         """Answer one chat-completion request body (a ``chat.completion`` object).
@@ -294,8 +299,12 @@ class PolicyServer:
                 prompt_ids, continued = list(policy.apply_chat_template(messages, tools=tools)), False
             t0 = time.perf_counter()
             gens: list[Generation] = policy.generate(
-                [prompt_ids] * n, max_new_tokens=int(req.max_tokens), temperature=float(req.temperature),
-                top_p=float(req.top_p), stop=req.stop, seed=req.seed,
+                [prompt_ids] * n,
+                max_new_tokens=int(req.max_tokens),
+                temperature=float(req.temperature),
+                top_p=float(req.top_p),
+                stop=req.stop,
+                seed=req.seed,
             )
             generate_s = time.perf_counter() - t0
         except (ValueError, TypeError, KeyError) as exc:
@@ -320,22 +329,39 @@ class PolicyServer:
             finish = "tool_calls" if calls_found else ("length" if g.finish_reason == "length" else "stop")
             choice: dict[str, Any] = {"index": i, "message": message, "finish_reason": finish}
             if body.get("logprobs"):
-                choice["logprobs"] = {"content": [
-                    {"token": policy.tokenizer.decode([t]), "logprob": lp, "top_logprobs": []}
-                    for t, lp in zip(g.completion_ids, g.logprobs, strict=False)
-                ]}
+                choice["logprobs"] = {
+                    "content": [
+                        {"token": policy.tokenizer.decode([t]), "logprob": lp, "top_logprobs": []}
+                        for t, lp in zip(g.completion_ids, g.logprobs, strict=False)
+                    ]
+                }
             if body.get("return_token_ids"):
                 choice["token_ids"] = g.completion_ids
             choices.append(choice)
-            recorded.append(RecordedCompletion(
-                completion_ids=g.completion_ids, logprobs=g.logprobs, text=g.text, finish_reason=g.finish_reason,
-                message=message, chain=choice_chain.id if choice_chain is not None else None))
+            recorded.append(
+                RecordedCompletion(
+                    completion_ids=g.completion_ids,
+                    logprobs=g.logprobs,
+                    text=g.text,
+                    finish_reason=g.finish_reason,
+                    message=message,
+                    chain=choice_chain.id if choice_chain is not None else None,
+                )
+            )
         if self.record:
             rec = RequestRecord(
-                id=record_id, index=index, created=created, model=self.model_name, messages=messages, tools=tools,
+                id=record_id,
+                index=index,
+                created=created,
+                model=self.model_name,
+                messages=messages,
+                tools=tools,
                 sampling={k: getattr(req, k) for k in ("max_tokens", "temperature", "top_p", "stop", "seed", "n")},
-                prompt_ids=prompt_ids, completions=recorded, continued=continued,
-                rollout=chain.rollout if chain is not None else None, chain=chain.id if chain is not None else None,
+                prompt_ids=prompt_ids,
+                completions=recorded,
+                continued=continued,
+                rollout=chain.rollout if chain is not None else None,
+                chain=chain.id if chain is not None else None,
                 generate_s=generate_s,
             )
             with self._records_lock:
@@ -354,8 +380,11 @@ class PolicyServer:
             "created": int(created),
             "model": self.model_name,
             "choices": choices,
-            "usage": {"prompt_tokens": len(prompt_ids), "completion_tokens": completion_tokens,
-                      "total_tokens": len(prompt_ids) + completion_tokens},
+            "usage": {
+                "prompt_tokens": len(prompt_ids),
+                "completion_tokens": completion_tokens,
+                "total_tokens": len(prompt_ids) + completion_tokens,
+            },
         }
         if body.get("return_token_ids"):
             response["prompt_token_ids"] = prompt_ids

@@ -71,8 +71,7 @@ class ServerConfig(BaseModel):
         if len(kinds) != 1:
             found = ", ".join(kinds) if kinds else "none"
             raise ValueError(
-                f"server {self.name!r} needs exactly one of command / url / catalog / tools / embedded "
-                f"(found: {found})"
+                f"server {self.name!r} needs exactly one of command / url / catalog / tools / embedded (found: {found})"
             )
         return self
 

@@ -73,8 +73,12 @@ class Connection:
     async def _run(self) -> None:
         try:
             async with connect(
-                self._target(), client_info=CLIENT_INFO, errlog=self._errlog, headers=self.headers,
-                timeout=30.0, read_timeout=300.0,
+                self._target(),
+                client_info=CLIENT_INFO,
+                errlog=self._errlog,
+                headers=self.headers,
+                timeout=30.0,
+                read_timeout=300.0,
             ) as client:
                 self.client = client
                 self._ready.set()

@@ -42,7 +42,9 @@ class ServerProcess:
     """A child process serving MCP servers over HTTP (see :func:`atlas_plugins.envs.hub.serve_app`):
     it prints one JSON line with its ``url`` once it listens and exits when its stdin closes."""
 
-    def __init__(self, argv: list[str], *, env: dict[str, str] | None = None, label: str = "the MCP server process") -> None:
+    def __init__(
+        self, argv: list[str], *, env: dict[str, str] | None = None, label: str = "the MCP server process"
+    ) -> None:
         self.argv, self.env, self.label = list(argv), dict(env or {}), label
         self.proc: subprocess.Popen[str] | None = None
         self.url: str | None = None
@@ -471,7 +473,8 @@ class Toolspace:
             # Not retried: the call itself may be what kills the server. The next call restarts it.
             tail = self._stderr_tail(server)
             return fail(
-                f"server {server!r} exited while handling {tool!r} ({exc})" + (f"; last stderr: {tail}" if tail else ""),
+                f"server {server!r} exited while handling {tool!r} ({exc})"
+                + (f"; last stderr: {tail}" if tail else ""),
                 "server_exited",
             )
         except Exception as exc:  # noqa: BLE001 - any protocol error becomes an observation
@@ -483,10 +486,16 @@ class Toolspace:
     def _to_result(self, server: str, tool: str, result: CallResult, t0: float) -> ToolResult:
         if result.structured_content is not None and nesting_exceeds(result.structured_content, MAX_JSON_DEPTH):
             # A hostile server's structure would break repr/json.dumps further down (RecursionError).
-            return ToolResult(ok=False, server=server, tool=tool, content=None,
-                              text=f"Error: {server}:{tool} returned a value nested deeper than {MAX_JSON_DEPTH} levels",
-                              error=f"{server}:{tool} returned a value nested deeper than {MAX_JSON_DEPTH} levels",
-                              error_type="invalid_result", elapsed_ms=(time.perf_counter() - t0) * 1000)
+            return ToolResult(
+                ok=False,
+                server=server,
+                tool=tool,
+                content=None,
+                text=f"Error: {server}:{tool} returned a value nested deeper than {MAX_JSON_DEPTH} levels",
+                error=f"{server}:{tool} returned a value nested deeper than {MAX_JSON_DEPTH} levels",
+                error_type="invalid_result",
+                elapsed_ms=(time.perf_counter() - t0) * 1000,
+            )
         parts = []
         for block in result.content or []:
             kind = getattr(block, "type", "")

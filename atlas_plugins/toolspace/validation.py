@@ -106,7 +106,9 @@ class ArgumentValidator:
 
                     guesses = {a: difflib.get_close_matches(a, list(props), n=1, cutoff=0.5) for a in extra}
                     hint = "; ".join(f"{a!r} -> did you mean {g[0]!r}?" for a, g in guesses.items() if g)
-                problems.append(f"unexpected argument(s) {', '.join(map(repr, extra))}" + (f" ({hint})" if hint else ""))
+                problems.append(
+                    f"unexpected argument(s) {', '.join(map(repr, extra))}" + (f" ({hint})" if hint else "")
+                )
             else:
                 problems.append(f"argument {where!r}: {err.message}" if where else err.message)
         return (

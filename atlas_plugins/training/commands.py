@@ -71,12 +71,22 @@ def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo_cmd(
         out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for report.md, the plot and results."),
-        heldout: int | None = typer.Option(None, "--heldout", help="Held-out tasks to evaluate (default: all level-1)."),
+        heldout: int | None = typer.Option(
+            None, "--heldout", help="Held-out tasks to evaluate (default: all level-1)."
+        ),
         steps: int | None = typer.Option(None, "--steps", help="GRPO steps (default: the recipe's)."),
-        designs: str = typer.Option("itl,itl+ptc", "--designs", help="Designs to evaluate (add eager for the contrast; it is the slowest to evaluate)."),
-        train_designs: str = typer.Option("itl,itl+ptc", "--train-designs", help="Designs to train (the first is reported)."),
+        designs: str = typer.Option(
+            "itl,itl+ptc",
+            "--designs",
+            help="Designs to evaluate (add eager for the contrast; it is the slowest to evaluate).",
+        ),
+        train_designs: str = typer.Option(
+            "itl,itl+ptc", "--train-designs", help="Designs to train (the first is reported)."
+        ),
         no_warm_start: bool = typer.Option(False, "--no-warm-start", help="Skip the behaviour-cloning warm start."),
-        settings_json: str | None = typer.Option(None, "--settings", help="JSON object of further DemoSettings fields."),
+        settings_json: str | None = typer.Option(
+            None, "--settings", help="JSON object of further DemoSettings fields."
+        ),
         seed: int = typer.Option(0, "--seed"),
         as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
     ) -> None:
@@ -87,9 +97,13 @@ def register(app: typer.Typer) -> None:
             from atlas_plugins.training.demo import DemoSettings, run_demo
         except ImportError as exc:
             fail(f"the demo needs the 'train' extra: pip install 'atlas-plugins[train]' ({exc})", as_json=as_json)
-        fields: dict = {"seed": seed, "heldout_tasks": heldout, "warm_start": not no_warm_start,
-                        "designs": [d.strip() for d in designs.split(",") if d.strip()],
-                        "train_designs": [d.strip() for d in train_designs.split(",") if d.strip()]}
+        fields: dict = {
+            "seed": seed,
+            "heldout_tasks": heldout,
+            "warm_start": not no_warm_start,
+            "designs": [d.strip() for d in designs.split(",") if d.strip()],
+            "train_designs": [d.strip() for d in train_designs.split(",") if d.strip()],
+        }
         if steps is not None:
             fields["grpo_steps"] = steps
         try:
@@ -106,7 +120,17 @@ def register(app: typer.Typer) -> None:
         with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
             result = run_demo(out, settings, say=say)
         if as_json:
-            keys = ("before", "after_warm_start", "after", "heldout_tasks", "designs", "plot", "report", "grpo", "wall_s")
+            keys = (
+                "before",
+                "after_warm_start",
+                "after",
+                "heldout_tasks",
+                "designs",
+                "plot",
+                "report",
+                "grpo",
+                "wall_s",
+            )
             print_json({k: result.get(k) for k in keys})
             return
         from rich.console import Console

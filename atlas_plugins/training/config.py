@@ -115,8 +115,10 @@ class AtlasGRPOConfig(GRPOConfig):
     )
     judge_options: dict[str, Any] = field(
         default_factory=dict,
-        metadata={"help": "Options of the judge, e.g. {base_url, model, max_tokens} for 'openai' (its endpoint "
-                          "must be given: there is no default)."},
+        metadata={
+            "help": "Options of the judge, e.g. {base_url, model, max_tokens} for 'openai' (its endpoint "
+            "must be given: there is no default)."
+        },
     )
     aggregator_options: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "Options of the reward aggregator, e.g. {alpha: {TF: 0.5, ...}}."}
@@ -125,38 +127,50 @@ class AtlasGRPOConfig(GRPOConfig):
     # -- what each step trains on -----------------------------------------------------------------
     designs: str | None = field(
         default=None,
-        metadata={"help": "Comma-separated designs to train under, e.g. 'itl,itl+ptc' (each GRPO group picks one); "
-                          "None = the one design given by loading/executor."},
+        metadata={
+            "help": "Comma-separated designs to train under, e.g. 'itl,itl+ptc' (each GRPO group picks one); "
+            "None = the one design given by loading/executor."
+        },
     )
     curriculum: bool = field(
         default=False,
-        metadata={"help": "Pick each step's (task, design) groups by measured reward spread instead of TRL's data "
-                          "order (see atlas_plugins.training.curriculum)."},
+        metadata={
+            "help": "Pick each step's (task, design) groups by measured reward spread instead of TRL's data "
+            "order (see atlas_plugins.training.curriculum)."
+        },
     )
     dynamic_sampling_rounds: int = field(
         default=0,
-        metadata={"help": "Replace groups whose rewards are all equal by fresh groups, up to N rounds per step (DAPO); "
-                          "0 = off."},
+        metadata={
+            "help": "Replace groups whose rewards are all equal by fresh groups, up to N rounds per step (DAPO); "
+            "0 = off."
+        },
     )
 
     # -- speed ------------------------------------------------------------------------------------
     shared_prefix: bool = field(
         default=True,
-        metadata={"help": "Compute each batch's shared token prefixes once (exact; see atlas_plugins.training.shared_prefix)."},
+        metadata={
+            "help": "Compute each batch's shared token prefixes once (exact; see atlas_plugins.training.shared_prefix)."
+        },
     )
 
     # -- memory -------------------------------------------------------------------------------------
     memory_guard: bool = field(
         default=True,
-        metadata={"help": "Estimate each step's peak memory from its token counts and the memory available: turn "
-                          "gradient checkpointing on only when the step needs it, and stop with a clear message when "
-                          "it cannot fit even then (see atlas_plugins.training.memory). False keeps "
-                          "gradient_checkpointing as set."},
+        metadata={
+            "help": "Estimate each step's peak memory from its token counts and the memory available: turn "
+            "gradient checkpointing on only when the step needs it, and stop with a clear message when "
+            "it cannot fit even then (see atlas_plugins.training.memory). False keeps "
+            "gradient_checkpointing as set."
+        },
     )
     memory_budget_gb: float | None = field(
         default=None,
-        metadata={"help": "Memory a step may use, in GB; None = 90% of what is available when the step starts "
-                          "(RAM on the CPU, shared by the processes on the host; free device memory on a GPU)."},
+        metadata={
+            "help": "Memory a step may use, in GB; None = 90% of what is available when the step starts "
+            "(RAM on the CPU, shared by the processes on the host; free device memory on a GPU)."
+        },
     )
 
     # -- logging ------------------------------------------------------------------------------------
@@ -178,8 +192,12 @@ class AtlasGRPOConfig(GRPOConfig):
         from atlas_plugins.plugins import UnknownComponentError, get_plugin_manager
 
         pm = get_plugin_manager()
-        named = [("loading", "loading_policies", self.loading), ("rubric_provider", "rubric_providers", self.rubric_provider),
-                 ("judge", "judges", self.judge), ("aggregator", "aggregators", self.aggregator)]
+        named = [
+            ("loading", "loading_policies", self.loading),
+            ("rubric_provider", "rubric_providers", self.rubric_provider),
+            ("judge", "judges", self.judge),
+            ("aggregator", "aggregators", self.aggregator),
+        ]
         if self.executor:
             named.append(("executor", "executors", self.executor))
         problems = []
@@ -293,7 +311,12 @@ class AtlasGRPOConfig(GRPOConfig):
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            named = [f"{u} (did you mean {difflib.get_close_matches(u, known, 1)[0]!r}?)" if difflib.get_close_matches(u, known, 1) else u for u in unknown]
+            named = [
+                f"{u} (did you mean {difflib.get_close_matches(u, known, 1)[0]!r}?)"
+                if difflib.get_close_matches(u, known, 1)
+                else u
+                for u in unknown
+            ]
             raise ConfigError(f"{p}: unknown setting(s): {', '.join(named)}")
         data.setdefault("output_dir", "runs/atlas")
         problems = []
@@ -334,7 +357,14 @@ _FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 def _describe(tp: Any) -> str:
-    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string", dict: "a mapping", list: "a list"}
+    names = {
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        str: "a string",
+        dict: "a mapping",
+        list: "a list",
+    }
     if tp in names:
         return names[tp]
     origin = typing.get_origin(tp)

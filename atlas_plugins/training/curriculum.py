@@ -50,8 +50,15 @@ class Curriculum:
             running statistics; floor: the least priority an item keeps (so nothing is starved).
     """
 
-    def __init__(self, tasks: Sequence[Task], designs: Sequence[str], *, seed: int | None = 0,
-                 smoothing: float = 0.5, floor: float = 0.02) -> None:
+    def __init__(
+        self,
+        tasks: Sequence[Task],
+        designs: Sequence[str],
+        *,
+        seed: int | None = 0,
+        smoothing: float = 0.5,
+        floor: float = 0.02,
+    ) -> None:
         if not tasks or not designs:
             raise ValueError("a curriculum needs at least one task and one design")
         self.items: list[tuple[Task, str]] = [(t, d) for t in tasks for d in designs]

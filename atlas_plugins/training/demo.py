@@ -32,15 +32,21 @@ class DemoSettings(BaseModel):
     """Settings of ``atlas demo`` (the defaults are the recipe measured in BENCHMARKS.md)."""
 
     seed: int = 0
-    heldout_tasks: int | None = Field(default=None, description="held-out tasks to evaluate (None: all of level <= max_difficulty)")
+    heldout_tasks: int | None = Field(
+        default=None, description="held-out tasks to evaluate (None: all of level <= max_difficulty)"
+    )
     max_difficulty: int = 1
     # Eager is left out by default: every schema in the prompt makes its batched evaluation the
     # costliest part of the demo on a CPU (measured: over 9 minutes for 27 tasks, 5 GB RSS).
     designs: list[str] = Field(default_factory=lambda: ["itl", "itl+ptc"], description="designs evaluated")
-    train_designs: list[str] = Field(default_factory=lambda: ["itl", "itl+ptc"],
-                                     description="designs trained (the first is the one before/after report)")
+    train_designs: list[str] = Field(
+        default_factory=lambda: ["itl", "itl+ptc"],
+        description="designs trained (the first is the one before/after report)",
+    )
     warm_start: bool = True
-    warm_start_tasks: int = Field(default=48, description="demonstration tasks per training design (round-robin over templates)")
+    warm_start_tasks: int = Field(
+        default=48, description="demonstration tasks per training design (round-robin over templates)"
+    )
     warm_start_epochs: float = 1.0
     warm_start_lr: float = 5e-4
     warm_start_think: bool = Field(default=True, description="a short <think> thought in each scripted turn")
@@ -66,7 +72,9 @@ def pick_tasks(tasks: list[Task], n: int | None, max_difficulty: int) -> list[Ta
     return ordered if n is None else ordered[:n]
 
 
-def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *, say: Callable[[str], None] = print) -> dict[str, Any]:
+def run_demo(
+    out_dir: str | Path, settings: DemoSettings | None = None, *, say: Callable[[str], None] = print
+) -> dict[str, Any]:
     import torch
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -92,8 +100,13 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *, say: 
     path = resolve_model_path(None)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path)
-    results: dict[str, Any] = {"settings": s.model_dump(), "heldout_ids": [t.id for t in heldout],
-                               "train_tasks": len(train), "evaluations": {}, "timings": {}}
+    results: dict[str, Any] = {
+        "settings": s.model_dump(),
+        "heldout_ids": [t.id for t in heldout],
+        "train_tasks": len(train),
+        "evaluations": {},
+        "timings": {},
+    }
     train_design = s.train_designs[0]
 
     def timed(name: str, t0: float) -> None:
@@ -111,7 +124,9 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *, say: 
                 rows[design] = summary
                 with (out / f"eval_{tag}_{design.replace('+', '_')}.jsonl").open("w") as fh:
                     for t in trajs:
-                        fh.write(t.model_dump_json(exclude={"prompt_ids", "completion_ids", "env_mask", "logprobs"}) + "\n")
+                        fh.write(
+                            t.model_dump_json(exclude={"prompt_ids", "completion_ids", "env_mask", "logprobs"}) + "\n"
+                        )
             results["evaluations"][tag] = rows
             timed(f"eval_{tag}", t0)
             return rows
@@ -143,12 +158,26 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *, say: 
                 kept, st = demonstrations(chosen, ts, tokenizer, agent_cfg, scorer, think=s.warm_start_think)
                 demos += kept
                 stats[design] = st
-            results["warm_start"] = stats | {"rows": len(demos), "tokens": sum(len(d.prompt_ids) + len(d.completion_ids) for d in demos)}
+            results["warm_start"] = stats | {
+                "rows": len(demos),
+                "tokens": sum(len(d.prompt_ids) + len(d.completion_ids) for d in demos),
+            }
             say(f"warm start: {len(demos)} verified demonstrations; LoRA behaviour cloning …")
-            lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules=cfg.lora_target_modules, task_type="CAUSAL_LM")
-            model, warm_log = warm_start(model, tokenizer, demos, output_dir=str(out / "warm_start"), epochs=s.warm_start_epochs,
-                                         learning_rate=s.warm_start_lr, peft_config=lora, seed=s.seed, max_length=4096,
-                                         batch_size=s.warm_start_batch)
+            lora = LoraConfig(
+                r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules=cfg.lora_target_modules, task_type="CAUSAL_LM"
+            )
+            model, warm_log = warm_start(
+                model,
+                tokenizer,
+                demos,
+                output_dir=str(out / "warm_start"),
+                epochs=s.warm_start_epochs,
+                learning_rate=s.warm_start_lr,
+                peft_config=lora,
+                seed=s.seed,
+                max_length=4096,
+                batch_size=s.warm_start_batch,
+            )
             timed("warm_start", t0)
             if s.eval_warm_start:
                 eval_all("after_warm_start", model, s.designs)
@@ -174,13 +203,23 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *, say: 
         return None if row is None else {k: row[k] for k in ("reward", "success", "context_tokens")}
 
     designs = {d: {tag: ev[tag][d] for tag in ev if d in ev[tag]} for d in s.designs}
-    return {"before": pick("before"), "after_warm_start": pick("after_warm_start"), "after": pick("after"),
-            "heldout_tasks": len(heldout), "designs": designs, "plot": str(plot), "report": str(report),
-            "grpo": results["grpo"], "timings": results["timings"], "wall_s": results["wall_s"]}
+    return {
+        "before": pick("before"),
+        "after_warm_start": pick("after_warm_start"),
+        "after": pick("after"),
+        "heldout_tasks": len(heldout),
+        "designs": designs,
+        "plot": str(plot),
+        "report": str(report),
+        "grpo": results["grpo"],
+        "timings": results["timings"],
+        "wall_s": results["wall_s"],
+    }
 
 
-def _evaluate(model: Any, tokenizer: Any, ts: Any, tasks: list[Task], design: str, scorer: Any,
-              s: DemoSettings) -> tuple[dict[str, Any], list[Trajectory]]:
+def _evaluate(
+    model: Any, tokenizer: Any, ts: Any, tasks: list[Task], design: str, scorer: Any, s: DemoSettings
+) -> tuple[dict[str, Any], list[Trajectory]]:
     """Greedy evaluation of one design, in batches whose K/V stays within ``eval_max_batch_tokens``."""
     from atlas_plugins.evaluation.episodes import play_design, summarize
     from atlas_plugins.policy.transformers_policy import TransformersPolicy, merged_adapters
@@ -190,8 +229,17 @@ def _evaluate(model: Any, tokenizer: Any, ts: Any, tasks: list[Task], design: st
     batch = max(1, s.eval_max_batch_tokens // per_episode)
     t0 = time.perf_counter()
     with merged_adapters(model):
-        trajs = play_design(policy, ts, tasks, design, seed=s.seed, batch_size=batch, max_turns=s.eval_max_turns,
-                            max_new_tokens=s.eval_max_new_tokens, max_tool_calls=s.eval_max_turns)
+        trajs = play_design(
+            policy,
+            ts,
+            tasks,
+            design,
+            seed=s.seed,
+            batch_size=batch,
+            max_turns=s.eval_max_turns,
+            max_new_tokens=s.eval_max_new_tokens,
+            max_tool_calls=s.eval_max_turns,
+        )
     for t in trajs:
         scorer.score(t)
     return summarize(design, trajs, time.perf_counter() - t0).model_dump(), trajs
@@ -234,8 +282,10 @@ def _plot(path: Path, warm_log: list[dict[str, Any]], grpo_log: list[dict[str, A
     gl = [(h["step"], h.get("reward")) for h in grpo_log if "reward" in h]
     if gl:
         axes[1].plot(*zip(*gl, strict=True), marker="o", label="mean reward")
-        for key, label, marker in (("atlas/success", "success", "s"),
-                                   ("atlas/dynamic/flat_fraction_sampled", "flat groups (sampled)", "x")):
+        for key, label, marker in (
+            ("atlas/success", "success", "s"),
+            ("atlas/dynamic/flat_fraction_sampled", "flat groups (sampled)", "x"),
+        ):
             pts = [(h["step"], h.get(key)) for h in grpo_log if h.get(key) is not None]
             if pts:
                 axes[1].plot(*zip(*pts, strict=True), marker=marker, label=label)
@@ -254,20 +304,30 @@ _TAGS = (("before", "base"), ("after_warm_start", "warm start"), ("after", "warm
 
 def _report(path: Path, results: dict[str, Any]) -> Path:
     s = results["settings"]
-    lines = ["# atlas demo report", "",
-             f"Held-out tasks: {len(results['heldout_ids'])} (every level ≤ {s['max_difficulty']} held-out task); "
-             f"training tasks: {results['train_tasks']}; wall time {results['wall_s']:.0f} s "
-             f"({', '.join(f'{k} {v:.0f} s' for k, v in results['timings'].items())}).", ""]
+    lines = [
+        "# atlas demo report",
+        "",
+        f"Held-out tasks: {len(results['heldout_ids'])} (every level ≤ {s['max_difficulty']} held-out task); "
+        f"training tasks: {results['train_tasks']}; wall time {results['wall_s']:.0f} s "
+        f"({', '.join(f'{k} {v:.0f} s' for k, v in results['timings'].items())}).",
+        "",
+    ]
     if results.get("warm_start"):
         ws = results["warm_start"]
         parts = [f"{d}: {v['kept']} of {v['tasks']}" for d, v in ws.items() if isinstance(v, dict)]
-        lines += [f"Warm start: verified demonstrations {'; '.join(parts)} ({ws['rows']} rows, {ws['tokens']} tokens).", ""]
+        lines += [
+            f"Warm start: verified demonstrations {'; '.join(parts)} ({ws['rows']} rows, {ws['tokens']} tokens).",
+            "",
+        ]
     ev = results["evaluations"]
     for design in s["designs"]:
-        lines += [f"## {design}", "",
-                  "| model | reward | success | TF | TA | TG | PA | context tokens | schemas loaded | loaded, unused | "
-                  "meta-calls | repeated calls | episodes repeating | parse failures |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## {design}",
+            "",
+            "| model | reward | success | TF | TA | TG | PA | context tokens | schemas loaded | loaded, unused | "
+            "meta-calls | repeated calls | episodes repeating | parse failures |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for tag, label in _TAGS:
             r = ev.get(tag, {}).get(design)
             if r is None:
@@ -277,15 +337,22 @@ def _report(path: Path, results: dict[str, Any]) -> Path:
                 f"| {label} | {r['reward']:.3f} | {r['success']:.3f} | {c.get('TF', 0):.2f} | {c.get('TA', 0):.2f} | "
                 f"{c.get('TG', 0):.2f} | {c.get('PA', 0):.2f} | {r['context_tokens']:.0f} | {b.get('schemas_loaded', 0):.2f} | "
                 f"{b.get('loaded_unused', 0):.2f} | {b.get('meta_calls', 0):.2f} | {b.get('repeated_calls', 0):.2f} | "
-                f"{b.get('repeats', 0):.2f} | {b.get('parse_failures', 0):.2f} |")
+                f"{b.get('repeats', 0):.2f} | {b.get('parse_failures', 0):.2f} |"
+            )
         lines.append("")
     g = results.get("grpo") or {}
     if g.get("steps"):
-        lines += ["## GRPO training curve", "", "| step | reward | success | flat groups sampled | flat groups trained |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "## GRPO training curve",
+            "",
+            "| step | reward | success | flat groups sampled | flat groups trained |",
+            "|---|---|---|---|---|",
+        ]
         for i in range(g["steps"]):
-            lines.append(f"| {i + 1} | {g['reward'][i]:.3f} | {_f(g['success'][i])} | {_f(g['flat_fraction_sampled'][i])} | "
-                         f"{_f(g['flat_fraction_trained'][i])} |")
+            lines.append(
+                f"| {i + 1} | {g['reward'][i]:.3f} | {_f(g['success'][i])} | {_f(g['flat_fraction_sampled'][i])} | "
+                f"{_f(g['flat_fraction_trained'][i])} |"
+            )
         slope = g.get("reward_slope_per_step")
         lines += ["", f"Training reward slope: {slope:+.4f} per step (least squares)." if slope is not None else "", ""]
     lines += ["![reward curve](reward_curve.png)", ""]

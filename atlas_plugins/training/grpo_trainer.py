@@ -31,8 +31,18 @@ from trl import GRPOTrainer
 
 from atlas_plugins.training import shared_prefix as prefix_tree
 
-_MULTIMODAL = ("pixel_values", "image_grid_thw", "num_images", "pixel_attention_mask", "spatial_shapes", "num_tiles",
-               "image_sizes", "token_type_ids", "mm_token_type_ids", "image_position_ids")
+_MULTIMODAL = (
+    "pixel_values",
+    "image_grid_thw",
+    "num_images",
+    "pixel_attention_mask",
+    "spatial_shapes",
+    "num_tiles",
+    "image_sizes",
+    "token_type_ids",
+    "mm_token_type_ids",
+    "image_position_ids",
+)
 
 
 class TimedGRPOTrainer(GRPOTrainer):
@@ -92,7 +102,8 @@ class AtlasGRPOTrainer(TimedGRPOTrainer):
     def _after_step(self, mode: str) -> None:
         if self.prefix_stats["unshared_tokens"]:
             self._metrics[mode]["atlas/shared_prefix/token_fraction"].append(
-                self.prefix_stats["packed_tokens"] / self.prefix_stats["unshared_tokens"])
+                self.prefix_stats["packed_tokens"] / self.prefix_stats["unshared_tokens"]
+            )
         self.prefix_stats = {"packed_tokens": 0, "unshared_tokens": 0}
 
     def _transformers_model(self) -> Any:
@@ -100,31 +111,67 @@ class AtlasGRPOTrainer(TimedGRPOTrainer):
         get_base_model = getattr(model, "get_base_model", None)  # a PEFT model's unwrapping
         return get_base_model() if get_base_model is not None else model
 
-    def _get_per_token_logps_and_entropies(self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                                           logits_to_keep: int, batch_size: int | None = None,
-                                           compute_entropy: bool = False, compute_aux_loss: bool = False,
-                                           **multimodal: Any) -> tuple[torch.Tensor, torch.Tensor | None, Any]:
+    def _get_per_token_logps_and_entropies(
+        self,
+        model: Any,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        logits_to_keep: int,
+        batch_size: int | None = None,
+        compute_entropy: bool = False,
+        compute_aux_loss: bool = False,
+        **multimodal: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, Any]:
         phase = "train_forward" if torch.is_grad_enabled() else "score_no_grad"
         t0 = time.perf_counter()
         try:
-            return self._logps(model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy,
-                               compute_aux_loss, multimodal)
+            return self._logps(
+                model,
+                input_ids,
+                attention_mask,
+                logits_to_keep,
+                batch_size,
+                compute_entropy,
+                compute_aux_loss,
+                multimodal,
+            )
         finally:
             self._phase[phase] += time.perf_counter() - t0
 
-    def _logps(self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int,
-               batch_size: int | None, compute_entropy: bool, compute_aux_loss: bool,
-               multimodal: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None, Any]:
+    def _logps(
+        self,
+        model: Any,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        logits_to_keep: int,
+        batch_size: int | None,
+        compute_entropy: bool,
+        compute_aux_loss: bool,
+        multimodal: dict[str, Any],
+    ) -> tuple[torch.Tensor, torch.Tensor | None, Any]:
         wrapped = self.accelerator.unwrap_model(model) is not model  # DDP/FSDP: go through the wrapper
         if not self._tree or wrapped or compute_aux_loss or any(multimodal.get(k) is not None for k in _MULTIMODAL):
             return GRPOTrainer._get_per_token_logps_and_entropies(
-                self, model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
-                compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **multimodal)
+                self,
+                model,
+                input_ids,
+                attention_mask,
+                logits_to_keep,
+                batch_size=batch_size,
+                compute_entropy=compute_entropy,
+                compute_aux_loss=compute_aux_loss,
+                **multimodal,
+            )
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         with self.accelerator.autocast():
             logps, entropy, layout = prefix_tree.tree_logprobs(
-                base, input_ids, attention_mask, logits_to_keep, temperature=self.temperature,
-                compute_entropy=compute_entropy)
+                base,
+                input_ids,
+                attention_mask,
+                logits_to_keep,
+                temperature=self.temperature,
+                compute_entropy=compute_entropy,
+            )
         self.prefix_stats["packed_tokens"] += layout.packed_tokens
         self.prefix_stats["unshared_tokens"] += layout.unshared_tokens
         return logps, entropy, None
@@ -137,8 +184,10 @@ class AtlasGRPOTrainer(TimedGRPOTrainer):
         if not bool(live.any()):
             live[0] = True  # keep one row: the loss is zero either way, and TRL's metrics need a row
         n = advantages.shape[0]
-        keep = {k: (v[live] if isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == n else v)
-                for k, v in inputs.items()}
+        keep = {
+            k: (v[live] if isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == n else v)
+            for k, v in inputs.items()
+        }
         return super()._compute_loss(model, keep)
 
     def _can_skip_dead_rows(self) -> bool:
@@ -146,8 +195,13 @@ class AtlasGRPOTrainer(TimedGRPOTrainer):
         fixed normaliser (``dapo``), with no KL term and no batch-dependent token masks; and on one
         process only: TRL gathers per-row tensors across processes, which must keep equal sizes
         (a rank with fewer rows aborted gloo: "Received data size doesn't match expected size")."""
-        return (self.accelerator.num_processes == 1 and self.beta == 0.0 and self.loss_type == "dapo" and self.top_entropy_quantile >= 1.0
-                and getattr(self, "off_policy_mask_threshold", None) is None)
+        return (
+            self.accelerator.num_processes == 1
+            and self.beta == 0.0
+            and self.loss_type == "dapo"
+            and self.top_entropy_quantile >= 1.0
+            and getattr(self, "off_policy_mask_threshold", None) is None
+        )
 
 
 def shared_prefix_supported(model: Any) -> bool:

@@ -71,8 +71,10 @@ class StepPlan:
 
     def metrics(self) -> dict[str, float]:
         return {
-            "atlas/memory/estimate_gb": (self.estimate.with_checkpointing if self.checkpointing
-                                         else self.estimate.without_checkpointing) / GB,
+            "atlas/memory/estimate_gb": (
+                self.estimate.with_checkpointing if self.checkpointing else self.estimate.without_checkpointing
+            )
+            / GB,
             "atlas/memory/estimate_no_checkpointing_gb": self.estimate.without_checkpointing / GB,
             "atlas/memory/budget_gb": self.budget / GB,
             "atlas/memory/checkpointing": float(self.checkpointing),
@@ -138,8 +140,13 @@ def estimate(
         scores = tokens * longest * heads * dtype_bytes if quadratic_attention else 0
         without = layers * (tokens * per_layer_token + 1.5 * scores) + logits + fixed
         with_ = layers * tokens * dtype_bytes * hidden + tokens * per_layer_token + 3 * scores + logits + fixed
-        est = MemoryEstimate(rows=len(chunk), tokens=tokens, completion_tokens=completion,
-                             without_checkpointing=int(without), with_checkpointing=int(with_))
+        est = MemoryEstimate(
+            rows=len(chunk),
+            tokens=tokens,
+            completion_tokens=completion,
+            without_checkpointing=int(without),
+            with_checkpointing=int(with_),
+        )
         if worst is None or est.without_checkpointing > worst.without_checkpointing:
             worst = est
     return worst or MemoryEstimate(0, 0, 0, fixed, fixed)

@@ -67,8 +67,13 @@ class TreeLayout:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-def build_tree(sequences: list[list[int]], prompt_lengths: list[int] | None = None, device: torch.device | str = "cpu",
-               *, targets: list[list[int]] | None = None) -> TreeLayout:
+def build_tree(
+    sequences: list[list[int]],
+    prompt_lengths: list[int] | None = None,
+    device: torch.device | str = "cpu",
+    *,
+    targets: list[list[int]] | None = None,
+) -> TreeLayout:
     """The prefix tree of ``sequences`` (each a row's real tokens: prompt then completion).
 
     Targets are every completion token of every row (token ``t >= prompt_lengths[i]``, scored
@@ -116,7 +121,11 @@ def build_tree(sequences: list[list[int]], prompt_lengths: list[int] | None = No
             stack.append((group, end, here))
 
     packed = np.concatenate(tokens) if tokens else np.zeros(0, dtype=np.int64)
-    positions = np.concatenate([np.arange(d, d + (e - s)) for (s, e, _), d in zip(seg_ranges, depths, strict=True)]) if tokens else packed
+    positions = (
+        np.concatenate([np.arange(d, d + (e - s)) for (s, e, _), d in zip(seg_ranges, depths, strict=True)])
+        if tokens
+        else packed
+    )
     segments: list[Segment] = []
     for s, e, parent in seg_ranges:
         chain: list[tuple[int, int]] = []
@@ -183,7 +192,9 @@ def tree_attention(
     if layout is None:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
     gqa = getattr(module, "num_key_value_groups", 1) > 1
     outs = []
     for seg in layout.segments:
@@ -193,7 +204,9 @@ def tree_attention(
             o = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scaling, enable_gqa=gqa)
         else:
             k, v = key.index_select(2, seg.kv_index), value.index_select(2, seg.kv_index)
-            o = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=seg.mask, scale=scaling, enable_gqa=gqa)
+            o = torch.nn.functional.scaled_dot_product_attention(
+                q, k, v, attn_mask=seg.mask, scale=scaling, enable_gqa=gqa
+            )
         outs.append(o)
     out = torch.cat(outs, dim=2) if len(outs) > 1 else outs[0]
     return out.transpose(1, 2).contiguous(), None
@@ -219,7 +232,11 @@ def supports(model: PreTrainedModel) -> bool:
     logit scaling or soft-capping, which the tree path does not apply)."""
     config = model.config.get_text_config()
     plain_head = all(getattr(config, name, None) is None for name in _LOGIT_SCALING)
-    return bool(getattr(model, "_supports_attention_backend", False)) and plain_head and not getattr(config, "sliding_window", None)
+    return (
+        bool(getattr(model, "_supports_attention_backend", False))
+        and plain_head
+        and not getattr(config, "sliding_window", None)
+    )
 
 
 def enable(model: PreTrainedModel) -> None:
@@ -255,8 +272,9 @@ def tree_logprobs(
     return logps, entropy, layout
 
 
-def score_tree(model: PreTrainedModel, layout: TreeLayout, *, temperature: float = 1.0,
-               compute_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+def score_tree(
+    model: PreTrainedModel, layout: TreeLayout, *, temperature: float = 1.0, compute_entropy: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs (and entropies) of ``layout.targets``, flat, from one pass over the packed tree."""
     from trl.kernels import ChunkedLogProbFunction
     from trl.trainer import utils as trl_utils

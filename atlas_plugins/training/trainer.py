@@ -92,7 +92,9 @@ def load_tasks_for(config: AtlasGRPOConfig, split: str = "train") -> list[Task]:
     if config.max_difficulty is not None:
         tasks = [t for t in tasks if t.difficulty <= config.max_difficulty]
     if not tasks:
-        raise ConfigError(f"no {split} tasks left (tasks={config.tasks or 'embedded'}, max_difficulty={config.max_difficulty})")
+        raise ConfigError(
+            f"no {split} tasks left (tasks={config.tasks or 'embedded'}, max_difficulty={config.max_difficulty})"
+        )
     return tasks
 
 
@@ -156,8 +158,14 @@ def report_episode_errors(trajs: list[Trajectory], step: int) -> None:
     """A warning per step with failed episodes: how many, and the first error."""
     failed = [t for t in trajs if t.metadata.get("error")]
     if failed:
-        log.warning("step %d: %d of %d episode(s) failed; first (task %r): %s", step, len(failed), len(trajs),
-                    failed[0].task_id, str(failed[0].metadata["error"])[:500])
+        log.warning(
+            "step %d: %d of %d episode(s) failed; first (task %r): %s",
+            step,
+            len(failed),
+            len(trajs),
+            failed[0].task_id,
+            str(failed[0].metadata["error"])[:500],
+        )
 
 
 def training_view(
@@ -185,7 +193,9 @@ def training_view(
         if eos_id is None:
             raise AtlasError(f"trajectory of task {traj.task_id!r} has no completion tokens and no eos_id was given")
         prompt = list(rows[0]["prompt_ids"]) if rows and rows[0]["prompt_ids"] else list(fallback_prompt or [eos_id])
-        traj.metadata[UNTRAINABLE] = "no model call: " + str(traj.metadata.get("error") or "the episode recorded no tokens")
+        traj.metadata[UNTRAINABLE] = "no model call: " + str(
+            traj.metadata.get("error") or "the episode recorded no tokens"
+        )
         return {"prompt_ids": prompt, "completion_ids": [eos_id], "env_mask": [0], "logprobs": [0.0]}
     k = 0
     if traj.prefix_breaks and traj.segments:  # draw only then: the RNG stream stays the same
@@ -226,8 +236,10 @@ class AtlasTrainer:
         # -- checks that need nothing loaded ------------------------------------------------------
         config.check()
         if runner is not None and config.designs:
-            raise ConfigError("designs= trains the native agent under several designs; an adapter's runner plays "
-                              "its own agent, so leave designs unset")
+            raise ConfigError(
+                "designs= trains the native agent under several designs; an adapter's runner plays "
+                "its own agent, so leave designs unset"
+            )
         self.tasks = list(tasks) if tasks is not None else load_tasks_for(config, "train")
         if config.max_train_tasks:
             self.tasks = self.tasks[: config.max_train_tasks]
@@ -235,12 +247,21 @@ class AtlasTrainer:
         from atlas_plugins.rewards.scorer import Scorer, by_task_content
 
         try:
-            self.scorer = Scorer(config.rubric_provider, config.judge, config.aggregator, None,
-                                 provider_options=config.rubric_provider_options, judge_options=config.judge_options,
-                                 aggregator_options=config.aggregator_options, rubric_key=by_task_content)
+            self.scorer = Scorer(
+                config.rubric_provider,
+                config.judge,
+                config.aggregator,
+                None,
+                provider_options=config.rubric_provider_options,
+                judge_options=config.judge_options,
+                aggregator_options=config.aggregator_options,
+                rubric_key=by_task_content,
+            )
         except (AtlasError, TypeError, ValueError) as exc:
-            raise ConfigError(f"rewards (rubric_provider {config.rubric_provider!r}, judge {config.judge!r}, aggregator "
-                              f"{config.aggregator!r} and their *_options): {exc}") from None
+            raise ConfigError(
+                f"rewards (rubric_provider {config.rubric_provider!r}, judge {config.judge!r}, aggregator "
+                f"{config.aggregator!r} and their *_options): {exc}"
+            ) from None
         self.validate_rubrics()
         # -- the toolspace ------------------------------------------------------------------------
         self._own_toolspace = False
@@ -260,8 +281,9 @@ class AtlasTrainer:
 
         self.designs = config.design_list()
         if runner is None:
-            runner = NativeRunner(self.toolspace, config.agent_config(),
-                                  designs=config.design_configs() if config.designs else None)
+            runner = NativeRunner(
+                self.toolspace, config.agent_config(), designs=config.design_configs() if config.designs else None
+            )
         self.runner = runner
         if not isinstance(self.runner, Runner):
             raise ConfigError(f"runner {self.runner!r} has no run(tasks, *, policy, seed) method")
@@ -302,8 +324,10 @@ class AtlasTrainer:
                 problems.append(f"task {task.id!r}: {exc}")
         if problems:
             more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-            raise ConfigError(f"rubric_provider {self.config.rubric_provider!r}: {len(problems)} task(s) have no valid "
-                              f"rubric{more}:\n" + "\n".join(problems[:5]))
+            raise ConfigError(
+                f"rubric_provider {self.config.rubric_provider!r}: {len(problems)} task(s) have no valid "
+                f"rubric{more}:\n" + "\n".join(problems[:5])
+            )
 
     @staticmethod
     def _index_prompts(tasks: list[Task]) -> dict[str, Task]:
@@ -378,11 +402,17 @@ class AtlasTrainer:
 
                 self._policy_obj = VLLMPolicy.from_trainer(trainer, self.tokenizer, name=f"{self.config.model}+grpo")
             else:
-                self._policy_obj = TransformersPolicy(model=model, tokenizer=self.tokenizer, name=f"{self.config.model}+grpo")
+                self._policy_obj = TransformersPolicy(
+                    model=model, tokenizer=self.tokenizer, name=f"{self.config.model}+grpo"
+                )
         return self._policy_obj
 
     def _task_for(self, prompt: Any) -> Task:
-        text = prompt if isinstance(prompt, str) else (prompt[-1]["content"] if isinstance(prompt, list) and prompt else str(prompt))
+        text = (
+            prompt
+            if isinstance(prompt, str)
+            else (prompt[-1]["content"] if isinstance(prompt, list) and prompt else str(prompt))
+        )
         task = self._by_prompt.get(text)
         if task is None:
             raise AtlasError(f"rollout got a prompt that matches no task: {text[:80]!r}")
@@ -414,8 +444,11 @@ class AtlasTrainer:
             if not flat:
                 break
             taken = {self._item_key(it) for it in items}
-            fresh = (self.curriculum.pick(len(flat), exclude=taken) if self.curriculum is not None
-                     else [(self.tasks[(self._rollouts * 7919 + g) % len(self.tasks)], self.designs[0]) for g in flat])
+            fresh = (
+                self.curriculum.pick(len(flat), exclude=taken)
+                if self.curriculum is not None
+                else [(self.tasks[(self._rollouts * 7919 + g) % len(self.tasks)], self.designs[0]) for g in flat]
+            )
             new_groups = self._play(fresh, group, policy)
             self._score_groups(new_groups, fresh)
             still = []
@@ -439,8 +472,15 @@ class AtlasTrainer:
         eos_id = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else self.tokenizer.pad_token_id
         for t in trajs:
             t.metadata["step"] = trainer.state.global_step
-            rows.append(training_view(t, self._view_rng, self.config.max_completion_length, eos_id=eos_id,
-                                      fallback_prompt=self._prompt_ids(t)))
+            rows.append(
+                training_view(
+                    t,
+                    self._view_rng,
+                    self.config.max_completion_length,
+                    eos_id=eos_id,
+                    fallback_prompt=self._prompt_ids(t),
+                )
+            )
             key = f"{self._rollouts}:{len(keys)}"
             self._pending[key] = t
             keys.append(key)
@@ -459,8 +499,9 @@ class AtlasTrainer:
         if traj.prompt_ids:
             return None
         prompt = str((traj.task or {}).get("prompt") or "")
-        ids = self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=True,
-                                                 add_generation_prompt=True, return_dict=False)
+        ids = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=True, add_generation_prompt=True, return_dict=False
+        )
         return list(ids)
 
     def _plan_memory(self, rows: list[dict[str, Any]], trainer: Any, mode: str) -> None:
@@ -475,25 +516,37 @@ class AtlasTrainer:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         tree = bool(getattr(trainer, "_tree", False)) and trainer.accelerator.num_processes == 1
         quadratic = device.type != "cuda" or getattr(base.config, "_attn_implementation", "sdpa") == "eager"
-        est = estimate(base.config, [(r["prompt_ids"], r["completion_ids"]) for r in rows],
-                       micro_batch=self.config.per_device_train_batch_size, tree=tree, dtype_bytes=param.element_size(),
-                       trainable_params=trainable, first_step=trainer.state.global_step == 0,
-                       quadratic_attention=quadratic)
+        est = estimate(
+            base.config,
+            [(r["prompt_ids"], r["completion_ids"]) for r in rows],
+            micro_batch=self.config.per_device_train_batch_size,
+            tree=tree,
+            dtype_bytes=param.element_size(),
+            trainable_params=trainable,
+            first_step=trainer.state.global_step == 0,
+            quadratic_attention=quadratic,
+        )
         if self.config.memory_budget_gb:
             budget = int(self.config.memory_budget_gb * GB)
         else:
             budget = int(0.9 * available_bytes(device))
             if device.type != "cuda":  # the processes on this host share its RAM (torchrun/accelerate set this)
                 budget //= max(1, int(os.environ.get("LOCAL_WORLD_SIZE") or 1))
-        settings = (f" (per_device_train_batch_size={self.config.per_device_train_batch_size}, "
-                    f"max_completion_length={self.config.max_completion_length}, memory_budget_gb={self.config.memory_budget_gb})")
+        settings = (
+            f" (per_device_train_batch_size={self.config.per_device_train_batch_size}, "
+            f"max_completion_length={self.config.max_completion_length}, memory_budget_gb={self.config.memory_budget_gb})"
+        )
         plan = plan_step(est, budget=budget, settings=settings)
         if plan.checkpointing != self._checkpointing and mode == "train":
             _set_checkpointing(base, plan.checkpointing)
             if self._checkpointing is not None or plan.checkpointing:
-                log.info("step %d: gradient checkpointing %s (estimated %.1f GB without it, budget %.1f GB)",
-                         trainer.state.global_step, "on" if plan.checkpointing else "off",
-                         est.without_checkpointing / GB, budget / GB)
+                log.info(
+                    "step %d: gradient checkpointing %s (estimated %.1f GB without it, budget %.1f GB)",
+                    trainer.state.global_step,
+                    "on" if plan.checkpointing else "off",
+                    est.without_checkpointing / GB,
+                    budget / GB,
+                )
             self._checkpointing = plan.checkpointing
         for k, v in plan.metrics().items():
             trainer._metrics[mode][k].append(v)
@@ -564,11 +617,15 @@ class AtlasTrainer:
                     "reward": t.reward,
                     "by_category": t.reward_by_category,
                     "success": is_success(t),
-                    "trajectory": t.model_dump(mode="json", exclude={"prompt_ids", "completion_ids", "env_mask", "logprobs"}),
+                    "trajectory": t.model_dump(
+                        mode="json", exclude={"prompt_ids", "completion_ids", "env_mask", "logprobs"}
+                    ),
                 }
                 for t in trajs
             ]
-            accelerator = getattr(self.trainer, "accelerator", None) if getattr(self, "trainer", None) is not None else None
+            accelerator = (
+                getattr(self.trainer, "accelerator", None) if getattr(self, "trainer", None) is not None else None
+            )
             if accelerator is not None and accelerator.num_processes > 1:
                 # Each process scores its own share of the step: the main process writes them all, once.
                 from accelerate.utils import gather_object

@@ -54,8 +54,10 @@ def scripted_turns(task: Task, *, loading: str | LoadingPolicy, ptc: bool, think
             lines.append(f"r{i} = {names[step['server']]}.{step['tool']}({args})")
         lines.append(f"r{len(solution) - 1}")
         used = ", ".join(dict.fromkeys(f"{s['server']}.{s['tool']}" for s in solution))
-        turns.append(_thought(think, f"Call {used} from Python with the values the task gives.")
-                     + _call("code_interpreter", {"code": "\n".join(lines)}))
+        turns.append(
+            _thought(think, f"Call {used} from Python with the values the task gives.")
+            + _call("code_interpreter", {"code": "\n".join(lines)})
+        )
     else:
         if isinstance(loading, str):
             from atlas_plugins.plugins import get_loading_policy
@@ -121,10 +123,16 @@ class ScriptedPolicy:
         self._turns = list(turns)
         self._i = 0
 
-    def apply_chat_template(self, messages: list[dict[str, Any]], tools: Any = None, add_generation_prompt: bool = True) -> list[int]:
+    def apply_chat_template(
+        self, messages: list[dict[str, Any]], tools: Any = None, add_generation_prompt: bool = True
+    ) -> list[int]:
         if self.policy is not None:
             return self.policy.apply_chat_template(messages, tools=tools, add_generation_prompt=add_generation_prompt)
-        return list(self.tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=add_generation_prompt, return_dict=False))
+        return list(
+            self.tokenizer.apply_chat_template(
+                messages, tokenize=True, add_generation_prompt=add_generation_prompt, return_dict=False
+            )
+        )
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text as the rendering policy reports it (special tokens skipped by default)."""
@@ -196,8 +204,12 @@ def demonstrations(
     ptc = agent_config.executor is not None
     # Demonstrations may run longer than a rollout budget: they are for SFT, not GRPO (a PTC
     # cell that solves a multi-step task is longer than a tiny per-turn budget allows).
-    limits = {"max_turns": 32, "max_tool_calls": 32, "max_episode_tokens": max(4096, agent_config.max_episode_tokens),
-              "max_new_tokens": max(1024, agent_config.max_new_tokens)}
+    limits = {
+        "max_turns": 32,
+        "max_tool_calls": 32,
+        "max_episode_tokens": max(4096, agent_config.max_episode_tokens),
+        "max_new_tokens": max(1024, agent_config.max_new_tokens),
+    }
     agent: Agent | None = None
     from atlas_plugins.plugins import get_loading_policy
 
@@ -227,8 +239,10 @@ def sft_rows(trajs: Sequence[Trajectory], max_length: int | None = None) -> list
         for part in t.token_rows():
             prompt, completion, mask = part.prompt_ids, part.completion_ids, part.env_mask
             if len(mask) != len(completion):
-                raise ValueError(f"trajectory {t.task_id!r}: env_mask has {len(mask)} entries for "
-                                 f"{len(completion)} completion tokens (a runner bug); cannot build an SFT row")
+                raise ValueError(
+                    f"trajectory {t.task_id!r}: env_mask has {len(mask)} entries for "
+                    f"{len(completion)} completion tokens (a runner bug); cannot build an SFT row"
+                )
             ids = list(prompt) + list(completion)
             labels = [-100] * len(prompt) + [tok if m == 1 else -100 for tok, m in zip(completion, mask, strict=True)]
             if max_length is not None:
@@ -238,7 +252,9 @@ def sft_rows(trajs: Sequence[Trajectory], max_length: int | None = None) -> list
                 continue
             rows.append({"input_ids": ids, "labels": labels})
     if dropped:
-        warnings.warn(f"sft_rows: {dropped} row(s) dropped: no model token within max_length={max_length}", stacklevel=2)
+        warnings.warn(
+            f"sft_rows: {dropped} row(s) dropped: no model token within max_length={max_length}", stacklevel=2
+        )
     return rows
 
 
@@ -273,7 +289,9 @@ def warm_start(
     if not trajs:
         raise ValueError("warm start needs at least one demonstration")
     # Only when asked: otherwise SFTConfig's own default for gradient checkpointing holds.
-    checkpointing: dict[str, Any] = {} if gradient_checkpointing is None else {"gradient_checkpointing": gradient_checkpointing}
+    checkpointing: dict[str, Any] = (
+        {} if gradient_checkpointing is None else {"gradient_checkpointing": gradient_checkpointing}
+    )
     args = SFTConfig(
         output_dir=output_dir,
         num_train_epochs=epochs,
@@ -310,8 +328,9 @@ def _tree_sft_trainer() -> Any:
     from atlas_plugins.training import shared_prefix as prefix_tree
 
     class TreeSFTTrainer(SFTTrainer):
-        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
-                         num_items_in_batch: Any = None) -> Any:
+        def compute_loss(
+            self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
+        ) -> Any:
             base = model.get_base_model() if hasattr(model, "get_base_model") else model
             wrapped = self.accelerator.unwrap_model(model) is not model
             if return_outputs or wrapped or not prefix_tree.supports(base) or "labels" not in inputs:

@@ -60,9 +60,7 @@ def tool_call_functions(message: dict[str, Any], *, accept_args_key: bool = Fals
     return out
 
 
-def record_arguments(
-    raw: Any, *, non_dict: Literal["wrap", "empty"], blank: Literal["raw", "empty"]
-) -> dict[str, Any]:
+def record_arguments(raw: Any, *, non_dict: Literal["wrap", "empty"], blank: Literal["raw", "empty"]) -> dict[str, Any]:
     """Tool-call arguments as the dict a :class:`~atlas_plugins.types.ToolCallRecord` holds.
 
     A JSON string is decoded; one that does not decode becomes ``{"_raw": text}``. ``blank``

@@ -75,8 +75,12 @@ def parse_chat_request(
     if isinstance(stop, str):
         stop = [stop]
     seed = body.get("seed")
-    for key, value, kind in (("max_tokens", max_tokens, int), ("n", n, int), ("temperature", temperature, (int, float)),
-                             ("top_p", top_p, (int, float))):
+    for key, value, kind in (
+        ("max_tokens", max_tokens, int),
+        ("n", n, int),
+        ("temperature", temperature, (int, float)),
+        ("top_p", top_p, (int, float)),
+    ):
         if isinstance(value, bool) or not isinstance(value, kind):
             raise RequestError(f"'{key}' must be a number, got {value!r}")
     if not 1 <= n <= MAX_N:
@@ -90,8 +94,14 @@ def parse_chat_request(
     # Validated above: construct without re-validation, so values keep their types (an int
     # temperature stays an int in the records, as the client sent it).
     return ChatRequest.model_construct(
-        messages=messages, tools=tools, max_tokens=max_tokens, n=n, temperature=temperature, top_p=top_p,
-        stop=stop if stop is not None else default_stop, seed=seed,
+        messages=messages,
+        tools=tools,
+        max_tokens=max_tokens,
+        n=n,
+        temperature=temperature,
+        top_p=top_p,
+        stop=stop if stop is not None else default_stop,
+        seed=seed,
     )
 
 
@@ -101,20 +111,31 @@ def stream_events(response: dict[str, Any], *, include_usage: bool = False) -> l
     Per choice: one chunk with the role and content (and logprobs), one with the tool calls,
     one with the finish reason; then, when asked, a usage chunk with no choices.
     """
-    head = {"id": response["id"], "object": "chat.completion.chunk", "created": response["created"],
-            "model": response["model"]}
+    head = {
+        "id": response["id"],
+        "object": "chat.completion.chunk",
+        "created": response["created"],
+        "model": response["model"],
+    }
     events: list[dict[str, Any]] = []
     for choice in response["choices"]:
         msg = choice["message"]
-        first: dict[str, Any] = {"index": choice["index"], "delta": {"role": "assistant", "content": msg.get("content") or ""},
-                                 "finish_reason": None}
+        first: dict[str, Any] = {
+            "index": choice["index"],
+            "delta": {"role": "assistant", "content": msg.get("content") or ""},
+            "finish_reason": None,
+        }
         if "logprobs" in choice:
             first["logprobs"] = choice["logprobs"]
         events.append({**head, "choices": [first]})
         if msg.get("tool_calls"):
             calls = [{"index": k, **c} for k, c in enumerate(msg["tool_calls"])]
-            events.append({**head, "choices": [{"index": choice["index"], "delta": {"tool_calls": calls}, "finish_reason": None}]})
-        events.append({**head, "choices": [{"index": choice["index"], "delta": {}, "finish_reason": choice["finish_reason"]}]})
+            events.append(
+                {**head, "choices": [{"index": choice["index"], "delta": {"tool_calls": calls}, "finish_reason": None}]}
+            )
+        events.append(
+            {**head, "choices": [{"index": choice["index"], "delta": {}, "finish_reason": choice["finish_reason"]}]}
+        )
     if include_usage:
         events.append({**head, "choices": [], "usage": response["usage"]})
     return events
@@ -140,8 +161,11 @@ def assistant_message(text: str, *, parse_tools: bool, call_id: str = "call") ->
         content = f"{THINK_OPEN}{parsed.thought}{THINK_CLOSE}" + (f"\n{content}" if content else "")
     message["content"] = content or None
     message["tool_calls"] = [
-        {"id": f"{call_id}_{k}", "type": "function",
-         "function": {"name": c.name, "arguments": arguments_json(c.arguments)}}
+        {
+            "id": f"{call_id}_{k}",
+            "type": "function",
+            "function": {"name": c.name, "arguments": arguments_json(c.arguments)},
+        }
         for k, c in enumerate(parsed.tool_calls)
     ]
     return message, True

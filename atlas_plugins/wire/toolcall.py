@@ -172,10 +172,10 @@ def _parse(text: str) -> ParsedTurn:
     if "</think>" in lower:  # a lone closing tag: the opening one was in the prompt
         k = lower.index("</think>")
         thoughts.insert(0, rest[:k].replace("<think>", "").strip())
-        rest = rest[k + len("</think>"):]
+        rest = rest[k + len("</think>") :]
     elif "<think>" in lower:  # unclosed: the thought runs to the next tag or the end
         k = lower.index("<think>")
-        after = rest[k + len("<think>"):]
+        after = rest[k + len("<think>") :]
         m = re.search(r"<tool_call>|<answer>|```", after, re.IGNORECASE)
         end = m.start() if m else len(after)
         thoughts.append(after[:end].strip())
@@ -241,15 +241,13 @@ def _bare_json_calls(text: str, turn: ParsedTurn) -> list[tuple[int, int]]:
             i = end
             continue
         # Undecodable: if it starts like a call, repair it (it runs to the end of the text).
-        head = text[i:i + 200]
+        head = text[i : i + 200]
         if re.match(r'\{\s*["\']?(?:name|type|function)["\']?\s*:', head):
             obj = _repair_json(text[i:])
             if isinstance(obj, dict) and _is_call_object(obj):
                 _add_call(obj, turn, raw=text[i:], repaired=True)
             else:
-                turn.errors.append(
-                    _error("invalid_json", "this tool call is not valid JSON", text[i:])
-                )
+                turn.errors.append(_error("invalid_json", "this tool call is not valid JSON", text[i:]))
             spans.append((i, len(text)))
             break
         i += 1
@@ -283,9 +281,7 @@ def _add_call(obj: dict[str, Any], turn: ParsedTurn, *, raw: str, repaired: bool
         obj = obj["function"]
     name = obj.get("name")
     if not isinstance(name, str) or not name.strip():
-        turn.errors.append(
-            _error("missing_name", 'the tool call has no "name" (a string such as "server:tool")', raw)
-        )
+        turn.errors.append(_error("missing_name", 'the tool call has no "name" (a string such as "server:tool")', raw))
         return
     key = next((k for k in _ARG_KEYS if k in obj), None)
     args: Any = obj.get(key) if key else {}

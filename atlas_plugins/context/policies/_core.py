@@ -65,9 +65,7 @@ def build_options(model: type[BaseModel], policy: str, options: dict[str, Any]) 
     try:
         return model(**options)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors())
         raise AtlasError(f"invalid option(s) for loading policy {policy!r}: {problems}") from None
 
 
@@ -187,11 +185,7 @@ class EpisodeBase:
         if name in self._loaded:
             self._loaded.move_to_end(name)  # a call is a use: keep it away from eviction
             return None
-        why = (
-            "was unloaded to stay within the context budget"
-            if name in self._evicted
-            else "is not loaded yet"
-        )
+        why = "was unloaded to stay within the context budget" if name in self._evicted else "is not loaded yet"
         return f"Error: the schema of {name!r} {why}. Load it first with {self.load_hint(server, tool)}, then call it."
 
     def loaded_tools(self) -> list[ToolSpec]:
@@ -234,7 +228,10 @@ class EpisodeBase:
         if not isinstance(raw, str) or not raw.strip():
             example = prompts.tool_call_example(meta, self.example_args(meta))
             got = "nothing" if raw is None else f"{type(raw).__name__} {raw!r}"[:80]
-            return None, f"Error: {meta} needs a server name as the string argument 'server' (got {got}), e.g. {example}."
+            return (
+                None,
+                f"Error: {meta} needs a server name as the string argument 'server' (got {got}), e.g. {example}.",
+            )
         name = raw.strip()
         if name not in self.servers and TOOL_SEP in name:
             name = name.split(TOOL_SEP, 1)[0]  # "email:send_email" names its server too
@@ -288,11 +285,7 @@ class EpisodeBase:
     def _evicted_note(evicted: list[str]) -> str:
         if not evicted:
             return ""
-        return (
-            "\nUnloaded to stay within the context budget (load again before calling): "
-            + ", ".join(evicted)
-            + "."
-        )
+        return "\nUnloaded to stay within the context budget (load again before calling): " + ", ".join(evicted) + "."
 
 
 def _error(text: str) -> MetaResult:

@@ -39,7 +39,9 @@ class ISLEpisode(EpisodeBase):
         loaded = [t.qualified_name for t in info.tools]
         evicted = self._load(loaded, via="fetch_tools")
         body = "\n".join(prompts.render_tool_schema(t) for t in info.tools)
-        return self._loaded_result(f"Loaded {len(info.tools)} tool schemas of server {info.name!r}:\n{body}", loaded, evicted)
+        return self._loaded_result(
+            f"Loaded {len(info.tools)} tool schemas of server {info.name!r}:\n{body}", loaded, evicted
+        )
 
 
 class ISLPolicy(LoadingPolicyBase):

@@ -34,7 +34,10 @@ class ITLEpisode(EpisodeBase):
                 description="Load the schemas of the named tools of a server.",
                 input_schema={
                     "type": "object",
-                    "properties": {"server": {"type": "string"}, "tools": {"type": "array", "items": {"type": "string"}}},
+                    "properties": {
+                        "server": {"type": "string"},
+                        "tools": {"type": "array", "items": {"type": "string"}},
+                    },
                     "required": ["server", "tools"],
                 },
             ),

@@ -49,8 +49,14 @@ class SearchMixin(EpisodeBase):
     """Adds ``search_tools`` to a base episode (``ITLEpisode`` or ``ISLEpisode``), after its own
     meta-tools."""
 
-    def __init__(self, options: PolicyOptions, toolspace: ToolCatalog | None, task: TaskLike = None, *,
-                 retriever_provider: Callable[[EpisodeBase], ToolRetriever | None] | None = None) -> None:
+    def __init__(
+        self,
+        options: PolicyOptions,
+        toolspace: ToolCatalog | None,
+        task: TaskLike = None,
+        *,
+        retriever_provider: Callable[[EpisodeBase], ToolRetriever | None] | None = None,
+    ) -> None:
         super().__init__(options, toolspace, task)
         o: SearchOptions = options  # type: ignore[assignment]
         self.search_k, self.search_max_k, self.returns_schemas = o.k, max(o.max_k, o.k), o.return_schemas
@@ -59,15 +65,18 @@ class SearchMixin(EpisodeBase):
         self._retriever_provider = retriever_provider
 
     def meta_tools(self) -> list[MetaTool]:
-        return [*super().meta_tools(), MetaTool(
-            name="search_tools",
-            description="Find tools by what they do; returns the best k matches.",
-            input_schema={
-                "type": "object",
-                "properties": {"query": {"type": "string"}, "k": {"type": "integer", "default": self.search_k}},
-                "required": ["query"],
-            },
-        )]
+        return [
+            *super().meta_tools(),
+            MetaTool(
+                name="search_tools",
+                description="Find tools by what they do; returns the best k matches.",
+                input_schema={
+                    "type": "object",
+                    "properties": {"query": {"type": "string"}, "k": {"type": "integer", "default": self.search_k}},
+                    "required": ["query"],
+                },
+            ),
+        ]
 
     def intro(self) -> str:
         return super().intro() + " search_tools finds tools by what they do."
@@ -108,7 +117,9 @@ class SearchMixin(EpisodeBase):
             loaded = [t.qualified_name for t in specs]
             evicted = self._load(loaded, via="search_tools")
             body = "\n".join(prompts.render_tool_schema(t) for t in specs)
-            return self._loaded_result(f"Top {len(specs)} tools for {query!r} (schemas loaded):\n{body}", loaded, evicted)
+            return self._loaded_result(
+                f"Top {len(specs)} tools for {query!r} (schemas loaded):\n{body}", loaded, evicted
+            )
         listing = prompts.render_tool_list(specs, description_chars=self.options.description_chars)
         return MetaResult(text=f"Top {len(specs)} tools for {query!r}. {self.load_how}\n{listing}")
 

@@ -76,7 +76,9 @@ def _load_model(path: str, max_seq_length: int, precision: str = "fp32") -> Sent
         base = _load_model(path, max_seq_length, "fp32")
         with warnings.catch_warnings():  # torch.ao's eager API warns that it is moving to torchao
             warnings.simplefilter("ignore")
-            quantised = torch.ao.quantization.quantize_dynamic(copy.deepcopy(base), {torch.nn.Linear}, dtype=torch.qint8)
+            quantised = torch.ao.quantization.quantize_dynamic(
+                copy.deepcopy(base), {torch.nn.Linear}, dtype=torch.qint8
+            )
             return cast("SentenceTransformer", quantised)  # the same class, its Linear layers swapped
     from sentence_transformers import SentenceTransformer
 

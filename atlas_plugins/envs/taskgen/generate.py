@@ -73,12 +73,21 @@ def _task(t: Template, d: Draft, split: str, env_seed: int) -> Task:
         md["answer_match"] = "contains"
     if d.answer_contains:
         md["answer_contains"] = list(d.answer_contains)
-    return Task(id=tid, prompt=d.prompt, servers=servers, metadata=md, answer=d.answer,
-                expected_state=d.expected_state or None, split=split, difficulty=t.level)  # type: ignore[arg-type]
+    return Task(
+        id=tid,
+        prompt=d.prompt,
+        servers=servers,
+        metadata=md,
+        answer=d.answer,
+        expected_state=d.expected_state or None,
+        split=split,
+        difficulty=t.level,
+    )  # type: ignore[arg-type]
 
 
-async def agenerate(seed: int = 0, n_train: int = 240, n_heldout: int = 60, *, env_seed: int = 0,
-                    max_attempts_per_task: int = 60) -> GenerationReport:
+async def agenerate(
+    seed: int = 0, n_train: int = 240, n_heldout: int = 60, *, env_seed: int = 0, max_attempts_per_task: int = 60
+) -> GenerationReport:
     """Generate and verify tasks (async; see :func:`generate_tasks`)."""
     if n_train < 0 or n_heldout < 0:
         raise ValueError(f"n_train and n_heldout must be >= 0, got {n_train}, {n_heldout}")
@@ -118,7 +127,8 @@ async def agenerate(seed: int = 0, n_train: int = 240, n_heldout: int = 60, *, e
             if need["train"] or need["heldout"]:
                 raise RuntimeError(
                     f"could not fill level {level}: still need {need} after {budget} candidates "
-                    f"(templates too few or too narrow for n_train={n_train}, n_heldout={n_heldout})")
+                    f"(templates too few or too narrow for n_train={n_train}, n_heldout={n_heldout})"
+                )
     order = {"train": 0, "heldout": 1}
     report.tasks.sort(key=lambda x: (order[str(x.split)], x.difficulty))  # stable: keeps sampling order
     return report

@@ -98,18 +98,63 @@ class World:
         return self._cache[k]
 
 
-CITIES = ["New York", "San Francisco", "Chicago", "Denver", "Toronto", "Mexico City", "London", "Paris", "Berlin",
-          "Madrid", "Stockholm", "Dubai", "Mumbai", "Singapore", "Tokyo", "Sydney", "Sao Paulo", "Cape Town"]
+CITIES = [
+    "New York",
+    "San Francisco",
+    "Chicago",
+    "Denver",
+    "Toronto",
+    "Mexico City",
+    "London",
+    "Paris",
+    "Berlin",
+    "Madrid",
+    "Stockholm",
+    "Dubai",
+    "Mumbai",
+    "Singapore",
+    "Tokyo",
+    "Sydney",
+    "Sao Paulo",
+    "Cape Town",
+]
 DATES = ["2026-03-03", "2026-03-04", "2026-03-05", "2026-03-06", "2026-03-09", "2026-03-10", "2026-03-11", "2026-03-12"]
 TIMES = ["08:30", "09:00", "10:00", "11:30", "13:00", "14:00", "15:30", "16:00"]
 WORDS_A = ["Project", "Budget", "Design", "Garden", "Quarterly", "Hiring", "Launch", "Vendor", "Offsite", "Training"]
 WORDS_B = ["review", "sync", "kickoff", "check-in", "planning", "debrief", "walkthrough", "retro"]
-NOTE_TITLES = ["Groceries", "Gift ideas", "Reading list", "Weekend plans", "Packing list", "Meeting prep", "Workout log",
-               "Movie night", "Birthday party", "Home repairs"]
-NOTE_BODIES = ["milk, eggs", "call the plumber", "buy stamps", "pasta and tomatoes", "book tickets", "bring a charger",
-               "30 min run", "ask about parking", "order a cake", "fix the door"]
-MESSAGES = ["Lunch at noon?", "Running 10 minutes late", "Call me when you can", "See you tomorrow", "Thanks for the help",
-            "Can we move our meeting?", "The report is ready"]
+NOTE_TITLES = [
+    "Groceries",
+    "Gift ideas",
+    "Reading list",
+    "Weekend plans",
+    "Packing list",
+    "Meeting prep",
+    "Workout log",
+    "Movie night",
+    "Birthday party",
+    "Home repairs",
+]
+NOTE_BODIES = [
+    "milk, eggs",
+    "call the plumber",
+    "buy stamps",
+    "pasta and tomatoes",
+    "book tickets",
+    "bring a charger",
+    "30 min run",
+    "ask about parking",
+    "order a cake",
+    "fix the door",
+]
+MESSAGES = [
+    "Lunch at noon?",
+    "Running 10 minutes late",
+    "Call me when you can",
+    "See you tomorrow",
+    "Thanks for the help",
+    "Can we move our meeting?",
+    "The report is ready",
+]
 
 
 def _title(rng: random.Random) -> str:

@@ -31,8 +31,13 @@ from atlas_plugins.envs.taskgen.language import (
 @template("math_multiply", 1, ("math",))
 async def _math_multiply(rng: random.Random, w: World) -> Draft:
     a, b = rng.randint(3, 99), rng.randint(3, 99)
-    prompt = rng.choice([f"What is {a} multiplied by {b}? Use the math server.", f"Multiply {a} by {b}.",
-                         f"Compute {a} times {b} with the math tools."])
+    prompt = rng.choice(
+        [
+            f"What is {a} multiplied by {b}? Use the math server.",
+            f"Multiply {a} by {b}.",
+            f"Compute {a} times {b} with the math tools.",
+        ]
+    )
     return Draft({"a": a, "b": b}, prompt, [Call("math", "multiply", {"numbers": [a, b]})], answer=num(a * b))
 
 
@@ -64,14 +69,22 @@ async def _math_gcd(rng: random.Random, w: World) -> Draft:
 
     g = rng.randint(2, 12)
     a, b = g * rng.randint(2, 15), g * rng.randint(2, 15)
-    prompt = rng.choice([f"What is the greatest common divisor of {a} and {b}?",
-                         f"Find the GCD of {a} and {b} with the math server."])
+    prompt = rng.choice(
+        [f"What is the greatest common divisor of {a} and {b}?", f"Find the GCD of {a} and {b} with the math server."]
+    )
     return Draft({"a": a, "b": b}, prompt, [Call("math", "gcd_lcm", {"numbers": [a, b]})], answer=num(_m.gcd(a, b)))
 
 
-UNIT_PAIRS = [("mi", "km", "miles", "kilometers"), ("km", "mi", "kilometers", "miles"), ("kg", "lb", "kilograms", "pounds"),
-              ("lb", "kg", "pounds", "kilograms"), ("ft", "m", "feet", "meters"), ("L", "gal", "liters", "gallons"),
-              ("C", "F", "degrees Celsius", "degrees Fahrenheit"), ("in", "cm", "inches", "centimeters")]
+UNIT_PAIRS = [
+    ("mi", "km", "miles", "kilometers"),
+    ("km", "mi", "kilometers", "miles"),
+    ("kg", "lb", "kilograms", "pounds"),
+    ("lb", "kg", "pounds", "kilograms"),
+    ("ft", "m", "feet", "meters"),
+    ("L", "gal", "liters", "gallons"),
+    ("C", "F", "degrees Celsius", "degrees Fahrenheit"),
+    ("in", "cm", "inches", "centimeters"),
+]
 
 
 @template("units_convert", 1, ("units",))
@@ -80,8 +93,13 @@ async def _units_convert(rng: random.Random, w: World) -> Draft:
     v = rng.randint(2, 60)
     args = {"value": v, "from_unit": fu, "to_unit": tu}
     res = await w.get("units", "convert", args)
-    prompt = rng.choice([f"Convert {v} {fn} to {tn}.", f"How many {tn} is {v} {fn}? Use the units server.",
-                         f"What is {v} {fn} in {tn}?"])
+    prompt = rng.choice(
+        [
+            f"Convert {v} {fn} to {tn}.",
+            f"How many {tn} is {v} {fn}? Use the units server.",
+            f"What is {v} {fn} in {tn}?",
+        ]
+    )
     return Draft({"v": v, "from": fu, "to": tu}, prompt, [Call("units", "convert", args)], answer=num(res["result"]))
 
 
@@ -91,7 +109,9 @@ async def _units_currency(rng: random.Random, w: World) -> Draft:
     amt = rng.choice([10, 20, 25, 50, 75, 100, 150, 200, 250, 500])
     args = {"amount": amt, "from_currency": "USD", "to_currency": cur}
     res = await w.get("units", "convert_currency", args)
-    prompt = rng.choice([f"Convert {amt} USD to {cur}.", f"How much is {amt} US dollars in {cur}? Use the units server."])
+    prompt = rng.choice(
+        [f"Convert {amt} USD to {cur}.", f"How much is {amt} US dollars in {cur}? Use the units server."]
+    )
     return Draft({"amt": amt, "cur": cur}, prompt, [Call("units", "convert_currency", args)], answer=num(res["result"]))
 
 
@@ -99,7 +119,9 @@ async def _units_currency(rng: random.Random, w: World) -> Draft:
 async def _weather_current(rng: random.Random, w: World) -> Draft:
     city = rng.choice(CITIES)
     res = await w.get("weather", "get_current", {"city": city})
-    prompt = rng.choice([f"What is the current temperature in {city}?", f"How warm is it in {city} right now? Use the weather server."])
+    prompt = rng.choice(
+        [f"What is the current temperature in {city}?", f"How warm is it in {city} right now? Use the weather server."]
+    )
     return Draft({"city": city}, prompt, [Call("weather", "get_current", {"city": city})], answer=num(res["temp_c"]))
 
 
@@ -107,10 +129,18 @@ async def _weather_current(rng: random.Random, w: World) -> Draft:
 async def _weather_forecast(rng: random.Random, w: World) -> Draft:
     city = rng.choice(CITIES)
     res = await w.get("weather", "get_forecast", {"city": city, "days": 2})
-    prompt = rng.choice([f"What's the forecast high temperature for {city} tomorrow?",
-                         f"How hot will it get in {city} tomorrow? Use the weather forecast."])
-    return Draft({"city": city}, prompt, [Call("weather", "get_forecast", {"city": city, "days": 2}, key=("city",))],
-                 answer=num(res["days"][1]["high_c"]))
+    prompt = rng.choice(
+        [
+            f"What's the forecast high temperature for {city} tomorrow?",
+            f"How hot will it get in {city} tomorrow? Use the weather forecast.",
+        ]
+    )
+    return Draft(
+        {"city": city},
+        prompt,
+        [Call("weather", "get_forecast", {"city": city, "days": 2}, key=("city",))],
+        answer=num(res["days"][1]["high_c"]),
+    )
 
 
 @template("weather_sunset", 1, ("weather",))
@@ -133,8 +163,12 @@ async def _weather_aqi(rng: random.Random, w: World) -> Draft:
 async def _weather_fav(rng: random.Random, w: World) -> Draft:
     city = rng.choice(CITIES)
     prompt = rng.choice([f"Add {city} to my favourite cities.", f"Save {city} as a favorite city in the weather app."])
-    return Draft({"city": city}, prompt, [Call("weather", "add_favorite_city", {"city": city})],
-                 expected_state=[state("weather", "list_favorite_cities", {}, {"favorites": [{"city": city}]})])
+    return Draft(
+        {"city": city},
+        prompt,
+        [Call("weather", "add_favorite_city", {"city": city})],
+        expected_state=[state("weather", "list_favorite_cities", {}, {"favorites": [{"city": city}]})],
+    )
 
 
 @template("timezones_current_time", 1, ("timezones",))
@@ -142,8 +176,12 @@ async def _tz_now(rng: random.Random, w: World) -> Draft:
     city = rng.choice([c for c in CITIES if c != "New York"])
     res = await w.get("timezones", "get_current_time", {"timezone": city})
     prompt = rng.choice([f"What time is it now in {city}?", f"Get the current local time in {city}."])
-    return Draft({"city": city}, prompt, [Call("timezones", "get_current_time", {"timezone": city})],
-                 answer=res["local_time"][-5:])
+    return Draft(
+        {"city": city},
+        prompt,
+        [Call("timezones", "get_current_time", {"timezone": city})],
+        answer=res["local_time"][-5:],
+    )
 
 
 @template("timezones_convert_time", 1, ("timezones",))
@@ -152,34 +190,53 @@ async def _tz_convert(rng: random.Random, w: World) -> Draft:
     t = rng.choice(TIMES)
     args = {"time": f"2026-03-05 {t}", "from_timezone": a, "to_timezone": b}
     res = await w.get("timezones", "convert", args)
-    prompt = rng.choice([f"Convert {t} on 2026-03-05 in {a} to {b} time.", f"When it is {t} in {a} on 2026-03-05, what time is it in {b}?"])
+    prompt = rng.choice(
+        [
+            f"Convert {t} on 2026-03-05 in {a} to {b} time.",
+            f"When it is {t} in {a} on 2026-03-05, what time is it in {b}?",
+        ]
+    )
     return Draft({"a": a, "b": b, "t": t}, prompt, [Call("timezones", "convert", args)], answer=res["to"]["time"][-5:])
 
 
 @template("notes_create", 1, ("notes",))
 async def _notes_create(rng: random.Random, w: World) -> Draft:
     title, body = rng.choice(NOTE_TITLES), rng.choice(NOTE_BODIES)
-    prompt = rng.choice([f"Create a note titled '{title}' with the text '{body}'.",
-                         f"Make a new note '{title}' that says '{body}'."])
-    return Draft({"title": title, "body": body}, prompt, [Call("notes", "create_note", {"title": title, "body": body})],
-                 expected_state=[state("notes", "search", {"query": body}, {"notes": [{"title": title, "snippet": body}]})])
+    prompt = rng.choice(
+        [f"Create a note titled '{title}' with the text '{body}'.", f"Make a new note '{title}' that says '{body}'."]
+    )
+    return Draft(
+        {"title": title, "body": body},
+        prompt,
+        [Call("notes", "create_note", {"title": title, "body": body})],
+        expected_state=[state("notes", "search", {"query": body}, {"notes": [{"title": title, "snippet": body}]})],
+    )
 
 
 @template("tasks_create", 1, ("tasks",))
 async def _tasks_create(rng: random.Random, w: World) -> Draft:
     title, due = _title(rng), rng.choice(DATES)
     prompt = rng.choice([f"Create a task '{title}' due {due}.", f"Add a to-do called '{title}' with due date {due}."])
-    return Draft({"title": title, "due": due}, prompt, [Call("tasks", "create_task", {"title": title, "due": due})],
-                 expected_state=[state("tasks", "search", {"query": title}, {"tasks": [{"title": title, "due": due}]})])
+    return Draft(
+        {"title": title, "due": due},
+        prompt,
+        [Call("tasks", "create_task", {"title": title, "due": due})],
+        expected_state=[state("tasks", "search", {"query": title}, {"tasks": [{"title": title, "due": due}]})],
+    )
 
 
 @template("calendar_create_event", 1, ("calendar",))
 async def _cal_create(rng: random.Random, w: World) -> Draft:
     title, d, t = _title(rng), rng.choice(DATES), rng.choice(TIMES)
     prompt = rng.choice([f"Create a calendar event '{title}' on {d} at {t}.", f"Schedule '{title}' for {d} at {t}."])
-    return Draft({"title": title, "d": d, "t": t}, prompt,
-                 [Call("calendar", "create_event", {"title": title, "date": d, "start_time": t})],
-                 expected_state=[state("calendar", "search", {"query": title}, {"events": [{"title": title, "date": d, "start": t}]})])
+    return Draft(
+        {"title": title, "d": d, "t": t},
+        prompt,
+        [Call("calendar", "create_event", {"title": title, "date": d, "start_time": t})],
+        expected_state=[
+            state("calendar", "search", {"query": title}, {"events": [{"title": title, "date": d, "start": t}]})
+        ],
+    )
 
 
 @template("contacts_email_lookup", 1, ("contacts",))
@@ -213,16 +270,29 @@ async def _travel_cheapest(rng: random.Random, w: World) -> Draft | None:
     if not flights:
         return None
     cheapest = min(f["price"] for f in flights)
-    prompt = rng.choice([f"What is the cheapest flight price from {o} to {d} on {day}?",
-                         f"Search flights {o} to {d} on {day} and tell me the lowest price."])
+    prompt = rng.choice(
+        [
+            f"What is the cheapest flight price from {o} to {d} on {day}?",
+            f"Search flights {o} to {d} on {day} and tell me the lowest price.",
+        ]
+    )
     return Draft({"o": o, "d": d, "day": day}, prompt, [Call("travel", "search_flights", args)], answer=num(cheapest))
 
 
 @template("files_write", 1, ("files",))
 async def _files_write(rng: random.Random, w: World) -> Draft:
-    folder, name = rng.choice(["notes", "reports", "drafts", "."]), rng.choice(["plan", "summary", "ideas", "log", "todo-2"])
+    folder, name = (
+        rng.choice(["notes", "reports", "drafts", "."]),
+        rng.choice(["plan", "summary", "ideas", "log", "todo-2"]),
+    )
     path = f"{name}.txt" if folder == "." else f"{folder}/{name}.txt"
     text = rng.choice(NOTE_BODIES + MESSAGES)
-    prompt = rng.choice([f"Write a file {path} containing '{text}'.", f"Create the file '{path}' with the content '{text}'."])
-    return Draft({"path": path, "text": text}, prompt, [Call("files", "write_file", {"path": path, "content": text})],
-                 expected_state=[state("files", "read_file", {"path": path}, {"content": text})])
+    prompt = rng.choice(
+        [f"Write a file {path} containing '{text}'.", f"Create the file '{path}' with the content '{text}'."]
+    )
+    return Draft(
+        {"path": path, "text": text},
+        prompt,
+        [Call("files", "write_file", {"path": path, "content": text})],
+        expected_state=[state("files", "read_file", {"path": path}, {"content": text})],
+    )

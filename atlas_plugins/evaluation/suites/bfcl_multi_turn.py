@@ -325,8 +325,10 @@ def check(task: Task, trajectory: Trajectory) -> dict[str, Any]:
     n_turns = len(entry["ground_truth"])
     details: dict[str, Any] = {"turn_calls": turns, "skipped_calls": skipped, "turns_reached": reached}
     if reached < n_turns:
-        details.update(error_type="multi_turn:force_terminated",
-                       error_message=f"the trajectory reached {reached} of the task's {n_turns} user turns")
+        details.update(
+            error_type="multi_turn:force_terminated",
+            error_message=f"the trajectory reached {reached} of the task's {n_turns} user turns",
+        )
         return {"success": False, "details": details}
 
     # BFCL caches instances in multi_turn_utils' module globals under names built from the model
@@ -336,7 +338,9 @@ def check(task: Task, trajectory: Trajectory) -> dict[str, Any]:
     decoded = [[calls] if calls else [] for calls in turns]
     test_entry = {k: entry[k] for k in ("id", "initial_config", "involved_classes")}
     try:
-        result = multi_turn_checker(decoded, entry["ground_truth"], test_entry, entry["id"].rsplit("_", 1)[0], model_name)
+        result = multi_turn_checker(
+            decoded, entry["ground_truth"], test_entry, entry["id"].rsplit("_", 1)[0], model_name
+        )
     finally:
         prefix = re.sub(r"[-./:]", "_", model_name)
         g = vars(multi_turn_utils)

@@ -148,7 +148,9 @@ def load_entries(category: str) -> tuple[dict[str, Any], ...]:
     out = []
     for q in questions:
         if q["id"] not in answers:
-            raise ValueError(f"BFCL data: task {q['id']!r} has no ground truth in possible_answer/BFCL_v4_{category}.json")
+            raise ValueError(
+                f"BFCL data: task {q['id']!r} has no ground truth in possible_answer/BFCL_v4_{category}.json"
+            )
         out.append({**q, "ground_truth": answers[q["id"]]})
     return tuple(out)
 
@@ -204,13 +206,21 @@ def server_summary(server: str) -> str:
 
 # BFCL's type names (Python-flavoured) -> JSON Schema. ``any`` means "no constraint".
 _TYPE_MAP: dict[str, str | None] = {
-    "dict": "object", "object": "object",
-    "float": "number", "number": "number",
-    "integer": "integer", "int": "integer",
-    "string": "string", "str": "string",
-    "boolean": "boolean", "bool": "boolean",
-    "array": "array", "list": "array", "tuple": "array",
-    "any": None, "null": "null",
+    "dict": "object",
+    "object": "object",
+    "float": "number",
+    "number": "number",
+    "integer": "integer",
+    "int": "integer",
+    "string": "string",
+    "str": "string",
+    "boolean": "boolean",
+    "bool": "boolean",
+    "array": "array",
+    "list": "array",
+    "tuple": "array",
+    "any": None,
+    "null": "null",
 }
 
 
@@ -249,7 +259,9 @@ def to_json_schema(node: Any, where: str = "parameters") -> Any:
 
 def input_schema(doc: Mapping[str, Any]) -> dict[str, Any]:
     """A tool's MCP input schema from its BFCL function doc."""
-    schema = to_json_schema(doc.get("parameters") or {"type": "dict", "properties": {}}, f"{doc.get('name')}.parameters")
+    schema = to_json_schema(
+        doc.get("parameters") or {"type": "dict", "properties": {}}, f"{doc.get('name')}.parameters"
+    )
     schema["type"] = "object"
     schema.setdefault("properties", {})
     if not schema.get("required"):
@@ -375,7 +387,9 @@ def build_server(server: str, states: EpisodeStates) -> Any:
     docs = {d["name"]: d for d in func_docs(server)}
     missing = [n for n in docs if not callable(getattr(cls, n, None))]
     if missing:
-        raise RuntimeError(f"bfcl-eval {cls_info.class_name} lacks documented function(s) {missing}; wheel/doc mismatch")
+        raise RuntimeError(
+            f"bfcl-eval {cls_info.class_name} lacks documented function(s) {missing}; wheel/doc mismatch"
+        )
     schemas = {n: input_schema(d) for n, d in docs.items()}
     tools = [make_tool(n, d.get("description", ""), schemas[n]) for n, d in docs.items()]
 
@@ -426,7 +440,9 @@ def parse_names(value: str | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def build_app(names: list[str], capacity: int = 256, host: str = "127.0.0.1") -> tuple[Any, dict[str, Any], EpisodeStates]:
+def build_app(
+    names: list[str], capacity: int = 256, host: str = "127.0.0.1"
+) -> tuple[Any, dict[str, Any], EpisodeStates]:
     """A Starlette app mounting each class's streamable-HTTP app at ``/<server>``; all share one state store."""
     from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -458,11 +474,15 @@ async def serve(names: list[str], host: str = "127.0.0.1", port: int = 0, capaci
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m atlas_plugins.evaluation.suites.bfcl_server",
-                                 description="Serve the BFCL multi-turn API classes as MCP servers over streamable HTTP.")
+    ap = argparse.ArgumentParser(
+        prog="python -m atlas_plugins.evaluation.suites.bfcl_server",
+        description="Serve the BFCL multi-turn API classes as MCP servers over streamable HTTP.",
+    )
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    ap.add_argument("--servers", default=None, help=f"comma-separated subset of {', '.join(BFCL_SERVERS)} (default: all)")
+    ap.add_argument(
+        "--servers", default=None, help=f"comma-separated subset of {', '.join(BFCL_SERVERS)} (default: all)"
+    )
     ap.add_argument("--capacity", type=int, default=256, help="live episodes kept (least recently used dropped)")
     args = ap.parse_args(argv)
     names = parse_names(args.servers)
@@ -495,7 +515,17 @@ class BFCLServerProcess(ServerProcess):
         self.servers = parse_names(",".join(servers)) if servers else list(BFCL_SERVERS)
         self.capacity = capacity
         super().__init__(
-            [sys.executable, "-m", __name__, "--port", "0", "--servers", ",".join(self.servers), "--capacity", str(capacity)],
+            [
+                sys.executable,
+                "-m",
+                __name__,
+                "--port",
+                "0",
+                "--servers",
+                ",".join(self.servers),
+                "--capacity",
+                str(capacity),
+            ],
             label="the BFCL MCP server",
         )
 

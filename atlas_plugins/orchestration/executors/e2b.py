@@ -99,9 +99,20 @@ class E2BTransport(Transport):
         self.sandbox.files.write(values_path, VALUES_SOURCE.read_text(encoding="utf-8"))
         limits = {"cpu_seconds": self.o.cpu_seconds, "memory_bytes": self.o.memory_mb * 1024 * 1024}
         cmd = " ".join(
-            [shlex.quote(self.o.python), "-I", "-S", "-B", "-u", shlex.quote(self.o.runner_path),
-             "--transport", "lines", "--limits", shlex.quote(json.dumps(limits)),
-             "--output-limit", str(self.o.max_output_chars)]
+            [
+                shlex.quote(self.o.python),
+                "-I",
+                "-S",
+                "-B",
+                "-u",
+                shlex.quote(self.o.runner_path),
+                "--transport",
+                "lines",
+                "--limits",
+                shlex.quote(json.dumps(limits)),
+                "--output-limit",
+                str(self.o.max_output_chars),
+            ]
         )
         self._queue = queue.Queue()
         self._partial = ""
@@ -188,15 +199,23 @@ class E2BExecutor:
         self.options = E2BOptions(**options)
         self.sandbox_factory = sandbox_factory or (lambda: _default_factory(self.options))
 
-    def open_session(self, toolspace: Toolspace, *, episode: str | None = None, servers: list[str] | None = None) -> E2BSession:
-        bridge = ToolBridge(toolspace, episode=episode, servers=servers,
-                            max_calls_per_cell=self.options.max_calls_per_cell)
+    def open_session(
+        self, toolspace: Toolspace, *, episode: str | None = None, servers: list[str] | None = None
+    ) -> E2BSession:
+        bridge = ToolBridge(
+            toolspace, episode=episode, servers=servers, max_calls_per_cell=self.options.max_calls_per_cell
+        )
         sandbox = self.sandbox_factory()
         o = self.options
         try:
-            session = E2BSession(lambda: E2BTransport(sandbox, o), bridge, timeout=o.timeout,
-                                 start_timeout=o.start_timeout, response_limit=o.response_limit,
-                                 output_limit=o.max_output_chars)
+            session = E2BSession(
+                lambda: E2BTransport(sandbox, o),
+                bridge,
+                timeout=o.timeout,
+                start_timeout=o.start_timeout,
+                response_limit=o.response_limit,
+                output_limit=o.max_output_chars,
+            )
         except BaseException:
             sandbox.kill()
             raise

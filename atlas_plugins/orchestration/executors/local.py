@@ -113,9 +113,15 @@ class LocalOptions(BaseModel):
     max_output_chars: int = Field(200_000, ge=1000, description="stdout kept per cell (capped on the host too)")
     response_limit: int = Field(4000, ge=100, description="characters of observation the model sees")
     max_calls_per_cell: int = Field(30, ge=1, description="tool calls one cell may make")
-    uid: int | None = Field(None, ge=1, description="host uid to run the sandbox as; default: the caller's, "
-                            "or a fresh unprivileged uid per session when the caller is root (never 0)")
-    unsafe_no_sandbox: bool = Field(False, description="run without bubblewrap (rlimits only); never for untrusted code")
+    uid: int | None = Field(
+        None,
+        ge=1,
+        description="host uid to run the sandbox as; default: the caller's, "
+        "or a fresh unprivileged uid per session when the caller is root (never 0)",
+    )
+    unsafe_no_sandbox: bool = Field(
+        False, description="run without bubblewrap (rlimits only); never for untrusted code"
+    )
     bwrap: str = Field("bwrap", description="the bubblewrap executable")
 
 
@@ -171,7 +177,9 @@ def _runtime_for_other_uid(prefix: Path, exe: Path) -> Path:
     stdlib = prefix / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}"
     st = os.stat(exe)
     # The key changes with the runtime and with this layout (bump _VIEW_LAYOUT when it changes).
-    key = hashlib.sha256(f"{_VIEW_LAYOUT}|{prefix}|{exe}|{st.st_ino}|{st.st_mtime_ns}|{sys.version}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        f"{_VIEW_LAYOUT}|{prefix}|{exe}|{st.st_ino}|{st.st_mtime_ns}|{sys.version}".encode()
+    ).hexdigest()[:16]
     parent = Path("/var/tmp") if os.path.isdir("/var/tmp") else Path(tempfile.gettempdir())
     view = parent / f"atlas-python-{key}"
     if _trusted_dir(view):
@@ -220,8 +228,7 @@ def _trusted_dir(path: Path) -> bool:
         st = os.lstat(path)
     except OSError:
         return False
-    return (path.is_dir() and not path.is_symlink() and st.st_uid == os.geteuid()
-            and not st.st_mode & 0o022)
+    return path.is_dir() and not path.is_symlink() and st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
 _SIGNAL_REASONS = {
@@ -346,9 +353,25 @@ class LocalTransport(Transport):
         values_fd = _data_fd("atlas-values", VALUES_SOURCE.read_bytes())
         keep = [runner_fd, values_fd]
         mb = 1024 * 1024
-        args = [bwrap, "--unshare-all", "--unshare-user", "--uid", str(_INNER_UID), "--gid", str(_INNER_UID),
-                "--disable-userns", "--die-with-parent", "--new-session", "--as-pid-1", "--cap-drop", "ALL",
-                "--hostname", "sandbox", "--info-fd", str(info_fd)]
+        args = [
+            bwrap,
+            "--unshare-all",
+            "--unshare-user",
+            "--uid",
+            str(_INNER_UID),
+            "--gid",
+            str(_INNER_UID),
+            "--disable-userns",
+            "--die-with-parent",
+            "--new-session",
+            "--as-pid-1",
+            "--cap-drop",
+            "ALL",
+            "--hostname",
+            "sandbox",
+            "--info-fd",
+            str(info_fd),
+        ]
         for d in ("/usr/lib", "/usr/lib64", "/usr/lib32"):
             if os.path.isdir(d) and not os.path.islink(d):
                 args += ["--ro-bind", d, d]
@@ -367,33 +390,91 @@ class LocalTransport(Transport):
             args += ["--ro-bind", str(runtime), py_root]
         stdlib = f"lib/python{sys.version_info.major}.{sys.version_info.minor}"
         if os.path.isdir(runtime / stdlib / "site-packages"):
-            args += ["--tmpfs", f"{py_root}/{stdlib}/site-packages", "--remount-ro", f"{py_root}/{stdlib}/site-packages"]
+            args += [
+                "--tmpfs",
+                f"{py_root}/{stdlib}/site-packages",
+                "--remount-ro",
+                f"{py_root}/{stdlib}/site-packages",
+            ]
         args += [
-            "--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys",  # bwrap leaves sysctls writable for uid 0
-            "--dev", "/dev",
-            "--size", str(max(1, self.o.tmp_mb // 4) * mb), "--tmpfs", "/dev/shm",
-            "--size", str(self.o.tmp_mb * mb), "--tmpfs", "/tmp",
-            "--size", str(self.o.session_mb * mb), "--perms", "0700", "--tmpfs", "/session",
-            "--ro-bind-data", str(runner_fd), "/opt/atlas/runner.py",
-            "--ro-bind-data", str(values_fd), "/opt/atlas/atlas_values.py",
-            "--remount-ro", "/dev", "--remount-ro", "/",
-            "--chdir", "/session",
+            "--proc",
+            "/proc",
+            "--ro-bind",
+            "/proc/sys",
+            "/proc/sys",  # bwrap leaves sysctls writable for uid 0
+            "--dev",
+            "/dev",
+            "--size",
+            str(max(1, self.o.tmp_mb // 4) * mb),
+            "--tmpfs",
+            "/dev/shm",
+            "--size",
+            str(self.o.tmp_mb * mb),
+            "--tmpfs",
+            "/tmp",
+            "--size",
+            str(self.o.session_mb * mb),
+            "--perms",
+            "0700",
+            "--tmpfs",
+            "/session",
+            "--ro-bind-data",
+            str(runner_fd),
+            "/opt/atlas/runner.py",
+            "--ro-bind-data",
+            str(values_fd),
+            "/opt/atlas/atlas_values.py",
+            "--remount-ro",
+            "/dev",
+            "--remount-ro",
+            "/",
+            "--chdir",
+            "/session",
             "--clearenv",
-            "--setenv", "PATH", f"{py_root}/bin:/usr/bin",
-            "--setenv", "HOME", "/session",
-            "--setenv", "LANG", "C.UTF-8",
-            "--setenv", "LD_LIBRARY_PATH", f"{py_root}/lib",
-            "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
-            "--", python, "-I", "-S", "-B", "/opt/atlas/runner.py",
+            "--setenv",
+            "PATH",
+            f"{py_root}/bin:/usr/bin",
+            "--setenv",
+            "HOME",
+            "/session",
+            "--setenv",
+            "LANG",
+            "C.UTF-8",
+            "--setenv",
+            "LD_LIBRARY_PATH",
+            f"{py_root}/lib",
+            "--setenv",
+            "PYTHONDONTWRITEBYTECODE",
+            "1",
+            "--",
+            python,
+            "-I",
+            "-S",
+            "-B",
+            "/opt/atlas/runner.py",
             *self._runner_args(rfd, wfd),
         ]
         user: dict[str, Any] = {} if uid is None else {"user": uid, "group": uid, "extra_groups": []}
         return args, keep, user
 
     def _runner_args(self, rfd: int, wfd: int) -> list[str]:
-        return ["--transport", "fd", "--rfd", str(rfd), "--wfd", str(wfd),
-                "--mirror-fd", str(self._mirror), "--mirror-size", str(os.fstat(self._mirror).st_size),
-                "--limits", json.dumps(_limits(self.o)), "--output-limit", str(self.o.max_output_chars), "--seccomp"]
+        return [
+            "--transport",
+            "fd",
+            "--rfd",
+            str(rfd),
+            "--wfd",
+            str(wfd),
+            "--mirror-fd",
+            str(self._mirror),
+            "--mirror-size",
+            str(os.fstat(self._mirror).st_size),
+            "--limits",
+            json.dumps(_limits(self.o)),
+            "--output-limit",
+            str(self.o.max_output_chars),
+            "--seccomp",
+        ]
 
     def _unsafe_command(self, rfd: int, wfd: int) -> tuple[list[str], dict[str, str], str, dict[str, Any]]:
         warnings.warn(
@@ -552,21 +633,31 @@ class LocalExecutor:
     def __init__(self, **options: Any) -> None:
         self.options = LocalOptions(**options)
 
-    def open_session(self, toolspace: Toolspace, *, episode: str | None = None,
-                     servers: list[str] | None = None) -> BridgedSession:
+    def open_session(
+        self, toolspace: Toolspace, *, episode: str | None = None, servers: list[str] | None = None
+    ) -> BridgedSession:
         o = self.options
         bridge = ToolBridge(toolspace, episode=episode, servers=servers, max_calls_per_cell=o.max_calls_per_cell)
         try:
-            return BridgedSession(lambda: LocalTransport(o), bridge, timeout=o.timeout, start_timeout=o.start_timeout,
-                                  response_limit=o.response_limit, output_limit=o.max_output_chars)
+            return BridgedSession(
+                lambda: LocalTransport(o),
+                bridge,
+                timeout=o.timeout,
+                start_timeout=o.start_timeout,
+                response_limit=o.response_limit,
+                output_limit=o.max_output_chars,
+            )
         except SandboxUnavailable:
             raise
         except AtlasError as exc:
             if o.unsafe_no_sandbox:
                 raise
-            hint = ("As root, the sandbox runs as an unprivileged uid, which needs unprivileged user "
-                    "namespaces (sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0). "
-                    if os.geteuid() == 0 else "Enable unprivileged user namespaces or run where bwrap works. ")
+            hint = (
+                "As root, the sandbox runs as an unprivileged uid, which needs unprivileged user "
+                "namespaces (sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0). "
+                if os.geteuid() == 0
+                else "Enable unprivileged user namespaces or run where bwrap works. "
+            )
             raise SandboxUnavailable(
                 f"bubblewrap could not create the sandbox here ({exc}). {hint}Only for trusted code, pass "
                 "unsafe_no_sandbox=True (CLI: --unsafe-no-sandbox) to run with resource limits only."

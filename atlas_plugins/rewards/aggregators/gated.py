@@ -20,7 +20,9 @@ from atlas_plugins.rewards.rubric import Rubric
 class GatedAggregator:
     name = "gated"
 
-    def __init__(self, hard: list[str] | None = None, threshold: float = 1.0, base: Any = None, **base_options: Any) -> None:
+    def __init__(
+        self, hard: list[str] | None = None, threshold: float = 1.0, base: Any = None, **base_options: Any
+    ) -> None:
         self.hard = list(hard or [])
         self.threshold = threshold
         if base is None or base == "atlas":

@@ -62,7 +62,9 @@ class GroupRelativeAggregator:
                 last = n - 1 - order[::-1].index(v)
                 new.append(0.5 if n == 1 else ((first + last) / 2) / (n - 1))
         for i, v in zip(idx, new, strict=True):
-            outs[i] = outs[i].model_copy(update={"value": v, "details": {**outs[i].details, "raw_value": outs[i].value}})
+            outs[i] = outs[i].model_copy(
+                update={"value": v, "details": {**outs[i].details, "raw_value": outs[i].value}}
+            )
         return outs
 
 

@@ -123,7 +123,9 @@ class LMJudge:
         mode = mode or self.default_mode
         if mode not in ("list", "per_criterion"):
             raise ValueError(f"mode must be 'list' or 'per_criterion', got {mode!r}")
-        if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
+        if max_tokens is not None and (
+            isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
+        ):
             raise ValueError(f"max_tokens must be a positive integer, got {max_tokens!r}")
         self.max_tokens = max_tokens
         self.checks = checks
@@ -139,9 +141,13 @@ class LMJudge:
         """One completion per chat (batched where the backend can)."""
         raise NotImplementedError
 
-    def generate(self, prompts: list[list[dict[str, str]]], *, temperature: float | None = None, max_tokens: int = 64) -> list[str]:
+    def generate(
+        self, prompts: list[list[dict[str, str]]], *, temperature: float | None = None, max_tokens: int = 64
+    ) -> list[str]:
         """Public access to the backend (the benchmark's generic-judge baseline uses it)."""
-        return self._generate(prompts, temperature=self.temperature if temperature is None else temperature, max_tokens=max_tokens)
+        return self._generate(
+            prompts, temperature=self.temperature if temperature is None else temperature, max_tokens=max_tokens
+        )
 
     def reply_tokens(self, style: str, n_criteria: int = 1, n_rollouts: int = 1) -> int:
         """The completion budget of one request: ``max_tokens`` when set, else this judge's
@@ -195,7 +201,9 @@ class LMJudge:
         if not checks:
             return JudgeResult()
         sub = Rubric(criteria=checks)
-        return self._rules.score(sub, traj, toolspace=toolspace if toolspace is not None else self.toolspace, record=False)
+        return self._rules.score(
+            sub, traj, toolspace=toolspace if toolspace is not None else self.toolspace, record=False
+        )
 
     def _score_lm(self, trajs: list[Trajectory], criteria: list[Criterion]) -> list[JudgeResult]:
         """Score ``criteria`` for each trajectory independently, retrying failed items."""
@@ -210,7 +218,9 @@ class LMJudge:
             for _attempt in range(self.retries + 1):
                 if not pending:
                     break
-                outs = self._generate([prompts[k] for k in pending], temperature=temp, max_tokens=self.reply_tokens("criterion"))
+                outs = self._generate(
+                    [prompts[k] for k in pending], temperature=temp, max_tokens=self.reply_tokens("criterion")
+                )
                 outs = _one_per_request(outs, len(pending))
                 still = []
                 for (i, cid), out in zip(pending, outs, strict=True):
@@ -234,7 +244,8 @@ class LMJudge:
             if not pending_t:
                 break
             outs = self._generate(
-                [self.list_prompt(trajs[i], criteria) for i in pending_t], temperature=temp,
+                [self.list_prompt(trajs[i], criteria) for i in pending_t],
+                temperature=temp,
                 max_tokens=self.reply_tokens("list", len(criteria)),
             )
             outs = _one_per_request(outs, len(pending_t))
@@ -258,11 +269,15 @@ class LMJudge:
 
     def score(self, rubric: Rubric, trajectory: Trajectory, *, toolspace: Any = None) -> JudgeResult:
         lm_criteria, checks = self._split(rubric)
-        result = self._rules_part(rubric, checks, trajectory, toolspace).merge(self._score_lm([trajectory], lm_criteria)[0])
+        result = self._rules_part(rubric, checks, trajectory, toolspace).merge(
+            self._score_lm([trajectory], lm_criteria)[0]
+        )
         record_result(trajectory, result)
         return result
 
-    def score_group(self, rubric: Rubric, trajectories: list[Trajectory], *, toolspace: Any = None) -> list[JudgeResult]:
+    def score_group(
+        self, rubric: Rubric, trajectories: list[Trajectory], *, toolspace: Any = None
+    ) -> list[JudgeResult]:
         """All rollouts of one task in one prompt (RULER-style); failures fall back to
         scoring those rollouts one by one."""
         lm_criteria, checks = self._split(rubric)
@@ -278,7 +293,9 @@ class LMJudge:
                 m = re.search(rf'<scores\s+id\s*=\s*"?{k + 1}"?\s*>(.*?)(?:</scores>|$)', out, re.S | re.I)
                 vals = parse_list(m.group(1), len(lm_criteria)) if m else None
                 if vals is not None:
-                    lm_results[k] = JudgeResult(scores={c.id: v for c, v in zip(lm_criteria, vals, strict=True)}, raw=[out])
+                    lm_results[k] = JudgeResult(
+                        scores={c.id: v for c, v in zip(lm_criteria, vals, strict=True)}, raw=[out]
+                    )
         missing = [k for k, r in enumerate(lm_results) if r is None]
         if missing:
             fallback = self._score_lm([trajectories[k] for k in missing], lm_criteria)

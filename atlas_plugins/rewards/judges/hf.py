@@ -90,7 +90,14 @@ class HFJudge(LMJudge):
         try:
             for start in range(0, len(texts), self.batch_size):
                 chunk = texts[start : start + self.batch_size]
-                enc = tok(chunk, return_tensors="pt", padding=True, truncation=True, max_length=self.max_prompt_tokens, add_special_tokens=False)
+                enc = tok(
+                    chunk,
+                    return_tensors="pt",
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_prompt_tokens,
+                    add_special_tokens=False,
+                )
                 enc = {k: v.to(model.device) for k, v in enc.items()}
                 kw: dict[str, Any] = {"max_new_tokens": max_tokens, "pad_token_id": tok.pad_token_id}
                 if temperature > 0:
@@ -105,9 +112,10 @@ class HFJudge(LMJudge):
             tok.padding_side = old_side
         return outs
 
-
     # -- distribution scoring ------------------------------------------------------------------
-    def digit_distributions(self, prompts: list[list[dict[str, str]]], *, prefill: str = "<score>") -> list[list[float]]:
+    def digit_distributions(
+        self, prompts: list[list[dict[str, str]]], *, prefill: str = "<score>"
+    ) -> list[list[float]]:
         """For each chat, P(digit d | chat + assistant prefix ``prefill``) for d = 0..9,
         renormalised over the digits; the digits' share of the full distribution is appended
         as an 11th value (how much the model 'wanted' to answer with a digit)."""
@@ -123,8 +131,14 @@ class HFJudge(LMJudge):
         tok.padding_side = "left"  # the last position must be the real last token
         try:
             for start in range(0, len(texts), self.batch_size):
-                enc = tok(texts[start : start + self.batch_size], return_tensors="pt", padding=True, truncation=True,
-                          max_length=self.max_prompt_tokens, add_special_tokens=False)
+                enc = tok(
+                    texts[start : start + self.batch_size],
+                    return_tensors="pt",
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_prompt_tokens,
+                    add_special_tokens=False,
+                )
                 enc = {k: v.to(model.device) for k, v in enc.items()}
                 with torch.inference_mode():
                     logits = model(**enc).logits[:, -1, :].float()

@@ -57,7 +57,9 @@ class OpenAIJudge(LMJudge):
         **options: Any,
     ) -> None:
         super().__init__(**options)
-        base_url, model = require_endpoint("the 'openai' judge (judge_options)", base_url, model, model_env="ATLAS_JUDGE_MODEL")
+        base_url, model = require_endpoint(
+            "the 'openai' judge (judge_options)", base_url, model, model_env="ATLAS_JUDGE_MODEL"
+        )
         # ``retries`` bounds both the HTTP attempts of one prompt and the re-asks of a reply
         # that does not parse: ``retries=0`` sends each prompt exactly once.
         self.client = ChatClient(base_url=base_url, model=model, api_key=api_key, timeout=timeout, retries=self.retries)

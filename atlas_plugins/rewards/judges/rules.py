@@ -23,7 +23,9 @@ class RulesJudge:
     def __init__(self, toolspace: Any = None) -> None:
         self.toolspace = toolspace
 
-    def score(self, rubric: Rubric, trajectory: Trajectory, *, toolspace: Any = None, record: bool = True) -> JudgeResult:
+    def score(
+        self, rubric: Rubric, trajectory: Trajectory, *, toolspace: Any = None, record: bool = True
+    ) -> JudgeResult:
         ts = toolspace if toolspace is not None else self.toolspace
         result = JudgeResult()
         for c in rubric.criteria:
@@ -40,7 +42,9 @@ class RulesJudge:
             record_result(trajectory, result)
         return result
 
-    def score_group(self, rubric: Rubric, trajectories: list[Trajectory], *, toolspace: Any = None) -> list[JudgeResult]:
+    def score_group(
+        self, rubric: Rubric, trajectories: list[Trajectory], *, toolspace: Any = None
+    ) -> list[JudgeResult]:
         # Exact checks need no cross-trajectory calibration.
         return [self.score(rubric, t, toolspace=toolspace) for t in trajectories]
 

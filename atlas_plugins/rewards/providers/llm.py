@@ -71,9 +71,21 @@ _CRITERION_SCHEMA = {
 #: ``response_format`` of the request (json_schema needs an object at the top: the list is inside it;
 #: the validator reads the list wherever it is).
 RESPONSE_FORMATS: dict[str, dict[str, Any]] = {
-    "json_schema": {"type": "json_schema", "json_schema": {"name": "rubric", "strict": True, "schema": {
-        "type": "object", "properties": {"criteria": {"type": "array", "items": _CRITERION_SCHEMA, "minItems": 12, "maxItems": 12}},
-        "required": ["criteria"], "additionalProperties": False}}},
+    "json_schema": {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "rubric",
+            "strict": True,
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "criteria": {"type": "array", "items": _CRITERION_SCHEMA, "minItems": 12, "maxItems": 12}
+                },
+                "required": ["criteria"],
+                "additionalProperties": False,
+            },
+        },
+    },
     "json_object": {"type": "json_object"},
 }
 
@@ -87,7 +99,9 @@ def task_hash(task: Task, model: str) -> str:
     payload = {
         "v": PROMPT_VERSION,
         "model": model,
-        "task": task.model_dump(mode="json", include={"id", "prompt", "servers", "metadata", "answer", "expected_state"}),
+        "task": task.model_dump(
+            mode="json", include={"id", "prompt", "servers", "metadata", "answer", "expected_state"}
+        ),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
@@ -151,10 +165,13 @@ class LLMProvider:
         response_format: str = "auto",
         timeout: float | None = None,
     ) -> None:
-        base_url, model = require_endpoint("the 'llm' rubric provider (rubric_provider_options)", base_url, model,
-                                           model_env="ATLAS_RUBRIC_MODEL")
+        base_url, model = require_endpoint(
+            "the 'llm' rubric provider (rubric_provider_options)", base_url, model, model_env="ATLAS_RUBRIC_MODEL"
+        )
         if response_format not in ("auto", "none", *RESPONSE_FORMATS):
-            raise ConfigError(f"response_format must be auto, none, json_schema or json_object, got {response_format!r}")
+            raise ConfigError(
+                f"response_format must be auto, none, json_schema or json_object, got {response_format!r}"
+            )
         if timeout is not None:  # the old name: seconds per request; now the budget of one rubric
             timeout_s = timeout
         if not timeout_s or timeout_s <= 0:
@@ -170,7 +187,9 @@ class LLMProvider:
         self.response_format = response_format
         #: The format still sent (``None`` once the server refused it, or with ``"none"``).
         self._format: dict[str, Any] | None = (
-            None if response_format == "none" else RESPONSE_FORMATS["json_schema" if response_format == "auto" else response_format]
+            None
+            if response_format == "none"
+            else RESPONSE_FORMATS["json_schema" if response_format == "auto" else response_format]
         )
         #: How many rubrics this instance generated (0 when all came from the cache).
         self.generated = 0
@@ -182,15 +201,24 @@ class LLMProvider:
         lines: list[str] = []
         tools = t.metadata.get("tools")
         if isinstance(tools, list):
-            lines += [f"- {x.get('name', x) if isinstance(x, dict) else x}: {x.get('description', '') if isinstance(x, dict) else ''}" for x in tools]
+            lines += [
+                f"- {x.get('name', x) if isinstance(x, dict) else x}: {x.get('description', '') if isinstance(x, dict) else ''}"
+                for x in tools
+            ]
         elif self.toolspace is not None:
             for spec in self.toolspace.list_tools():
                 if not t.servers or spec.server in t.servers:
-                    lines.append(f"- {spec.qualified_name}: {spec.description.splitlines()[0][:160] if spec.description else ''}")
+                    lines.append(
+                        f"- {spec.qualified_name}: {spec.description.splitlines()[0][:160] if spec.description else ''}"
+                    )
         return "\n".join(lines[:200]) or "(not given)"
 
     def _user_prompt(self, t: Task) -> str:
-        parts = [f"Task:\n{t.prompt}", f"Servers: {', '.join(t.servers) or '(not given)'}", f"Available tools:\n{self._tool_context(t)}"]
+        parts = [
+            f"Task:\n{t.prompt}",
+            f"Servers: {', '.join(t.servers) or '(not given)'}",
+            f"Available tools:\n{self._tool_context(t)}",
+        ]
         ref = t.metadata.get("reference_solution") or t.metadata.get("expected_tools")
         if ref:
             parts.append(f"Reference solution:\n{json.dumps(ref, default=str)[:2000]}")
@@ -203,7 +231,10 @@ class LLMProvider:
         path = self.cache_path(t)
         if path.is_file():
             return Rubric.from_file(path)
-        messages: list[dict[str, str]] = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": self._user_prompt(t)}]
+        messages: list[dict[str, str]] = [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": self._user_prompt(t)},
+        ]
         problems: list[str] = []
         deadline = time.monotonic() + self.timeout_s
         for _attempt in range(self.retries + 1):
@@ -215,8 +246,12 @@ class LLMProvider:
             criteria, problem = validate_paper_rubric(text)
             if criteria is not None:
                 rubric = Rubric.from_dict(
-                    {"criteria": criteria, "task_id": t.id, "source": "llm",
-                     "metadata": {"model": self.client.model, "prompt_version": PROMPT_VERSION}},
+                    {
+                        "criteria": criteria,
+                        "task_id": t.id,
+                        "source": "llm",
+                        "metadata": {"model": self.client.model, "prompt_version": PROMPT_VERSION},
+                    },
                     source=f"llm rubric for {t.id!r}",
                 )
                 self._write(path, rubric)
@@ -226,7 +261,10 @@ class LLMProvider:
             # Tell the model what was wrong; a fresh sample alone often repeats the mistake.
             messages = messages[:2] + [
                 {"role": "assistant", "content": text[:4000]},
-                {"role": "user", "content": f"That is invalid: {problem}. Return only the corrected JSON list of exactly 12 objects."},
+                {
+                    "role": "user",
+                    "content": f"That is invalid: {problem}. Return only the corrected JSON list of exactly 12 objects.",
+                },
             ]
         raise AtlasError(
             f"llm provider: model {self.client.model!r} at {self.client.base_url} gave no valid rubric for task "
@@ -242,8 +280,12 @@ class LLMProvider:
             remaining = deadline - time.monotonic()
             if remaining <= 0.5:
                 raise _OutOfTime(f"the {self.timeout_s:g} s budget (timeout_s) ran out")
-            body: dict[str, Any] = {"model": self.client.model, "messages": messages, "temperature": self.temperature,
-                                    "max_tokens": self.max_tokens}
+            body: dict[str, Any] = {
+                "model": self.client.model,
+                "messages": messages,
+                "temperature": self.temperature,
+                "max_tokens": self.max_tokens,
+            }
             if self._format is not None:
                 body["response_format"] = self._format
             try:
@@ -252,7 +294,12 @@ class LLMProvider:
                 raise _OutOfTime(f"no answer within the {self.timeout_s:g} s budget (timeout_s)") from None
             except httpx.HTTPError as exc:
                 raise AtlasError(f"llm provider: request to {url} failed: {type(exc).__name__}: {exc}") from None
-            if r.status_code >= 400 and self._format is not None and self.response_format == "auto" and 400 <= r.status_code < 500:
+            if (
+                r.status_code >= 400
+                and self._format is not None
+                and self.response_format == "auto"
+                and 400 <= r.status_code < 500
+            ):
                 self._format = None  # the server does not take response_format: the prompt's own hint remains
                 continue
             if r.status_code >= 400:
@@ -260,8 +307,9 @@ class LLMProvider:
             try:
                 return r.json()["choices"][0]["message"]["content"] or ""
             except (ValueError, KeyError, IndexError, TypeError) as exc:
-                raise AtlasError(f"llm provider: {url} returned a response that is not a chat completion: {exc}") from None
-
+                raise AtlasError(
+                    f"llm provider: {url} returned a response that is not a chat completion: {exc}"
+                ) from None
 
     @staticmethod
     def _write(path: Path, rubric: Rubric) -> None:

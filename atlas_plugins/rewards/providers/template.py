@@ -75,13 +75,22 @@ class TemplateProvider:
         success_check = md.get("success_check")
         if success_check is not None:
             if not isinstance(success_check, str) or ":" not in success_check:
-                raise ConfigError(f"task {t.id!r}: metadata.success_check must be 'module:function', got {success_check!r}")
+                raise ConfigError(
+                    f"task {t.id!r}: metadata.success_check must be 'module:function', got {success_check!r}"
+                )
             params = md.get("success_check_params") or {}
             if not isinstance(params, dict):
                 raise ConfigError(f"task {t.id!r}: metadata.success_check_params must be a dict")
-            crit.append(dict(id="benchmark_success", name="Benchmark's own success check passes", category="TF", weight=10,
-                             description=f"The benchmark's checker ({success_check}) accepts the episode",
-                             check={"type": "python", "function": success_check, "params": params}))
+            crit.append(
+                dict(
+                    id="benchmark_success",
+                    name="Benchmark's own success check passes",
+                    category="TF",
+                    weight=10,
+                    description=f"The benchmark's checker ({success_check}) accepts the episode",
+                    check={"type": "python", "function": success_check, "params": params},
+                )
+            )
         if t.answer is not None:
             match = md.get("answer_match", "contains")
             if match == "contains":
@@ -92,48 +101,123 @@ class TemplateProvider:
                 check = {"type": "answer_regex", "pattern": str(t.answer), "flags": "i"}
             else:
                 raise ConfigError(f"task {t.id!r}: metadata.answer_match must be contains|equals|regex, got {match!r}")
-            crit.append(dict(id="answer_correct", name="Final answer is correct", category="TF", weight=10,
-                             description=f"The final answer gives the correct result: {t.answer}", check=check))
+            crit.append(
+                dict(
+                    id="answer_correct",
+                    name="Final answer is correct",
+                    category="TF",
+                    weight=10,
+                    description=f"The final answer gives the correct result: {t.answer}",
+                    check=check,
+                )
+            )
         for i, st in enumerate(t.expected_state or []):
             if not isinstance(st, dict) or not {"server", "tool", "expect"} <= set(st):
                 raise ConfigError(f"task {t.id!r}: expected_state[{i}] needs server, tool, expect (and arguments)")
-            crit.append(dict(id=f"end_state_{i + 1}", name=f"End state {i + 1} reached", category="TF", weight=9,
-                             description=f"After the episode, {st['server']}:{st['tool']}({st.get('arguments', {})}) shows {st['expect']!r}",
-                             check={"type": "state", "server": st["server"], "tool": st["tool"],
-                                    "arguments": st.get("arguments", {}), "expect": st["expect"]}))
+            crit.append(
+                dict(
+                    id=f"end_state_{i + 1}",
+                    name=f"End state {i + 1} reached",
+                    category="TF",
+                    weight=9,
+                    description=f"After the episode, {st['server']}:{st['tool']}({st.get('arguments', {})}) shows {st['expect']!r}",
+                    check={
+                        "type": "state",
+                        "server": st["server"],
+                        "tool": st["tool"],
+                        "arguments": st.get("arguments", {}),
+                        "expect": st["expect"],
+                    },
+                )
+            )
         extra = md.get("answer_contains")
         if extra:
             vals = [str(v) for v in (extra if isinstance(extra, list) else [extra])]
-            crit.append(dict(id="answer_mentions", name="Answer mentions the key facts", category="TF", weight=8,
-                             description=f"The final answer mentions: {', '.join(vals)}",
-                             check={"type": "answer_contains", "values": vals}))
+            crit.append(
+                dict(
+                    id="answer_mentions",
+                    name="Answer mentions the key facts",
+                    category="TF",
+                    weight=8,
+                    description=f"The final answer mentions: {', '.join(vals)}",
+                    check={"type": "answer_contains", "values": vals},
+                )
+            )
         if not any(c["category"] == "TF" for c in crit):
-            crit.append(dict(id="fulfils_request", name="Fulfils the request", category="TF", weight=10,
-                             description=f"The final answer completely and correctly does what was asked: {t.prompt}"))
+            crit.append(
+                dict(
+                    id="fulfils_request",
+                    name="Fulfils the request",
+                    category="TF",
+                    weight=10,
+                    description=f"The final answer completely and correctly does what was asked: {t.prompt}",
+                )
+            )
 
         # -- TA / TG / PA -----------------------------------------------------------------------
         if tools:
             for k, et in enumerate(tools, 1):
                 n = et["min_count"]
-                crit.append(dict(id=f"calls_{k}", name=f"Calls {et['tool']}", category="TA", weight=7,
-                                 description=f"The agent calls the tool {et['tool']}" + (f" at least {n} times" if n > 1 else ""),
-                                 check={"type": "tool_called", "tool": et["tool"], "min_count": n}))
-            crit.append(dict(id="tools_succeeded", name="Needed tool results obtained", category="TG", weight=6,
-                             description="Every needed tool call succeeded and returned a result",
-                             check={"type": "python", "function": _PY + "calls_succeeded",
-                                    "params": {"tools": [et["tool"] for et in tools]}}))
+                crit.append(
+                    dict(
+                        id=f"calls_{k}",
+                        name=f"Calls {et['tool']}",
+                        category="TA",
+                        weight=7,
+                        description=f"The agent calls the tool {et['tool']}"
+                        + (f" at least {n} times" if n > 1 else ""),
+                        check={"type": "tool_called", "tool": et["tool"], "min_count": n},
+                    )
+                )
+            crit.append(
+                dict(
+                    id="tools_succeeded",
+                    name="Needed tool results obtained",
+                    category="TG",
+                    weight=6,
+                    description="Every needed tool call succeeded and returned a result",
+                    check={
+                        "type": "python",
+                        "function": _PY + "calls_succeeded",
+                        "params": {"tools": [et["tool"] for et in tools]},
+                    },
+                )
+            )
             for k, et in enumerate(tools, 1):
                 if et["arguments"]:
-                    crit.append(dict(id=f"args_{k}", name=f"Correct arguments for {et['tool']}", category="PA", weight=6,
-                                     description=f"The agent calls {et['tool']} with arguments {et['arguments']}",
-                                     check={"type": "tool_args_match", "tool": et["tool"], "arguments": et["arguments"]}))
+                    crit.append(
+                        dict(
+                            id=f"args_{k}",
+                            name=f"Correct arguments for {et['tool']}",
+                            category="PA",
+                            weight=6,
+                            description=f"The agent calls {et['tool']} with arguments {et['arguments']}",
+                            check={"type": "tool_args_match", "tool": et["tool"], "arguments": et["arguments"]},
+                        )
+                    )
         else:
-            crit.append(dict(id="appropriate_tools", name="Uses appropriate tools", category="TA", weight=7,
-                             description="The agent picks tools that fit the request and avoids needless calls"))
-        crit.append(dict(id="answer_grounded", name="Answer grounded in tool results", category="TG", weight=5,
-                         description="Numbers and facts in the final answer come from tool results, not invention",
-                         check={"type": "python", "function": _PY + "grounded_numbers"}))
-        return Rubric.from_dict({"criteria": crit, "task_id": t.id, "source": "template"}, source=f"template rubric for {t.id!r}")
+            crit.append(
+                dict(
+                    id="appropriate_tools",
+                    name="Uses appropriate tools",
+                    category="TA",
+                    weight=7,
+                    description="The agent picks tools that fit the request and avoids needless calls",
+                )
+            )
+        crit.append(
+            dict(
+                id="answer_grounded",
+                name="Answer grounded in tool results",
+                category="TG",
+                weight=5,
+                description="Numbers and facts in the final answer come from tool results, not invention",
+                check={"type": "python", "function": _PY + "grounded_numbers"},
+            )
+        )
+        return Rubric.from_dict(
+            {"criteria": crit, "task_id": t.id, "source": "template"}, source=f"template rubric for {t.id!r}"
+        )
 
 
 @hookimpl
