@@ -80,9 +80,9 @@ def _task(t: Template, d: Draft, split: str, env_seed: int) -> Task:
         metadata=md,
         answer=d.answer,
         expected_state=d.expected_state or None,
-        split=split,
+        split=split,  # type: ignore[arg-type]  # split_of() returns "train" or "heldout"
         difficulty=t.level,
-    )  # type: ignore[arg-type]
+    )
 
 
 async def agenerate(
