@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -195,7 +196,7 @@ def run_bench(
     designs: Sequence[str],
     paddings: Sequence[int],
     *,
-    models: dict[str, tuple[str, str | None]] | None = None,
+    models: dict[str, tuple[str, str | None] | Any] | None = None,
     limit: int | None = 8,
     out_dir: str | Path = "bench-out",
     catalog: str | Path = DEFAULT_PADDING_CATALOG,
@@ -206,7 +207,8 @@ def run_bench(
     tasks_file: str | Path | None = None,
     say: Callable[[str], None] = print,
 ) -> list[BenchCell]:
-    """Run the grid; ``models`` maps a label to ``(model, adapter)`` (default: the embedded base).
+    """Run the grid; ``models`` maps a label to ``(model, adapter)`` to load (default: the embedded
+    base) or to a ready policy (e.g. an ``OpenAIPolicy`` on an endpoint, :mod:`.endpoint`).
     ``tasks_file`` (a task JSONL, as ``atlas tasks generate`` writes it) replaces the suite's own
     tasks, every line of it (``limit`` still applies); the suite still provides servers and checks."""
     from atlas_plugins.rewards.scorer import Scorer
@@ -236,8 +238,8 @@ def run_bench(
             say(f"note: the catalogue has only {len(distractors)} servers; larger paddings are capped")
     with ts:
         scorer = Scorer(judge=judge, toolspace=ts)
-        for label, (model, adapter) in models.items():
-            policy = load_policy(model, adapter, device=device)
+        for label, spec in models.items():
+            policy = load_policy(*spec, device=device) if isinstance(spec, tuple) else spec
             overrides = {"max_context_tokens": context_limit(policy), **(agent_overrides or {})}
             for design in designs:
                 for padding in paddings:
@@ -256,7 +258,7 @@ def run_bench(
                         seed=seed,
                     )
                     results.append(cell)
-                    name = f"traj_{label}_{design.replace('+', '_')}_{padding}.jsonl"
+                    name = f"traj_{file_label(label)}_{design.replace('+', '_')}_{padding}.jsonl"
                     with (out / name).open("w") as fh:
                         for t in trajs:
                             fh.write(
@@ -271,6 +273,11 @@ def run_bench(
                     )
     write_outputs(out, suite_name, results)
     return results
+
+
+def file_label(label: str) -> str:
+    """``label`` as part of a file name: a served model name may be a path or ``org/name``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_.") or "model"
 
 
 def write_outputs(out: Path, suite_name: str, results: Sequence[BenchCell]) -> dict[str, Path]:

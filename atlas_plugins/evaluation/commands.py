@@ -79,8 +79,7 @@ def _run_endpoint(
             "--adapter, --trained and --device apply to local models; with --base-url the server holds the model",
             as_json=as_json,
         )
-    if kwargs.pop("tasks", None) is not None:
-        fail("--tasks is not supported with --base-url yet; evaluate a suite's own tasks", as_json=as_json)
+    kwargs["tasks_file"] = _task_file(kwargs.pop("tasks", None), as_json)
     if model == "embedded":
         fail("--base-url needs --model: the model name the endpoint serves (see its /v1/models)", as_json=as_json)
     from atlas_plugins.evaluation.endpoint import endpoint_policy, run_endpoint_bench
@@ -93,6 +92,29 @@ def _run_endpoint(
     except (AtlasError, ValueError, FileNotFoundError, ImportError) as exc:
         fail(str(exc), as_json=as_json)
     raise AssertionError("unreachable")
+
+
+def _grid(
+    as_json: bool,
+    *,
+    base_url: str | None,
+    model: str,
+    api_key_env: str,
+    adapter: str | None,
+    trained: str | None,
+    device: str | None,
+    tasks: Path | None,
+    limit: int | None,
+    max_turns: int | None,
+    max_new_tokens: int | None,
+    **grid: Any,
+) -> list[Any]:
+    """``atlas eval`` and ``atlas bench`` alike: the grid on a local model or, with ``--base-url``, an endpoint."""
+    common = dict(limit=limit or None, agent_overrides=_overrides(max_turns, max_new_tokens), tasks=tasks, **grid)
+    if base_url:
+        return _run_endpoint(as_json, base_url, model, api_key_env, adapter, trained, device, **common)
+    common["tasks_file"] = _task_file(common.pop("tasks"), as_json)
+    return _run(as_json, models=_models(model, adapter, trained), device=device, **common)
 
 
 def _overrides(max_turns: int | None, max_new_tokens: int | None) -> dict[str, int]:
@@ -148,36 +170,23 @@ def register(app: typer.Typer) -> None:
         """Evaluate one model under one design on one suite."""
         from atlas_plugins.cli_support import print_json
 
-        if base_url:
-            cells = _run_endpoint(
-                as_json,
-                base_url,
-                model,
-                api_key_env,
-                adapter,
-                None,
-                device,
-                tasks=tasks,
-                suite_name=suite,
-                designs=[design],
-                paddings=[padding],
-                limit=limit,
-                out_dir=out,
-                agent_overrides=_overrides(max_turns, max_new_tokens),
-            )
-        else:
-            cells = _run(
-                as_json,
-                suite_name=suite,
-                designs=[design],
-                paddings=[padding],
-                models=_models(model, adapter, None),
-                limit=limit or None,
-                out_dir=out,
-                agent_overrides=_overrides(max_turns, max_new_tokens),
-                device=device,
-                tasks_file=_task_file(tasks, as_json),
-            )
+        cells = _grid(
+            as_json,
+            base_url=base_url,
+            model=model,
+            api_key_env=api_key_env,
+            adapter=adapter,
+            trained=None,
+            device=device,
+            tasks=tasks,
+            limit=limit,
+            max_turns=max_turns,
+            max_new_tokens=max_new_tokens,
+            suite_name=suite,
+            designs=[design],
+            paddings=[padding],
+            out_dir=out,
+        )
         row = cells[0].model_dump()
         if as_json:
             print_json(row)
@@ -223,36 +232,23 @@ def register(app: typer.Typer) -> None:
             pads = [int(p) for p in _csv(padding, "--padding")]
         except ValueError:
             fail(f"--padding must be comma-separated integers, got {padding!r}", as_json=as_json)
-        if base_url:
-            cells = _run_endpoint(
-                as_json,
-                base_url,
-                model,
-                api_key_env,
-                adapter,
-                trained,
-                device,
-                tasks=tasks,
-                suite_name=suite,
-                designs=_csv(designs, "--designs"),
-                paddings=pads,
-                limit=limit,
-                out_dir=out,
-                agent_overrides=_overrides(max_turns, max_new_tokens),
-            )
-        else:
-            cells = _run(
-                as_json,
-                suite_name=suite,
-                designs=_csv(designs, "--designs"),
-                paddings=pads,
-                models=_models(model, adapter, trained),
-                limit=limit or None,
-                out_dir=out,
-                agent_overrides=_overrides(max_turns, max_new_tokens),
-                device=device,
-                tasks_file=_task_file(tasks, as_json),
-            )
+        cells = _grid(
+            as_json,
+            base_url=base_url,
+            model=model,
+            api_key_env=api_key_env,
+            adapter=adapter,
+            trained=trained,
+            device=device,
+            tasks=tasks,
+            limit=limit,
+            max_turns=max_turns,
+            max_new_tokens=max_new_tokens,
+            suite_name=suite,
+            designs=_csv(designs, "--designs"),
+            paddings=pads,
+            out_dir=out,
+        )
         if as_json:
             print_json(
                 {

@@ -10,20 +10,10 @@ The native agent plays every design through the chat API and its own tool callin
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
-from atlas_plugins.evaluation.bench import (
-    DEFAULT_PADDING_CATALOG,
-    BenchCell,
-    find_catalog,
-    run_cell,
-    suite_module,
-    write_outputs,
-)
-from atlas_plugins.evaluation.designs import design_settings
+from atlas_plugins.evaluation.bench import BenchCell, file_label, run_bench
 
 __all__ = ["endpoint_policy", "file_label", "run_endpoint_bench"]
 
@@ -48,11 +38,6 @@ def endpoint_policy(
     )
 
 
-def file_label(label: str) -> str:
-    """``label`` as part of a file name: a served model name may be a path or ``org/name``."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_.") or "endpoint"
-
-
 def run_endpoint_bench(
     policy: Any,
     suite_name: str,
@@ -60,65 +45,8 @@ def run_endpoint_bench(
     paddings: Sequence[int],
     *,
     label: str = "endpoint",
-    limit: int | None = 8,
-    out_dir: str | Path = "bench-out",
-    catalog: str | Path = DEFAULT_PADDING_CATALOG,
-    agent_overrides: dict[str, Any] | None = None,
-    judge: str = "rules",
-    seed: int = 0,
-    say: Callable[[str], None] = print,
+    **kwargs: Any,
 ) -> list[BenchCell]:
-    """One endpoint over the grid (see the module docs); cells labelled ``label``."""
-    from atlas_plugins.rewards.scorer import Scorer
-
-    for d in designs:
-        design_settings(d)
-    if any(p < 0 for p in paddings):
-        raise ValueError(f"padding must be >= 0, got {list(paddings)}")
-    suite = suite_module(suite_name)
-    tasks = suite.load_tasks(limit=limit)
-    if not tasks:
-        raise ValueError(f"suite {suite_name!r} has no tasks (limit={limit})")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ts = suite.toolspace()
-    distractors: list[str] = []
-    if max(paddings, default=0) > 0:
-        distractors = ts.add_catalog(find_catalog(catalog), limit=max(paddings))
-    results: list[BenchCell] = []
-    with ts:
-        scorer = Scorer(judge=judge, toolspace=ts)
-        for design in designs:
-            for padding in paddings:
-                say(
-                    f"[{label}] {suite_name} · {design} · padding {padding} · {len(tasks)} tasks via {policy.base_url} …"
-                )
-                cell, trajs = run_cell(
-                    policy,
-                    ts,
-                    suite,
-                    tasks,
-                    design,
-                    padding=padding,
-                    distractors=distractors,
-                    scorer=scorer,
-                    model_label=label,
-                    agent_overrides=agent_overrides or {},
-                    seed=seed,
-                )
-                results.append(cell)
-                name = f"traj_{file_label(label)}_{design.replace('+', '_')}_{padding}.jsonl"
-                with (out / name).open("w") as fh:
-                    for t in trajs:
-                        fh.write(
-                            t.model_dump_json(
-                                exclude={"prompt_ids", "completion_ids", "env_mask", "logprobs", "segments"}
-                            )
-                            + "\n"
-                        )
-                say(
-                    f"    success {cell.success:.2f} · reward {cell.reward:.3f} · context {cell.context_tokens:.0f} tok · "
-                    f"turns {cell.turns:.1f} · {cell.wall_s:.0f} s"
-                )
-    write_outputs(out, suite_name, results)
-    return results
+    """One endpoint over :func:`run_bench`'s grid, its cells labelled ``label`` (the other keyword
+    arguments are ``run_bench``'s: ``limit``, ``out_dir``, ``tasks_file``, ``agent_overrides`` …)."""
+    return run_bench(suite_name, designs, paddings, models={label: policy}, **kwargs)
