@@ -197,12 +197,9 @@ def run_chat_episodes(
     finally:
         for ep in episodes:
             ep.env.close()
-    out = []
-    for ep in episodes:
-        ep.traj.loaded_tools_log = ep.env.log
-        ep.traj.metadata["finish"] = ep.finish or "unfinished"
-        out.append(ep.traj)
-    return out
+    from atlas_plugins.agent.loop import finished_trajectories  # loop imports this module lazily
+
+    return finished_trajectories(episodes)
 
 
 def _step(agent: Agent, ep: _ChatEpisode, gen: Any) -> None:

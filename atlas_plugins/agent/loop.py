@@ -279,12 +279,16 @@ class Agent:
         finally:
             for ep in episodes:
                 ep.env.close()
-        out = []
-        for ep in episodes:
-            ep.traj.loaded_tools_log = ep.env.log
-            ep.traj.metadata["finish"] = ep.finish or "unfinished"
-            out.append(ep.traj)
-        return out
+        return finished_trajectories(episodes)
+
+
+def finished_trajectories(episodes: Sequence[Any]) -> list[Trajectory]:
+    """Each played episode's trajectory, with its loaded-schema log and how it finished (the
+    native loop's and the chat-API loop's episodes alike)."""
+    for ep in episodes:
+        ep.traj.loaded_tools_log = ep.env.log
+        ep.traj.metadata["finish"] = ep.finish or "unfinished"
+    return [ep.traj for ep in episodes]
 
 
 def run_episodes(
