@@ -53,20 +53,41 @@ def run_seed(seed: int, out: Path, extra: list[str]) -> dict:
 TAGS = ("before", "after_warm_start", "after")
 
 
+def collect(folder: Path) -> dict:
+    """One demo folder's evaluations: ``results.json`` of a finished demo, else the phases a
+    stopped one finished (``progress.json``; wall time and GRPO curve then unknown)."""
+    if (folder / "results.json").is_file():
+        res = json.loads((folder / "results.json").read_text())
+        return {"seed": res["settings"]["seed"], "wall_s": res["wall_s"], "peak_rss_mib": None,
+                "timings": res["timings"], "grpo": res.get("grpo"), "folder": str(folder),
+                **{tag: res["evaluations"].get(tag) for tag in TAGS}}
+    phases = json.loads((folder / "progress.json").read_text())["phases"]
+    evals: dict[str, dict] = {}
+    seed = 0
+    for name, entry in phases.items():
+        if name.startswith("eval/"):
+            _, tag, design = name.split("/", 2)
+            evals.setdefault(tag, {})[design] = entry["result"]
+            seed = entry["key"].get("seed", seed)
+    return {"seed": seed, "wall_s": float("nan"), "peak_rss_mib": None, "timings": {}, "grpo": None,
+            "folder": str(folder), "partial": True, **{tag: evals.get(tag) for tag in TAGS}}
+
+
 def summarize(runs: list[dict]) -> dict:
     designs = list(runs[0]["before"])
     table = {}
     for d in designs:
         row = {}
         for tag in TAGS:
-            if any(r.get(tag) is None for r in runs):
+            if any(r.get(tag) is None or d not in r[tag] for r in runs):
                 continue  # e.g. --settings '{"eval_warm_start": false}'
             for key in ("reward", "success", "context_tokens"):
                 vals = [r[tag][d][key] for r in runs]
                 row[f"{tag}_{key}"] = {"mean": statistics.fmean(vals), "std": statistics.pstdev(vals), "values": vals}
-        b, a = row["before_reward"]["mean"], row["after_reward"]["mean"]
-        row["relative_reward_change"] = (a - b) / b if b > 0 else None
-        row["absolute_reward_change"] = a - b
+        if "after_reward" in row:
+            b, a = row["before_reward"]["mean"], row["after_reward"]["mean"]
+            row["relative_reward_change"] = (a - b) / b if b > 0 else None
+            row["absolute_reward_change"] = a - b
         table[d] = row
     return table
 
@@ -83,10 +104,7 @@ def main() -> None:
     runs = []
     if args.collect:
         for folder in args.collect:
-            res = json.loads((folder / "results.json").read_text())
-            runs.append({"seed": res["settings"]["seed"], "wall_s": res["wall_s"], "peak_rss_mib": None,
-                         "timings": res["timings"], "grpo": res.get("grpo"), "folder": str(folder),
-                         **{tag: res["evaluations"].get(tag) for tag in TAGS}})
+            runs.append(collect(folder))
         seeds = [r["seed"] for r in runs]
         root = Path(args.collect[0]).parent
     else:
@@ -106,10 +124,10 @@ def main() -> None:
           "success base | success warm start | success after GRPO |")
     print("|---|---|---|---|---|---|---|---|")
     for d, row in table.items():
-        rel = row["relative_reward_change"]
+        rel = row.get("relative_reward_change")
         print(
             f"| {d} | {cell(row, 'before_reward')} | {cell(row, 'after_warm_start_reward')} | {cell(row, 'after_reward')} | "
-            f"{'n/a (base 0)' if rel is None else f'{rel:+.0%}'} | {cell(row, 'before_success')} | "
+            f"{'–' if 'after_reward' not in row else 'n/a (base 0)' if rel is None else f'{rel:+.0%}'} | {cell(row, 'before_success')} | "
             f"{cell(row, 'after_warm_start_success')} | {cell(row, 'after_success')} |"
         )
     for r in runs:

@@ -68,6 +68,29 @@ def test_reference_solution_scores_full_reward_under_each_loading_policy(ts, tok
         assert traj.metadata["finish"] == "answer" and traj.prefix_breaks == 0
 
 
+def test_scripted_thoughts_quote_what_the_tool_does(ts, tokenizer, tasks):
+    """With ``describe``, the thought before loading and calling a tool names what the tool does
+    (from its description), and the scripted episode still scores full reward."""
+    task = tasks["notes_create"]
+
+    def describe(name: str) -> str | None:
+        spec = ts.get_tool(name)
+        return spec.description if spec else None
+
+    turns = scripted_turns(task, loading="itl", ptc=False, think=True, describe=describe)
+    step = task.metadata["reference_solution"][0]
+    gist = " ".join(describe(f"{step['server']}:{step['tool']}").split()[:3]).lower()
+    select, call = turns[1], turns[2]
+    assert select.startswith("<think>") and gist in select.split("</think>")[0].lower()
+    assert gist in call.split("</think>")[0].lower() and f'"{step["server"]}:{step["tool"]}"' in call
+    # Without a description the thought falls back to the plain wording.
+    plain = scripted_turns(task, loading="itl", ptc=False, think=True, describe=lambda name: None)
+    assert "fits the task; load the schema." in plain[1] and gist not in plain[1].split("</think>")[0].lower()
+    traj = _play(ts, tokenizer, turns, task, loading="itl")
+    Scorer(toolspace=ts).score(traj)
+    assert traj.reward == pytest.approx(1.0)
+
+
 def test_ptc_reference_solution_runs_in_the_sandbox(ts, tokenizer, tasks):
     task = tasks["contacts_then_email"]
     traj = _play(ts, tokenizer, scripted_turns(task, loading="itl", ptc=True), task, loading="itl", executor="local")

@@ -101,7 +101,9 @@ def test_warm_start_on_verified_demonstrations(tmp_path, ts, small_tasks):
         trained = [i for i, lab in enumerate(row["labels"]) if lab != -100]
         assert len(trained) == sum(d.env_mask)  # loss on model tokens only
     lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM")
-    tuned, log = warm_start(model, tok, demos, output_dir=str(tmp_path / "ws"), epochs=1, batch_size=2, peft_config=lora, max_length=384)
+    tuned, log = warm_start(
+        model, tok, demos, output_dir=str(tmp_path / "ws"), epochs=1, batch_size=2, peft_config=lora, max_length=384
+    )
     losses = [h["loss"] for h in log if "loss" in h]
     assert losses and all(torch.isfinite(torch.tensor(losses)))
     assert any(("lora_B" in n and p.abs().sum() > 0) for n, p in tuned.named_parameters())
@@ -131,7 +133,6 @@ def test_demo_runs_end_to_end_and_writes_report(tmp_path):
 
     settings = DemoSettings(
         heldout_tasks=1,
-        train_tasks=2,
         designs=["itl"],
         warm_start=False,
         grpo_steps=1,
@@ -154,6 +155,58 @@ def test_demo_runs_end_to_end_and_writes_report(tmp_path):
     assert (tmp_path / "demo" / "adapter" / "adapter_config.json").is_file()
 
 
+def test_demo_rerun_keeps_finished_phases(tmp_path):
+    """A rerun with the same --out keeps the evaluations and the warm-start adapter whose settings
+    are unchanged (a killed demo loses at most its current phase); changed settings redo a phase."""
+    from atlas_plugins.training.demo import DemoSettings, run_demo
+
+    settings = DemoSettings(
+        heldout_tasks=1,
+        designs=["itl"],
+        train_designs=["itl"],
+        warm_start_tasks=2,
+        warm_start_batch=2,
+        grpo_steps=1,
+        grpo_batch=2,
+        grpo_group=2,
+        grpo_max_completion_length=64,
+        grpo_max_turn_tokens=8,
+        eval_max_turns=2,
+        eval_max_new_tokens=8,
+    )
+    said: list[str] = []
+    first = run_demo(tmp_path / "demo", settings, say=said.append)
+    assert (tmp_path / "demo" / "warm_start" / "adapter" / "adapter_config.json").is_file()
+    assert not any("kept" in m for m in said)
+    said.clear()
+    again = run_demo(tmp_path / "demo", settings, say=said.append)
+    kept = [m for m in said if "kept" in m]
+    assert any(m.startswith("[before] itl") for m in kept) and any(
+        m.startswith("warm start: adapter kept") for m in kept
+    )
+    assert any(m.startswith("[after_warm_start] itl") for m in kept)
+    assert any(m.startswith("rubric GRPO: adapter kept") for m in kept) and any(
+        m.startswith("[after] itl") for m in kept
+    )
+    for tag in ("before", "after_warm_start", "after"):
+        assert again[tag] == first[tag]
+    assert again["grpo"]["reward"] == first["grpo"]["reward"]
+    said.clear()
+    run_demo(tmp_path / "demo", settings.model_copy(update={"eval_max_new_tokens": 9}), say=said.append)
+    assert not any(m.startswith("[before]") and "kept" in m for m in said)  # another eval budget: evaluated anew
+    assert any(m.startswith("warm start: adapter kept") for m in said)  # the warm start does not depend on it
+    assert any(m.startswith("rubric GRPO: adapter kept") for m in said)  # nor does GRPO
+
+
+def test_demo_settings_refuse_unknown_fields():
+    from pydantic import ValidationError
+
+    from atlas_plugins.training.demo import DemoSettings
+
+    with pytest.raises(ValidationError, match="grpo_stepz"):
+        DemoSettings(grpo_stepz=3)
+
+
 def test_gpu_vllm_example_config_parses_with_paper_defaults():
     path = Path(__file__).resolve().parents[1] / "examples" / "train_gpu_vllm.yaml"
     cfg = AtlasGRPOConfig.from_yaml(path)
@@ -167,15 +220,27 @@ def test_curriculum_dynamic_sampling_and_two_designs(tmp_path, ts, small_tasks):
     one step, replaces flat groups (dynamic sampling) and logs how many it dropped; the curriculum
     state is saved for resume."""
     out = tmp_path / "cur"
-    cfg = tiny(out, per_device_train_batch_size=4, num_generations=2, designs="itl,itl+ptc", curriculum=True,
-               dynamic_sampling_rounds=1, save_steps=10)
+    cfg = tiny(
+        out,
+        per_device_train_batch_size=4,
+        num_generations=2,
+        designs="itl,itl+ptc",
+        curriculum=True,
+        dynamic_sampling_rounds=1,
+        save_steps=10,
+    )
     trainer = AtlasTrainer(cfg, toolspace=ts, tasks=small_tasks)
     assert trainer.designs == ["itl", "itl+ptc"]
     trainer.train()
     logged = [h for h in trainer.state.log_history if "reward" in h]
     assert len(logged) == 2
-    for key in ("atlas/dynamic/flat_fraction_sampled", "atlas/dynamic/flat_fraction_trained",
-                "atlas/dynamic/replaced_groups", "atlas/curriculum/items_tried", "frac_reward_zero_std"):
+    for key in (
+        "atlas/dynamic/flat_fraction_sampled",
+        "atlas/dynamic/flat_fraction_trained",
+        "atlas/dynamic/replaced_groups",
+        "atlas/curriculum/items_tried",
+        "frac_reward_zero_std",
+    ):
         assert key in logged[0], key
     assert all(h["atlas/dynamic/flat_fraction_trained"] <= h["atlas/dynamic/flat_fraction_sampled"] for h in logged)
     lines = _log_lines(out / "trajectories.jsonl")

@@ -18,18 +18,21 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from atlas_plugins.types import Task, Trajectory
 
 
 class DemoSettings(BaseModel):
     """Settings of ``atlas demo`` (the defaults are the recipe measured in BENCHMARKS.md)."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt --settings key is an error, not ignored
 
     seed: int = 0
     heldout_tasks: int | None = Field(
@@ -45,23 +48,30 @@ class DemoSettings(BaseModel):
     )
     warm_start: bool = True
     warm_start_tasks: int = Field(
-        default=48, description="demonstration tasks per training design (round-robin over templates)"
+        default=63, description="demonstration tasks per training design (round-robin over templates: 3 of each)"
     )
     warm_start_epochs: float = 1.0
-    warm_start_lr: float = 5e-4
+    warm_start_lr: float = 3e-3  # measured: 1e-3 left the SFT loss at 0.37 after 16 steps (0.14 at 3e-3)
     warm_start_think: bool = Field(default=True, description="a short <think> thought in each scripted turn")
+    warm_start_describe_tools: bool = Field(
+        default=False, description="thoughts quote what each tool does (its description's first clause)"
+    )
     warm_start_batch: int = 8
     eval_warm_start: bool = Field(default=True, description="evaluate between warm start and GRPO (after_warm_start)")
-    grpo_steps: int = 12
+    grpo_steps: int = 8
     grpo_batch: int = 8  # two groups of 4 per step
     grpo_group: int = 4
-    grpo_lr: float = 5e-5
-    grpo_max_completion_length: int = 768
-    grpo_max_turn_tokens: int = 64
+    grpo_lr: float = 2e-4  # LoRA: 5e-5 left the policy where it was in 12 steps
+    # Measured on the demonstrations: an ITL episode (fetch, select, call, answer) has 775
+    # completion tokens at the median and 1,598 at most; a code cell takes up to 101 tokens.
+    grpo_max_completion_length: int = 1536
+    grpo_max_turn_tokens: int = 128
     dynamic_sampling_rounds: int = 1
     eval_max_turns: int = 6
-    eval_max_new_tokens: int = 64
-    eval_max_batch_tokens: int = 24_000  # episodes per batch so that their K/V stays ~1 GiB
+    eval_max_new_tokens: int = 128
+    # Context tokens per evaluation batch: 10 ITL episodes (their K/V ~1.1 GB at 46 KB per token,
+    # held once live and once in the prefix store between turns).
+    eval_max_batch_tokens: int = 24_000
 
 
 def pick_tasks(tasks: list[Task], n: int | None, max_difficulty: int) -> list[Task]:
@@ -99,7 +109,7 @@ def run_demo(
     train = pick_tasks(load_default_tasks("train"), None, s.max_difficulty)
     path = resolve_model_path(None)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path)
+    model: Any = AutoModelForCausalLM.from_pretrained(path)  # a PeftModel once the warm start wraps it
     results: dict[str, Any] = {
         "settings": s.model_dump(),
         "heldout_ids": [t.id for t in heldout],
@@ -112,13 +122,29 @@ def run_demo(
     def timed(name: str, t0: float) -> None:
         results["timings"][name] = round(time.perf_counter() - t0, 1)
 
+    progress = _Progress(out / "progress.json")
+    eval_key = _subset(s, "seed", "heldout_tasks", "max_difficulty", "eval_max_turns", "eval_max_new_tokens")
+    warm_key = _subset(
+        s, "seed", "max_difficulty", "train_designs", *[k for k in type(s).model_fields if k.startswith("warm_start")]
+    )
+    grpo_key = warm_key | _subset(
+        s, "dynamic_sampling_rounds", *[k for k in type(s).model_fields if k.startswith("grpo_")]
+    )
+    warm_dir, grpo_dir = out / "warm_start", out / "grpo"
+
     with atlas.Toolspace.default(seed=0) as ts:
         scorer = Scorer(toolspace=ts)
 
-        def eval_all(tag: str, mdl: Any, designs: list[str]) -> dict[str, Any]:
+        def eval_all(tag: str, mdl: Any, designs: list[str], after: dict[str, Any]) -> None:
             t0 = time.perf_counter()
             rows = {}
             for design in designs:
+                key = eval_key | after | {"design": design}
+                done = progress.get(f"eval/{tag}/{design}", key)
+                if done is not None:
+                    say(f"[{tag}] {design}: kept from {progress.path}")
+                    rows[design] = done
+                    continue
                 say(f"[{tag}] evaluating {design} on {len(heldout)} held-out tasks …")
                 summary, trajs = _evaluate(mdl, tokenizer, ts, heldout, design, scorer, s)
                 rows[design] = summary
@@ -127,14 +153,14 @@ def run_demo(
                         fh.write(
                             t.model_dump_json(exclude={"prompt_ids", "completion_ids", "env_mask", "logprobs"}) + "\n"
                         )
+                progress.put(f"eval/{tag}/{design}", key, summary)
             results["evaluations"][tag] = rows
             timed(f"eval_{tag}", t0)
-            return rows
 
-        eval_all("before", model, s.designs)
+        eval_all("before", model, s.designs, {})
 
         cfg = AtlasGRPOConfig.cpu_demo(
-            str(out / "grpo"),
+            str(grpo_dir),
             max_steps=s.grpo_steps,
             seed=s.seed,
             learning_rate=s.grpo_lr,
@@ -150,46 +176,87 @@ def run_demo(
         warm_log: list[dict[str, Any]] = []
         if s.warm_start:
             t0 = time.perf_counter()
-            demos: list[Trajectory] = []
-            stats: dict[str, Any] = {}
-            chosen = train[: s.warm_start_tasks]
-            for design, agent_cfg in cfg.design_configs().items():
-                say(f"warm start: playing reference solutions of {len(chosen)} training tasks under {design} …")
-                kept, st = demonstrations(chosen, ts, tokenizer, agent_cfg, scorer, think=s.warm_start_think)
-                demos += kept
-                stats[design] = st
-            results["warm_start"] = stats | {
-                "rows": len(demos),
-                "tokens": sum(len(d.prompt_ids) + len(d.completion_ids) for d in demos),
-            }
-            say(f"warm start: {len(demos)} verified demonstrations; LoRA behaviour cloning …")
-            lora = LoraConfig(
-                r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules=cfg.lora_target_modules, task_type="CAUSAL_LM"
-            )
-            model, warm_log = warm_start(
-                model,
-                tokenizer,
-                demos,
-                output_dir=str(out / "warm_start"),
-                epochs=s.warm_start_epochs,
-                learning_rate=s.warm_start_lr,
-                peft_config=lora,
-                seed=s.seed,
-                max_length=4096,
-                batch_size=s.warm_start_batch,
-            )
+            kept_run = progress.get("warm_start", warm_key)
+            if kept_run is not None and (warm_dir / "adapter" / "adapter_config.json").is_file():
+                from peft import PeftModel
+
+                say(f"warm start: adapter kept from {warm_dir / 'adapter'}")
+                model = PeftModel.from_pretrained(model, str(warm_dir / "adapter"), is_trainable=True)
+                results["warm_start"], warm_log = kept_run["stats"], kept_run["log"]
+            else:
+                demos: list[Trajectory] = []
+                stats: dict[str, Any] = {}
+                chosen = train[: s.warm_start_tasks]
+                for design, agent_cfg in cfg.design_configs().items():
+                    say(f"warm start: playing reference solutions of {len(chosen)} training tasks under {design} …")
+                    kept, st = demonstrations(
+                        chosen,
+                        ts,
+                        tokenizer,
+                        agent_cfg,
+                        scorer,
+                        think=s.warm_start_think,
+                        describe_tools=s.warm_start_describe_tools,
+                    )
+                    demos += kept
+                    stats[design] = st
+                results["warm_start"] = stats | {
+                    "rows": len(demos),
+                    "tokens": sum(len(d.prompt_ids) + len(d.completion_ids) for d in demos),
+                }
+                say(f"warm start: {len(demos)} verified demonstrations; LoRA behaviour cloning …")
+                lora = LoraConfig(
+                    r=cfg.lora_r,
+                    lora_alpha=cfg.lora_alpha,
+                    target_modules=cfg.lora_target_modules,
+                    task_type="CAUSAL_LM",
+                )
+                model, warm_log = warm_start(
+                    model,
+                    tokenizer,
+                    demos,
+                    output_dir=str(warm_dir),
+                    epochs=s.warm_start_epochs,
+                    learning_rate=s.warm_start_lr,
+                    peft_config=lora,
+                    seed=s.seed,
+                    max_length=4096,
+                    batch_size=s.warm_start_batch,
+                )
+                # Saved so that a killed demo resumes after it, and the warm-start-only model can be evaluated.
+                model.save_pretrained(str(warm_dir / "adapter"))
+                progress.put("warm_start", warm_key, {"stats": results["warm_start"], "log": warm_log})
             timed("warm_start", t0)
             if s.eval_warm_start:
-                eval_all("after_warm_start", model, s.designs)
-        say(f"rubric GRPO: {s.grpo_steps} steps under {', '.join(s.train_designs)} …")
+                eval_all("after_warm_start", model, s.designs, warm_key)
         t0 = time.perf_counter()
-        trainer = AtlasTrainer(cfg, toolspace=ts, tasks=train, model=model, tokenizer=tokenizer)
-        trainer.train()
+        grpo_run = progress.get("grpo", grpo_key) or {}
+        if grpo_run.get("finished_at") and (out / "adapter" / "adapter_config.json").is_file():
+            from peft import PeftModel
+
+            say(f"rubric GRPO: adapter kept from {out / 'adapter'}")
+            model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(path), str(out / "adapter"))
+            results["grpo_log"] = grpo_run["log"]
+        else:
+            trainer = AtlasTrainer(cfg, toolspace=ts, tasks=train, model=model, tokenizer=tokenizer)
+            resume = bool(grpo_run) and _has_checkpoint(grpo_dir)
+            say(
+                f"rubric GRPO: {s.grpo_steps} steps under {', '.join(s.train_designs)}"
+                + (" (resuming from the last checkpoint) …" if resume else " …")
+            )
+            if not resume:
+                for old in grpo_dir.glob("checkpoint-*"):  # another recipe's: never resume from it
+                    shutil.rmtree(old, ignore_errors=True)
+            progress.put("grpo", grpo_key, {"started": True})
+            trainer.train(resume=resume)
+            model = trainer.model
+            results["grpo_log"] = trainer.state.log_history
+            trainer.save_adapter(out / "adapter")
+            grpo_run = {"finished_at": time.time(), "log": results["grpo_log"]}
+            progress.put("grpo", grpo_key, grpo_run)
         timed("grpo", t0)
-        model = trainer.model
-        results["grpo_log"] = trainer.state.log_history
-        eval_all("after", model, s.designs)
-        trainer.save_adapter(out / "adapter")
+        # Keyed by the GRPO run that made the model: a retrained model is evaluated anew.
+        eval_all("after", model, s.designs, grpo_key | {"grpo_finished_at": grpo_run["finished_at"]})
 
     results["wall_s"] = time.perf_counter() - t_start
     results["grpo"] = grpo_summary(results["grpo_log"])
@@ -224,9 +291,15 @@ def _evaluate(
     from atlas_plugins.evaluation.episodes import play_design, summarize
     from atlas_plugins.policy.transformers_policy import TransformersPolicy, merged_adapters
 
-    policy = TransformersPolicy(model=model, tokenizer=tokenizer, prefix_cache_bytes=1024**3)
-    per_episode = 2600 if design.startswith("eager") else 1200  # measured context tokens, with room
+    # Context tokens an episode reaches (measured: ~1,000 for the base model under ITL, ~2,250 once
+    # it calls tools; eager starts from every schema). The prefix store must hold the whole
+    # batch's K/V between turns: a smaller one evicts rows, which then re-prefill their entire
+    # context every turn (measured: an ITL evaluation of 27 trained episodes slowed from ~6 to
+    # over 15 minutes with a 1 GiB store).
+    per_episode = 3200 if design.startswith("eager") else 2400
     batch = max(1, s.eval_max_batch_tokens // per_episode)
+    store = int(1.25 * batch * per_episode * _kv_bytes_per_token(model))
+    policy = TransformersPolicy(model=model, tokenizer=tokenizer, prefix_cache_bytes=store)
     t0 = time.perf_counter()
     with merged_adapters(model):
         trajs = play_design(
@@ -243,6 +316,54 @@ def _evaluate(
     for t in trajs:
         scorer.score(t)
     return summarize(design, trajs, time.perf_counter() - t0).model_dump(), trajs
+
+
+def _kv_bytes_per_token(model: Any) -> int:
+    """Bytes of K/V one token holds in ``model``'s cache (all layers, keys and values)."""
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    size = next(model.parameters()).element_size()
+    return int(cfg.num_hidden_layers * 2 * heads * head_dim * size)
+
+
+class _Progress:
+    """What a demo has finished, with the settings each phase depended on (``progress.json``).
+
+    A rerun with the same ``--out`` keeps every phase whose settings are unchanged (evaluations,
+    the warm-start adapter) and resumes GRPO from its last checkpoint, so a killed demo loses at
+    most the phase it was in."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.phases: dict[str, Any] = {}
+        if path.is_file():
+            try:
+                self.phases = json.loads(path.read_text()).get("phases", {})
+            except (ValueError, AttributeError):
+                self.phases = {}  # a torn write: start over rather than trust it
+
+    def get(self, name: str, key: dict[str, Any]) -> Any:
+        entry = self.phases.get(name)
+        return entry["result"] if isinstance(entry, dict) and entry.get("key") == _jsonable(key) else None
+
+    def put(self, name: str, key: dict[str, Any], result: Any) -> None:
+        self.phases[name] = {"key": _jsonable(key), "result": _jsonable(result)}
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"phases": self.phases}, indent=1))
+        tmp.replace(self.path)
+
+
+def _jsonable(x: Any) -> Any:
+    return json.loads(json.dumps(x, default=str))
+
+
+def _subset(s: DemoSettings, *names: str) -> dict[str, Any]:
+    return {n: getattr(s, n) for n in names}
+
+
+def _has_checkpoint(folder: Path) -> bool:
+    return any(p.name.startswith("checkpoint-") for p in folder.glob("checkpoint-*")) if folder.is_dir() else False
 
 
 def grpo_summary(log: list[dict[str, Any]]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ the tokens GRPO later trains.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -29,13 +30,23 @@ if TYPE_CHECKING:
     from atlas_plugins.context.base import LoadingPolicy
 
 
-def scripted_turns(task: Task, *, loading: str | LoadingPolicy, ptc: bool, think: bool = False) -> list[str] | None:
+def scripted_turns(
+    task: Task,
+    *,
+    loading: str | LoadingPolicy,
+    ptc: bool,
+    think: bool = False,
+    describe: Callable[[str], str | None] | None = None,
+) -> list[str] | None:
     """The assistant turns that solve ``task`` under a design (None when it has no solution).
 
     Under PTC: one ``code_interpreter`` cell. Otherwise the loading policy writes the calls
     (``reference_calls``: its meta-calls, then the task's tool calls); a plugin policy without
     that method gets the direct tool calls. ``think`` starts each turn with a short thought in
-    ``<think>…</think>`` (the prompt format asks for one) that names what the turn does and why."""
+    ``<think>…</think>`` (the prompt format asks for one) that names what the turn does and why;
+    with ``describe`` (qualified tool name -> its description) the thought for loading and calling
+    a tool quotes what the tool does, so the clone learns to pick a tool by its description (what
+    a held-out task of an unseen template needs) rather than by the template's wording."""
     solution = task.metadata.get("reference_solution") or []
     if not solution:
         return None
@@ -65,7 +76,9 @@ def scripted_turns(task: Task, *, loading: str | LoadingPolicy, ptc: bool, think
             loading = get_loading_policy(loading)
         writer = getattr(loading, "reference_calls", None)
         calls = writer(solution) if writer else [(f"{s['server']}:{s['tool']}", s["arguments"]) for s in solution]
-        turns += [_thought(think, _why(name, arguments)) + _call(name, arguments) for name, arguments in calls]
+        turns += [
+            _thought(think, _why(name, arguments, describe)) + _call(name, arguments) for name, arguments in calls
+        ]
     turns.append(_thought(think, "The tool result answers the task.") + f"<answer>{answer}</answer>")
     return turns
 
@@ -74,15 +87,34 @@ def _thought(think: bool, text: str) -> str:
     return f"<think>{text}</think>" if think else ""
 
 
-def _why(name: str, arguments: dict[str, Any]) -> str:
+def _why(name: str, arguments: dict[str, Any], describe: Callable[[str], str | None] | None = None) -> str:
     """A one-line thought for a scripted call (what it is for), as a reasoning step."""
     if name == "fetch_tools":
         return f"The {arguments.get('server')} server fits the task; see its tools."
     if name == "get_selected_tools":
-        return f"{', '.join(arguments.get('tools') or [])} fits the task; load the schema."
+        server, tools = arguments.get("server"), list(arguments.get("tools") or [])
+        gists = [_gist(describe, f"{server}:{t}") for t in tools] if describe else []
+        if gists and all(gists):
+            return (
+                "; ".join(f"{t} ({g})" for t, g in zip(tools, gists, strict=True)) + " fits the task; load the schema."
+            )
+        return f"{', '.join(tools)} fits the task; load the schema."
     if name == "search_tools":
         return "Search for a tool that does this."
+    gist = _gist(describe, name) if describe else None
+    if gist:
+        return f"{name} does this ({gist}); call it with the values the task gives."
     return f"Call {name} with the values the task gives."
+
+
+def _gist(describe: Callable[[str], str | None], qualified: str, words: int = 8) -> str | None:
+    """The first clause of a tool's description, at most ``words`` words, lower-cased first letter."""
+    text = describe(qualified)
+    if not text:
+        return None
+    clause = re.split(r"[.;:(\n]", text.strip(), maxsplit=1)[0].strip()
+    short = " ".join(clause.split()[:words]).rstrip(",")
+    return (short[:1].lower() + short[1:]) if short else None
 
 
 class ScriptedPolicy:
@@ -196,9 +228,11 @@ def demonstrations(
     scorer: Any,
     *,
     think: bool = False,
+    describe_tools: bool = False,
 ) -> tuple[list[Trajectory], dict[str, int]]:
     """Play each task's reference solution through the agent; keep those its rubric scores 1.0.
-    ``think`` adds a short thought to each scripted turn (:func:`scripted_turns`)."""
+    ``think`` adds a short thought to each scripted turn (:func:`scripted_turns`);
+    ``describe_tools`` makes those thoughts quote what each tool does (from the toolspace)."""
     from atlas_plugins.agent.loop import Agent
 
     ptc = agent_config.executor is not None
@@ -215,9 +249,15 @@ def demonstrations(
 
     loading = get_loading_policy(agent_config.loading, **agent_config.loading_options)
 
+    def describe(qualified: str) -> str | None:
+        spec = toolspace.get_tool(qualified)
+        return spec.description if spec is not None else None
+
     def play(task: Task) -> Trajectory | None:
         nonlocal agent
-        turns = scripted_turns(task, loading=loading, ptc=ptc, think=think)
+        turns = scripted_turns(
+            task, loading=loading, ptc=ptc, think=think, describe=describe if describe_tools else None
+        )
         if turns is None:
             return None
         policy = ScriptedPolicy(tokenizer, turns)
@@ -328,6 +368,12 @@ def _tree_sft_trainer() -> Any:
     from atlas_plugins.training import shared_prefix as prefix_tree
 
     class TreeSFTTrainer(SFTTrainer):
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            data: Any = train_dataset if train_dataset is not None else self.train_dataset
+            if self.args.world_size > 1 or "input_ids" not in (getattr(data, "column_names", None) or ()):
+                return super()._get_train_sampler(train_dataset)
+            return PrefixGroupedSampler(data["input_ids"], self.args.train_batch_size, seed=self.args.seed)
+
         def compute_loss(
             self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
         ) -> Any:
@@ -351,6 +397,40 @@ def _tree_sft_trainer() -> Any:
             return -logps.sum() / denom
 
     return TreeSFTTrainer
+
+
+class PrefixGroupedSampler:
+    """Shuffled batches of rows that share long token prefixes, so the tree computes them once.
+
+    Each epoch: rows in random order, stably sorted by their first ``prefix`` tokens (rows of one
+    system text, e.g. one design and server, fall together), cut into batches, and the batches
+    shuffled. Every row is seen once per epoch, as with random sampling; what changes is which rows
+    share a batch. Measured on the demo's demonstrations (48 ITL rows, batch 8): 46,090 packed
+    tokens in random order, fewer when rows of a server share batches."""
+
+    def __init__(self, rows: Sequence[Sequence[int]], batch_size: int, *, seed: int = 0, prefix: int = 384) -> None:
+        self.keys = [tuple(r[:prefix]) for r in rows]
+        self.batch_size = max(1, int(batch_size))
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __iter__(self) -> Any:
+        import random
+
+        rng = random.Random(self.seed * 1_000_003 + self.epoch)
+        self.epoch += 1
+        order = list(range(len(self.keys)))
+        rng.shuffle(order)
+        order.sort(key=lambda i: self.keys[i])  # stable: random within a prefix
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        # The short batch stays last: the data loader cuts this order into consecutive batches.
+        tail = [batches.pop()] if batches and len(batches[-1]) < self.batch_size else []
+        rng.shuffle(batches)
+        batches += tail
+        return iter([i for b in batches for i in b])
 
 
 def _has_accelerator() -> bool:
