@@ -127,22 +127,22 @@ def test_config_yaml_errors_name_the_setting(tmp_path):
     assert cfg.max_steps == 5 and cfg.num_generations == 4 and cfg.beta == 0.001
 
 
+def _tiny_demo(**overrides):
+    """Demo settings small enough for a test: 1 held-out task under ITL, one GRPO step of a group of 2."""
+    from atlas_plugins.training.demo import DemoSettings
+
+    base = dict(
+        heldout_tasks=1, designs=["itl"], grpo_steps=1, grpo_batch=2, grpo_group=2,
+        grpo_max_completion_length=64, grpo_max_turn_tokens=8, eval_max_turns=2, eval_max_new_tokens=8,
+    )
+    return DemoSettings(**(base | overrides))
+
+
 def test_demo_runs_end_to_end_and_writes_report(tmp_path):
     """A tiny demo: 1 held-out task, ITL only, no warm start, one GRPO step of a group of 2."""
-    from atlas_plugins.training.demo import DemoSettings, run_demo
+    from atlas_plugins.training.demo import run_demo
 
-    settings = DemoSettings(
-        heldout_tasks=1,
-        designs=["itl"],
-        warm_start=False,
-        grpo_steps=1,
-        grpo_batch=2,
-        grpo_group=2,
-        grpo_max_completion_length=64,
-        grpo_max_turn_tokens=8,
-        eval_max_turns=2,
-        eval_max_new_tokens=8,
-    )
+    settings = _tiny_demo(warm_start=False)
     out = run_demo(tmp_path / "demo", settings, say=lambda m: None)
     for side in ("before", "after"):
         assert set(out[side]) == {"reward", "success", "context_tokens"}
@@ -158,22 +158,9 @@ def test_demo_runs_end_to_end_and_writes_report(tmp_path):
 def test_demo_rerun_keeps_finished_phases(tmp_path):
     """A rerun with the same --out keeps the evaluations and the warm-start adapter whose settings
     are unchanged (a killed demo loses at most its current phase); changed settings redo a phase."""
-    from atlas_plugins.training.demo import DemoSettings, run_demo
+    from atlas_plugins.training.demo import run_demo
 
-    settings = DemoSettings(
-        heldout_tasks=1,
-        designs=["itl"],
-        train_designs=["itl"],
-        warm_start_tasks=2,
-        warm_start_batch=2,
-        grpo_steps=1,
-        grpo_batch=2,
-        grpo_group=2,
-        grpo_max_completion_length=64,
-        grpo_max_turn_tokens=8,
-        eval_max_turns=2,
-        eval_max_new_tokens=8,
-    )
+    settings = _tiny_demo(train_designs=["itl"], warm_start_tasks=2, warm_start_batch=2)
     said: list[str] = []
     first = run_demo(tmp_path / "demo", settings, say=said.append)
     assert (tmp_path / "demo" / "warm_start" / "adapter" / "adapter_config.json").is_file()

@@ -363,7 +363,9 @@ def _subset(s: DemoSettings, *names: str) -> dict[str, Any]:
 
 
 def _has_checkpoint(folder: Path) -> bool:
-    return any(p.name.startswith("checkpoint-") for p in folder.glob("checkpoint-*")) if folder.is_dir() else False
+    from transformers.trainer_utils import get_last_checkpoint  # what AtlasTrainer.train(resume=True) reads
+
+    return folder.is_dir() and get_last_checkpoint(str(folder)) is not None
 
 
 def grpo_summary(log: list[dict[str, Any]]) -> dict[str, Any]:
