@@ -24,7 +24,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
@@ -33,6 +33,9 @@ from atlas_plugins.errors import AtlasError
 from atlas_plugins.recording.rendering import TurnTemplate, encode, probe_template
 from atlas_plugins.types import Task, TokenizerLike, Trajectory
 from atlas_plugins.wire.toolcall import EXPECTED_FORMAT, STOP_STRINGS, parse_assistant
+
+if TYPE_CHECKING:
+    from atlas_plugins.toolspace import Toolspace
 
 __all__ = ["CODE_TOOL", "STOP_STRINGS", "Agent", "AgentConfig", "run_episodes"]
 
@@ -79,7 +82,7 @@ class _Episode:
 class Agent:
     """The native agent. Reusable: call :meth:`run` with batches of tasks."""
 
-    def __init__(self, policy: Any, toolspace: Any, config: AgentConfig | None = None, **overrides: Any) -> None:
+    def __init__(self, policy: Any, toolspace: Toolspace, config: AgentConfig | None = None, **overrides: Any) -> None:
         from atlas_plugins.plugins import get_executor, get_loading_policy
 
         self.policy = policy
@@ -293,7 +296,7 @@ def finished_trajectories(episodes: Sequence[Any]) -> list[Trajectory]:
 
 def run_episodes(
     policy: Any,
-    toolspace: Any,
+    toolspace: Toolspace,
     tasks: Sequence[Task | dict[str, Any]],
     config: AgentConfig | None = None,
     *,

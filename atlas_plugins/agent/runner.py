@@ -15,14 +15,17 @@ ATLAS agent); the adapters add ``atlas_langgraph.LangGraphRunner`` and
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from atlas_plugins.types import Task, Trajectory
+
+if TYPE_CHECKING:
+    from atlas_plugins.policy.base import Policy
 
 
 @runtime_checkable
 class Runner(Protocol):
-    def run(self, tasks: Sequence[Task], *, policy: Any, seed: int | None = None) -> list[Trajectory]:
+    def run(self, tasks: Sequence[Task], *, policy: Policy, seed: int | None = None) -> list[Trajectory]:
         """Play one episode per task with ``policy``; trajectories in task order."""
         ...
 
@@ -42,9 +45,9 @@ class NativeRunner:
         self.config = config
         self.designs = dict(designs or {})
         self._agents: dict[str | None, Any] = {}
-        self._policy: Any = None
+        self._policy: Policy | None = None
 
-    def run(self, tasks: Sequence[Task], *, policy: Any, seed: int | None = None) -> list[Trajectory]:
+    def run(self, tasks: Sequence[Task], *, policy: Policy, seed: int | None = None) -> list[Trajectory]:
         from atlas_plugins.agent.loop import Agent
 
         if policy is not self._policy:

@@ -21,7 +21,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
@@ -29,6 +29,10 @@ from atlas_plugins.evaluation.designs import design_settings
 from atlas_plugins.evaluation.episodes import mean, play_design
 from atlas_plugins.rewards.rubric import CATEGORIES
 from atlas_plugins.types import Task, Trajectory
+
+if TYPE_CHECKING:
+    from atlas_plugins.policy.base import ChatPolicy, Policy
+    from atlas_plugins.toolspace import Toolspace
 
 #: The catalogue distractor servers come from (../shared/data/toolspace; see its README).
 DEFAULT_PADDING_CATALOG = "toucan_servers.jsonl"
@@ -100,8 +104,8 @@ def pad_tasks(tasks: Sequence[Task], distractors: Sequence[str]) -> list[Task]:
 
 # -- one cell --------------------------------------------------------------------------------------
 def run_cell(
-    policy: Any,
-    toolspace: Any,
+    policy: Policy | ChatPolicy,
+    toolspace: Toolspace,
     suite: Any,
     tasks: Sequence[Task],
     design: str,
@@ -183,7 +187,7 @@ def load_policy(model: str = "embedded", adapter: str | None = None, *, device: 
     return policy
 
 
-def context_limit(policy: Any, requested: int = 32768) -> int:
+def context_limit(policy: Policy | ChatPolicy, requested: int = 32768) -> int:
     """The paper's 32k, or less when the model's own context is shorter (SmolLM2: 8,192)."""
     cfg = getattr(getattr(policy, "model", None), "config", None)
     max_pos = getattr(cfg, "max_position_embeddings", None)

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from atlas_plugins.evaluation.bench import BenchCell, file_label, run_bench
+
+if TYPE_CHECKING:
+    from atlas_plugins.policy.base import ChatPolicy
 
 __all__ = ["endpoint_policy", "file_label", "run_endpoint_bench"]
 
@@ -39,7 +42,7 @@ def endpoint_policy(
 
 
 def run_endpoint_bench(
-    policy: Any,
+    policy: ChatPolicy,
     suite_name: str,
     designs: Sequence[str],
     paddings: Sequence[int],

@@ -22,7 +22,7 @@ from atlas_plugins.rewards.rubric import CATEGORIES, is_success
 from atlas_plugins.types import Task, Trajectory
 
 if TYPE_CHECKING:
-    from atlas_plugins.policy.base import Policy
+    from atlas_plugins.policy.base import ChatPolicy, Policy
     from atlas_plugins.rewards.scorer import Scorer
     from atlas_plugins.toolspace import Toolspace
 
@@ -103,7 +103,7 @@ def summarize(design: str, trajs: Sequence[Trajectory], wall_s: float = 0.0) -> 
 
 
 def play_design(
-    policy: Policy,
+    policy: Policy | ChatPolicy,
     toolspace: Toolspace,
     tasks: Sequence[Task],
     design: str,

@@ -22,11 +22,14 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from atlas_plugins.types import Task, Trajectory
+
+if TYPE_CHECKING:
+    from atlas_plugins.toolspace import Toolspace
 
 
 class DemoSettings(BaseModel):
@@ -285,7 +288,7 @@ def run_demo(
 
 
 def _evaluate(
-    model: Any, tokenizer: Any, ts: Any, tasks: list[Task], design: str, scorer: Any, s: DemoSettings
+    model: Any, tokenizer: Any, ts: Toolspace, tasks: list[Task], design: str, scorer: Any, s: DemoSettings
 ) -> tuple[dict[str, Any], list[Trajectory]]:
     """Greedy evaluation of one design, in batches whose K/V stays within ``eval_max_batch_tokens``."""
     from atlas_plugins.evaluation.episodes import play_design, summarize

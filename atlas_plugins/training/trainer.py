@@ -50,7 +50,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
@@ -58,6 +58,10 @@ from atlas_plugins.errors import AtlasError, ConfigError
 from atlas_plugins.rewards.rubric import is_success
 from atlas_plugins.training.config import AtlasGRPOConfig
 from atlas_plugins.types import Task, Trajectory
+
+if TYPE_CHECKING:
+    from atlas_plugins.policy.base import Policy
+    from atlas_plugins.toolspace import Toolspace
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +221,7 @@ class AtlasTrainer:
         self,
         config: AtlasGRPOConfig,
         *,
-        toolspace: Any = None,
+        toolspace: Toolspace | None = None,
         tasks: list[Task] | None = None,
         model: Any = None,
         tokenizer: Any = None,
@@ -555,7 +559,7 @@ class AtlasTrainer:
     def _item_key(item: tuple[Task, str]) -> str:
         return f"{item[0].id}@{item[1]}"
 
-    def _play(self, items: list[tuple[Task, str]], group: int, policy: Any) -> list[list[Trajectory]]:
+    def _play(self, items: list[tuple[Task, str]], group: int, policy: Policy) -> list[list[Trajectory]]:
         """One episode per group member; tasks are tagged with their design when several are trained."""
         tasks = []
         for task, design in items:

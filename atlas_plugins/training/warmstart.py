@@ -28,6 +28,8 @@ from atlas_plugins.wire.toolcall import format_call as _call
 
 if TYPE_CHECKING:
     from atlas_plugins.context.base import LoadingPolicy
+    from atlas_plugins.policy.base import Policy
+    from atlas_plugins.toolspace import Toolspace
 
 
 def scripted_turns(
@@ -140,7 +142,7 @@ class ScriptedPolicy:
 
     name = "scripted"
 
-    def __init__(self, tokenizer: Any, turns: list[str], policy: Any = None, eos: bool = False) -> None:
+    def __init__(self, tokenizer: Any, turns: list[str], policy: Policy | None = None, eos: bool = False) -> None:
         if policy is not None and getattr(policy, "tokenizer", tokenizer) is not tokenizer:
             raise ValueError("ScriptedPolicy: the rendering policy must use the same tokenizer object")
         self.tokenizer = tokenizer
@@ -222,7 +224,7 @@ def verified(
 
 def demonstrations(
     tasks: Sequence[Task],
-    toolspace: Any,
+    toolspace: Toolspace,
     tokenizer: Any,
     agent_config: Any,
     scorer: Any,

@@ -30,13 +30,16 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from atlas_plugins.rewards.base import JudgeResult, record_result
 from atlas_plugins.rewards.judges.rules import RulesJudge
 from atlas_plugins.rewards.render import UNTRUSTED_NOTE, describe_criterion, render_rubric, render_trajectory
 from atlas_plugins.rewards.rubric import Criterion, Rubric
 from atlas_plugins.types import Trajectory
+
+if TYPE_CHECKING:
+    from atlas_plugins.toolspace import Toolspace
 
 SYSTEM_PROMPT = (
     "You are a strict, consistent evaluator of an AI agent's tool-use trajectory. You score it "
@@ -114,7 +117,7 @@ class LMJudge:
         mode: str | None = None,
         temperature: float = 0.0,
         retries: int = 2,
-        toolspace: Any = None,
+        toolspace: Toolspace | None = None,
         result_chars: int = 300,
         max_tokens: int | None = None,
     ) -> None:
@@ -197,7 +200,9 @@ class LMJudge:
             return list(rubric.criteria), []
         return rubric.judge_criteria(), rubric.check_criteria()
 
-    def _rules_part(self, rubric: Rubric, checks: list[Criterion], traj: Trajectory, toolspace: Any) -> JudgeResult:
+    def _rules_part(
+        self, rubric: Rubric, checks: list[Criterion], traj: Trajectory, toolspace: Toolspace | None
+    ) -> JudgeResult:
         if not checks:
             return JudgeResult()
         sub = Rubric(criteria=checks)
@@ -267,7 +272,7 @@ class LMJudge:
             )
         return results
 
-    def score(self, rubric: Rubric, trajectory: Trajectory, *, toolspace: Any = None) -> JudgeResult:
+    def score(self, rubric: Rubric, trajectory: Trajectory, *, toolspace: Toolspace | None = None) -> JudgeResult:
         lm_criteria, checks = self._split(rubric)
         result = self._rules_part(rubric, checks, trajectory, toolspace).merge(
             self._score_lm([trajectory], lm_criteria)[0]
@@ -276,7 +281,7 @@ class LMJudge:
         return result
 
     def score_group(
-        self, rubric: Rubric, trajectories: list[Trajectory], *, toolspace: Any = None
+        self, rubric: Rubric, trajectories: list[Trajectory], *, toolspace: Toolspace | None = None
     ) -> list[JudgeResult]:
         """All rollouts of one task in one prompt (RULER-style); failures fall back to
         scoring those rollouts one by one."""

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from atlas_plugins.hookspecs import Register, hookimpl
 from atlas_plugins.rewards.base import JudgeResult, record_result
 from atlas_plugins.rewards.checks import evaluate_check
 from atlas_plugins.rewards.rubric import Rubric
 from atlas_plugins.types import Trajectory
+
+if TYPE_CHECKING:
+    from atlas_plugins.toolspace import Toolspace
 
 
 class RulesJudge:
@@ -20,11 +23,11 @@ class RulesJudge:
 
     name = "rules"
 
-    def __init__(self, toolspace: Any = None) -> None:
+    def __init__(self, toolspace: Toolspace | None = None) -> None:
         self.toolspace = toolspace
 
     def score(
-        self, rubric: Rubric, trajectory: Trajectory, *, toolspace: Any = None, record: bool = True
+        self, rubric: Rubric, trajectory: Trajectory, *, toolspace: Toolspace | None = None, record: bool = True
     ) -> JudgeResult:
         ts = toolspace if toolspace is not None else self.toolspace
         result = JudgeResult()
@@ -43,7 +46,7 @@ class RulesJudge:
         return result
 
     def score_group(
-        self, rubric: Rubric, trajectories: list[Trajectory], *, toolspace: Any = None
+        self, rubric: Rubric, trajectories: list[Trajectory], *, toolspace: Toolspace | None = None
     ) -> list[JudgeResult]:
         # Exact checks need no cross-trajectory calibration.
         return [self.score(rubric, t, toolspace=toolspace) for t in trajectories]

@@ -35,7 +35,7 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from atlas_plugins.errors import AtlasError, ConfigError
 from atlas_plugins.hookspecs import Register, hookimpl
@@ -44,6 +44,9 @@ from atlas_plugins.rewards.base import coerce_task
 from atlas_plugins.rewards.judges.openai import require_endpoint
 from atlas_plugins.rewards.rubric import Rubric
 from atlas_plugins.types import Task
+
+if TYPE_CHECKING:
+    from atlas_plugins.toolspace import Toolspace
 
 LAYOUT: tuple[tuple[str, int], ...] = (("TF", 5), ("TA", 3), ("TG", 2), ("PA", 2))
 PROMPT_VERSION = "atlas-rubric-v1"
@@ -156,7 +159,7 @@ class LLMProvider:
         *,
         base_url: str | None = None,
         api_key: str | None = None,
-        toolspace: Any = None,
+        toolspace: Toolspace | None = None,
         cache_dir: str | Path | None = None,
         retries: int = 3,
         temperature: float = 0.2,
