@@ -73,6 +73,36 @@ def collect(folder: Path) -> dict:
             "folder": str(folder), "partial": True, **{tag: evals.get(tag) for tag in TAGS}}
 
 
+def funnel(path: Path) -> dict:
+    """How far each held-out episode of one evaluation file got along its reference solution:
+    listed the right server's tools, loaded the right tool's schema (ITL), called a right tool,
+    solved it (every TF criterion met, as ``rubric.is_success``). Read from the episodes the demo
+    wrote (``eval_<tag>_<design>.jsonl``)."""
+    counts = {"episodes": 0, "listed_right_server": 0, "loaded_right_tool": 0, "called_right_tool": 0, "solved": 0}
+    for line in path.read_text().splitlines():
+        ep = json.loads(line)
+        solution = ep["task"]["metadata"].get("reference_solution") or []
+        servers, tools = {s["server"] for s in solution}, {f"{s['server']}:{s['tool']}" for s in solution}
+        listed = loaded = called = False
+        for call in ep["tool_calls"]:
+            args = call.get("arguments") if isinstance(call.get("arguments"), dict) else {}
+            if call.get("name") == "fetch_tools" and args.get("server") in servers:
+                listed = True
+            elif call.get("name") == "get_selected_tools" and isinstance(args.get("tools"), list):
+                loaded |= any(f"{args.get('server')}:{t}" in tools for t in args["tools"])
+            elif call.get("name") == "code_interpreter":
+                code = str(args.get("code", ""))
+                called |= any(f".{t.split(':', 1)[1]}(" in code for t in tools)
+            elif call.get("name") in tools:
+                called = True
+        counts["episodes"] += 1
+        counts["listed_right_server"] += listed
+        counts["loaded_right_tool"] += loaded
+        counts["called_right_tool"] += called
+        counts["solved"] += (ep.get("reward_by_category") or {}).get("TF", 0.0) >= 1.0
+    return counts
+
+
 def summarize(runs: list[dict]) -> dict:
     designs = list(runs[0]["before"])
     table = {}
@@ -130,6 +160,14 @@ def main() -> None:
             f"{'–' if 'after_reward' not in row else 'n/a (base 0)' if rel is None else f'{rel:+.0%}'} | {cell(row, 'before_success')} | "
             f"{cell(row, 'after_warm_start_success')} | {cell(row, 'after_success')} |"
         )
+    if args.collect:
+        print("\nHow far the held-out episodes got (right server listed / right schema loaded / right tool "
+              "called / TF met), per folder and evaluation:")
+        for folder in args.collect:
+            for f in sorted(Path(folder).glob("eval_*.jsonl")):
+                c = funnel(f)
+                print(f"  {Path(folder).name}/{f.stem}: {c['episodes']} episodes: {c['listed_right_server']} / "
+                      f"{c['loaded_right_tool']} / {c['called_right_tool']} / {c['solved']}")
     for r in runs:
         g = r.get("grpo") or {}
         print(f"seed {r['seed']}: wall {r['wall_s']:.0f} s ({', '.join(f'{k} {v:.0f} s' for k, v in r['timings'].items())}); "

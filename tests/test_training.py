@@ -134,35 +134,30 @@ def _tiny_demo(**overrides):
     base = dict(
         heldout_tasks=1, designs=["itl"], grpo_steps=1, grpo_batch=2, grpo_group=2,
         grpo_max_completion_length=64, grpo_max_turn_tokens=8, eval_max_turns=2, eval_max_new_tokens=8,
+        warm_start_epochs=1.0,
     )
     return DemoSettings(**(base | overrides))
 
 
-def test_demo_runs_end_to_end_and_writes_report(tmp_path):
-    """A tiny demo: 1 held-out task, ITL only, no warm start, one GRPO step of a group of 2."""
-    from atlas_plugins.training.demo import run_demo
-
-    settings = _tiny_demo(warm_start=False)
-    out = run_demo(tmp_path / "demo", settings, say=lambda m: None)
-    for side in ("before", "after"):
-        assert set(out[side]) == {"reward", "success", "context_tokens"}
-        assert 0.0 <= out[side]["reward"] <= 1.0 and out[side]["context_tokens"] > 0
-    assert Path(out["plot"]).stat().st_size > 1000
-    report = Path(out["report"]).read_text()
-    itl = report.split("## itl", 1)[1].split("##", 1)[0]  # the ITL design's table
-    assert "| base |" in itl and "| warm start + GRPO |" in itl and "| warm start |" not in itl  # no warm start ran
-    assert "## GRPO training curve" in report and "| 1 |" in report
-    assert (tmp_path / "demo" / "adapter" / "adapter_config.json").is_file()
-
-
 def test_demo_rerun_keeps_finished_phases(tmp_path):
-    """A rerun with the same --out keeps the evaluations and the warm-start adapter whose settings
-    are unchanged (a killed demo loses at most its current phase); changed settings redo a phase."""
+    """A tiny demo (1 held-out task, ITL, 2 demonstrations, one GRPO step of a group of 2) writes
+    its report, curve and adapters; a rerun with the same --out keeps the evaluations and adapters
+    whose settings are unchanged (a killed demo loses at most its current phase); changed settings
+    redo only the phases that depend on them."""
     from atlas_plugins.training.demo import run_demo
 
     settings = _tiny_demo(train_designs=["itl"], warm_start_tasks=2, warm_start_batch=2)
     said: list[str] = []
     first = run_demo(tmp_path / "demo", settings, say=said.append)
+    for side in ("before", "after_warm_start", "after"):
+        assert set(first[side]) == {"reward", "success", "context_tokens"}
+        assert 0.0 <= first[side]["reward"] <= 1.0 and first[side]["context_tokens"] > 0
+    assert Path(first["plot"]).stat().st_size > 1000
+    report = Path(first["report"]).read_text()
+    itl = report.split("## itl", 1)[1].split("##", 1)[0]  # the ITL design's table
+    assert "| base |" in itl and "| warm start |" in itl and "| warm start + GRPO |" in itl
+    assert "## GRPO training curve" in report and "| 1 |" in report
+    assert (tmp_path / "demo" / "adapter" / "adapter_config.json").is_file()
     assert (tmp_path / "demo" / "warm_start" / "adapter" / "adapter_config.json").is_file()
     assert not any("kept" in m for m in said)
     said.clear()
@@ -179,10 +174,19 @@ def test_demo_rerun_keeps_finished_phases(tmp_path):
         assert again[tag] == first[tag]
     assert again["grpo"]["reward"] == first["grpo"]["reward"]
     said.clear()
-    run_demo(tmp_path / "demo", settings.model_copy(update={"eval_max_new_tokens": 9}), say=said.append)
+    settings = settings.model_copy(update={"eval_max_new_tokens": 9})
+    third = run_demo(tmp_path / "demo", settings, say=said.append)
     assert not any(m.startswith("[before]") and "kept" in m for m in said)  # another eval budget: evaluated anew
     assert any(m.startswith("warm start: adapter kept") for m in said)  # the warm start does not depend on it
     assert any(m.startswith("rubric GRPO: adapter kept") for m in said)  # nor does GRPO
+    said.clear()
+    # Without a warm start: the base evaluation is kept, GRPO trains anew from the base model.
+    alone = run_demo(tmp_path / "demo", settings.model_copy(update={"warm_start": False}), say=said.append)
+    assert any(m.startswith("[before] itl") and "kept" in m for m in said)
+    assert not any(m.startswith("warm start") for m in said) and not any("GRPO: adapter kept" in m for m in said)
+    assert alone["after_warm_start"] is None and alone["before"] == third["before"]
+    itl = Path(alone["report"]).read_text().split("## itl", 1)[1].split("##", 1)[0]
+    assert "| base |" in itl and "| warm start + GRPO |" in itl and "| warm start |" not in itl
 
 
 def test_demo_settings_refuse_unknown_fields():
@@ -192,6 +196,17 @@ def test_demo_settings_refuse_unknown_fields():
 
     with pytest.raises(ValidationError, match="grpo_stepz"):
         DemoSettings(grpo_stepz=3)
+
+
+def test_cpu_demo_config_carries_the_demo_recipe():
+    """``AtlasGRPOConfig.cpu_demo`` is the GRPO half of ``atlas demo``'s defaults: one recipe."""
+    from atlas_plugins.training.demo import DemoSettings
+
+    s, cfg = DemoSettings(), AtlasGRPOConfig.cpu_demo("x")
+    assert (cfg.learning_rate, cfg.max_completion_length, cfg.max_turn_tokens) == (
+        s.grpo_lr, s.grpo_max_completion_length, s.grpo_max_turn_tokens
+    )
+    assert (cfg.per_device_train_batch_size, cfg.num_generations) == (s.grpo_batch, s.grpo_group)
 
 
 def test_gpu_vllm_example_config_parses_with_paper_defaults():

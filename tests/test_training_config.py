@@ -38,5 +38,5 @@ def test_defaults_of_the_own_fields() -> None:
         "rubric_provider": "template", "judge": "rules", "aggregator": "atlas", "trajectory_log": None,
         "designs": None, "curriculum": False, "dynamic_sampling_rounds": 0, "shared_prefix": True,
         "rubric_provider_options": {}, "judge_options": {}, "aggregator_options": {},
-        "memory_guard": True, "memory_budget_gb": None,
+        "memory_guard": True, "memory_budget_gb": None, "release_memory": False,
     }

@@ -239,6 +239,10 @@ class AtlasTrainer:
         self.config = config
         # -- checks that need nothing loaded ------------------------------------------------------
         config.check()
+        if config.release_memory:
+            from atlas_plugins.training.allocator import release_large_blocks
+
+            release_large_blocks()
         if runner is not None and config.designs:
             raise ConfigError(
                 "designs= trains the native agent under several designs; an adapter's runner plays "

@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from atlas_plugins.rewards.base import JudgeResult, record_result
 from atlas_plugins.rewards.judges.rules import RulesJudge
