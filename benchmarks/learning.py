@@ -78,6 +78,8 @@ def funnel(path: Path) -> dict:
     listed the right server's tools, loaded the right tool's schema (ITL), called a right tool,
     solved it (every TF criterion met, as ``rubric.is_success``). Read from the episodes the demo
     wrote (``eval_<tag>_<design>.jsonl``)."""
+    from atlas_plugins.rewards.rubric import FULL_SCORE  # the threshold rubric.is_success applies
+
     counts = {"episodes": 0, "listed_right_server": 0, "loaded_right_tool": 0, "called_right_tool": 0, "solved": 0}
     for line in path.read_text().splitlines():
         ep = json.loads(line)
@@ -99,7 +101,7 @@ def funnel(path: Path) -> dict:
         counts["listed_right_server"] += listed
         counts["loaded_right_tool"] += loaded
         counts["called_right_tool"] += called
-        counts["solved"] += (ep.get("reward_by_category") or {}).get("TF", 0.0) >= 1.0
+        counts["solved"] += (ep.get("reward_by_category") or {}).get("TF", 0.0) >= FULL_SCORE  # as is_success
     return counts
 
 
