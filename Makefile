@@ -43,13 +43,18 @@ demo: system-deps venv-train
 	$(VENV)/bin/atlas demo --out demo-out
 
 # PYTEST_ARGS: extra pytest arguments, e.g. PYTEST_ARGS="--durations=30 -x".
+# TEST_WORKERS: pytest-xdist processes, one file per worker at a time (`--dist loadfile`, so a
+# module's fixtures start once). Each worker uses one torch thread (tests/conftest.py), and
+# OMP_NUM_THREADS=1 keeps the model processes that tests start from spinning against the other
+# worker. Most tests wait on servers and subprocesses, so 2 workers use 2 cores well.
 PYTEST_ARGS ?=
+TEST_WORKERS ?= 2
 test: system-deps venv-test
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Everything but the tests marked slow (model loading, training steps): a change checked in minutes.
 test-fast: system-deps venv-test
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" $(PYTEST_ARGS)
 
 # The MCP tests again on the oldest supported mcp (1.x, what langchain-mcp-adapters 0.3 needs), in
 # a venv of their own beside langchain-mcp-adapters; `make test` covers the newest (2.x). Every
@@ -72,7 +77,7 @@ venv-mcp1: $(VENV_MCP1)/.test
 
 test-mcp1: system-deps venv-mcp1
 	$(VENV_MCP1)/bin/python -c "from atlas_plugins.mcp_compat import MCP_VERSION; print('testing on mcp', MCP_VERSION)"
-	HF_HUB_OFFLINE=1 $(VENV_MCP1)/bin/python -m pytest -q $(MCP_TESTS) $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(VENV_MCP1)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(MCP_TESTS) $(PYTEST_ARGS)
 
 # Formatting, lint rules and types; the settings are in pyproject.toml ([tool.ruff], [tool.mypy]).
 LINT_PATHS := atlas_plugins adapters

@@ -53,6 +53,19 @@ def embedded_model_dir(*, progress: bool = True) -> Path:
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
         return target
     src = gguf_path()
+    from filelock import FileLock  # a dependency of huggingface_hub, so of transformers
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # One conversion at a time: two processes starting together (test workers, two demos) would
+    # otherwise each convert, and the second would replace the folder the first is loading.
+    with FileLock(str(target.parent / f".{EMBEDDED_MODEL_NAME}.lock")):
+        if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+            return target  # converted by the process that held the lock before us
+        return _convert(src, target, progress=progress)
+
+
+def _convert(src: Path, target: Path, *, progress: bool) -> Path:
+    """De-quantize the GGUF at ``src`` into a Hugging Face folder at ``target`` (atomically)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -65,7 +78,6 @@ def embedded_model_dir(*, progress: bool = True) -> Path:
     model.is_quantized = False  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    target.parent.mkdir(parents=True, exist_ok=True)
     # Write to a temp folder and rename, so a killed conversion never leaves half a model.
     tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
     try:

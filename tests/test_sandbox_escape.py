@@ -106,25 +106,32 @@ def exec_dirs() -> set[str]:
     return set(glob.glob(os.path.join(tempfile.gettempdir(), "atlas-exec-*"))) | set(glob.glob("/tmp/atlas-exec-*"))
 
 
-def live_session_dirs() -> set[str]:
-    """Host directories still bound into a running sandbox (another live session's, not a leftover)."""
-    out = set()
+def pids_matching(needle: bytes) -> set[int]:
+    """This process's descendants whose command line contains ``needle`` (never another test
+    process's: the suite may run in several workers at once)."""
+    parent: dict[int, int] = {}
     for p in os.listdir("/proc"):
         if p.isdigit():
-            for a in _argv(p):
-                text = a.decode("utf-8", "replace")
-                if "atlas-exec-" in text and os.path.isdir(text):
-                    out.add(text)
-    return out
+            try:
+                parent[int(p)] = int(Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+
+    def ours(pid: int) -> bool:
+        for _ in range(64):  # a bounded walk up the tree
+            pid = parent.get(pid, 0)
+            if pid == os.getpid():
+                return True
+            if pid <= 1:
+                return False
+        return False
+
+    return {pid for pid in parent if ours(pid) and any(needle in a for a in _argv(str(pid)))}
 
 
-def leftovers(before: set[str]) -> set[str]:
-    """atlas-exec-* directories that appeared since ``before`` and belong to no live sandbox."""
-    return exec_dirs() - before - live_session_dirs()
-
-
-def pids_matching(needle: bytes) -> set[int]:
-    return {int(p) for p in os.listdir("/proc") if p.isdigit() and any(needle in a for a in _argv(p))}
+def own_runner_pids() -> set[int]:
+    """:func:`runner_pids` started by this process (not another test worker's sandboxes)."""
+    return {p for p in pids_matching(RUNNER_PATH) if os.path.basename((_argv(str(p)) or [b""])[0]) != b"bwrap"}
 
 
 def kill_pids(pids: set[int]) -> None:
@@ -252,8 +259,8 @@ def test_runner_process_is_not_host_root(host):
                 found[pid] = host_uids(pid)
             except OSError:
                 pass
-    if not found:  # renaming refused: fall back to every runner process there is now
-        for pid in runner_pids():
+    if not found:  # renaming refused: fall back to every runner process this test process started
+        for pid in own_runner_pids():
             try:
                 found[pid] = host_uids(pid)
             except OSError:
@@ -315,19 +322,22 @@ def test_ptrace_attach_pid1_is_refused(host):
 def test_sandbox_dies_on_close_even_without_pdeathsig(host):
     """[2] rlimits/lifetime bypass: after clearing PR_SET_PDEATHSIG and keeping a thread alive, close() still ends the sandbox."""
     marker = "ax" + uuid.uuid4().hex[:12]
-    before = runner_pids()
+    before = own_runner_pids()
     code = LIBC + (f"try:\n    open('/proc/self/comm', 'w').write({marker!r})\n    named = True\nexcept OSError:\n    named = False\n"
                    "libc.prctl(1, 0, 0, 0, 0)\nimport threading, time\n"
                    "threading.Thread(target=time.sleep, args=(30,)).start()\nnamed")
     leftover: set[int] = set()
+    mine: set[int] = set()
 
     def survivors() -> set[int]:
-        # By the marker name when the cell could set it, else every runner that is new since the start.
-        return pids_with_comm(marker) if named else runner_pids() - before
+        # By the marker name when the cell could set it, else the runners this session started
+        # (their pids, taken while they were ours: a survivor is re-parented away from us).
+        return pids_with_comm(marker) if named else {p for p in mine if os.path.exists(f"/proc/{p}")}
 
     try:
         with fresh(host) as s:
             named = run(host, code, s).value == "True"
+            mine = own_runner_pids() - before
         deadline = time.monotonic() + 2
         leftover = survivors()
         while leftover and time.monotonic() < deadline:
@@ -594,30 +604,34 @@ def host_dir_of(host, session) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
-def close_and_find_leftovers(host, sessions_and_cells) -> tuple[list[str], list[str]]:
-    """Open a session per cell, run it, close it; returns (close() errors, directories left behind)."""
-    before = exec_dirs()
-    errors, mine, unknown = [], [], False
-    for ex, cell in sessions_and_cells:
-        s = ex.open_session(host["ts"])
-        try:
-            d = host_dir_of(host, s)
-            mine.append(d)
-            unknown |= d is None
-            run(host, cell, s)
-        finally:
+def close_and_find_leftovers(host, sessions_and_cells, private_tmp: Path) -> tuple[list[str], list[str]]:
+    """Open a session per cell, run it, close it; returns (close() errors, directories left behind).
+
+    The sessions make their temporary directories under ``private_tmp`` (``tempfile.tempdir``),
+    so what is left there is theirs, never another test process's live session."""
+    errors, mine = [], []
+    saved, tempfile.tempdir = tempfile.tempdir, str(private_tmp)
+    try:
+        for ex, cell in sessions_and_cells:
+            s = ex.open_session(host["ts"])
             try:
-                s.close()
-            except Exception as exc:  # noqa: BLE001
-                errors.append(f"{type(exc).__name__}: {exc}")
-    # Our own directories when the marker found them, else whatever appeared and no live sandbox holds.
-    left = sorted(leftovers(before) if unknown else {d for d in mine if d and os.path.exists(d)})
+                mine.append(host_dir_of(host, s))
+                run(host, cell, s)
+            finally:
+                try:
+                    s.close()
+                except Exception as exc:  # noqa: BLE001
+                    errors.append(f"{type(exc).__name__}: {exc}")
+    finally:
+        tempfile.tempdir = saved
+    found = set(glob.glob(str(private_tmp / "atlas-exec-*"))) | {d for d in mine if d}
+    left = sorted(d for d in found if os.path.exists(d))
     for d in left:
         subprocess.run(["rm", "-rf", d], check=False)
     return errors, left
 
 
-def test_closed_sessions_leave_no_directories(host):
+def test_closed_sessions_leave_no_directories(host, tmp_path):
     """[8] Leftovers: five closed sessions with hostile leftovers (chmod 0, fifo, symlinks, socket) leave no atlas-exec-* dir."""
     ex = LocalExecutor(timeout=3, memory_mb=512)
     cells = [
@@ -627,15 +641,15 @@ def test_closed_sessions_leave_no_directories(host):
         "import socket\ns = socket.socket(socket.AF_UNIX)\ns.bind('/session/sock')",
         "open('/session/f', 'w').write('x')\nos.chmod('/session', 0o500)",
     ]
-    errors, left = close_and_find_leftovers(host, [(ex, "import os\n" + c) for c in cells])
+    errors, left = close_and_find_leftovers(host, [(ex, "import os\n" + c) for c in cells], tmp_path)
     assert not errors, f"session.close() raised: {errors}"
     assert not left, f"session directories left behind: {left}"
 
 
-def test_deep_directory_tree_does_not_break_close(host):
+def test_deep_directory_tree_does_not_break_close(host, tmp_path):
     """[8] Leftovers: a 3000-deep directory tree in /session neither makes close() raise nor survives it."""
     cell = "import os\nfor _ in range(3000):\n    os.mkdir('d')\n    os.chdir('d')\nos.chdir('/session')"
-    errors, left = close_and_find_leftovers(host, [(host["ex"], cell)])
+    errors, left = close_and_find_leftovers(host, [(host["ex"], cell)], tmp_path)
     assert not errors, f"session.close() raised: {errors}"
     assert not left, f"session directories left behind: {left}"
 

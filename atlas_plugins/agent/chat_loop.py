@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from atlas_plugins.agent.env import CODE_TOOL, EnvTool, EpisodeEnv
 from atlas_plugins.types import TOOL_SEP, Task, Trajectory
@@ -43,6 +43,7 @@ from atlas_plugins.wire.toolcall import (
 
 if TYPE_CHECKING:
     from atlas_plugins.agent.loop import Agent
+    from atlas_plugins.policy.base import ChatPolicy
 
 __all__ = ["api_name", "close_tags", "run_chat_episodes"]
 
@@ -118,7 +119,7 @@ def run_chat_episodes(
     from atlas_plugins.wire.toolcall import EXPECTED_FORMAT
 
     cfg = agent.config
-    policy = agent.policy
+    policy = cast("ChatPolicy", agent.policy)  # the Agent checked it has generate_chat
     episodes: list[_ChatEpisode] = []
     for task in tasks:
         eid = f"{task.id}-{uuid.uuid4().hex[:10]}"

@@ -24,7 +24,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel, Field
 
@@ -35,6 +35,7 @@ from atlas_plugins.types import Task, TokenizerLike, Trajectory
 from atlas_plugins.wire.toolcall import EXPECTED_FORMAT, STOP_STRINGS, parse_assistant
 
 if TYPE_CHECKING:
+    from atlas_plugins.policy.base import ChatPolicy, TokenPolicy
     from atlas_plugins.toolspace import Toolspace
 
 __all__ = ["CODE_TOOL", "STOP_STRINGS", "Agent", "AgentConfig", "run_episodes"]
@@ -82,7 +83,13 @@ class _Episode:
 class Agent:
     """The native agent. Reusable: call :meth:`run` with batches of tasks."""
 
-    def __init__(self, policy: Any, toolspace: Toolspace, config: AgentConfig | None = None, **overrides: Any) -> None:
+    def __init__(
+        self,
+        policy: TokenPolicy | ChatPolicy,
+        toolspace: Toolspace,
+        config: AgentConfig | None = None,
+        **overrides: Any,
+    ) -> None:
         from atlas_plugins.plugins import get_executor, get_loading_policy
 
         self.policy = policy
@@ -111,6 +118,12 @@ class Agent:
         )
 
     # -- episode setup -----------------------------------------------------------------------
+
+    @property
+    def _tokens(self) -> TokenPolicy:
+        """The policy as the token interface (read each time: callers may swap ``self.policy``)."""
+        return cast("TokenPolicy", self.policy)
+
     def _start(self, task: Task, episode_id: str) -> _Episode:
         env = EpisodeEnv(
             self.toolspace,
@@ -126,7 +139,7 @@ class Agent:
             {"role": "system", "content": env.system_text()},
             {"role": "user", "content": self.config.user_template.format(task=task.prompt)},
         ]
-        prompt_ids = list(self.policy.apply_chat_template(messages, add_generation_prompt=True))
+        prompt_ids = list(self._tokens.apply_chat_template(messages, add_generation_prompt=True))
         traj = Trajectory(
             task_id=task.id,
             task=task.model_dump(),
@@ -259,7 +272,7 @@ class Agent:
                     )
                     for ep in active
                 ]
-                gens = self.policy.generate(
+                gens = self._tokens.generate(
                     [ep.ids for ep in active],
                     max_new_tokens=budgets,
                     temperature=cfg.temperature,
@@ -295,7 +308,7 @@ def finished_trajectories(episodes: Sequence[Any]) -> list[Trajectory]:
 
 
 def run_episodes(
-    policy: Any,
+    policy: TokenPolicy | ChatPolicy,
     toolspace: Toolspace,
     tasks: Sequence[Task | dict[str, Any]],
     config: AgentConfig | None = None,

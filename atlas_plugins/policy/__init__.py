@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from atlas_plugins.policy.base import ChatGeneration, ChatPolicy, Generation, Policy, SamplingParams
+from atlas_plugins.policy.base import ChatGeneration, ChatPolicy, Generation, Policy, SamplingParams, TokenPolicy
 
 __all__ = [
     "ChatGeneration",
@@ -28,6 +28,7 @@ __all__ = [
     "Policy",
     "PolicyServer",
     "SamplingParams",
+    "TokenPolicy",
     "TransformersPolicy",
     "VLLMPolicy",
     "BatchedPolicy",

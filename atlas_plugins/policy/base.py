@@ -105,8 +105,8 @@ class ChatPolicy(Protocol):
 
 
 @runtime_checkable
-class Policy(ChatPolicy, Protocol):
-    """A trainable policy: token ids in, sampled token ids + logprobs out.
+class TokenPolicy(Protocol):
+    """Token ids in, sampled token ids + logprobs out: what the native agent loop drives.
 
     ``generate`` runs the whole batch together (one GRPO group, or several): prompts of
     different lengths are fine. ``max_new_tokens`` may be one int or one per prompt; ``stop`` may
@@ -134,6 +134,15 @@ class Policy(ChatPolicy, Protocol):
         tools: list[dict[str, Any]] | None = None,
         add_generation_prompt: bool = True,
     ) -> list[int]: ...
+
+
+@runtime_checkable
+class Policy(TokenPolicy, ChatPolicy, Protocol):
+    """A trainable policy: a :class:`TokenPolicy` that also speaks messages (:class:`ChatPolicy`).
+
+    Token-only policies (demonstration replays, a vLLM engine) are :class:`TokenPolicy` alone; a
+    chat-API model (an OpenAI-compatible server) is :class:`ChatPolicy` alone. The agent loop
+    takes either."""
 
 
 def per_prompt(value: Any, n: int, *, what: str, scalar: type | tuple[type, ...]) -> list[Any]:

@@ -180,7 +180,12 @@ def cached_build(kind: str, key: str, build: Callable[[Path], None], *, use_cach
         (tmp / "DONE").write_text(key)
         if not use_cache:
             return tmp, False  # caller owns a private folder; nothing shared is touched
-        if target.exists():
+        if (target / "DONE").is_file():
+            # Another process finished the same build meanwhile, and may be reading it now:
+            # keep its index (it is equivalent) rather than delete it under the reader.
+            shutil.rmtree(tmp, ignore_errors=True)
+            return target, False
+        if target.exists():  # a torn folder that never got its DONE mark
             shutil.rmtree(target, ignore_errors=True)
         try:
             tmp.rename(target)
