@@ -4,7 +4,7 @@ Each seed runs `atlas demo --seed S --json` in its own process (so peak memory i
 max RSS, read from the OS after it exits). Prints a table per design with mean ± std over seeds
 and the relative change of the mean held-out reward; writes benchmarks/results/learning.json.
 
-    python benchmarks/learning.py --seeds 0,1,2          # ~45 min per seed on 2 idle cores
+    python benchmarks/learning.py --seeds 0,1,2          # ~100 min per seed on 2 idle cores
     python benchmarks/learning.py --collect DIR [DIR ...]  # the table from finished demo folders
 """
 
