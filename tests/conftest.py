@@ -67,10 +67,21 @@ def shared_data() -> Path:
 @pytest.fixture()
 def http_server():
     """The streamable-HTTP test server (tests/servers/http_server.py) on a free loopback port."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, str(TEST_SERVERS / "http_server.py"), str(port)], stderr=subprocess.DEVNULL)
+    # The server binds port 0 itself and prints it: a port chosen here and bound there could be
+    # taken in between by another process (a second test worker).
+    proc = subprocess.Popen(
+        [sys.executable, str(TEST_SERVERS / "http_server.py")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    line = proc.stdout.readline() if proc.stdout else ""
+    if not line.startswith("PORT "):
+        proc.kill()
+        raise RuntimeError(f"tests/servers/http_server.py did not start (printed {line!r})")
+    port = int(line.split()[1])
+    wait_for_port(port)
     try:
-        wait_for_port(port)
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
         proc.terminate()

@@ -1,4 +1,7 @@
-"""A test MCP server over streamable HTTP: ``python tests/servers/http_server.py PORT``.
+"""A test MCP server over streamable HTTP: ``python tests/servers/http_server.py [PORT]``.
+
+Without PORT (or with 0) it binds a free loopback port itself and prints ``PORT <n>`` first, so
+no other process can take the port between choosing it and binding it.
 
 Requires the header ``X-Test-Token: secret`` on every request (to test configured headers).
 """
@@ -14,7 +17,7 @@ from starlette.responses import PlainTextResponse
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this checkout's atlas_plugins, however installed
 from atlas_plugins.mcp_compat import MCPServer  # noqa: E402  (mcp 2.x MCPServer, 1.x FastMCP)
 
-port = int(sys.argv[1])
+port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
 srv = MCPServer("remote", instructions="A remote test server reached over streamable HTTP.")
 
 
@@ -36,4 +39,9 @@ if __name__ == "__main__":
 
     app = srv.streamable_http_app()
     app.add_middleware(RequireToken)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", port))
+    print(f"PORT {sock.getsockname()[1]}", flush=True)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
