@@ -49,12 +49,14 @@ demo: system-deps venv-train
 # worker. Most tests wait on servers and subprocesses, so 2 workers use 2 cores well.
 PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
+PYTEST_ENV := HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1
+XDIST := -n $(TEST_WORKERS) --dist loadfile
 test: system-deps venv-test
-	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(PYTEST_ENV) $(PY) -m pytest -q $(XDIST) $(PYTEST_ARGS)
 
 # Everything but the tests marked slow (model loading, training steps): a change checked in minutes.
 test-fast: system-deps venv-test
-	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" $(PYTEST_ARGS)
+	$(PYTEST_ENV) $(PY) -m pytest -q $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 # The MCP tests again on the oldest supported mcp (1.x, what langchain-mcp-adapters 0.3 needs), in
 # a venv of their own beside langchain-mcp-adapters; `make test` covers the newest (2.x). Every
@@ -77,7 +79,7 @@ venv-mcp1: $(VENV_MCP1)/.test
 
 test-mcp1: system-deps venv-mcp1
 	$(VENV_MCP1)/bin/python -c "from atlas_plugins.mcp_compat import MCP_VERSION; print('testing on mcp', MCP_VERSION)"
-	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(VENV_MCP1)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(MCP_TESTS) $(PYTEST_ARGS)
+	$(PYTEST_ENV) $(VENV_MCP1)/bin/python -m pytest -q $(XDIST) $(MCP_TESTS) $(PYTEST_ARGS)
 
 # Formatting, lint rules and types; the settings are in pyproject.toml ([tool.ruff], [tool.mypy]).
 LINT_PATHS := atlas_plugins adapters

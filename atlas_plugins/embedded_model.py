@@ -50,7 +50,7 @@ def gguf_path() -> Path:
 def embedded_model_dir(*, progress: bool = True) -> Path:
     """A normal HF folder of SmolLM2-135M-Instruct (converted from the GGUF on first use)."""
     target = cache_dir() / "models" / EMBEDDED_MODEL_NAME
-    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+    if _converted(target):
         return target
     src = gguf_path()
     from filelock import FileLock  # a dependency of huggingface_hub, so of transformers
@@ -59,9 +59,14 @@ def embedded_model_dir(*, progress: bool = True) -> Path:
     # One conversion at a time: two processes starting together (test workers, two demos) would
     # otherwise each convert, and the second would replace the folder the first is loading.
     with FileLock(str(target.parent / f".{EMBEDDED_MODEL_NAME}.lock")):
-        if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        if _converted(target):
             return target  # converted by the process that held the lock before us
         return _convert(src, target, progress=progress)
+
+
+def _converted(target: Path) -> bool:
+    """Whether ``target`` holds a finished conversion (it is renamed into place whole)."""
+    return (target / "config.json").is_file() and (target / "model.safetensors").is_file()
 
 
 def _convert(src: Path, target: Path, *, progress: bool) -> Path:

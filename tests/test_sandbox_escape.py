@@ -131,7 +131,7 @@ def pids_matching(needle: bytes) -> set[int]:
 
 def own_runner_pids() -> set[int]:
     """:func:`runner_pids` started by this process (not another test worker's sandboxes)."""
-    return {p for p in pids_matching(RUNNER_PATH) if os.path.basename((_argv(str(p)) or [b""])[0]) != b"bwrap"}
+    return runner_pids() & pids_matching(RUNNER_PATH)
 
 
 def kill_pids(pids: set[int]) -> None:
