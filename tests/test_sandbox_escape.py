@@ -18,17 +18,16 @@ import errno
 import glob
 import os
 import platform
-import signal
 import stat
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from sandbox_procs import in_background, kill_pids, own_runner_pids, pids_matching, runner_pids
 
 from atlas_plugins.orchestration.base import CellResult
 from atlas_plugins.orchestration.executors.local import LocalExecutor
@@ -39,7 +38,6 @@ MATH_SERVER = str(SERVERS / "exec_math_server.py")
 HOSTILE_SERVER = str(SERVERS / "hostile_server.py")
 PROJECT = Path(__file__).resolve().parents[1]
 CORE_PATTERN = Path("/proc/sys/kernel/core_pattern")
-RUNNER_PATH = b"/opt/atlas/runner.py"
 X86_64 = platform.machine() == "x86_64"
 x86_only = pytest.mark.skipif(not X86_64, reason="raw x86_64 syscall numbers / machine code")
 
@@ -64,24 +62,6 @@ LIBC = "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
 
 
 # -- host-side helpers -------------------------------------------------------------------------
-def _argv(pid: str) -> list[bytes]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return []
-
-
-def runner_pids() -> set[int]:
-    """Host pids of sandboxed interpreters (the runner, not the bwrap processes around it)."""
-    out = set()
-    for p in os.listdir("/proc"):
-        if p.isdigit():
-            argv = _argv(p)
-            if argv and os.path.basename(argv[0]) != b"bwrap" and any(RUNNER_PATH in a for a in argv):
-                out.add(int(p))
-    return out
-
-
 def pids_with_comm(name: str) -> set[int]:
     out = set()
     for p in os.listdir("/proc"):
@@ -104,57 +84,6 @@ def host_uids(pid: int) -> list[int]:
 
 def exec_dirs() -> set[str]:
     return set(glob.glob(os.path.join(tempfile.gettempdir(), "atlas-exec-*"))) | set(glob.glob("/tmp/atlas-exec-*"))
-
-
-def pids_matching(needle: bytes) -> set[int]:
-    """This process's descendants whose command line contains ``needle`` (never another test
-    process's: the suite may run in several workers at once)."""
-    parent: dict[int, int] = {}
-    for p in os.listdir("/proc"):
-        if p.isdigit():
-            try:
-                parent[int(p)] = int(Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                pass
-
-    def ours(pid: int) -> bool:
-        for _ in range(64):  # a bounded walk up the tree
-            pid = parent.get(pid, 0)
-            if pid == os.getpid():
-                return True
-            if pid <= 1:
-                return False
-        return False
-
-    return {pid for pid in parent if ours(pid) and any(needle in a for a in _argv(str(pid)))}
-
-
-def own_runner_pids() -> set[int]:
-    """:func:`runner_pids` started by this process (not another test worker's sandboxes)."""
-    return runner_pids() & pids_matching(RUNNER_PATH)
-
-
-def kill_pids(pids: set[int]) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
-def in_background(fn):
-    """Run fn() in a thread; returns (thread, box) where box['result'] / box['error'] is filled."""
-    box: dict = {}
-
-    def target() -> None:
-        try:
-            box["result"] = fn()
-        except BaseException as exc:  # noqa: BLE001
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    return thread, box
 
 
 # -- fixtures ----------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -46,6 +47,9 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 MAX_RESULT_BYTES = 1024 * 1024  # the largest tool result (as JSON) sent into the sandbox
+#: The most argument JSON one call's record keeps (records go into trajectories, 30 calls a cell):
+#: the tool still gets the whole arguments, the host's record of them is cut.
+MAX_RECORDED_ARGUMENT_BYTES = 64 * 1024
 STATE_LOST = "the interpreter was restarted: every variable, import and MCPServer object from earlier cells is gone"
 
 
@@ -112,6 +116,35 @@ SandboxMessage = Annotated[Message, Field(discriminator="op")]
 _ADAPTER: TypeAdapter[Message] = TypeAdapter(SandboxMessage)
 
 
+# JSON may spell UTF-16 surrogates as escapes ("\ud800"); json.loads turns an unpaired one into a
+# str that no UTF-8 writer accepts, so a forged (or, over E2B's ASCII lines, an honest) message
+# would make the host raise later, wherever it logs, prints, saves or tokenizes the result.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    """``value`` with every unpaired surrogate in its strings (keys too) replaced by U+FFFD.
+    Recursion is bounded: the value passed :func:`loads_bounded`'s nesting cap."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_without_lone_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_without_lone_surrogates(k): _without_lone_surrogates(v) for k, v in value.items()}
+    return value
+
+
+def _recorded_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
+    """``arguments`` as a call's record keeps them: whole up to :data:`MAX_RECORDED_ARGUMENT_BYTES`
+    of JSON, else a marker with the start of their JSON (a cell flooding calls with megabytes of
+    arguments would otherwise hold hundreds of MB of host memory in its trajectory)."""
+    text = json.dumps(arguments, ensure_ascii=False, default=repr)
+    if len(text) <= MAX_RECORDED_ARGUMENT_BYTES:
+        return arguments
+    return {"_truncated": f"{len(text)} characters of arguments, cut", "_start": text[:2000]}
+
+
 def parse_message(payload: bytes) -> Message:
     """Decode and validate one message; raises :class:`ProtocolViolation` naming the problem."""
     if len(payload) > MAX_MESSAGE_BYTES:
@@ -120,6 +153,8 @@ def parse_message(payload: bytes) -> Message:
         data = loads_bounded(payload)
     except (ValueError, UnicodeDecodeError) as exc:  # UnicodeDecodeError is a ValueError; named for readers
         raise ProtocolViolation(f"message is not JSON ({exc})") from None
+    if _SURROGATE_ESCAPE.search(payload):
+        data = _without_lone_surrogates(data)
     if not isinstance(data, dict) or "op" not in data:
         raise ProtocolViolation(f"message is not an object with an 'op': {str(data)[:120]!r}")
     known = ("ready", "server", "info", "call", "done")
@@ -334,7 +369,7 @@ class ToolBridge:
             {
                 "server": msg.server,
                 "tool": msg.tool,
-                "arguments": arguments,
+                "arguments": _recorded_arguments(arguments),
                 "ok": result.ok,
                 "error": result.error,
                 "error_type": result.error_type,
@@ -397,7 +432,9 @@ class Transport:
 
     def start(self) -> None: ...
 
-    def send(self, msg: dict[str, Any]) -> None: ...
+    def send(self, msg: dict[str, Any], deadline: float | None = None) -> None:
+        """Deliver one message; raise CellTimeout if it cannot be written by ``deadline``
+        (``time.monotonic()``): the sandbox decides whether it reads, so a write may not block."""
 
     def recv(self, deadline: float) -> Message:
         """The next validated message; raises CellTimeout / SandboxDied / ProtocolViolation."""
@@ -492,7 +529,7 @@ class BridgedSession:
         transport = self._transport
         assert transport is not None  # started above
         try:
-            transport.send({"op": "run", "cell": self._cell, "code": code})
+            transport.send({"op": "run", "cell": self._cell, "code": code}, deadline)
             while True:
                 msg = transport.recv(deadline)
                 if isinstance(msg, DoneMsg):
@@ -501,7 +538,7 @@ class BridgedSession:
                     return self._finish(msg, t0)
                 if isinstance(msg, ReadyMsg):
                     raise ProtocolViolation("unexpected 'ready' during a cell")
-                transport.send(self.bridge.handle(msg))
+                transport.send(self.bridge.handle(msg), deadline)
         except CellTimeout:
             problem = f"the cell ran longer than its {self.timeout:g}s time limit (tool calls included) and was stopped"
         except SandboxDied as exc:
@@ -553,7 +590,7 @@ class BridgedSession:
     def close(self) -> None:
         if self._transport is not None:
             try:
-                self._transport.send({"op": "exit"})
+                self._transport.send({"op": "exit"}, time.monotonic() + 1)
             except Exception:  # noqa: BLE001
                 pass
             self._transport.stop()

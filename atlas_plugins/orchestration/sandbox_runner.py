@@ -378,8 +378,10 @@ def _apply_limits(limits: dict[str, int]) -> None:
 # an attacker needs fail with EPERM: new processes and program execution; debugging or reading
 # other processes (ptrace, process_vm_*, pidfd_getfd, kcmp); kernel attack surface that no cell
 # needs (io_uring, bpf, perf_event_open, userfaultfd, keyrings); namespaces and mounts; clocks,
-# modules, reboot and other host administration. Numbers per architecture (from the kernel's
-# unistd headers); a foreign ABI is killed outright.
+# modules, reboot and other host administration. Setuid/setgid mode bits are refused on every call
+# that sets a mode, and sockets only of the families a network namespace confines (AF_VSOCK is
+# refused: it is not namespaced). Numbers per architecture (from the kernel's unistd headers); a
+# foreign ABI is killed outright.
 _AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 _DENY_COMMON = {  # the numbers shared by x86_64 and aarch64 (the newer, unified system calls)
     "pidfd_send_signal": 424,
@@ -505,9 +507,21 @@ _CLONE3 = 435
 _CLONE_THREAD = 0x00010000
 _PRCTL = {"x86_64": 157, "aarch64": 167}
 _PR_SET_PDEATHSIG = 1  # clearing it would let the sandbox outlive its host
-# chmod-family calls and the index of their mode argument: setuid/setgid bits are refused.
-_CHMOD = {"x86_64": {90: 1, 91: 1, 268: 2, 452: 2}, "aarch64": {52: 1, 53: 2, 452: 2}}
+# Calls that set a file mode and the index of their mode argument: setuid/setgid bits are
+# refused. chmod, fchmod, fchmodat, fchmodat2, and the calls that create a file with a mode:
+# open, creat and openat (glibc passes mode 0 when no O_CREAT/O_TMPFILE is given).
+_CHMOD = {
+    "x86_64": {90: 1, 91: 1, 268: 2, 452: 2, 2: 2, 85: 1, 257: 3},
+    "aarch64": {52: 1, 53: 2, 452: 2, 56: 3},
+}
 _S_ISUID_ISGID = 0o6000
+_OPENAT2 = 437  # its mode sits in a struct the filter cannot read: ENOSYS (nothing in a cell needs it)
+# socket/socketpair: only the families a network namespace confines (and that cells use) are
+# allowed. AF_VSOCK in particular is not namespaced: on a VM (Firecracker, QEMU, most clouds) it
+# reaches the hypervisor's services whatever the network namespace says.
+_SOCKET = {"x86_64": (41, 53), "aarch64": (198, 199)}
+_SOCKET_FAMILIES = (1, 2, 10, 16)  # AF_UNIX, AF_INET, AF_INET6, AF_NETLINK (if_nameindex, getaddrinfo)
+_EAFNOSUPPORT = 97
 
 
 def seccomp_program(machine: str) -> list[tuple[int, int, int, int]]:
@@ -528,6 +542,11 @@ def seccomp_program(machine: str) -> list[tuple[int, int, int, int]]:
     for nr in sorted({*_DENY[machine].values(), *_DENY_COMMON.values()}):
         prog += when(nr, [(ret, 0, 0, ret_eperm)])
     prog += when(_CLONE3, [(ret, 0, 0, ret_enosys)])  # ENOSYS: the C library falls back to clone
+    prog += when(_OPENAT2, [(ret, 0, 0, ret_enosys)])
+    n = len(_SOCKET_FAMILIES)
+    families = [(jeq, n - i, 0, fam) for i, fam in enumerate(_SOCKET_FAMILIES)]  # each jumps to the allow
+    for nr in _SOCKET[machine]:
+        prog += when(nr, [arg(0), *families, (ret, 0, 0, 0x00050000 | _EAFNOSUPPORT), (ret, 0, 0, ret_allow)])
     prog += when(_CLONE[machine], [arg(0), (jset, 1, 0, _CLONE_THREAD), (ret, 0, 0, ret_eperm), (ret, 0, 0, ret_allow)])
     prog += when(
         _PRCTL[machine], [arg(0), (jeq, 0, 1, _PR_SET_PDEATHSIG), (ret, 0, 0, ret_eperm), (ret, 0, 0, ret_allow)]

@@ -129,9 +129,12 @@ class E2BTransport(Transport):
 
     def _on_stdout(self, chunk: str) -> None:
         self._partial += chunk
-        while "\n" in self._partial:
-            line, _, self._partial = self._partial.partition("\n")
-            self._queue.put(line)
+        if "\n" in chunk:
+            # One split, not a partition per line: the sandbox picks the chunk, and a chunk of a
+            # million empty lines would cost the host's reader thread quadratic time.
+            *lines, self._partial = self._partial.split("\n")
+            for line in lines:
+                self._queue.put(line)
         if len(self._partial) > MAX_MESSAGE_BYTES:
             self._queue.put(ProtocolViolation(f"a line over the {MAX_MESSAGE_BYTES}-byte cap"))
             self._partial = ""
@@ -141,7 +144,7 @@ class E2BTransport(Transport):
         if sum(len(c) for c in self._stderr) > 20_000:
             self._stderr = self._stderr[-20:]
 
-    def send(self, msg: dict[str, Any]) -> None:
+    def send(self, msg: dict[str, Any], deadline: float | None = None) -> None:  # the SDK call has its own timeout
         self.sandbox.commands.send_stdin(self.handle.pid, json.dumps(msg, ensure_ascii=True) + "\n")
 
     def recv(self, deadline: float) -> Message:

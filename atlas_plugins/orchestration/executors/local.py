@@ -13,7 +13,9 @@ What the sandbox guarantees (each layer holds on its own, so no single mistake i
   seccomp filter before reading the first cell; every thread model code can start inherits both.
   The filter refuses new processes and ``execve``, ``ptrace``, ``process_vm_*``, ``pidfd_*``,
   io_uring, bpf, perf events, userfaultfd, keyrings, mounts and namespaces, setuid/setgid mode
-  bits, clearing the parent-death signal, and host administration calls (list:
+  bits (chmod and file creation alike), sockets outside AF_UNIX/INET/INET6/NETLINK (AF_VSOCK
+  is not confined by a network namespace: it reaches a VM's hypervisor), clearing the
+  parent-death signal, and host administration calls (list:
   :func:`~atlas_plugins.orchestration.sandbox_runner.seccomp_program`).
 * **A file system with nothing of the host.** An empty root, remounted read-only, with
   read-only binds of only the shared libraries (``/usr/lib*``), ``/etc/ld.so.cache`` and the
@@ -30,9 +32,14 @@ What the sandbox guarantees (each layer holds on its own, so no single mistake i
 * **Reaped on close**: the host kills pid 1 (which takes the whole pid namespace with it), waits
   for it to exit, then waits for bubblewrap.
 
-Not covered: the number of files on the tmpfs mounts is bounded only by their byte size, CPU
-time and the cell's wall time (empty files cost no bytes); CPU and memory *bandwidth* are
-shared with the host; timing side channels are not addressed. Where a machine has cgroup v2
+* **Files counted from the host.** Empty files cost a tmpfs no bytes, only ~1 KB of kernel memory
+  each (not charged to the interpreter's address space), and bubblewrap cannot set a tmpfs's
+  inode count; a cell measured 1.6 million empty files in 20 s. A host thread reads the three
+  mounts' inode use through ``/proc/<pid 1>/root`` four times a second and stops the sandbox
+  once one holds more than ``max_files`` (also between cells: a cell's thread can outlive it).
+
+Not covered: CPU and memory *bandwidth* are shared with the host; timing side channels are not
+addressed; a host that cannot read ``/proc/<pid>/root`` (no ptrace access) does not count files. Where a machine has cgroup v2
 delegation, a ``pids.max``/``memory.max`` cgroup around bubblewrap would add a second cap.
 
 Tool calls travel over two pipes as length-prefixed JSON to the host, which makes the MCP call
@@ -50,6 +57,7 @@ import errno
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import secrets
 import select
@@ -58,6 +66,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -110,6 +119,12 @@ class LocalOptions(BaseModel):
     max_open_files: int = Field(64, ge=16, description="open file descriptors (RLIMIT_NOFILE)")
     session_mb: int = Field(64, ge=1, description="size of /session, the working directory (a tmpfs)")
     tmp_mb: int = Field(64, ge=1, description="size of /tmp (a tmpfs); /dev/shm gets a quarter of it")
+    max_files: int = Field(
+        20_000,
+        ge=100,
+        description="files and directories per tmpfs mount; the host checks 4 times a second and "
+        "stops the sandbox past it (empty files cost no bytes, only kernel memory)",
+    )
     max_output_chars: int = Field(200_000, ge=1000, description="stdout kept per cell (capped on the host too)")
     response_limit: int = Field(4000, ge=100, description="characters of observation the model sees")
     max_calls_per_cell: int = Field(30, ge=1, description="tool calls one cell may make")
@@ -123,6 +138,12 @@ class LocalOptions(BaseModel):
         False, description="run without bubblewrap (rlimits only); never for untrusted code"
     )
     bwrap: str = Field("bwrap", description="the bubblewrap executable")
+
+
+log = logging.getLogger(__name__)
+
+#: The sandbox's tmpfs mounts (see ``_bwrap_command``), whose files the host counts.
+_TMPFS_MOUNTS = ("/tmp", "/session", "/dev/shm")
 
 
 def _limits(o: LocalOptions) -> dict[str, int]:
@@ -275,6 +296,8 @@ class LocalTransport(Transport):
         self._child_pid: int | None = None
         self._buf = b""
         self._log = tempfile.TemporaryFile()
+        self._guard_stop = threading.Event()
+        self._breach: str | None = None  # why the file guard stopped the sandbox
 
     # -- process ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -307,6 +330,9 @@ class LocalTransport(Transport):
                 if fd >= 0:
                     os.close(fd)
         os.set_blocking(self._rfd, False)
+        # Non-blocking too: a sandbox that stops reading must not hold the host in os.write()
+        # past the cell's budget (see send()).
+        os.set_blocking(self._wfd, False)
         if info_r >= 0:
             self._watch_child(info_r)
         elif self.proc is not None:
@@ -337,6 +363,41 @@ class LocalTransport(Transport):
             self._pidfd = os.pidfd_open(self._child_pid)
         except (OSError, AttributeError):
             self._pidfd = -1  # an old kernel: stop() falls back to the pid
+        if self._pidfd >= 0:  # the guard kills through the pidfd only: never a reused pid
+            self._guard_stop.clear()
+            threading.Thread(
+                target=self._guard_files, args=(self._child_pid, self._pidfd), daemon=True, name="atlas-file-guard"
+            ).start()
+
+    def _guard_files(self, pid: int, pidfd: int) -> None:
+        """Stop the sandbox once a tmpfs holds more than ``max_files`` inodes (see module docs)."""
+        mounts = [f"/proc/{pid}/root{m}" for m in _TMPFS_MOUNTS]
+        failures = 0
+        while not self._guard_stop.wait(0.25):
+            if select.select([pidfd], [], [], 0)[0]:
+                return  # pid 1 has exited
+            for path in mounts:
+                try:
+                    st = os.statvfs(path)
+                except OSError as exc:
+                    # Early on the mounts may not be up yet; a host that may never look inside
+                    # (no ptrace access) gives up after 5 s, loudly.
+                    failures += 1
+                    if failures > 20:
+                        log.warning("cannot count the sandbox's files (%s): max_files is not enforced", exc)
+                        return
+                    break
+                used = st.f_files - st.f_ffree
+                if used > self.o.max_files:
+                    self._breach = (
+                        f"stopped: {used} files and directories on {path.rsplit('/root', 1)[1]}, over the "
+                        f"sandbox's limit of {self.o.max_files}"
+                    )
+                    try:
+                        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                    except OSError:
+                        pass
+                    return
 
     def _bwrap_command(self, rfd: int, wfd: int, info_fd: int) -> tuple[list[str], list[int], dict[str, Any]]:
         bwrap = shutil.which(self.o.bwrap)
@@ -492,13 +553,27 @@ class LocalTransport(Transport):
         return [sys.executable, "-I", "-S", "-B", str(runner), *self._runner_args(rfd, wfd)], env, self.session_dir, {}
 
     # -- bridge ------------------------------------------------------------------------------
-    def send(self, msg: dict[str, Any]) -> None:
+    def send(self, msg: dict[str, Any], deadline: float | None = None) -> None:
+        """Write one message; raise CellTimeout once ``deadline`` (default: one cell budget from
+        now) passes. The sandbox controls whether it reads: forged requests whose replies it
+        never reads fill the pipe, and a blocking write would then hang the host forever."""
         data = json.dumps(msg, ensure_ascii=False).encode("utf-8")
         data = len(data).to_bytes(_HEADER_SIZE, "big") + data
+        if deadline is None:
+            deadline = time.monotonic() + self.o.timeout
         view = memoryview(data)
         while view:
-            n = os.write(self._wfd, view)
-            view = view[n:]
+            try:
+                view = view[os.write(self._wfd, view) :]
+                continue
+            except BlockingIOError:
+                pass
+            except BrokenPipeError:
+                raise SandboxDied(self._death()) from None  # say why it died (the file guard, a crash)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise CellTimeout()
+            select.select([], [self._wfd], [], min(left, 0.5))
 
     def _fill(self, n: int, deadline: float) -> None:
         while len(self._buf) < n:
@@ -531,6 +606,8 @@ class LocalTransport(Transport):
     def _death(self) -> str:
         if self.proc is None:
             return "no process"
+        if self._breach:
+            return self._breach
         try:
             code = self.proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
@@ -565,6 +642,7 @@ class LocalTransport(Transport):
     def stop(self) -> None:
         """Kill the sandbox's pid 1 (its pid namespace dies with it), wait until it has exited,
         then reap bubblewrap and close everything."""
+        self._guard_stop.set()
         if self._pidfd >= 0:
             try:
                 signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
