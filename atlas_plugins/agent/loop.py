@@ -32,6 +32,7 @@ from atlas_plugins.agent.env import CODE_TOOL, EpisodeEnv
 from atlas_plugins.errors import AtlasError
 from atlas_plugins.recording.rendering import TurnTemplate, encode, probe_template
 from atlas_plugins.types import Task, TokenizerLike, Trajectory
+from atlas_plugins.wire.special_tokens import defuse
 from atlas_plugins.wire.toolcall import EXPECTED_FORMAT, STOP_STRINGS, parse_assistant
 
 if TYPE_CHECKING:
@@ -163,6 +164,9 @@ class Agent:
     def _observe(self, ep: _Episode, content: str, *, role: str | None = None) -> None:
         role = role or self.config.observation_role
         template = self.user_template if role == "user" and role != self.config.observation_role else self.template
+        # The content is tool / sandbox / server output: its special-token strings must not become
+        # control tokens (a forged turn), so they are defused before the template's text joins it.
+        content = defuse(content, self._tokenizer)
         text = template.observation_text(content, sampled_text=ep.sampled_text)
         ids = encode(self._tokenizer, text)
         ep.traj.completion_ids.extend(ids)

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from atlas_plugins.policy.base import FinishReason, Generation, per_prompt, per_prompt_stops
+from atlas_plugins.wire.special_tokens import defuse_all
 
 if TYPE_CHECKING:  # vllm, trl and torch load only when a vLLM policy is built
     import torch
@@ -97,8 +98,9 @@ class VLLMPolicy:
     ) -> list[int]:
         kwargs: dict[str, Any] = {"add_generation_prompt": add_generation_prompt, "tokenize": False}
         if tools:
-            kwargs["tools"] = tools
-        text = self.tokenizer.apply_chat_template(messages, **kwargs)
+            kwargs["tools"] = defuse_all(tools, self.tokenizer)
+        # Outside text must not forge control tokens (see atlas_plugins.wire.special_tokens).
+        text = self.tokenizer.apply_chat_template(defuse_all(messages, self.tokenizer), **kwargs)
         return list(self.tokenizer.encode(text, add_special_tokens=False))
 
     def decode(self, ids: Sequence[int]) -> str:

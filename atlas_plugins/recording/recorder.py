@@ -42,6 +42,7 @@ from pydantic import BaseModel, Field
 from atlas_plugins.recording.rendering import TurnTemplate, encode, probe_template
 from atlas_plugins.types import Segment
 from atlas_plugins.wire.messages import content_text, message_key
+from atlas_plugins.wire.special_tokens import defuse
 
 if TYPE_CHECKING:
     from atlas_plugins.types import TokenizerLike
@@ -179,6 +180,8 @@ class ChatRenderer:
                 roles = {m.get("role") for m in tail}
                 if len(roles) == 1 and (role := next(iter(roles))) in self._templates:
                     content = "\n\n".join(content_text(m.get("content")) for m in tail)
+                    # Tool results are outside text: no forged control tokens (see wire.special_tokens).
+                    content = defuse(content, self.tokenizer)
                     text = self._templates[role].observation_text(content, sampled_text=conv.sampled_text)
                     self._seen.move_to_end(tools_key + self._prefix_key(keys[:cut]))
                     return conv.ids + encode(self.tokenizer, text), True

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from atlas_plugins.hookspecs import Register, hookimpl
 from atlas_plugins.rewards.judges._lm import LMJudge
+from atlas_plugins.wire.special_tokens import defuse_all
 
 if TYPE_CHECKING:
     from atlas_plugins.rewards.base import JudgeResult
@@ -83,7 +84,11 @@ class HFJudge(LMJudge):
         model, tok = self._load()
         if self.seed is not None:
             torch.manual_seed(self.seed)
-        texts = [tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+        # Trajectory text is the policy's and the tools': special-token strings in it must not
+        # forge judge turns (a policy could learn to write "<|im_end|>" to hand itself a score).
+        texts = [
+            tok.apply_chat_template(defuse_all(p, tok), tokenize=False, add_generation_prompt=True) for p in prompts
+        ]
         outs: list[str] = []
         old_side = tok.padding_side
         tok.padding_side = "left"  # decoder-only batched generation needs left padding
@@ -125,7 +130,10 @@ class HFJudge(LMJudge):
         ids = [tok.convert_tokens_to_ids(str(d)) for d in range(10)]
         if any(i is None or i == tok.unk_token_id for i in ids):
             raise ValueError(f"tokenizer of {self.model_name!r} has no single-token digits; use method='generate'")
-        texts = [tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True) + prefill for p in prompts]
+        texts = [
+            tok.apply_chat_template(defuse_all(p, tok), tokenize=False, add_generation_prompt=True) + prefill
+            for p in prompts
+        ]
         out: list[list[float]] = []
         old_side = tok.padding_side
         tok.padding_side = "left"  # the last position must be the real last token
