@@ -40,8 +40,15 @@ class Recording:
     def __init__(self, seed: int | None = None) -> None:
         self.calls: list[LLMCall] = []
         self.seed = seed
+        #: ``time.monotonic()`` after which LM calls raise ``TimeoutError``: a program that loops
+        #: on its LM (a custom retry-until-parsed loop) ends at its next call.
+        self.deadline: float | None = None
         self._next = 0
         self._lock = threading.Lock()
+
+    def check_deadline(self) -> None:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise TimeoutError(f"the episode ran past its time budget ({len(self.calls)} LM calls made)")
 
     def next_seed(self) -> int | None:
         """A fresh per-call seed derived from the episode's seed (``None`` when unseeded)."""
@@ -72,8 +79,16 @@ def recording(seed: int | None = None) -> Iterator[Recording]:
         _RECORDING.reset(token)
 
 
+#: ``dspy.settings`` keys under which the runner also puts an episode's recording and generator:
+#: DSPy's own worker threads (``dspy.Parallel``, ``Module.batch``) copy DSPy's settings into
+#: each thread, but not other context variables, so the LM calls made there were not recorded.
+SETTINGS_RECORDING = "atlas_recording"
+SETTINGS_GENERATOR = "atlas_generator"
+
+
 def current_recording() -> Recording | None:
-    return _RECORDING.get()
+    found = _RECORDING.get()
+    return found if found is not None else dspy.settings.get(SETTINGS_RECORDING)
 
 
 class _Obj(dict):
@@ -196,12 +211,14 @@ class AtlasLM(dspy.BaseLM):
         stop = merged.get("stop") or self._default_stop
         if isinstance(stop, str):
             stop = [stop]
-        rec = _RECORDING.get()
+        rec = current_recording()
+        if rec is not None:
+            rec.check_deadline()
         seed = rec.next_seed() if rec is not None else merged.get("seed", self._default_seed)
 
         assert self._renderer is not None
         prompt_ids, continued = self._renderer.prompt_ids(msgs, tools)
-        override = _GENERATOR.get()
+        override = _GENERATOR.get() or dspy.settings.get(SETTINGS_GENERATOR)
         generator = override[1] if override is not None and override[0] is self else self.policy
         gens = generator.generate(
             [prompt_ids] * n,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -38,6 +38,8 @@ class EpisodeState:
         self.tool_calls: list[ToolCallRecord] = []
         self.tool_errors = 0
         self.parse_failures = 0  # DSPy adapter parse errors (counted by the runner's callback)
+        #: The program's own tool names -> ``server:tool`` (set by the runner; None: as named).
+        self.qualify: Callable[[str], str] | None = None
         self._lock = threading.Lock()
         self._env: EpisodeEnv | None = None
 
@@ -76,8 +78,14 @@ def episode(episode_id: str, max_response_chars: int = 4000) -> Iterator[Episode
         _EPISODE.reset(token)
 
 
+#: ``dspy.settings`` key under which the runner also puts the episode (see ``atlas_dspy.lm``:
+#: DSPy's worker threads copy its settings, not other context variables).
+SETTINGS_EPISODE = "atlas_episode"
+
+
 def current_episode() -> EpisodeState | None:
-    return _EPISODE.get()
+    found = _EPISODE.get()
+    return found if found is not None else dspy.settings.get(SETTINGS_EPISODE)
 
 
 def tool_name(server: str, tool: str) -> str:
@@ -101,7 +109,7 @@ def _make_call(toolspace: Any, server: str, tool: str, turn_of: Any) -> Any:
     qualified = f"{server}:{tool}"
 
     def call(**kwargs: Any) -> str:
-        state = _EPISODE.get()
+        state = current_episode()
         if state is None:  # outside an episode (e.g. a user trying the program): a plain call
             return toolspace.call(server, tool, kwargs).observation()
         obs = state.env_for(toolspace).act(qualified, kwargs)

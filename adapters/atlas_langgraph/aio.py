@@ -71,7 +71,16 @@ class BackgroundLoop:
         async def in_context() -> Any:
             return await asyncio.create_task(coro, context=ctx)
 
-        return asyncio.run_coroutine_threadsafe(in_context(), loop).result(timeout)
+        future = asyncio.run_coroutine_threadsafe(in_context(), loop)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            if future.done():  # the coroutine's own TimeoutError
+                raise
+            # Cancel the run on the loop, or a hung episode (a tool awaiting a server that never
+            # answers) would keep running there after its worker gave up on it.
+            future.cancel()
+            raise TimeoutError(f"the run did not finish within {timeout} s (cancelled)") from None
 
     def close(self) -> None:
         """Stop the loop and its thread (idempotent); a later :meth:`run` starts a new one."""

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from typing import Any
@@ -74,12 +75,29 @@ class Recording:
     def __init__(self, episode_id: str | None = None, seed: int | None = None) -> None:
         self.episode_id = episode_id
         self.calls: list[LLMCall] = []
+        #: ``id(model) -> repr`` of every AtlasChatModel that recorded here: a runner checks that
+        #: the graph called *its* model (another instance samples with a policy nobody trains).
+        self.models: dict[int, str] = {}
+        #: ``time.monotonic()`` after which model calls raise ``TimeoutError`` (a node that loops
+        #: on the model in Python is stopped at its next call; the recursion limit cannot see it).
+        self.deadline: float | None = None
         self._seed = seed
         self._lock = threading.Lock()
 
-    def add(self, call: LLMCall) -> None:
+    def add(self, call: LLMCall, model: Any = None) -> None:
         with self._lock:
             self.calls.append(call)
+            if model is not None:
+                self.models.setdefault(
+                    id(model),
+                    f"{type(model).__name__}(policy={getattr(model.policy, 'name', None)!r}) at {id(model):#x}",
+                )
+
+    def check_deadline(self) -> None:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise TimeoutError(
+                f"episode {self.episode_id!r} ran past its time budget ({len(self.calls)} model calls made)"
+            )
 
     def next_seed(self) -> int | None:
         """Seeds ``seed, seed+1, ...`` for successive calls (None when the run is unseeded)."""
@@ -303,6 +321,8 @@ class AtlasChatModel(BaseChatModel):
         stops = list(self.stop if self.stop is not None else _default_stops())
         stops += [s for s in (stop or []) if s not in stops]
         recording = current_recording(getattr(run_manager, "metadata", None))
+        if recording is not None:
+            recording.check_deadline()
         seed = recording.next_seed() if recording is not None else self.seed
         gen = self.policy.generate(
             [prompt_ids],
@@ -338,7 +358,8 @@ class AtlasChatModel(BaseChatModel):
                     text=gen.text,
                     finish_reason=gen.finish_reason,
                     continued=continued,
-                )
+                ),
+                model=self,
             )
         return reply
 
@@ -355,6 +376,8 @@ class AtlasChatModel(BaseChatModel):
         stops = list(self.stop if self.stop is not None else _default_stops())
         stops += [s for s in (stop or []) if s not in stops]
         recording = current_recording(getattr(run_manager, "metadata", None))
+        if recording is not None:
+            recording.check_deadline()
         seed = recording.next_seed() if recording is not None else self.seed
         gen = self.policy.generate_chat(
             chat,
@@ -402,7 +425,8 @@ class AtlasChatModel(BaseChatModel):
                     logprobs=[],
                     text=gen.text or "",
                     finish_reason=gen.finish_reason,
-                )
+                ),
+                model=self,
             )
         return reply
 

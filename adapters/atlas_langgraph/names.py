@@ -75,17 +75,26 @@ def resolve_graph_name(name: str, candidates: Iterable[str]) -> str | None:
 
 
 def graph_tools(graph: Any) -> list[Any]:
-    """The LangChain tools a compiled graph's tool nodes hold (``ToolNode.tools_by_name``)."""
+    """The LangChain tools a compiled graph's tool nodes hold (``ToolNode.tools_by_name``), its
+    subgraphs' included (a ``create_react_agent`` used as a node of a supervisor graph)."""
+    graphs = [graph]
+    try:
+        # Subgraphs are not in graph.nodes as ToolNodes: without this, the tools of an agent used as a
+        # node of a bigger graph were never seen, so their server tags / names were not used.
+        graphs += [g for _, g in graph.get_subgraphs(recurse=True)]
+    except Exception:  # noqa: BLE001 - not a Pregel graph (a plain runnable): its own nodes only
+        pass
     out: list[Any] = []
     seen: set[int] = set()
-    for node in (getattr(graph, "nodes", None) or {}).values():
-        bound = getattr(node, "bound", node)
-        by_name = getattr(bound, "tools_by_name", None)
-        if isinstance(by_name, dict):
-            for tool in by_name.values():
-                if id(tool) not in seen:
-                    seen.add(id(tool))
-                    out.append(tool)
+    for g in graphs:
+        for node in (getattr(g, "nodes", None) or {}).values():
+            bound = getattr(node, "bound", node)
+            by_name = getattr(bound, "tools_by_name", None)
+            if isinstance(by_name, dict):
+                for tool in by_name.values():
+                    if id(tool) not in seen:
+                        seen.add(id(tool))
+                        out.append(tool)
     return out
 
 

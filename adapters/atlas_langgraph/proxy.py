@@ -67,6 +67,7 @@ from typing import Any
 from atlas_langgraph.aio import run_async
 from atlas_langgraph.names import ToolNames
 from atlas_langgraph.tools import EPISODE_CONFIG_KEY, episode_scope
+from atlas_plugins.errors import AtlasError
 from atlas_plugins.recording.chains import Chain
 from atlas_plugins.recording.recorder import LLMCall, token_fields
 from atlas_plugins.serving.server import PolicyServer
@@ -245,7 +246,12 @@ class ProxyRunner:
                 self._running[eid] = task.prompt
             with episode_scope(eid):
                 if hasattr(self.agent, "invoke"):
-                    config = {"configurable": {EPISODE_CONFIG_KEY: eid}, "recursion_limit": self.recursion_limit}
+                    # thread_id: a graph compiled with a checkpointer refuses a run without one, and
+                    # a shared one would mix the episodes of a group (see LangGraphRunner).
+                    config = {
+                        "configurable": {"thread_id": eid, EPISODE_CONFIG_KEY: eid},
+                        "recursion_limit": self.recursion_limit,
+                    }
                     if hasattr(self.agent, "ainvoke"):
                         return run_async(self.agent.ainvoke(self.input_fn(task), config))
                     return self.agent.invoke(self.input_fn(task), config)
@@ -329,6 +335,14 @@ class ProxyRunner:
                 }
             )
             trajs.append(traj)
+        if trajs and not self.unattributed and all(t.turns == 0 and not t.metadata.get("error") for t in trajs):
+            # An agent whose client points elsewhere (its own vLLM, an API) "succeeds" without one
+            # request here: nothing to train, every step; say so instead of training on nothing.
+            raise AtlasError(
+                f"the agent made no request to the proxy at {self.proxy.base_url} in {len(trajs)} episode(s): point its "
+                "client there (ChatOpenAI(base_url=runner.proxy.base_url, ...)); a caching client (dspy.LM cache=True) "
+                "answers repeated prompts without a request"
+            )
         return trajs
 
     # -- trajectories ------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ from atlas_langgraph.chat_model import AtlasChatModel, recording_scope, to_opena
 from atlas_langgraph.names import ToolNames
 from atlas_langgraph.tools import EPISODE_CONFIG_KEY, episode_scope
 from atlas_plugins.agent.env import inner_call_records
+from atlas_plugins.errors import AtlasError
 from atlas_plugins.recording.recorder import LLMCall, token_fields
 from atlas_plugins.types import Task, ToolCallRecord, Trajectory
 from atlas_plugins.wire.messages import content_text
@@ -68,11 +69,39 @@ def default_input(task: Task) -> dict[str, Any]:
 
 
 def default_output(state: Any) -> str | None:
-    """The final answer: the text of the last AI message of ``state["messages"]``."""
-    messages = state.get("messages") if isinstance(state, dict) else getattr(state, "messages", None)
-    for m in reversed(list(messages or [])):
+    """The final answer: the text of the last AI message of ``state["messages"]`` (or of the
+    message / text itself, for a runnable that returns one: ``prompt | model.bind_tools(...)``)."""
+    if isinstance(state, BaseMessage):
+        return content_text(state.content).strip() or None
+    if isinstance(state, str):
+        return state.strip() or None
+    messages = list((state.get("messages") if isinstance(state, dict) else getattr(state, "messages", None)) or [])
+    if messages and isinstance(messages[-1], ToolMessage):
+        # A return_direct tool ended the run: its result is the answer (the AI message before it
+        # holds only the call, so the answer was None).
+        return content_text(messages[-1].content).strip() or None
+    for m in reversed(messages):
         if isinstance(m, AIMessage):
             return content_text(m.content).strip() or None
+    return None
+
+
+def atlas_model_of(model: Any) -> AtlasChatModel | None:
+    """The :class:`AtlasChatModel` inside ``model``: itself, or what a binding / retry /
+    fallback / sequence wraps (``model.bind_tools(...)``, ``model.with_retry()``,
+    ``model.with_structured_output(...)``); ``None`` when there is none."""
+    seen: set[int] = set()
+    todo = [model]
+    while todo:
+        m = todo.pop(0)
+        if m is None or id(m) in seen:
+            continue
+        seen.add(id(m))
+        if isinstance(m, AtlasChatModel):
+            return m
+        for attr in ("bound", "runnable", "first"):
+            todo.append(getattr(m, attr, None))
+        todo += list(getattr(m, "steps", None) or [])
     return None
 
 
@@ -95,6 +124,17 @@ class LangGraphRunner:
             (see :mod:`atlas_langgraph.names`; tools from :func:`~atlas_langgraph.names.load_mcp_tools`
             and :func:`~atlas_langgraph.tools.toolspace_tools` need none).
         use_async: run the graph with ``ainvoke`` (default: whenever the graph has it) or ``invoke``.
+        config: extra run config of every episode (``{"configurable": {"user_id": ...}}``, tags,
+            callbacks); the runner's own keys (episode, task, ``thread_id``) are added to it.
+        context_fn: task -> the run's ``context=`` (graphs built with ``context_schema``).
+        episode_timeout_s: one episode's time budget: an async run is cancelled then, and any
+            later model call of the episode raises ``TimeoutError`` (the episode is recorded as
+            failed with what it made so far). ``None``: no limit.
+
+    Graphs compiled with a checkpointer get a fresh ``thread_id`` per episode (the episode id), so
+    the episodes of a GRPO group never share a conversation; the thread is deleted afterwards. A
+    run that ends paused on an ``interrupt`` (or ``interrupt_before``) is recorded as failed: no
+    human answers during training.
     """
 
     name = "langgraph"
@@ -113,11 +153,25 @@ class LangGraphRunner:
         max_wait_ms: float = 50.0,
         tool_names: dict[str, str] | None = None,
         use_async: bool | None = None,
+        config: dict[str, Any] | None = None,
+        context_fn: Callable[[Task], Any] | None = None,
+        episode_timeout_s: float | None = 1800.0,
     ) -> None:
-        if not isinstance(model, AtlasChatModel):
-            raise TypeError(f"model must be an AtlasChatModel (the graph's model), got {type(model).__name__}")
+        found = atlas_model_of(model)
+        if found is None:
+            # Name the bad input and the two ways out (an AtlasChatModel, or the proxy for a graph
+            # that must stay on its ChatOpenAI / ChatHuggingFace / own BaseChatModel).
+            raise TypeError(
+                f"model must be the graph's AtlasChatModel (or a binding of it, e.g. model.bind_tools(...)), "
+                f"got {type(model).__name__}: build the graph on AtlasChatModel(policy=...), or train a graph "
+                "built on ChatOpenAI(base_url=...) unchanged with atlas_langgraph.ProxyRunner"
+            )
+        model = found
         if not hasattr(graph, "invoke"):
-            raise TypeError(f"graph must be a compiled LangGraph graph with invoke(), got {type(graph).__name__}")
+            hint = " (a StateGraph builder: pass builder.compile())" if hasattr(graph, "compile") else ""
+            raise TypeError(f"graph must be a compiled LangGraph graph with invoke(), got {type(graph).__name__}{hint}")
+        if episode_timeout_s is not None and episode_timeout_s <= 0:
+            raise ValueError(f"episode_timeout_s must be > 0 or None, got {episode_timeout_s}")
         if max_concurrency is not None and max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
         self.graph = graph
@@ -129,6 +183,9 @@ class LangGraphRunner:
         self.recursion_limit = recursion_limit
         self.batch = batch
         self.max_wait_ms = max_wait_ms
+        self.config = dict(config or {})
+        self.context_fn = context_fn
+        self.episode_timeout_s = episode_timeout_s
         self.use_async = hasattr(graph, "ainvoke") if use_async is None else bool(use_async)
         if self.use_async and not hasattr(graph, "ainvoke"):
             raise TypeError(f"use_async=True needs a graph with ainvoke(), got {type(graph).__name__}")
@@ -165,16 +222,43 @@ class LangGraphRunner:
                     pool.submit(contextvars.copy_context().run, self._episode, t, s, batched)
                     for t, s in zip(tasks, seeds, strict=True)
                 ]
-                return [f.result() for f in futures]
+                trajs = [f.result() for f in futures]
         finally:
             # Keep the (unwrapped) trained policy installed: the graph answers with it from now on.
             self.model.policy = base
+        self._check_model_use(trajs)
+        return trajs
+
+    def _check_model_use(self, trajs: list[Trajectory]) -> None:
+        """Setup errors no single episode shows: the graph samples from another model than ours."""
+        other = next((t.metadata["other_models"][0] for t in trajs if t.metadata.get("other_models")), None)
+        if other is not None:
+            raise AtlasError(
+                f"the graph called {other}, not the AtlasChatModel given to LangGraphRunner(model=...): those "
+                "turns come from a policy the trainer never updates. Build every node of the graph on the one "
+                "AtlasChatModel passed as model= (bindings of it, such as model.bind_tools(...), are fine)"
+            )
+        if trajs and all(t.turns == 0 and not t.metadata.get("error") for t in trajs):
+            raise AtlasError(
+                f"the graph ({type(self.graph).__name__} {getattr(self.graph, 'name', '')!r}) ran {len(trajs)} "
+                "episode(s) without one call of the AtlasChatModel given as model=: is it built on another chat "
+                "model (ChatOpenAI, ChatHuggingFace, ...)? Build it on this AtlasChatModel, or use ProxyRunner"
+            )
 
     # -- one episode ---------------------------------------------------------------------------
     def _episode(self, task: Task, seed: int | None, batched: Any) -> Trajectory:
         episode_id = f"{task.id}-{uuid.uuid4().hex[:10]}"
         config = {
-            "configurable": {EPISODE_CONFIG_KEY: episode_id, TASK_CONFIG_KEY: task.model_dump()},
+            **self.config,
+            "configurable": {
+                **(self.config.get("configurable") or {}),
+                # A graph compiled with a checkpointer refuses a run without a thread_id
+                # (KeyError 'thread_id' in every episode), and one shared thread would replay a
+                # group's earlier episodes into the next: a fresh thread per episode.
+                "thread_id": episode_id,
+                EPISODE_CONFIG_KEY: episode_id,
+                TASK_CONFIG_KEY: task.model_dump(),
+            },
             "recursion_limit": self.recursion_limit,
             "run_name": f"atlas:{task.id}",
         }
@@ -184,23 +268,67 @@ class LangGraphRunner:
         with contextlib.ExitStack() as stack:
             stack.enter_context(episode_scope(episode_id))
             rec = stack.enter_context(recording_scope(episode_id, seed=seed))
+            if self.episode_timeout_s is not None:
+                rec.deadline = time.monotonic() + self.episode_timeout_s
             if batched is not None:
                 stack.enter_context(batched.episode())
             try:
-                state = self._invoke(self.input_fn(task), config)
+                context = self.context_fn(task) if self.context_fn is not None else None
+                state = self._invoke(self.input_fn(task), config, context)
+                paused = self._paused(state, config)
+                if paused:
+                    error = (
+                        f"GraphInterrupt: the run ended paused at {paused}; no one answers an interrupt during "
+                        "training (compile the training graph without interrupt()/interrupt_before)"
+                    )
             except Exception as exc:  # noqa: BLE001 - one episode's failure must not fail the step
                 error = f"{type(exc).__name__}: {exc}"
             finally:
                 _release_episode(episode_id)
+                self._forget_thread(config)
         traj = self.trajectory(task, rec.calls, state, episode_id=episode_id, error=error)
         traj.metadata["wall_s"] = round(time.perf_counter() - t0, 3)
+        other = [desc for key, desc in rec.models.items() if key != id(self.model)]
+        if other:
+            traj.metadata["other_models"] = other
         return traj
 
-    def _invoke(self, graph_input: Any, config: dict[str, Any]) -> Any:
+    def _invoke(self, graph_input: Any, config: dict[str, Any], context: Any = None) -> Any:
         """One run: ``ainvoke`` on the background loop (this thread waits), else ``invoke``."""
+        kwargs = {"context": context} if context is not None else {}
         if not self.use_async:
-            return self.graph.invoke(graph_input, config)
-        return run_async(self.graph.ainvoke(graph_input, config))
+            return self.graph.invoke(graph_input, config, **kwargs)
+        return run_async(self.graph.ainvoke(graph_input, config, **kwargs), self.episode_timeout_s)
+
+    def _checkpointer(self) -> Any:
+        saver = getattr(self.graph, "checkpointer", None)
+        return saver if saver is not None and hasattr(saver, "get_tuple") else None
+
+    def _paused(self, state: Any, config: dict[str, Any]) -> str | None:
+        """What the run is paused on (an ``interrupt()`` value or the next nodes), else ``None``."""
+        if isinstance(state, dict) and state.get("__interrupt__"):
+            return "interrupt(" + ", ".join(repr(getattr(i, "value", i))[:200] for i in state["__interrupt__"]) + ")"
+        if self._checkpointer() is None:
+            return None
+        try:  # a static breakpoint (interrupt_before/after) leaves no trace in the output
+            snap = run_async(self.graph.aget_state(config)) if self.use_async else self.graph.get_state(config)
+        except Exception:  # noqa: BLE001 - a saver that cannot read back: nothing known
+            return None
+        return f"the nodes {list(snap.next)}" if snap.next else None
+
+    def _forget_thread(self, config: dict[str, Any]) -> None:
+        """Delete the episode's checkpointer thread (a MemorySaver would keep every episode)."""
+        saver = self._checkpointer()
+        if saver is None:
+            return
+        thread = config["configurable"]["thread_id"]
+        try:
+            if self.use_async:
+                run_async(saver.adelete_thread(thread))
+            else:
+                saver.delete_thread(thread)
+        except Exception:  # noqa: BLE001 - best effort: a saver without deletion keeps the thread
+            pass
 
     def close(self) -> None:
         """Nothing to release: async runs share the process's background loop (:mod:`atlas_langgraph.aio`)."""
