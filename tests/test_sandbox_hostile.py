@@ -648,3 +648,16 @@ def test_memory_bomb_through_many_threads_and_buffers(host):
         # host answered (run() checks) and the next cell runs.
         assert r.value in ("'MemoryError'", "'OSError'") or r.restarted, r
         assert run(host, "3", s).value == "3"
+
+
+def test_bridge_refuses_surrogate_bytes_and_non_utf8_encodings():
+    """[O] ``json.loads(bytes)`` decodes raw surrogate bytes with 'surrogatepass' and accepts
+    UTF-16/32, so a forged message could carry lone surrogates with no ``\\u`` escape at all."""
+    from atlas_plugins.orchestration.bridge import ProtocolViolation, parse_message
+
+    raw = b'{"op": "info", "id": 1, "server": "math", "x": "\xed\xa0\x80"}'
+    with pytest.raises(ProtocolViolation, match="not JSON"):
+        parse_message(raw)
+    utf16 = '{"op": "info", "id": 1, "server": "m\\ud800"}'.encode("utf-16")
+    with pytest.raises(ProtocolViolation, match="not JSON"):
+        parse_message(utf16)

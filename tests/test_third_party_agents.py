@@ -316,6 +316,22 @@ def test_graph_on_another_model_is_a_setup_error(tok):
         LangGraphRunner(builder.compile(), other, batch=False).run([add_task()])
 
 
+def test_a_second_chat_model_on_the_same_policy_is_accepted(tok):
+    """A node with its own sampling settings built as another ``AtlasChatModel`` on the same
+    policy samples from the policy being trained: not a setup error."""
+    model = scripted(tok, [CALL, ANSWER])
+    summariser = AtlasChatModel(policy=model.policy, max_new_tokens=32)
+    agent = react_agent(model, [add_tool()])
+    builder = StateGraph(MessagesState)
+    builder.add_node("agent", agent)
+    builder.add_node("summary", lambda s: {"messages": [summariser.invoke(s["messages"][-1:])]})
+    builder.add_edge(START, "agent")
+    builder.add_edge("agent", "summary")
+    (traj,) = LangGraphRunner(builder.compile(), model, batch=False).run([add_task()])
+    assert "error" not in traj.metadata, traj.metadata.get("error")
+    assert traj.turns == 3  # call, answer, and the summary node's turn
+
+
 def test_proxy_checkpointer_graph_and_an_agent_that_never_calls_the_proxy(tok):
     pytest.importorskip("langchain_openai")
     from atlas_langgraph.proxy import ProxyRunner, start_proxy
@@ -370,6 +386,33 @@ def test_chain_of_thought_with_its_own_input_name_gets_the_prompt(tok):
     (traj,) = DSPyRunner(cot, lm, None, max_concurrency=1).run([add_task()])
     assert "error" not in traj.metadata, traj.metadata.get("error")
     assert "Add 2 and 3." in user_text(traj) and traj.final_answer == "5"
+
+
+def test_custom_forward_with_kwargs_still_gets_task(tok):
+    """A user's ``forward(self, **kw)`` reading ``kw["task"]`` keeps the ``task`` input (only DSPy's
+    own modules pass ``**kwargs`` on to their predictor)."""
+
+    class ReadsTask(dspy.Module):
+        def __init__(self):
+            super().__init__()
+            self.cot = dspy.ChainOfThought("question -> answer")
+
+        def forward(self, **kw):
+            return self.cot(question=kw["task"])
+
+    program = ReadsTask()
+    lm = scripted_lm(tok, [fmt(program.cot.predict.signature, {"reasoning": "2 + 3 = 5.", "answer": "5"})])
+    (traj,) = DSPyRunner(program, lm, None, max_concurrency=1).run([add_task()])
+    assert "error" not in traj.metadata, traj.metadata.get("error")
+    assert "Add 2 and 3." in user_text(traj) and traj.final_answer == "5"
+
+
+def test_predictor_with_another_atlas_lm_on_the_same_policy_is_accepted(tok):
+    cot = dspy.ChainOfThought("question -> answer")
+    lm = scripted_lm(tok, [fmt(cot.predict.signature, {"reasoning": "2 + 3 = 5.", "answer": "5"})])
+    cot.set_lm(AtlasLM(lm.policy, max_tokens=160))  # same policy, its own sampling settings
+    (traj,) = DSPyRunner(cot, lm, None, max_concurrency=1).run([add_task()])
+    assert traj.final_answer == "5" and traj.turns == 1
 
 
 def test_predict_with_several_inputs_asks_for_an_input_fn(tok):

@@ -150,8 +150,12 @@ def program_inputs(program: Any) -> list[str] | None:
         named = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.default is p.empty]
         if named or not any(p.kind == p.VAR_KEYWORD for p in params):
             return named
+    # forward(**kwargs): DSPy's own modules (ChainOfThought) pass them on to their predictor, so
+    # its inputs are the program's; a user's forward(**kw) may read any key (kw["task"]): unknown.
+    if not str(getattr(method, "__module__", "")).startswith("dspy."):
+        return None
     predictors = program.predictors() if hasattr(program, "predictors") else []
-    if predictors:  # forward(**kwargs) passing them on (ChainOfThought): the first predictor's inputs
+    if predictors:
         return list(predictors[0].signature.input_fields)
     return None
 
@@ -231,7 +235,9 @@ class DSPyRunner:
             name or the toolspace otherwise place them).
         use_async: run the program with ``await program.acall(...)`` (default: when it has only
             ``aforward``, or holds async tools — ``dspy.Tool.from_mcp_tool``'s are); an async tool
-            called from a sync ``forward`` fails every call.
+            called from a sync ``forward`` fails every call. Each episode runs on an event loop of
+            its own, so tools bound to another loop (an MCP session opened in yours) do not work:
+            use :func:`atlas_dspy.toolspace_tools`.
         episode_timeout_s: an episode's time budget: its next LM call after it raises
             ``TimeoutError`` (the episode is recorded as failed). ``None``: no limit.
 
@@ -291,7 +297,13 @@ class DSPyRunner:
         """A predictor with an LM of its own ignores ``dspy.context(lm=...)``: it samples from a
         model the trainer never updates. All of them so: an error naming them; some: a warning."""
         named = list(program.named_predictors()) if hasattr(program, "named_predictors") else []
-        foreign = [(n, p.lm) for n, p in named if getattr(p, "lm", None) is not None and p.lm is not lm]
+        # Another AtlasLM on the same policy samples from the model being trained (and records
+        # through the episode's context): only other models are foreign.
+        foreign = [
+            (n, p.lm)
+            for n, p in named
+            if getattr(p, "lm", None) is not None and p.lm is not lm and getattr(p.lm, "policy", None) is not lm.policy
+        ]
         if not foreign:
             return
         which = ", ".join(f"{n!r} ({type(other).__name__} {getattr(other, 'model', '')!r})" for n, other in foreign)
@@ -300,7 +312,7 @@ class DSPyRunner:
                 f"every predictor of the program has its own LM ({which}), so none would sample from the AtlasLM "
                 "being trained: call program.set_lm(atlas_lm) (or set_lm(None)) before DSPyRunner"
             )
-        log.warning("predictors with their own LM are not trained and not recorded: %s", which)
+        log.warning("predictors with an LM of their own sample from a model the trainer does not update: %s", which)
 
     def run(
         self, tasks: Sequence[Task | dict[str, Any]], *, policy: Any = None, seed: int | None = None
@@ -368,7 +380,10 @@ class DSPyRunner:
                 rec.deadline = time.monotonic() + self.episode_timeout_s
             try:
                 if self.use_async:
-                    pred = _run_coroutine(self.program.acall(**inputs))
+                    coro = self.program.acall(**inputs)
+                    if self.episode_timeout_s is not None:  # a hung async tool cannot hold run() forever
+                        coro = asyncio.wait_for(coro, self.episode_timeout_s)
+                    pred = _run_coroutine(coro)
                 else:
                     pred = self.program(**inputs)
             except Exception as exc:  # noqa: BLE001 - a failed episode is data (reward ~0), not a failed step

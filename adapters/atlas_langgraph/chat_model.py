@@ -78,6 +78,9 @@ class Recording:
         #: ``id(model) -> repr`` of every AtlasChatModel that recorded here: a runner checks that
         #: the graph called *its* model (another instance samples with a policy nobody trains).
         self.models: dict[int, str] = {}
+        #: ``id(model) -> id(model.policy)`` when it recorded: another instance on the same policy
+        #: (a node with its own temperature or stops) samples from the policy being trained.
+        self.model_policies: dict[int, int] = {}
         #: ``time.monotonic()`` after which model calls raise ``TimeoutError`` (a node that loops
         #: on the model in Python is stopped at its next call; the recursion limit cannot see it).
         self.deadline: float | None = None
@@ -88,6 +91,7 @@ class Recording:
         with self._lock:
             self.calls.append(call)
             if model is not None:
+                self.model_policies.setdefault(id(model), id(getattr(model, "policy", None)))
                 self.models.setdefault(
                     id(model),
                     f"{type(model).__name__}(policy={getattr(model.policy, 'name', None)!r}) at {id(model):#x}",

@@ -252,9 +252,12 @@ class ProxyRunner:
                         "configurable": {"thread_id": eid, EPISODE_CONFIG_KEY: eid},
                         "recursion_limit": self.recursion_limit,
                     }
-                    if hasattr(self.agent, "ainvoke"):
-                        return run_async(self.agent.ainvoke(self.input_fn(task), config))
-                    return self.agent.invoke(self.input_fn(task), config)
+                    try:
+                        if hasattr(self.agent, "ainvoke"):
+                            return run_async(self.agent.ainvoke(self.input_fn(task), config))
+                        return self.agent.invoke(self.input_fn(task), config)
+                    finally:
+                        _forget_thread(self.agent, eid)
                 return _run_awaitable(self.agent(task))
         finally:
             with self._lock:
@@ -335,7 +338,14 @@ class ProxyRunner:
                 }
             )
             trajs.append(traj)
-        if trajs and not self.unattributed and all(t.turns == 0 and not t.metadata.get("error") for t in trajs):
+        if any(t.turns for t in trajs):
+            self._proxy_called = True
+        elif (
+            trajs
+            and not self.unattributed
+            and not getattr(self, "_proxy_called", False)
+            and all(not t.metadata.get("error") for t in trajs)
+        ):
             # An agent whose client points elsewhere (its own vLLM, an API) "succeeds" without one
             # request here: nothing to train, every step; say so instead of training on nothing.
             raise AtlasError(
@@ -449,3 +459,14 @@ def _accepts_base_url(fn: Any) -> bool:
     except (TypeError, ValueError):
         return False
     return "base_url" in params
+
+
+def _forget_thread(graph: Any, thread_id: str) -> None:
+    """Delete an episode's checkpointer thread (an in-memory saver would keep every episode)."""
+    saver = getattr(graph, "checkpointer", None)
+    if saver is None or not hasattr(saver, "delete_thread"):
+        return
+    try:
+        saver.delete_thread(thread_id)
+    except Exception:  # noqa: BLE001 - best effort: a saver without deletion keeps the thread
+        pass

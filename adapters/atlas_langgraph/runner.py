@@ -186,6 +186,8 @@ class LangGraphRunner:
         self.config = dict(config or {})
         self.context_fn = context_fn
         self.episode_timeout_s = episode_timeout_s
+        self._our_policies: set[int] = set()  # see run()
+        self._model_called = False  # once a run has called the model, a run without a call only warns
         self.use_async = hasattr(graph, "ainvoke") if use_async is None else bool(use_async)
         if self.use_async and not hasattr(graph, "ainvoke"):
             raise TypeError(f"use_async=True needs a graph with ainvoke(), got {type(graph).__name__}")
@@ -202,7 +204,8 @@ class LangGraphRunner:
         tasks = [t if isinstance(t, Task) else Task.model_validate(t) for t in tasks]
         if not tasks:
             return []
-        base = policy if policy is not None else self.model.policy
+        installed = self.model.policy
+        base = policy if policy is not None else installed
         if base is None:
             raise ValueError("no policy: pass policy= or give the AtlasChatModel one")
         batched = None
@@ -210,6 +213,8 @@ class LangGraphRunner:
             from atlas_plugins.policy.batching import BatchedPolicy
 
             batched = BatchedPolicy(base, max_wait_ms=self.max_wait_ms)
+        # Policies another AtlasChatModel of the graph may sample from without harm: these ones.
+        self._our_policies = {id(p) for p in (installed, base, batched) if p is not None}
         self.model.policy = batched or base
         try:
             workers = min(len(tasks), self.max_concurrency or len(tasks))
@@ -238,7 +243,14 @@ class LangGraphRunner:
                 "turns come from a policy the trainer never updates. Build every node of the graph on the one "
                 "AtlasChatModel passed as model= (bindings of it, such as model.bind_tools(...), are fine)"
             )
-        if trajs and all(t.turns == 0 and not t.metadata.get("error") for t in trajs):
+        if any(t.turns for t in trajs):
+            self._model_called = True
+        elif trajs and not any(t.metadata.get("error") for t in trajs):
+            if self._model_called:
+                # A graph that has used the model before may answer some task without it (a
+                # router, a cache): those episodes carry no signal, but the step is not wrong.
+                log.warning("no episode of this run called the AtlasChatModel (%d episodes)", len(trajs))
+                return
             raise AtlasError(
                 f"the graph ({type(self.graph).__name__} {getattr(self.graph, 'name', '')!r}) ran {len(trajs)} "
                 "episode(s) without one call of the AtlasChatModel given as model=: is it built on another chat "
@@ -288,7 +300,12 @@ class LangGraphRunner:
                 self._forget_thread(config)
         traj = self.trajectory(task, rec.calls, state, episode_id=episode_id, error=error)
         traj.metadata["wall_s"] = round(time.perf_counter() - t0, 3)
-        other = [desc for key, desc in rec.models.items() if key != id(self.model)]
+        ours = self._our_policies
+        other = [
+            desc
+            for key, desc in rec.models.items()
+            if key != id(self.model) and rec.model_policies.get(key) not in ours
+        ]
         if other:
             traj.metadata["other_models"] = other
         return traj

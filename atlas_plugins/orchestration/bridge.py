@@ -119,7 +119,7 @@ _ADAPTER: TypeAdapter[Message] = TypeAdapter(SandboxMessage)
 # JSON may spell UTF-16 surrogates as escapes ("\ud800"); json.loads turns an unpaired one into a
 # str that no UTF-8 writer accepts, so a forged (or, over E2B's ASCII lines, an honest) message
 # would make the host raise later, wherever it logs, prints, saves or tokenizes the result.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -150,10 +150,13 @@ def parse_message(payload: bytes) -> Message:
     if len(payload) > MAX_MESSAGE_BYTES:
         raise ProtocolViolation(f"message of {len(payload)} bytes exceeds the {MAX_MESSAGE_BYTES}-byte cap")
     try:
-        data = loads_bounded(payload)
+        # Strict UTF-8 first: json.loads(bytes) would accept UTF-16/32 and decode surrogate bytes
+        # (b"\xed\xa0\x80") with 'surrogatepass', past the escape check below.
+        text = payload.decode("utf-8")
+        data = loads_bounded(text)
     except (ValueError, UnicodeDecodeError) as exc:  # UnicodeDecodeError is a ValueError; named for readers
         raise ProtocolViolation(f"message is not JSON ({exc})") from None
-    if _SURROGATE_ESCAPE.search(payload):
+    if _SURROGATE_ESCAPE.search(text):
         data = _without_lone_surrogates(data)
     if not isinstance(data, dict) or "op" not in data:
         raise ProtocolViolation(f"message is not an object with an 'op': {str(data)[:120]!r}")

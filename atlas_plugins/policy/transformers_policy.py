@@ -42,7 +42,7 @@ from atlas_plugins.embedded_model import EMBEDDED_ALIASES, EMBEDDED_MODEL_NAME, 
 from atlas_plugins.errors import AtlasError
 from atlas_plugins.policy.base import ChatGeneration, FinishReason, Generation, per_prompt, per_prompt_stops
 from atlas_plugins.wire.messages import content_text, loads_arguments, tool_call_functions
-from atlas_plugins.wire.special_tokens import defuse_all
+from atlas_plugins.wire.special_tokens import defuse_all, defuse_messages
 from atlas_plugins.wire.toolcall import HERMES_TOOLS_PREAMBLE, format_call
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; torch is imported lazily
@@ -219,7 +219,7 @@ class TransformersPolicy:
             kwargs["tools"] = defuse_all(tools, self.tokenizer)
         # Message contents and tool schemas hold outside text (tool results, MCP descriptions):
         # their special-token strings must not become control tokens in the rendered prompt.
-        text = self.tokenizer.apply_chat_template(defuse_all(msgs, self.tokenizer), **kwargs)
+        text = self.tokenizer.apply_chat_template(defuse_messages(msgs, self.tokenizer), **kwargs)
         return list(self.tokenizer.encode(text, add_special_tokens=False))
 
     def generate_chat(

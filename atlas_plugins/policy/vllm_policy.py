@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from atlas_plugins.policy.base import FinishReason, Generation, per_prompt, per_prompt_stops
-from atlas_plugins.wire.special_tokens import defuse_all
+from atlas_plugins.wire.special_tokens import defuse_all, defuse_messages
 
 if TYPE_CHECKING:  # vllm, trl and torch load only when a vLLM policy is built
     import torch
@@ -100,7 +100,7 @@ class VLLMPolicy:
         if tools:
             kwargs["tools"] = defuse_all(tools, self.tokenizer)
         # Outside text must not forge control tokens (see atlas_plugins.wire.special_tokens).
-        text = self.tokenizer.apply_chat_template(defuse_all(messages, self.tokenizer), **kwargs)
+        text = self.tokenizer.apply_chat_template(defuse_messages(messages, self.tokenizer), **kwargs)
         return list(self.tokenizer.encode(text, add_special_tokens=False))
 
     def decode(self, ids: Sequence[int]) -> str:

@@ -58,6 +58,7 @@ from atlas_plugins.errors import AtlasError, ConfigError
 from atlas_plugins.rewards.rubric import is_success
 from atlas_plugins.training.config import AtlasGRPOConfig
 from atlas_plugins.types import Task, Trajectory
+from atlas_plugins.wire.special_tokens import defuse
 
 if TYPE_CHECKING:
     from atlas_plugins.policy.base import Policy
@@ -508,7 +509,10 @@ class AtlasTrainer:
             return None
         prompt = str((traj.task or {}).get("prompt") or "")
         ids = self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], tokenize=True, add_generation_prompt=True, return_dict=False
+            [{"role": "user", "content": defuse(prompt, self.tokenizer)}],  # task-file text: no forged tokens
+            tokenize=True,
+            add_generation_prompt=True,
+            return_dict=False,
         )
         return list(ids)
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from atlas_plugins.policy.base import FinishReason, Generation
 from atlas_plugins.rewards.rubric import FULL_SCORE
 from atlas_plugins.types import Task, Trajectory
-from atlas_plugins.wire.special_tokens import defuse_all
+from atlas_plugins.wire.special_tokens import defuse_messages
 from atlas_plugins.wire.toolcall import format_call as _call
 
 if TYPE_CHECKING:
@@ -165,7 +165,7 @@ class ScriptedPolicy:
             return self.policy.apply_chat_template(messages, tools=tools, add_generation_prompt=add_generation_prompt)
         return list(
             self.tokenizer.apply_chat_template(
-                defuse_all(messages, self.tokenizer),  # outside text forges no control tokens
+                defuse_messages(messages, self.tokenizer),  # outside text forges no control tokens
                 tokenize=True,
                 add_generation_prompt=add_generation_prompt,
                 return_dict=False,

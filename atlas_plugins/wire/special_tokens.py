@@ -13,19 +13,26 @@ character of every special-token string in a text, so it tokenizes as plain char
 :func:`defuse_all` does it through the strings of a JSON-like object (messages, tool schemas).
 Text without special-token strings is returned unchanged, so benign prompts tokenize exactly
 as before. Special tokens are the tokenizer's ``all_special_tokens`` plus added tokens marked
-special. Not covered: strings a tokenizer maps to a control token without registering it as
-special (none of the templates we ship), and servers that render chat templates themselves
-(an OpenAI-compatible endpoint gets messages, not ids).
+special. Not covered: added tokens *not* marked special (Qwen's ``<tool_call>`` /
+``<tool_response>``: a tool result can still spell those as their token; SmolLM2 has none), the
+assistant's own turns (see :func:`defuse_messages`), a special string split across two content
+parts that a template joins, and servers that render chat templates themselves (an
+OpenAI-compatible endpoint gets messages, not ids).
 """
 
 from __future__ import annotations
 
 import re
+import weakref
 from typing import Any
 
-__all__ = ["JOINER", "defuse", "defuse_all", "special_strings"]
+__all__ = ["JOINER", "defuse", "defuse_all", "defuse_messages", "special_strings"]
 
 JOINER = "\u2060"
+
+#: tokenizer -> (its special strings, one pattern matching any of them); tokenizers with
+#: thousands of special tokens (Gemma's "unused" ones) would otherwise cost a scan per string.
+_CACHE: weakref.WeakKeyDictionary[Any, tuple[tuple[str, ...], re.Pattern[str] | None]] = weakref.WeakKeyDictionary()
 
 
 def special_strings(tokenizer: Any) -> tuple[str, ...]:
@@ -37,16 +44,24 @@ def special_strings(tokenizer: Any) -> tuple[str, ...]:
     return tuple(sorted((s for s in found if isinstance(s, str) and len(s) >= 2), key=len, reverse=True))
 
 
-def _pattern(specials: tuple[str, ...]) -> re.Pattern[str]:
-    return re.compile("|".join(re.escape(s) for s in specials))
+def _pattern(tokenizer: Any) -> re.Pattern[str] | None:
+    try:
+        specials, pattern = _CACHE[tokenizer]
+    except (KeyError, TypeError):
+        specials = special_strings(tokenizer)
+        pattern = re.compile("|".join(re.escape(s) for s in specials)) if specials else None
+        try:
+            _CACHE[tokenizer] = (specials, pattern)
+        except TypeError:  # not weak-referenceable: computed each time
+            pass
+    return pattern
 
 
 def defuse(text: str, tokenizer: Any) -> str:
     """``text`` with every special-token string of ``tokenizer`` broken by :data:`JOINER`."""
-    specials = special_strings(tokenizer)
-    if not specials or not any(s in text for s in specials):
+    pattern = _pattern(tokenizer)
+    if pattern is None or pattern.search(text) is None:
         return text
-    pattern = _pattern(specials)
     # A broken string cannot re-form one of the same length, but a shorter special token could
     # sit inside what follows the joiner ("<s>" in "<<s>>"), so repeat until none is left.
     for _ in range(8):
@@ -59,13 +74,12 @@ def defuse(text: str, tokenizer: Any) -> str:
 def defuse_all(obj: Any, tokenizer: Any) -> Any:
     """A copy of a JSON-like ``obj`` with :func:`defuse` applied to every string in it (dict
     keys included); objects without special-token strings come back as they were."""
-    specials = special_strings(tokenizer)
-    if not specials:
+    if _pattern(tokenizer) is None:
         return obj
 
     def walk(x: Any) -> Any:
         if isinstance(x, str):
-            return defuse(x, tokenizer) if any(s in x for s in specials) else x
+            return defuse(x, tokenizer)
         if isinstance(x, dict):
             return {walk(k): walk(v) for k, v in x.items()}
         if isinstance(x, list | tuple):
@@ -73,3 +87,11 @@ def defuse_all(obj: Any, tokenizer: Any) -> Any:
         return x
 
     return walk(obj)
+
+
+def defuse_messages(messages: list[dict[str, Any]], tokenizer: Any) -> list[dict[str, Any]]:
+    """Chat messages with every message but the assistant's own defused. Assistant turns are the
+    model's sampled text (already free of control tokens, which decoding skips) or its scripted
+    demonstrations; leaving them as they are keeps templates that look inside them (a
+    ``</think>`` split) on the branch the sampled ids took."""
+    return [m if m.get("role") == "assistant" else defuse_all(m, tokenizer) for m in messages]

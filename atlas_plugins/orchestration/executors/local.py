@@ -22,8 +22,9 @@ What the sandbox guarantees (each layer holds on its own, so no single mistake i
   Python runtime (at ``/opt/python``, its ``site-packages`` absent), the runner (copied in from
   memory, never a host path), a private ``/proc`` with ``/proc/sys`` read-only, a read-only
   ``/dev`` with the usual device nodes, and three size-capped tmpfs mounts: ``/tmp``,
-  ``/dev/shm`` and ``/session`` (the working directory). Nothing is written on the host:
-  ``/session`` vanishes with the sandbox, and no mount lets setuid or device files act.
+  ``/dev/shm`` and ``/session`` (the working directory). No file the sandbox can name is on the
+  host: ``/session`` vanishes with the sandbox, and no mount lets setuid or device files act. (Its
+  stdout and stderr go to an unlinked host temp file, capped by ``max_file_mb``.)
 * **No network** (a private network namespace with an unconfigured loopback), a private ipc,
   uts and cgroup namespace, an empty environment but ``PATH``/``HOME``/``LANG``.
 * **Bounded resources**: CPU seconds, address space, threads, file size and open files per
@@ -363,19 +364,40 @@ class LocalTransport(Transport):
             self._pidfd = os.pidfd_open(self._child_pid)
         except (OSError, AttributeError):
             self._pidfd = -1  # an old kernel: stop() falls back to the pid
-        if self._pidfd >= 0:  # the guard kills through the pidfd only: never a reused pid
+        if self._pidfd >= 0:  # the guard kills through a pidfd only: never a reused pid
             self._guard_stop.clear()
+            # Its own duplicate, closed by the thread: stop() closing ours must not leave the guard
+            # holding a number that another session's pidfd may take next.
             threading.Thread(
-                target=self._guard_files, args=(self._child_pid, self._pidfd), daemon=True, name="atlas-file-guard"
+                target=self._guard_files,
+                args=(self._child_pid, os.dup(self._pidfd)),
+                daemon=True,
+                name="atlas-file-guard",
             ).start()
 
     def _guard_files(self, pid: int, pidfd: int) -> None:
         """Stop the sandbox once a tmpfs holds more than ``max_files`` inodes (see module docs)."""
+        try:
+            self._count_files(pid, pidfd)
+        finally:
+            os.close(pidfd)
+
+    def _count_files(self, pid: int, pidfd: int) -> None:
         mounts = [f"/proc/{pid}/root{m}" for m in _TMPFS_MOUNTS]
+        exited = select.poll()
+        exited.register(pidfd, select.POLLIN)  # poll, not select: fd numbers may exceed 1024
+        host_root = os.stat("/").st_dev
         failures = 0
         while not self._guard_stop.wait(0.25):
-            if select.select([pidfd], [], [], 0)[0]:
+            if exited.poll(0):
                 return  # pid 1 has exited
+            try:
+                # Until bubblewrap has switched to the sandbox's root, /proc/<pid>/root/tmp is the
+                # host's /tmp: counting it would stop a healthy sandbox.
+                if os.stat(f"/proc/{pid}/root/").st_dev == host_root:
+                    continue
+            except OSError:
+                pass
             for path in mounts:
                 try:
                     st = os.statvfs(path)
@@ -573,7 +595,9 @@ class LocalTransport(Transport):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise CellTimeout()
-            select.select([], [self._wfd], [], min(left, 0.5))
+            writable = select.poll()  # poll, not select: fd numbers may exceed 1024
+            writable.register(self._wfd, select.POLLOUT)
+            writable.poll(min(left, 0.5) * 1000)
 
     def _fill(self, n: int, deadline: float) -> None:
         while len(self._buf) < n:

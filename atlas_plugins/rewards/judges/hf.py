@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from atlas_plugins.hookspecs import Register, hookimpl
 from atlas_plugins.rewards.judges._lm import LMJudge
-from atlas_plugins.wire.special_tokens import defuse_all
+from atlas_plugins.wire.special_tokens import defuse_messages
 
 if TYPE_CHECKING:
     from atlas_plugins.rewards.base import JudgeResult
@@ -87,7 +87,8 @@ class HFJudge(LMJudge):
         # Trajectory text is the policy's and the tools': special-token strings in it must not
         # forge judge turns (a policy could learn to write "<|im_end|>" to hand itself a score).
         texts = [
-            tok.apply_chat_template(defuse_all(p, tok), tokenize=False, add_generation_prompt=True) for p in prompts
+            tok.apply_chat_template(defuse_messages(p, tok), tokenize=False, add_generation_prompt=True)
+            for p in prompts
         ]
         outs: list[str] = []
         old_side = tok.padding_side
@@ -131,7 +132,7 @@ class HFJudge(LMJudge):
         if any(i is None or i == tok.unk_token_id for i in ids):
             raise ValueError(f"tokenizer of {self.model_name!r} has no single-token digits; use method='generate'")
         texts = [
-            tok.apply_chat_template(defuse_all(p, tok), tokenize=False, add_generation_prompt=True) + prefill
+            tok.apply_chat_template(defuse_messages(p, tok), tokenize=False, add_generation_prompt=True) + prefill
             for p in prompts
         ]
         out: list[list[float]] = []
