@@ -106,3 +106,23 @@ def shared_loop() -> BackgroundLoop:
 def run_async(coro: Coroutine[Any, Any, Any], timeout: float | None = None) -> Any:
     """Run ``coro`` on the process's background loop from a worker thread and return its result."""
     return _SHARED.run(coro, timeout)
+
+
+def checkpointer(graph: Any) -> Any:
+    """The graph's checkpointer when it has a usable one (``get_tuple``), else ``None``."""
+    saver = getattr(graph, "checkpointer", None)
+    return saver if saver is not None and hasattr(saver, "get_tuple") else None
+
+
+def forget_thread(graph: Any, thread_id: str, *, use_async: bool) -> None:
+    """Delete an episode's checkpointer thread (an in-memory saver would keep every episode)."""
+    saver = checkpointer(graph)
+    if saver is None:
+        return
+    try:
+        if use_async:
+            run_async(saver.adelete_thread(thread_id))
+        else:
+            saver.delete_thread(thread_id)
+    except Exception:  # noqa: BLE001 - best effort: a saver without deletion keeps the thread
+        pass

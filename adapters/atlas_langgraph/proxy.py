@@ -64,7 +64,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from atlas_langgraph.aio import run_async
+from atlas_langgraph.aio import forget_thread, run_async
 from atlas_langgraph.names import ToolNames
 from atlas_langgraph.tools import EPISODE_CONFIG_KEY, episode_scope
 from atlas_plugins.errors import AtlasError
@@ -257,7 +257,7 @@ class ProxyRunner:
                             return run_async(self.agent.ainvoke(self.input_fn(task), config))
                         return self.agent.invoke(self.input_fn(task), config)
                     finally:
-                        _forget_thread(self.agent, eid)
+                        forget_thread(self.agent, eid, use_async=hasattr(self.agent, "ainvoke"))
                 return _run_awaitable(self.agent(task))
         finally:
             with self._lock:
@@ -459,14 +459,3 @@ def _accepts_base_url(fn: Any) -> bool:
     except (TypeError, ValueError):
         return False
     return "base_url" in params
-
-
-def _forget_thread(graph: Any, thread_id: str) -> None:
-    """Delete an episode's checkpointer thread (an in-memory saver would keep every episode)."""
-    saver = getattr(graph, "checkpointer", None)
-    if saver is None or not hasattr(saver, "delete_thread"):
-        return
-    try:
-        saver.delete_thread(thread_id)
-    except Exception:  # noqa: BLE001 - best effort: a saver without deletion keeps the thread
-        pass

@@ -43,7 +43,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
-from atlas_langgraph.aio import run_async
+from atlas_langgraph.aio import checkpointer, forget_thread, run_async
 from atlas_langgraph.chat_model import AtlasChatModel, recording_scope, to_openai_messages
 from atlas_langgraph.names import ToolNames
 from atlas_langgraph.tools import EPISODE_CONFIG_KEY, episode_scope
@@ -297,7 +297,7 @@ class LangGraphRunner:
                 error = f"{type(exc).__name__}: {exc}"
             finally:
                 _release_episode(episode_id)
-                self._forget_thread(config)
+                forget_thread(self.graph, config["configurable"]["thread_id"], use_async=self.use_async)
         traj = self.trajectory(task, rec.calls, state, episode_id=episode_id, error=error)
         traj.metadata["wall_s"] = round(time.perf_counter() - t0, 3)
         ours = self._our_policies
@@ -317,35 +317,17 @@ class LangGraphRunner:
             return self.graph.invoke(graph_input, config, **kwargs)
         return run_async(self.graph.ainvoke(graph_input, config, **kwargs), self.episode_timeout_s)
 
-    def _checkpointer(self) -> Any:
-        saver = getattr(self.graph, "checkpointer", None)
-        return saver if saver is not None and hasattr(saver, "get_tuple") else None
-
     def _paused(self, state: Any, config: dict[str, Any]) -> str | None:
         """What the run is paused on (an ``interrupt()`` value or the next nodes), else ``None``."""
         if isinstance(state, dict) and state.get("__interrupt__"):
             return "interrupt(" + ", ".join(repr(getattr(i, "value", i))[:200] for i in state["__interrupt__"]) + ")"
-        if self._checkpointer() is None:
+        if checkpointer(self.graph) is None:
             return None
         try:  # a static breakpoint (interrupt_before/after) leaves no trace in the output
             snap = run_async(self.graph.aget_state(config)) if self.use_async else self.graph.get_state(config)
         except Exception:  # noqa: BLE001 - a saver that cannot read back: nothing known
             return None
         return f"the nodes {list(snap.next)}" if snap.next else None
-
-    def _forget_thread(self, config: dict[str, Any]) -> None:
-        """Delete the episode's checkpointer thread (a MemorySaver would keep every episode)."""
-        saver = self._checkpointer()
-        if saver is None:
-            return
-        thread = config["configurable"]["thread_id"]
-        try:
-            if self.use_async:
-                run_async(saver.adelete_thread(thread))
-            else:
-                saver.delete_thread(thread)
-        except Exception:  # noqa: BLE001 - best effort: a saver without deletion keeps the thread
-            pass
 
     def close(self) -> None:
         """Nothing to release: async runs share the process's background loop (:mod:`atlas_langgraph.aio`)."""

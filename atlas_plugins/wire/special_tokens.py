@@ -30,9 +30,9 @@ __all__ = ["JOINER", "defuse", "defuse_all", "defuse_messages", "special_strings
 
 JOINER = "\u2060"
 
-#: tokenizer -> (its special strings, one pattern matching any of them); tokenizers with
-#: thousands of special tokens (Gemma's "unused" ones) would otherwise cost a scan per string.
-_CACHE: weakref.WeakKeyDictionary[Any, tuple[tuple[str, ...], re.Pattern[str] | None]] = weakref.WeakKeyDictionary()
+#: tokenizer -> one pattern matching any of its special strings (None: it has none); tokenizers
+#: with thousands of special tokens (Gemma's "unused" ones) would otherwise cost a scan per string.
+_PATTERNS: weakref.WeakKeyDictionary[Any, re.Pattern[str] | None] = weakref.WeakKeyDictionary()
 
 
 def special_strings(tokenizer: Any) -> tuple[str, ...]:
@@ -46,15 +46,18 @@ def special_strings(tokenizer: Any) -> tuple[str, ...]:
 
 def _pattern(tokenizer: Any) -> re.Pattern[str] | None:
     try:
-        specials, pattern = _CACHE[tokenizer]
-    except (KeyError, TypeError):
-        specials = special_strings(tokenizer)
-        pattern = re.compile("|".join(re.escape(s) for s in specials)) if specials else None
-        try:
-            _CACHE[tokenizer] = (specials, pattern)
-        except TypeError:  # not weak-referenceable: computed each time
-            pass
+        return _PATTERNS[tokenizer]
+    except KeyError:
+        pass
+    except TypeError:  # not weak-referenceable: computed each time
+        return _compile(tokenizer)
+    _PATTERNS[tokenizer] = pattern = _compile(tokenizer)
     return pattern
+
+
+def _compile(tokenizer: Any) -> re.Pattern[str] | None:
+    specials = special_strings(tokenizer)
+    return re.compile("|".join(re.escape(s) for s in specials)) if specials else None
 
 
 def defuse(text: str, tokenizer: Any) -> str:
