@@ -12,6 +12,11 @@ Each case runs in its own process; its peak RSS is the kernel's ``ru_maxrss`` fo
 
     python benchmarks/memory.py                       # ~5 min on 2 idle cores
     python benchmarks/memory.py --prompt-tokens 2400 --batch 8 --group 4 --steps 2
+    python benchmarks/memory.py --allocator both       # glibc default vs release_memory, ~12 min
+
+``--allocator release`` trains with ``release_memory=True`` (glibc's mmap threshold fixed at 1 MiB,
+``atlas_plugins.training.allocator``), so that freed activation-sized blocks go back to the OS;
+``both`` runs the default case, then the released one, each in its own process.
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ def child(args: argparse.Namespace) -> None:
     cfg = AtlasGRPOConfig.cpu_demo(
         str(out), max_steps=args.steps, per_device_train_batch_size=args.batch, num_generations=args.group,
         max_completion_length=args.length, max_turn_tokens=min(96, args.length), loading="eager",
-        max_train_tasks=n_tasks, report_to=[], save_strategy="no",
+        max_train_tasks=n_tasks, report_to=[], save_strategy="no", release_memory=args.allocator == "release",
     )
     tasks = [t for t in load_default_tasks("train") if len(t.servers) == 1]
     with atlas.Toolspace.default(servers=sorted({s for t in tasks for s in t.servers})) as ts:
@@ -84,13 +89,25 @@ def main() -> None:
     ap.add_argument("--length", type=int, default=256, help="max completion tokens per episode")
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--allocator", choices=("default", "release", "both"), default="default",
+                    help="glibc's default mmap threshold, release_memory=True, or one case of each")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--json-out", type=Path, default=HERE / "results" / "memory.json")
     args = ap.parse_args()
     if args.child:
         child(args)
         return
-    cmd = [sys.executable, __file__, "--child", *sys.argv[1:]]
+    cases = ["default", "release"] if args.allocator == "both" else [args.allocator]
+    results = [run_case(args, allocator) for allocator in cases]
+    args.json_out.parent.mkdir(parents=True, exist_ok=True)
+    args.json_out.write_text(json.dumps(results[0] if len(results) == 1 else results, indent=2))
+    print(f"wrote {args.json_out}")
+
+
+def run_case(args: argparse.Namespace, allocator: str) -> dict:
+    cmd = [sys.executable, __file__, "--child", "--allocator", allocator]
+    for name in ("prompt_tokens", "batch", "group", "length", "steps", "threads"):
+        cmd += ["--" + name.replace("_", "-"), str(getattr(args, name))]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert proc.stdout is not None
     lines = proc.stdout.read().splitlines()
@@ -100,13 +117,12 @@ def main() -> None:
         raise SystemExit(f"the training process failed (exit {proc.returncode}); its last output:\n" + "\n".join(lines[-20:]))
     result = json.loads(next(x for x in reversed(lines) if x.startswith("RESULT "))[len("RESULT "):])
     result["peak_rss_gib"] = usage.ru_maxrss / 1024**2  # KiB on Linux
-    result["settings"] = {k: v for k, v in vars(args).items() if k not in ("child", "json_out")}
-    print(f"{result['steps']} GRPO steps, batch {args.batch}, eager on '{result['server']}' ({result['tools']} tools, "
-          f"{result['prompt_tokens']}-token prompt): peak RSS {result['peak_rss_gib']:.2f} GiB, {result['train_s']:.0f} s, "
-          f"checkpointing {'on' if result['checkpointing_last_step'] else 'off'} (the memory plan's choice)")
-    args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.json_out}")
+    result["settings"] = {k: v for k, v in vars(args).items() if k not in ("child", "json_out")} | {"allocator": allocator}
+    print(f"[{allocator} allocator] {result['steps']} GRPO steps, batch {args.batch}, eager on '{result['server']}' "
+          f"({result['tools']} tools, {result['prompt_tokens']}-token prompt): peak RSS {result['peak_rss_gib']:.2f} GiB, "
+          f"{result['train_s']:.0f} s, checkpointing {'on' if result['checkpointing_last_step'] else 'off'} "
+          "(the memory plan's choice)", flush=True)
+    return result
 
 
 if __name__ == "__main__":

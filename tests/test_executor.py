@@ -211,7 +211,8 @@ class _StandInCommands:
         self.procs[proc.pid] = proc
         return _StandInHandle(proc)
 
-    def send_stdin(self, pid: int, data: str) -> None:
+    def send_stdin(self, pid: int, data: str, request_timeout: float | None = None) -> None:
+        assert request_timeout is None or request_timeout > 0  # the SDK's per-request timeout, seconds
         proc = self.procs[pid]
         proc.stdin.write(data.encode())
         proc.stdin.flush()
@@ -264,6 +265,66 @@ def test_e2b_executor_bridge_over_stand_in(ts, tmp_path):
     finally:
         s.close()
     assert len(boxes) == 1 and boxes[0].killed and not boxes[0].commands.procs
+
+
+class TimeoutException(Exception):
+    """What e2b's SDK raises when a request outlives its ``request_timeout`` (same class name)."""
+
+
+class _StalledCommands(_StandInCommands):
+    """A connection that takes no stdin: every send blocks until the SDK's request timeout (its
+    default is 60 s), as a stalled E2B connection does."""
+
+    def send_stdin(self, pid: int, data: str, request_timeout: float | None = None) -> None:
+        time.sleep(60 if request_timeout is None else request_timeout)
+        raise TimeoutException("canceled: request timed out")
+
+
+def test_e2b_send_is_bounded_by_the_cell_budget(ts, tmp_path):
+    """A stalled connection costs a cell its budget, not the SDK's 60-s default per message."""
+
+    def factory() -> StandInSandbox:
+        box = StandInSandbox()
+        box.commands = _StalledCommands()
+        return box
+
+    ex = E2BExecutor(sandbox_factory=factory, python=sys.executable, runner_path=str(tmp_path / "runner.py"), timeout=2)
+    s = ex.open_session(ts, episode="e2b-stalled")
+    try:
+        t0 = time.monotonic()
+        r = s.run("1 + 1")
+        took = time.monotonic() - t0
+        assert took < 10, f"a stalled send held the host {took:.0f} s"
+        assert not r.ok, r
+    finally:
+        s.close()
+
+
+class SandboxNotRunningException(TimeoutException):
+    """e2b's: the sandbox was killed or timed out (a subclass of its TimeoutException)."""
+
+
+class _GoneCommands(_StandInCommands):
+    def send_stdin(self, pid: int, data: str, request_timeout: float | None = None) -> None:
+        raise SandboxNotRunningException("sandbox is not running")
+
+
+def test_e2b_sdk_errors_become_cell_results(ts, tmp_path):
+    """An SDK error on a write (the sandbox is gone) is a failed cell, never an exception out of
+    ``session.run``."""
+
+    def factory() -> StandInSandbox:
+        box = StandInSandbox()
+        box.commands = _GoneCommands()
+        return box
+
+    ex = E2BExecutor(sandbox_factory=factory, python=sys.executable, runner_path=str(tmp_path / "runner.py"), timeout=2)
+    s = ex.open_session(ts, episode="e2b-gone")
+    try:
+        r = s.run("1 + 1")
+        assert not r.ok and "gone or unreachable" in (r.error or ""), r
+    finally:
+        s.close()
 
 
 def test_e2b_sdk_is_lazy_and_named():

@@ -661,3 +661,106 @@ def test_bridge_refuses_surrogate_bytes_and_non_utf8_encodings():
     utf16 = '{"op": "info", "id": 1, "server": "m\\ud800"}'.encode("utf-16")
     with pytest.raises(ProtocolViolation, match="not JSON"):
         parse_message(utf16)
+
+
+# == [H] the host's own circumstances: busy fd tables, worker threads ============================
+def test_sandbox_works_when_the_host_has_fds_past_1024(host):
+    """[H] A busy host (many sessions, sockets, MCP servers) hands out fd numbers above 1024, which
+    ``select`` cannot wait on (ValueError). Starting a sandbox, a cell, a timed-out cell and
+    stopping must all work with bridge fds that high."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} < 1200: fd numbers past 1024 cannot be reached here")
+    if soft != resource.RLIM_INFINITY and soft < 1200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1200 if hard == resource.RLIM_INFINITY else min(hard, 4096), hard))
+    filler: list[int] = []
+    try:
+        while not filler or filler[-1] < 1030:
+            filler.append(os.open(os.devnull, os.O_RDONLY))
+        with fresh(host, timeout=2) as s:
+            assert value(run(host, "6 * 7", s)) == 42
+            slow = run(host, "import time\ntime.sleep(30)", s)
+            assert not slow.ok and "time" in (slow.error or "").lower(), slow
+            assert value(run(host, "1 + 1", s)) == 2
+        # close() ran stop(): no sandbox of this session is left.
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_sandbox_outlives_the_worker_thread_that_started_it(host):
+    """[H] bubblewrap's --die-with-parent fires when the *thread* that forked it exits. A session
+    first used from a worker thread (a LangGraph ToolNode's pool, ``asyncio.to_thread``) must keep
+    its interpreter, and its variables, after that thread is gone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ex = LocalExecutor(timeout=3, memory_mb=512)
+    with ThreadPoolExecutor(max_workers=1) as pool:  # shut down (its thread joined) on exit
+        s = pool.submit(ex.open_session, host["ts"], servers=["math"]).result()
+        try:
+            assert pool.submit(run, host, "x = 41\nx", s).result().value == "41"
+        except BaseException:
+            s.close()
+            raise
+    try:
+        time.sleep(1.0)  # PR_SET_PDEATHSIG's SIGKILL would have landed by now
+        again = run(host, "x + 1", s)
+        assert not again.restarted, again
+        assert value(again) == 42
+    finally:
+        s.close()
+
+
+def test_a_forked_host_child_can_start_sandboxes(host):
+    """[H] A host process that forks after using a sandbox (multiprocessing's "fork" start method,
+    forked data-loader workers): the child starts its own sandboxes. The parent's sandbox starter
+    thread does not exist in the child, so it must not wait on it."""
+    assert value(run(host, "1")) == 1  # this process has started sandboxes already
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit status only
+        code = 3
+        try:
+            s = LocalExecutor(timeout=5, memory_mb=512).open_session(host["ts"], servers=[])
+            try:
+                code = 0 if s.run("6 * 7").value == "42" else 4
+            finally:
+                s.close()
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0, f"the forked child failed (status {status})"
+            return
+        time.sleep(0.2)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail("a forked child hung starting a sandbox")
+
+
+def test_sandboxes_of_a_thread_still_running_after_main_returns_keep_working():
+    """[H] A non-daemon thread that still runs cells after the main thread has returned keeps its
+    sandbox: nothing tied to the main thread's exit may kill sandboxes before the process ends."""
+    script = (
+        "import threading, time\n"
+        "from atlas_plugins.orchestration.executors.local import LocalExecutor\n"
+        "from atlas_plugins.toolspace import Toolspace\n"
+        "ts = Toolspace.from_dict({'servers': {}}).start()\n"
+        "started = threading.Event()\n"
+        "def worker():\n"
+        "    s = LocalExecutor(timeout=5, memory_mb=512).open_session(ts, servers=[])\n"
+        "    s.run('x = 20')\n"
+        "    started.set()\n"
+        "    time.sleep(2.0)\n"
+        "    r = s.run('x * 2 + 2')\n"
+        "    print('AFTER-MAIN', r.value, r.restarted, flush=True)\n"
+        "    s.close()\n"
+        "threading.Thread(target=worker).start()\n"
+        "started.wait(60)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert "AFTER-MAIN 42 False" in proc.stdout, (proc.stdout + proc.stderr)[-2000:]

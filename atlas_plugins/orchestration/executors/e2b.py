@@ -13,7 +13,8 @@ The SDK is imported lazily, only when no ``sandbox_factory`` is given. The test 
 reach E2B's cloud; it injects a local stand-in that implements exactly the SDK subset used here
 (``files.write``, ``commands.run(..., background=True, stdin=True, timeout=0)`` returning a
 handle with ``pid`` and ``wait(on_stdout=, on_stderr=)``, ``commands.send_stdin``,
-``commands.kill``, ``kill``) with local processes.
+``commands.kill``, ``kill``) with local processes. ``send_stdin`` and ``commands.kill`` get the
+SDK's ``request_timeout`` (seconds); a provider without that parameter is called without it.
 """
 
 from __future__ import annotations
@@ -144,8 +145,17 @@ class E2BTransport(Transport):
         if sum(len(c) for c in self._stderr) > 20_000:
             self._stderr = self._stderr[-20:]
 
-    def send(self, msg: dict[str, Any], deadline: float | None = None) -> None:  # the SDK call has its own timeout
-        self.sandbox.commands.send_stdin(self.handle.pid, json.dumps(msg, ensure_ascii=True) + "\n")
+    def send(self, msg: dict[str, Any], deadline: float | None = None) -> None:
+        line = json.dumps(msg, ensure_ascii=True) + "\n"
+        # Bounded by the cell's deadline, as the local transport's write is: a stalled sandbox or
+        # connection must not hold the host past the cell's budget (the SDK's default is 60 s).
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            raise CellTimeout()
+        try:
+            _with_timeout(self.sandbox.commands.send_stdin, self.handle.pid, line, request_timeout=left)
+        except Exception as exc:
+            raise _bridge_error(exc) from exc
 
     def recv(self, deadline: float) -> Message:
         try:
@@ -164,13 +174,48 @@ class E2BTransport(Transport):
 
     def stop(self) -> None:
         if self.handle is not None:
-            try:
-                self.sandbox.commands.kill(self.handle.pid)
-            except Exception:  # noqa: BLE001 - already gone
+            try:  # bounded: a restart after a stalled connection must not wait the SDK's 60 s
+                _with_timeout(self.sandbox.commands.kill, self.handle.pid, request_timeout=_STOP_TIMEOUT_S)
+            except Exception:  # noqa: BLE001 - already gone, or unreachable
                 pass
             if self._reader is not None:
                 self._reader.join(timeout=5)
             self.handle = None
+
+
+_STOP_TIMEOUT_S = 5.0
+
+
+def _with_timeout(call: Callable[..., Any], *args: Any, request_timeout: float | None) -> Any:
+    """``call(*args, request_timeout=...)``, the SDK's per-request timeout in seconds; a provider
+    whose method has no such parameter (a custom ``sandbox_factory``) is called without it."""
+    if request_timeout is None:
+        return call(*args)
+    try:
+        return call(*args, request_timeout=request_timeout)
+    except TypeError as exc:
+        if "request_timeout" not in str(exc):
+            raise
+        return call(*args)
+
+
+def _bridge_error(exc: Exception) -> Exception:
+    """The bridge's name for a failed SDK call, so that ``session.run`` reports it as a cell result.
+
+    Matched by class names, since the SDK is optional and not imported here: a sandbox that is
+    gone or unreachable (``SandboxNotRunningException``, ``SandboxUnreachableException``, both
+    subclasses of ``TimeoutException``, or ``SandboxNotFoundException``) is :class:`SandboxDied`;
+    a request past its timeout is :class:`CellTimeout`; any other SDK or connection error is
+    :class:`SandboxDied` too (the relay cannot be reached). Anything else is returned unchanged."""
+    names = {c.__name__ for c in type(exc).__mro__}
+    gone = {"SandboxNotRunningException", "SandboxUnreachableException", "SandboxNotFoundException"}
+    if names & gone:
+        return SandboxDied(f"the E2B sandbox is gone or unreachable: {str(exc)[:300]}")
+    if "TimeoutException" in names:
+        return CellTimeout()
+    if names & {"SandboxException", "ConnectError"}:
+        return SandboxDied(f"the E2B connection failed: {type(exc).__name__}: {str(exc)[:300]}")
+    return exc
 
 
 class E2BSession(BridgedSession):

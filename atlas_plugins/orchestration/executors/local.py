@@ -60,6 +60,7 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import secrets
 import select
 import shutil
@@ -315,7 +316,7 @@ class LocalTransport(Transport):
                 info_r, info_w = os.pipe()
                 cmd, keep, user = self._bwrap_command(to_child_r, from_child_w, info_w)
                 env, cwd = {"PATH": "/usr/bin:/bin"}, "/"
-            self.proc = subprocess.Popen(
+            self.proc = _spawn(
                 cmd,
                 stdin=subprocess.DEVNULL,
                 stdout=self._log,
@@ -345,8 +346,7 @@ class LocalTransport(Transport):
         data = b""
         try:
             while not data.rstrip().endswith(b"}") and time.monotonic() < deadline:
-                ready, _, _ = select.select([info_r], [], [], min(0.5, max(0.0, deadline - time.monotonic())))
-                if not ready:
+                if not _readable(info_r, min(0.5, max(0.0, deadline - time.monotonic()))):
                     if self.proc is not None and self.proc.poll() is not None:
                         break
                     continue
@@ -604,8 +604,7 @@ class LocalTransport(Transport):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise CellTimeout()
-            ready, _, _ = select.select([self._rfd], [], [], min(left, 0.5))
-            if not ready:
+            if not _readable(self._rfd, min(left, 0.5)):
                 if self.proc is not None and self.proc.poll() is not None:
                     raise SandboxDied(self._death())
                 continue
@@ -689,7 +688,7 @@ class LocalTransport(Transport):
                 pass
             self.proc = None
         if self._pidfd >= 0:
-            select.select([self._pidfd], [], [], 5)  # readable once pid 1 has exited
+            _readable(self._pidfd, 5)  # readable once pid 1 has exited
         for fd in (self._rfd, self._wfd, self._pidfd, self._mirror):
             if fd >= 0:
                 try:
@@ -710,6 +709,91 @@ def _data_fd(name: str, data: bytes) -> int:
     os.write(fd, data)
     os.lseek(fd, 0, os.SEEK_SET)
     return fd
+
+
+def _readable(fd: int, timeout_s: float) -> bool:
+    """Whether ``fd`` becomes readable (or hung up) within ``timeout_s``. poll, not select: a busy
+    host (many sessions, sockets, MCP servers) hands out fd numbers past select's 1024."""
+    waiter = select.poll()
+    waiter.register(fd, select.POLLIN)
+    return bool(waiter.poll(max(0.0, timeout_s) * 1000))
+
+
+class _SpawnJob:
+    def __init__(self, cmd: list[str], kwargs: dict[str, Any]) -> None:
+        self.cmd, self.kwargs = cmd, kwargs
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+
+class _Spawner:
+    """One daemon thread that starts every sandbox (see :func:`_spawn`). A daemon thread, not a
+    ``ThreadPoolExecutor``: the executor's workers are joined when the main thread returns, before
+    other non-daemon threads are, which would kill sandboxes those threads are still using."""
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue[_SpawnJob] = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name="atlas-sandbox-spawner", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            job = self.jobs.get()
+            try:
+                job.proc = subprocess.Popen(job.cmd, **job.kwargs)
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+                job.error = exc
+            finally:
+                job.done.set()
+
+
+_spawner: _Spawner | None = None
+_spawner_lock = threading.Lock()
+
+
+def _reset_spawner_in_child() -> None:
+    # A forked child (multiprocessing's "fork", DataLoader workers) has no spawner thread, only
+    # the parent's object: a job queued on it would wait forever.
+    global _spawner, _spawner_lock
+    _spawner, _spawner_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_spawner_in_child)
+
+
+def _spawn(cmd: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    """``subprocess.Popen`` on one thread that lives as long as the process.
+
+    bubblewrap's ``--die-with-parent`` is ``PR_SET_PDEATHSIG``, which fires when the *thread* that
+    forked it exits, not the process. A sandbox first used from a worker thread (a LangGraph
+    ``ToolNode``'s pool, ``asyncio.to_thread``, a user's ``ThreadPoolExecutor``) was killed as soon as
+    that pool shut down, and its interpreter state with it. Started from this thread, it dies
+    when the host process does, which is what ``--die-with-parent`` is there for."""
+    global _spawner
+    with _spawner_lock:
+        if _spawner is None:
+            _spawner = _Spawner()
+        spawner = _spawner
+    job = _SpawnJob(cmd, kwargs)
+    spawner.jobs.put(job)
+    try:
+        job.done.wait()
+    except BaseException:
+        # Interrupted (Ctrl-C) while Popen runs on the other thread: let it finish before the
+        # caller closes the fds it passes (a reused number would reach bubblewrap), then kill
+        # and reap what it started, which nobody else holds.
+        job.done.wait()
+        if job.proc is not None:
+            try:
+                os.killpg(job.proc.pid, signal.SIGKILL)
+            except OSError:
+                job.proc.kill()
+            job.proc.wait()
+        raise
+    if job.error is not None:
+        raise job.error
+    assert job.proc is not None
+    return job.proc
 
 
 def _sealed_memfd(name: str, size: int) -> int:
