@@ -207,6 +207,27 @@ def test_cpu_demo_config_carries_the_demo_recipe():
         s.grpo_lr, s.grpo_max_completion_length, s.grpo_max_turn_tokens
     )
     assert (cfg.per_device_train_batch_size, cfg.num_generations) == (s.grpo_batch, s.grpo_group)
+    assert (cfg.temperature, cfg.scale_rewards, cfg.num_iterations) == (
+        s.grpo_temperature, s.grpo_scale_rewards, s.grpo_iterations
+    )
+    assert s.grpo_alpha is None and cfg.aggregator_options == {}  # the paper formula's default weights
+
+
+@pytest.mark.parametrize(
+    "bad, field",
+    [({"grpo_alpha": {"TF": -0.5}}, "grpo_alpha"), ({"grpo_alpha": {"TF": 0.0}}, "grpo_alpha"),
+     ({"grpo_scale_rewards": "row"}, "grpo_scale_rewards"), ({"grpo_iterations": 0}, "grpo_iterations"),
+     ({"grpo_temperature": 0}, "grpo_temperature")],
+)
+def test_demo_settings_refuse_bad_grpo_recipe(bad, field):
+    """Caught when the settings are read, before a model loads (the trainer's scorer is built
+    only after the warm start)."""
+    from pydantic import ValidationError
+
+    from atlas_plugins.training.demo import DemoSettings
+
+    with pytest.raises(ValidationError, match=field):
+        DemoSettings(**bad)
 
 
 def test_gpu_vllm_example_config_parses_with_paper_defaults():

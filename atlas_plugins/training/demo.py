@@ -22,9 +22,9 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from atlas_plugins.types import Task, Trajectory
 
@@ -72,6 +72,18 @@ class DemoSettings(BaseModel):
     # completion tokens at the median and 1,598 at most; a code cell takes up to 101 tokens.
     grpo_max_completion_length: int = 1536
     grpo_max_turn_tokens: int = 128
+    grpo_temperature: float = Field(default=1.0, gt=0, description="sampling temperature of GRPO rollouts")
+    grpo_scale_rewards: Literal["group", "batch", "none"] = Field(
+        default="group",
+        description="TRL's advantage scaling: by each group's reward std, the batch's, or none "
+        "(group: a group of near-equal rewards gets full-size advantages)",
+    )
+    grpo_iterations: int = Field(default=1, ge=1, description="TRL's num_iterations: updates per batch of rollouts")
+    grpo_alpha: dict[str, float] | None = Field(
+        default=None,
+        description="category weights of the *training* reward (e.g. {'TF': 0.6, 'TA': 0.2, 'TG': 0.1, 'PA': 0.1}); "
+        "held-out evaluation always scores with the default weights",
+    )
     dynamic_sampling_rounds: int = 1
     eval_max_turns: int = 6
     eval_max_new_tokens: int = 128
@@ -83,6 +95,15 @@ class DemoSettings(BaseModel):
     # Context tokens per evaluation batch: 10 ITL episodes (their K/V ~1.1 GB at 46 KB per token,
     # held once live and once in the prefix store between turns).
     eval_max_batch_tokens: int = 24_000
+
+
+    @field_validator("grpo_alpha")
+    @classmethod
+    def _alpha_weights(cls, alpha: dict[str, float] | None) -> dict[str, float] | None:
+        # Checked here, before any model loads: the trainer builds its scorer only after the warm start.
+        if alpha is not None and (any(v < 0 for v in alpha.values()) or not any(v > 0 for v in alpha.values())):
+            raise ValueError(f"grpo_alpha weights must be non-negative with at least one positive, got {alpha}")
+        return alpha
 
 
 def pick_tasks(tasks: list[Task], n: int | None, max_difficulty: int) -> list[Task]:
@@ -187,6 +208,10 @@ def run_demo(
             dynamic_sampling_rounds=s.dynamic_sampling_rounds,
             curriculum=True,
             release_memory=s.release_memory,
+            temperature=s.grpo_temperature,
+            scale_rewards=s.grpo_scale_rewards,
+            num_iterations=s.grpo_iterations,
+            aggregator_options={"alpha": s.grpo_alpha} if s.grpo_alpha else {},
             **design_settings(train_design),
         )
         warm_log: list[dict[str, Any]] = []
