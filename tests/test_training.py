@@ -238,6 +238,24 @@ def test_gpu_vllm_example_config_parses_with_paper_defaults():
     assert cfg.agent_config().loading == "itl"
 
 
+def test_two_updates_per_rollout_batch_with_batch_scaling_and_training_weights(tmp_path, ts, small_tasks):
+    """``num_iterations=2`` (the demo's ``grpo_iterations``): one batch of rollouts feeds two
+    optimizer steps; batch-scaled advantages and the training reward's own category weights
+    (``aggregator_options.alpha``, the demo's ``grpo_alpha``) go through the trainer."""
+    alpha = {"TF": 0.7, "TA": 0.1, "TG": 0.1, "PA": 0.1}
+    out = tmp_path / "iter"
+    cfg = tiny(out, num_iterations=2, scale_rewards="batch", aggregator_options={"alpha": alpha}, save_steps=10)
+    trainer = AtlasTrainer(cfg, toolspace=ts, tasks=small_tasks)
+    trainer.train()
+    assert trainer.trainer.state.global_step == 2
+    lines = _log_lines(out / "trajectories.jsonl")
+    assert len(lines) == 2 and {ln["step"] for ln in lines} == {0}  # one rollout batch for both updates
+    for ln in lines:
+        cats = {c: v for c, v in ln["by_category"].items() if c in alpha}
+        expected = sum(alpha[c] * v for c, v in cats.items()) / sum(alpha[c] for c in cats)
+        assert ln["reward"] == pytest.approx(expected, abs=1e-6), ln["by_category"]
+
+
 def test_curriculum_dynamic_sampling_and_two_designs(tmp_path, ts, small_tasks):
     """The rollout picks (task, design) groups by the curriculum, plays ITL and ITL+PTC groups in
     one step, replaces flat groups (dynamic sampling) and logs how many it dropped; the curriculum
