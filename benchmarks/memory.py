@@ -36,6 +36,7 @@ HERE = Path(__file__).resolve().parent
 def child(args: argparse.Namespace) -> None:
     """One case, in this process: pick the tasks, train ``--steps`` steps, print a JSON line."""
     import torch
+    from transformers import AutoTokenizer
 
     import atlas_plugins as atlas
     from atlas_plugins.agent.loop import Agent
@@ -44,7 +45,6 @@ def child(args: argparse.Namespace) -> None:
     from atlas_plugins.training.config import AtlasGRPOConfig
     from atlas_plugins.training.trainer import AtlasTrainer
     from atlas_plugins.training.warmstart import ScriptedPolicy
-    from transformers import AutoTokenizer
 
     torch.set_num_threads(args.threads)
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
