@@ -252,3 +252,43 @@ def test_cli_show_and_errors(tmp_path: Path) -> None:
     assert r.exit_code == 1 and "not found" in r.output
     r = CliRunner().invoke(_app(), ["tasks", "generate", "--out", str(tmp_path), "--json"])
     assert r.exit_code != 0 and "directory" in r.output
+
+
+# --------------------------------------------------------------------------- another world (--env-seed)
+def test_tasks_of_another_world_are_played_in_their_world(tmp_path: Path) -> None:
+    """Tasks generated with ``--env-seed 3`` carry that world seed; ``atlas eval --tasks`` and the
+    trainer start the embedded servers in that world, where every reference solution's tool
+    results hold the expected answer. In world 0 (what they used to start) some do not."""
+    from atlas_plugins.evaluation import bench
+    from atlas_plugins.evaluation.suites import bfcl_multi_turn, embedded
+    from atlas_plugins.training.config import AtlasGRPOConfig
+    from atlas_plugins.training.trainer import AtlasTrainer
+
+    tasks = [t for t in generate(5, 24, 6, env_seed=3).tasks if t.difficulty == 1 and t.answer is not None]
+    assert tasks and taskgen.world_seed(tasks) == 3
+
+    def answerable(ts: Any) -> list[bool]:
+        out = []
+        with ts:
+            for t in tasks:
+                texts = [ts.call(c["server"], c["tool"], c["arguments"], episode=f"world-{t.id}").text or ""
+                         for c in t.metadata["reference_solution"]]
+                out.append(any(str(t.answer).lower() in x.lower() for x in texts))
+        return out
+
+    ts = bench._suite_toolspace(embedded, tasks)
+    assert ts.config.seed == 3
+    assert all(answerable(ts))
+    assert not all(answerable(atlas.Toolspace.default(seed=0))), "no answer depends on the world: a weak test set"
+    with pytest.raises(ValueError, match="world seed 3.*one fixed world"):
+        bench._suite_toolspace(bfcl_multi_turn, tasks)
+    # Mixed worlds cannot share one toolspace.
+    mixed = [tasks[0], tasks[1].model_copy(update={"metadata": {**tasks[1].metadata, "env_seed": 0}})]
+    with pytest.raises(ValueError, match="different world seeds: 0 .*, 3 "):
+        taskgen.world_seed(mixed)
+    # The trainer: an explicit other env_seed is a setup error before any model loads.
+    cfg = AtlasGRPOConfig.cpu_demo(str(tmp_path / "run"), env_seed=5)
+    with pytest.raises(atlas.ConfigError, match="env_seed is 5.*world seed 3"):
+        AtlasTrainer(cfg, tasks=tasks)
+    with pytest.raises(atlas.ConfigError, match="world seed 0.*world seed 3"):
+        AtlasTrainer(AtlasGRPOConfig.cpu_demo(str(tmp_path / "run")), toolspace=atlas.Toolspace.default(seed=0), tasks=tasks)

@@ -31,6 +31,8 @@ from atlas_plugins.rewards.rubric import CATEGORIES
 from atlas_plugins.types import Task, Trajectory
 
 if TYPE_CHECKING:
+    from types import ModuleType
+
     from atlas_plugins.policy.base import ChatPolicy, Policy
     from atlas_plugins.toolspace import Toolspace
 
@@ -194,6 +196,26 @@ def context_limit(policy: Policy | ChatPolicy, requested: int = 32768) -> int:
     return min(requested, int(max_pos)) if isinstance(max_pos, int) else requested
 
 
+def _suite_toolspace(suite: ModuleType, tasks: Sequence[Task] | None) -> Toolspace:
+    """The suite's toolspace, in the world a task file was generated for (``metadata["env_seed"]``,
+    ``atlas tasks generate --env-seed``): the tasks' answers hold in that world only."""
+    import inspect
+
+    from atlas_plugins.envs.taskgen import world_seed
+
+    seed = world_seed(tasks) if tasks is not None else None  # ValueError when they disagree
+    if seed is None:
+        return suite.toolspace()
+    if "seed" in inspect.signature(suite.toolspace).parameters:
+        return suite.toolspace(seed=seed)
+    if seed != 0:
+        raise ValueError(
+            f"the tasks were generated for world seed {seed}, but suite {suite.__name__.rsplit('.', 1)[-1]!r} "
+            "has one fixed world; evaluate them with --suite embedded"
+        )
+    return suite.toolspace()
+
+
 # -- the grid --------------------------------------------------------------------------------------
 def run_bench(
     suite_name: str,
@@ -234,7 +256,7 @@ def run_bench(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results: list[BenchCell] = []
-    ts = suite.toolspace()
+    ts = _suite_toolspace(suite, tasks if tasks_file is not None else None)
     distractors: list[str] = []
     if max(paddings, default=0) > 0:
         distractors = ts.add_catalog(find_catalog(catalog), limit=max(paddings))

@@ -96,7 +96,6 @@ class DemoSettings(BaseModel):
     # held once live and once in the prefix store between turns).
     eval_max_batch_tokens: int = 24_000
 
-
     @field_validator("grpo_alpha")
     @classmethod
     def _alpha_weights(cls, alpha: dict[str, float] | None) -> dict[str, float] | None:

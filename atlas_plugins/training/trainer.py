@@ -283,7 +283,10 @@ class AtlasTrainer:
         elif toolspace is None:
             import atlas_plugins as atlas
 
-            toolspace, self._own_toolspace = atlas.Toolspace.default(seed=config.env_seed), True
+            toolspace = atlas.Toolspace.default(seed=self._world_seed(config.env_seed))
+            self._own_toolspace = True
+        else:
+            self._check_world(toolspace)
         self.toolspace = toolspace.start() if toolspace is not None else None
         self.scorer.toolspace = self.toolspace
         from atlas_plugins.agent.runner import NativeRunner, Runner
@@ -322,6 +325,43 @@ class AtlasTrainer:
         return self.trainer.state
 
     # -- construction --------------------------------------------------------------------------
+    def _world_seed(self, configured: int) -> int:
+        """The world seed of the embedded servers this trainer starts: the tasks' own
+        (``metadata["env_seed"]``, as ``atlas tasks generate --env-seed`` writes it) unless
+        ``env_seed`` says otherwise. ``env_seed`` left at its default (0) follows the tasks; a
+        different explicit one is a setup error, since the tasks' answers hold in their world only."""
+        from atlas_plugins.envs.taskgen import world_seed
+
+        try:
+            seed = world_seed(self.tasks)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if seed is None or seed == configured:
+            return configured
+        if configured == 0:
+            return seed
+        raise ConfigError(
+            f"env_seed is {configured}, but the training tasks were generated for world seed {seed} "
+            f"(their metadata env_seed); set env_seed: {seed}, or generate the tasks with --env-seed {configured}"
+        )
+
+    def _check_world(self, toolspace: Toolspace) -> None:
+        """A given toolspace of embedded servers must run the tasks' world (see :meth:`_world_seed`)."""
+        from atlas_plugins.envs.taskgen import world_seed
+
+        cfg = getattr(toolspace, "config", None)
+        if cfg is None or not any(getattr(s, "embedded", False) for s in getattr(cfg, "servers", [])):
+            return  # not the embedded servers: their world is not ours to check
+        try:
+            seed = world_seed(self.tasks)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if seed is not None and seed != getattr(cfg, "seed", seed):
+            raise ConfigError(
+                f"the toolspace runs the embedded servers with world seed {cfg.seed}, but the training tasks "
+                f"were generated for world seed {seed}; use Toolspace.default(seed={seed})"
+            )
+
     def validate_rubrics(self) -> None:
         """Every training task's rubric, from the configured provider, before anything runs.
         Raises :class:`ConfigError` listing each task whose rubric cannot be built."""

@@ -59,6 +59,7 @@ from atlas_plugins.envs.taskgen.io import (
     dumps_jsonl,
     load_default_tasks,
     load_tasks,
+    world_seed,
     write_jsonl,
 )
 from atlas_plugins.envs.taskgen.language import (
@@ -98,6 +99,7 @@ __all__ = [
     "num",
     "split_of",
     "state",
+    "world_seed",
     "state_holds",
     "template",
     "verify_draft",

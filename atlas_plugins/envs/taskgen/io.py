@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 from atlas_plugins.types import Task
@@ -45,3 +46,18 @@ def load_tasks(path: str | Path, split: str | None = None) -> list[Task]:
 def load_default_tasks(split: str | None = None) -> list[Task]:
     """The shipped default set (seed 0, env_seed 0): 240 train + 60 held-out tasks."""
     return load_tasks(DEFAULT_TASKS_PATH, split)
+
+
+def world_seed(tasks: Iterable[Task]) -> int | None:
+    """The world seed the tasks were generated for (``metadata["env_seed"]``, what
+    ``Toolspace.default(seed=...)`` must run with for their answers to hold); None when no task
+    says. Tasks of different worlds cannot share one toolspace: that is a ``ValueError`` naming them."""
+    seeds: dict[int, str] = {}
+    for t in tasks:
+        seed = (t.metadata or {}).get("env_seed")
+        if seed is not None:
+            seeds.setdefault(int(seed), t.id)
+    if len(seeds) > 1:
+        named = ", ".join(f"{s} (e.g. {tid})" for s, tid in sorted(seeds.items()))
+        raise ValueError(f"the tasks were generated for different world seeds: {named}; use one set per world")
+    return next(iter(seeds), None)
