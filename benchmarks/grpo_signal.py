@@ -64,7 +64,13 @@ def groups_of(rows: list[dict], size: int) -> list[list[dict]]:
             run = []
         run.append(r)
     out += [run[i : i + size] for i in range(0, len(run), size)]
-    return [g for g in out if len(g) > 1 and all(r.get("reward") is not None for r in g)]
+    short = [g for g in out if len(g) != size]
+    if short:  # a wrong --group, or a run cut off mid-group: say so rather than count them
+        print(f"  note: {len(short)} group(s) of other than {size} episodes left out (is --group right?)")
+    unscored = [g for g in out if len(g) == size and any(r.get("reward") is None for r in g)]
+    if unscored:
+        print(f"  note: {len(unscored)} group(s) with an unscored episode left out")
+    return [g for g in out if len(g) == size and all(r.get("reward") is not None for r in g)]
 
 
 def advantages(rewards: list[float], scale: float | None = None) -> list[float]:
@@ -89,13 +95,18 @@ def rescored(groups: list[list[dict]], alpha: dict[str, float]) -> list[list[dic
     return out
 
 
+def _batch(group: list[dict]) -> tuple[str, int]:
+    return (str(group[0].get("run_id", "")), int(group[0]["step"]))
+
+
 def analyse(groups: list[list[dict]], alpha: dict[str, float], scale: str = "group") -> dict:
     total_weight = sum(alpha.values())
     step_std: dict[int, float] = {}
     if scale == "batch":
-        by_step: dict[int, list[float]] = defaultdict(list)
+        # TRL's batch is one step's rollouts of one run: keyed by (run, step), never pooled across runs.
+        by_step: dict[tuple[str, int], list[float]] = defaultdict(list)
         for g in groups:
-            by_step[g[0]["step"]] += [float(r["reward"]) for r in g]
+            by_step[_batch(g)] += [float(r["reward"]) for r in g]
         step_std = {k: statistics.stdev(v) if len(v) > 1 else 0.0 for k, v in by_step.items()}
     differing = with_success = top_is_success = pairs = inverted = 0
     mass = mass_success_varies = mass_near_tie = 0.0
@@ -116,12 +127,12 @@ def analyse(groups: list[list[dict]], alpha: dict[str, float], scale: str = "gro
         if len(set(rewards)) == 1:
             continue
         differing += 1
-        adv = advantages(rewards, step_std.get(g[0]["step"]) if scale == "batch" else None)
+        adv = advantages(rewards, step_std[_batch(g)] if scale == "batch" else None)
         group_mass = sum(abs(a) for a in adv)
         mass += group_mass
         mass_success_varies += group_mass if len(set(solved)) > 1 else 0.0
         mass_near_tie += group_mass if max(rewards) - min(rewards) <= NEAR_TIE else 0.0
-        std = step_std[g[0]["step"]] if scale == "batch" else statistics.stdev(rewards)
+        std = step_std[_batch(g)] if scale == "batch" else statistics.stdev(rewards)
         for c in CATEGORIES:
             vals = [float((r.get("by_category") or {}).get(c, 0.0)) for r in g]
             m = statistics.fmean(vals)
@@ -171,7 +182,13 @@ def main() -> None:
     ap.add_argument("--scale", choices=("group", "batch"), default="group", help="TRL's scale_rewards to recompute with")
     ap.add_argument("--json-out", type=Path, default=HERE / "results" / "grpo_signal.json")
     args = ap.parse_args()
+    if args.alpha is not None and (
+        not isinstance(args.alpha, dict) or any(not isinstance(v, (int, float)) or v < 0 for v in args.alpha.values())
+    ):
+        raise SystemExit(f"--alpha: a JSON object of non-negative weights, got {args.alpha!r}")
     alpha = {**DEFAULT_ALPHA, **(args.alpha or {})}
+    if not any(v > 0 for v in alpha.values()):
+        raise SystemExit(f"--alpha: at least one weight must be positive, got {alpha}")
     per_run, every = {}, []
     for run in args.runs:
         rows = [json.loads(line) for line in trajectory_log(run).read_text().splitlines() if line.strip()]

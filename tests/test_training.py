@@ -215,7 +215,8 @@ def test_cpu_demo_config_carries_the_demo_recipe():
 
 @pytest.mark.parametrize(
     "bad, field",
-    [({"grpo_alpha": {"TF": -0.5}}, "grpo_alpha"), ({"grpo_alpha": {"TF": 0.0}}, "grpo_alpha"),
+    [({"grpo_alpha": {"TF": -0.5}}, "grpo_alpha"), ({"grpo_alpha": {"tf": 0.7}}, "unknown categories"),
+     ({"grpo_alpha": {"TF": 0.0, "TA": 0.0, "TG": 0.0, "PA": 0.0}}, "at least one positive"),
      ({"grpo_scale_rewards": "row"}, "grpo_scale_rewards"), ({"grpo_iterations": 0}, "grpo_iterations"),
      ({"grpo_temperature": 0}, "grpo_temperature")],
 )
@@ -228,6 +229,20 @@ def test_demo_settings_refuse_bad_grpo_recipe(bad, field):
 
     with pytest.raises(ValidationError, match=field):
         DemoSettings(**bad)
+    assert DemoSettings(grpo_alpha={"PA": 0.0}).grpo_alpha == {"PA": 0.0}  # one category off: the rest stay default
+
+
+def test_demo_grpo_key_of_a_finished_demo_still_matches():
+    """Settings added later enter the GRPO phase's resume key only when changed, so a demo folder
+    finished before they existed keeps its GRPO adapter (the key it recorded had none of them)."""
+    from atlas_plugins.training.demo import DemoSettings, phase_keys
+
+    recorded = phase_keys(DemoSettings())[2]
+    assert not any(k in recorded for k in ("grpo_temperature", "grpo_scale_rewards", "grpo_iterations", "grpo_alpha"))
+    assert phase_keys(DemoSettings(grpo_temperature=1.0))[2] == recorded  # the default, spelt out
+    changed = phase_keys(DemoSettings(grpo_scale_rewards="batch"))[2]
+    assert changed != recorded and changed["grpo_scale_rewards"] == "batch"
+    assert phase_keys(DemoSettings(grpo_scale_rewards="batch"))[1] == phase_keys(DemoSettings())[1]  # warm start kept
 
 
 def test_gpu_vllm_example_config_parses_with_paper_defaults():
@@ -244,12 +259,15 @@ def test_two_updates_per_rollout_batch_with_batch_scaling_and_training_weights(t
     (``aggregator_options.alpha``, the demo's ``grpo_alpha``) go through the trainer."""
     alpha = {"TF": 0.7, "TA": 0.1, "TG": 0.1, "PA": 0.1}
     out = tmp_path / "iter"
-    cfg = tiny(out, num_iterations=2, scale_rewards="batch", aggregator_options={"alpha": alpha}, save_steps=10)
+    cfg = tiny(
+        out, per_device_train_batch_size=4, num_iterations=2, scale_rewards="batch",
+        aggregator_options={"alpha": alpha}, save_steps=10,
+    )  # two groups per rollout batch, so the batch's std is not one group's
     trainer = AtlasTrainer(cfg, toolspace=ts, tasks=small_tasks)
     trainer.train()
     assert trainer.trainer.state.global_step == 2
     lines = _log_lines(out / "trajectories.jsonl")
-    assert len(lines) == 2 and {ln["step"] for ln in lines} == {0}  # one rollout batch for both updates
+    assert len(lines) == 4 and {ln["step"] for ln in lines} == {0}  # one rollout batch for both updates
     for ln in lines:
         cats = {c: v for c, v in ln["by_category"].items() if c in alpha}
         expected = sum(alpha[c] * v for c, v in cats.items()) / sum(alpha[c] for c in cats)

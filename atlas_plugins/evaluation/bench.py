@@ -246,8 +246,11 @@ def run_bench(
     suite = suite_module(suite_name)
     if tasks_file is not None:
         from atlas_plugins.envs.taskgen import load_tasks as load_task_file
+        from atlas_plugins.envs.taskgen import world_seed
 
-        tasks = load_task_file(tasks_file)[:limit] if limit else load_task_file(tasks_file)
+        every_task = load_task_file(tasks_file)
+        world_seed(every_task)  # one world for the whole file, not only the first --limit tasks
+        tasks = every_task[:limit] if limit else every_task
     else:
         tasks = suite.load_tasks(limit=limit)
     if not tasks:

@@ -78,7 +78,12 @@ class DemoSettings(BaseModel):
         description="TRL's advantage scaling: by each group's reward std, the batch's, or none "
         "(group: a group of near-equal rewards gets full-size advantages)",
     )
-    grpo_iterations: int = Field(default=1, ge=1, description="TRL's num_iterations: updates per batch of rollouts")
+    grpo_iterations: int = Field(
+        default=1,
+        ge=1,
+        description="TRL's num_iterations: optimizer steps per batch of rollouts (grpo_steps counts optimizer "
+        "steps, so 2 iterations play half the episodes)",
+    )
     grpo_alpha: dict[str, float] | None = Field(
         default=None,
         description="category weights of the *training* reward (e.g. {'TF': 0.6, 'TA': 0.2, 'TG': 0.1, 'PA': 0.1}); "
@@ -100,8 +105,17 @@ class DemoSettings(BaseModel):
     @classmethod
     def _alpha_weights(cls, alpha: dict[str, float] | None) -> dict[str, float] | None:
         # Checked here, before any model loads: the trainer builds its scorer only after the warm start.
-        if alpha is not None and (any(v < 0 for v in alpha.values()) or not any(v > 0 for v in alpha.values())):
-            raise ValueError(f"grpo_alpha weights must be non-negative with at least one positive, got {alpha}")
+        if alpha is None:
+            return None
+        from atlas_plugins.rewards.aggregators.atlas import DEFAULT_ALPHA
+        from atlas_plugins.rewards.rubric import CATEGORIES
+
+        unknown = sorted(set(alpha) - set(CATEGORIES))
+        if unknown:
+            raise ValueError(f"grpo_alpha: unknown categories {unknown}; the rubric categories are {list(CATEGORIES)}")
+        merged = {**DEFAULT_ALPHA, **alpha}  # as the aggregator reads it: given weights over the defaults
+        if any(v < 0 for v in merged.values()) or not any(v > 0 for v in merged.values()):
+            raise ValueError(f"grpo_alpha weights must be non-negative with at least one positive, got {merged}")
         return alpha
 
 
@@ -158,13 +172,7 @@ def run_demo(
         results["timings"][name] = round(time.perf_counter() - t0, 1)
 
     progress = _Progress(out / "progress.json")
-    eval_key = _subset(s, "seed", "heldout_tasks", "max_difficulty", "eval_max_turns", "eval_max_new_tokens")
-    warm_key = _subset(
-        s, "seed", "max_difficulty", "train_designs", *[k for k in type(s).model_fields if k.startswith("warm_start")]
-    )
-    grpo_key = warm_key | _subset(
-        s, "dynamic_sampling_rounds", *[k for k in type(s).model_fields if k.startswith("grpo_")]
-    )
+    eval_key, warm_key, grpo_key = phase_keys(s)
     warm_dir, grpo_dir = out / "warm_start", out / "grpo"
 
     with atlas.Toolspace.default(seed=0) as ts:
@@ -396,6 +404,23 @@ class _Progress:
 
 def _jsonable(x: Any) -> Any:
     return json.loads(json.dumps(x, default=str))
+
+
+#: Settings added after demos had been run: in a phase's key only when they differ from their
+#: defaults, so that a finished demo's GRPO phase (recorded without them, which is to say with
+#: their defaults) is still recognised as done instead of being trained again.
+_KEYED_ONLY_WHEN_CHANGED = frozenset({"grpo_temperature", "grpo_scale_rewards", "grpo_iterations", "grpo_alpha"})
+
+
+def phase_keys(s: DemoSettings) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The settings each phase depends on (``progress.json`` keys): evaluation, warm start, GRPO."""
+    eval_key = _subset(s, "seed", "heldout_tasks", "max_difficulty", "eval_max_turns", "eval_max_new_tokens")
+    fields = type(s).model_fields
+    warm_key = _subset(s, "seed", "max_difficulty", "train_designs", *[k for k in fields if k.startswith("warm_start")])
+    grpo = [k for k in fields if k.startswith("grpo_") and k not in _KEYED_ONLY_WHEN_CHANGED]
+    grpo_key = warm_key | _subset(s, "dynamic_sampling_rounds", *grpo)
+    grpo_key |= {k: getattr(s, k) for k in sorted(_KEYED_ONLY_WHEN_CHANGED) if getattr(s, k) != fields[k].default}
+    return eval_key, warm_key, grpo_key
 
 
 def _subset(s: DemoSettings, *names: str) -> dict[str, Any]:

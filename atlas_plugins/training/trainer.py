@@ -285,8 +285,8 @@ class AtlasTrainer:
 
             toolspace = atlas.Toolspace.default(seed=self._world_seed(config.env_seed))
             self._own_toolspace = True
-        else:
-            self._check_world(toolspace)
+        if toolspace is not None:
+            self._check_world(toolspace)  # a config's, a runner's or the caller's toolspace too
         self.toolspace = toolspace.start() if toolspace is not None else None
         self.scorer.toolspace = self.toolspace
         from atlas_plugins.agent.runner import NativeRunner, Runner
