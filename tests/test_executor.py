@@ -280,16 +280,22 @@ class _StalledCommands(_StandInCommands):
         raise TimeoutException("canceled: request timed out")
 
 
-def test_e2b_send_is_bounded_by_the_cell_budget(ts, tmp_path):
-    """A stalled connection costs a cell its budget, not the SDK's 60-s default per message."""
+def _session_over(commands: type[_StandInCommands], ts, tmp_path, episode: str):
+    """An E2B session on stand-in sandboxes whose ``commands`` misbehave as ``commands`` does."""
 
     def factory() -> StandInSandbox:
         box = StandInSandbox()
-        box.commands = _StalledCommands()
+        box.commands = commands()
         return box
 
     ex = E2BExecutor(sandbox_factory=factory, python=sys.executable, runner_path=str(tmp_path / "runner.py"), timeout=2)
-    s = ex.open_session(ts, episode="e2b-stalled")
+    return ex.open_session(ts, episode=episode)
+
+
+def test_e2b_send_is_bounded_by_the_cell_budget(ts, tmp_path):
+    """A stalled connection costs a cell its budget, not the SDK's 60-s default per message."""
+
+    s = _session_over(_StalledCommands, ts, tmp_path, "e2b-stalled")
     try:
         t0 = time.monotonic()
         r = s.run("1 + 1")
@@ -313,13 +319,7 @@ def test_e2b_sdk_errors_become_cell_results(ts, tmp_path):
     """An SDK error on a write (the sandbox is gone) is a failed cell, never an exception out of
     ``session.run``."""
 
-    def factory() -> StandInSandbox:
-        box = StandInSandbox()
-        box.commands = _GoneCommands()
-        return box
-
-    ex = E2BExecutor(sandbox_factory=factory, python=sys.executable, runner_path=str(tmp_path / "runner.py"), timeout=2)
-    s = ex.open_session(ts, episode="e2b-gone")
+    s = _session_over(_GoneCommands, ts, tmp_path, "e2b-gone")
     try:
         r = s.run("1 + 1")
         assert not r.ok and "gone or unreachable" in (r.error or ""), r
