@@ -181,19 +181,24 @@ def test_prompt_and_schema(ts):
 
 # -- e2b: the executor's real SDK calls, against a local stand-in of that SDK subset ----------
 class _StandInHandle:
-    """Like e2b's CommandHandle: ``pid`` and ``wait(on_stdout=, on_stderr=)`` (text chunks)."""
+    """Like e2b's CommandHandle: ``pid`` and ``wait(on_stdout=, on_stderr=)`` (text chunks); with
+    ``retain_output`` (the SDK's default) it also keeps every stdout chunk, as the SDK's does."""
 
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], retain_output: bool = True) -> None:
         self.proc, self.pid = proc, proc.pid
+        self.retained: list[str] | None = [] if retain_output else None
 
     def wait(self, on_stdout: Callable[[str], None], on_stderr: Callable[[str], None]) -> Any:
-        def pump(stream: Any, cb: Callable[[str], None]) -> None:
+        def pump(stream: Any, cb: Callable[[str], None], keep: list[str] | None) -> None:
             for chunk in iter(lambda: os.read(stream.fileno(), 4096), b""):
-                cb(chunk.decode("utf-8", "replace"))
+                text = chunk.decode("utf-8", "replace")
+                if keep is not None:
+                    keep.append(text)
+                cb(text)
 
-        err = threading.Thread(target=pump, args=(self.proc.stderr, on_stderr), daemon=True)
+        err = threading.Thread(target=pump, args=(self.proc.stderr, on_stderr, None), daemon=True)
         err.start()
-        pump(self.proc.stdout, on_stdout)
+        pump(self.proc.stdout, on_stdout, self.retained)
         err.join(2)
         code = self.proc.wait()
         if code != 0:
@@ -204,13 +209,16 @@ class _StandInHandle:
 class _StandInCommands:
     def __init__(self) -> None:
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        self.handles: list[_StandInHandle] = []
 
-    def run(self, cmd: str, background: bool, stdin: bool, timeout: float) -> _StandInHandle:
+    def run(self, cmd: str, background: bool, stdin: bool, timeout: float, request_timeout: float | None = None,
+            *, retain_output: bool = True) -> _StandInHandle:
         assert background is True and stdin is True and timeout == 0
         proc = subprocess.Popen(["/bin/bash", "-l", "-c", cmd], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)  # envd runs `/bin/bash -l -c cmd` too
         self.procs[proc.pid] = proc
-        return _StandInHandle(proc)
+        self.handles.append(_StandInHandle(proc, retain_output))
+        return self.handles[-1]
 
     def send_stdin(self, pid: int, data: str, request_timeout: float | None = None) -> None:
         assert request_timeout is None or request_timeout > 0  # the SDK's per-request timeout, seconds
@@ -218,7 +226,7 @@ class _StandInCommands:
         proc.stdin.write(data.encode())
         proc.stdin.flush()
 
-    def kill(self, pid: int) -> bool:
+    def kill(self, pid: int, request_timeout: float | None = None) -> bool:
         proc = self.procs.pop(pid, None)
         if proc is None or proc.poll() is not None:
             return False
@@ -228,7 +236,8 @@ class _StandInCommands:
 
 
 class _StandInFiles:
-    def write(self, path: str, data: str) -> None:
+    def write(self, path: str, data: str, request_timeout: float | None = None) -> None:
+        assert request_timeout is None or request_timeout > 0
         Path(path).write_text(data)
 
 
@@ -281,16 +290,19 @@ class _StalledCommands(_StandInCommands):
         raise TimeoutException("canceled: request timed out")
 
 
-def _session_over(commands: type[_StandInCommands], ts, tmp_path, episode: str):
-    """An E2B session on stand-in sandboxes whose ``commands`` misbehave as ``commands`` does."""
+def _session_over(commands: type[_StandInCommands], ts, tmp_path, episode: str, files: type[_StandInFiles] = _StandInFiles,
+                  boxes: list[StandInSandbox] | None = None, **options: Any):
+    """An E2B session on stand-in sandboxes whose ``commands`` and ``files`` misbehave as given."""
 
     def factory() -> StandInSandbox:
         box = StandInSandbox()
-        box.commands = commands()
+        box.commands, box.files = commands(), files()
+        if boxes is not None:
+            boxes.append(box)
         return box
 
-    ex = E2BExecutor(sandbox_factory=factory, python=sys.executable, runner_path=str(tmp_path / "runner.py"), timeout=2)
-    return ex.open_session(ts, episode=episode)
+    options = {"python": sys.executable, "runner_path": str(tmp_path / "runner.py"), "timeout": 2, **options}
+    return E2BExecutor(sandbox_factory=factory, **options).open_session(ts, episode=episode)
 
 
 def test_e2b_send_is_bounded_by_the_cell_budget(ts, tmp_path):
@@ -324,6 +336,92 @@ def test_e2b_sdk_errors_become_cell_results(ts, tmp_path):
     try:
         r = s.run("1 + 1")
         assert not r.ok and "gone or unreachable" in (r.error or ""), r
+    finally:
+        s.close()
+
+
+class _StalledFiles(_StandInFiles):
+    """Uploads that never finish: every write blocks until the SDK's request timeout."""
+
+    def write(self, path: str, data: str, request_timeout: float | None = None) -> None:
+        time.sleep(60 if request_timeout is None else request_timeout)
+        raise TimeoutException("canceled: request timed out")
+
+
+class _SlowFiles(_StandInFiles):
+    """Uploads that succeed, each taking all the time it is given: one budget must cover all."""
+
+    def write(self, path: str, data: str, request_timeout: float | None = None) -> None:
+        time.sleep(60 if request_timeout is None else request_timeout)
+        super().write(path, data, request_timeout)
+
+
+class _StalledRunCommands(_StandInCommands):
+    """A command stream that never opens (the SDK has no request timeout for this call)."""
+
+    def run(self, cmd: str, background: bool, stdin: bool, timeout: float, request_timeout: float | None = None,
+            *, retain_output: bool = True) -> _StandInHandle:
+        time.sleep(30)
+        return super().run(cmd, background, stdin, timeout, request_timeout, retain_output=retain_output)
+
+
+@pytest.mark.parametrize(
+    "commands, files",
+    [(_StandInCommands, _StalledFiles), (_StandInCommands, _SlowFiles), (_StalledRunCommands, _StandInFiles)],
+    ids=["upload-stalls", "uploads-slow", "command-stalls"],
+)
+def test_e2b_start_is_bounded_by_start_timeout(ts, tmp_path, commands, files):
+    """A sandbox whose uploads or command start stall fails the start after ``start_timeout`` in
+    all, with a clear error, not after the SDK's 60 s per request; the sandbox is killed."""
+    from atlas_plugins.errors import AtlasError
+
+    boxes: list[StandInSandbox] = []
+    t0 = time.monotonic()
+    with pytest.raises(AtlasError, match="start_timeout=2s"):
+        _session_over(commands, ts, tmp_path, "e2b-slow-start", files=files, boxes=boxes, start_timeout=2)
+    took = time.monotonic() - t0
+    assert took < 6, f"a stalled start held the host {took:.0f} s"
+    assert len(boxes) == 1 and boxes[0].killed
+
+
+def test_e2b_relay_output_is_not_kept_by_the_sdk(ts, tmp_path):
+    """The relay's stdout carries everything the sandbox sends for the whole session; the SDK's
+    handle must not keep a second copy of it (``retain_output=False``)."""
+    boxes: list[StandInSandbox] = []
+    s = _session_over(_StandInCommands, ts, tmp_path, "e2b-retain", boxes=boxes)
+    try:
+        for _ in range(3):
+            assert s.run("print('x' * 100_000)").ok
+    finally:
+        s.close()
+    handles = boxes[0].commands.handles
+    assert handles and all(h.retained is None for h in handles)
+
+
+class _OlderCommands(_StandInCommands):
+    """A provider (an older SDK, a custom factory) without ``request_timeout``/``retain_output``."""
+
+    def run(self, cmd: str, background: bool, stdin: bool, timeout: float) -> _StandInHandle:  # type: ignore[override]
+        return super().run(cmd, background, stdin, timeout)
+
+    def send_stdin(self, pid: int, data: str) -> None:  # type: ignore[override]
+        super().send_stdin(pid, data)
+
+    def kill(self, pid: int) -> bool:  # type: ignore[override]
+        return super().kill(pid)
+
+
+class _OlderFiles(_StandInFiles):
+    def write(self, path: str, data: str) -> None:  # type: ignore[override]
+        super().write(path, data)
+
+
+def test_e2b_provider_without_the_newer_sdk_arguments(ts, tmp_path):
+    s = _session_over(_OlderCommands, ts, tmp_path, "e2b-older", files=_OlderFiles)
+    try:
+        assert s.run("MCPServer('math').add(a=2, b=3)").value == "5.0"
+        assert s.run("while True: pass").restarted  # kill without request_timeout, then a new relay
+        assert s.run("1 + 1").value == "2"
     finally:
         s.close()
 

@@ -494,9 +494,10 @@ class BridgedSession:
     def _start(self) -> None:
         t0 = time.perf_counter()
         transport = self._factory()
+        deadline = time.monotonic() + self.start_timeout  # one budget: the transport's start and 'ready'
         try:
             transport.start()
-            msg = transport.recv(time.monotonic() + self.start_timeout)
+            msg = transport.recv(deadline)
         except (CellTimeout, SandboxDied, ProtocolViolation, OSError) as exc:
             detail = transport.diagnostics()
             transport.stop()
@@ -513,7 +514,12 @@ class BridgedSession:
     def _start_error(self, exc: Exception, detail: str) -> Exception:
         from atlas_plugins.errors import AtlasError
 
-        return AtlasError(f"the sandboxed interpreter did not start ({exc})" + (f": {detail}" if detail else ""))
+        reason = str(exc) or (
+            f"nothing within start_timeout={self.start_timeout:g}s"
+            if isinstance(exc, CellTimeout)
+            else type(exc).__name__
+        )
+        return AtlasError(f"the sandboxed interpreter did not start ({reason})" + (f": {detail}" if detail else ""))
 
     def run(self, code: str) -> CellResult:
         """Run one cell. Never raises for problems of the code: they come back in the result."""

@@ -13,12 +13,14 @@ The SDK is imported lazily, only when no ``sandbox_factory`` is given. The test 
 reach E2B's cloud; it injects a local stand-in that implements exactly the SDK subset used here
 (``files.write``, ``commands.run(..., background=True, stdin=True, timeout=0)`` returning a
 handle with ``pid`` and ``wait(on_stdout=, on_stderr=)``, ``commands.send_stdin``,
-``commands.kill``, ``kill``) with local processes. ``send_stdin`` and ``commands.kill`` get the
-SDK's ``request_timeout`` (seconds); a provider without that parameter is called without it.
+``commands.kill``, ``kill``) with local processes. ``files.write``, ``send_stdin`` and
+``commands.kill`` get the SDK's ``request_timeout`` (seconds), and ``commands.run`` gets
+``retain_output=False``; a provider without those parameters is called without them.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import queue
 import shlex
@@ -26,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -74,7 +76,13 @@ class E2BOptions(BaseModel):
 def _default_factory(o: E2BOptions) -> Any:
     from e2b_code_interpreter import Sandbox  # lazy: optional dependency, network client
 
-    kwargs: dict[str, Any] = {"timeout": o.sandbox_timeout, "allow_internet_access": o.allow_internet_access}
+    kwargs: dict[str, Any] = {
+        "timeout": o.sandbox_timeout,
+        "allow_internet_access": o.allow_internet_access,
+        # The SDK's default for each request of this sandbox, seconds (60 otherwise); calls that
+        # run inside a cell pass their own, the rest of the cell's budget.
+        "request_timeout": o.start_timeout,
+    }
     if o.template:
         kwargs["template"] = o.template
     if o.api_key:
@@ -94,10 +102,30 @@ class E2BTransport(Transport):
         self._reader: threading.Thread | None = None
 
     def start(self) -> None:
-        self.sandbox.files.write(self.o.runner_path, RUNNER_SOURCE.read_text(encoding="utf-8"))
+        # One budget for the whole start, as for the local executor: a stalled connection fails
+        # the start after ``start_timeout`` instead of the SDK's 60-s default per request (the
+        # bridge waits for the runner's 'ready' within the same budget).
+        deadline = time.monotonic() + self.o.start_timeout
+        try:
+            self._start(deadline)
+        except Exception as exc:
+            mapped = exc if isinstance(exc, CellTimeout) else _bridge_error(exc)
+            if isinstance(mapped, CellTimeout):
+                raise CellTimeout(f"the E2B sandbox took longer than start_timeout={self.o.start_timeout:g}s") from exc
+            if mapped is exc:
+                raise
+            raise mapped from exc
+
+    def _start(self, deadline: float) -> None:
+        def write(path: str, text: str) -> None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise CellTimeout()
+            _with_optional(self.sandbox.files.write, path, text, request_timeout=left)
+
+        write(self.o.runner_path, RUNNER_SOURCE.read_text(encoding="utf-8"))
         # The runner imports its value helpers from a copy of atlas_plugins/values.py beside it.
-        values_path = str(Path(self.o.runner_path).with_name("atlas_values.py"))
-        self.sandbox.files.write(values_path, VALUES_SOURCE.read_text(encoding="utf-8"))
+        write(str(Path(self.o.runner_path).with_name("atlas_values.py")), VALUES_SOURCE.read_text(encoding="utf-8"))
         limits = {"cpu_seconds": self.o.cpu_seconds, "memory_bytes": self.o.memory_mb * 1024 * 1024}
         cmd = " ".join(
             [
@@ -117,7 +145,20 @@ class E2BTransport(Transport):
         )
         self._queue = queue.Queue()
         self._partial = ""
-        self.handle = self.sandbox.commands.run(cmd, background=True, stdin=True, timeout=0)
+        # retain_output=False: by default the SDK's handle also keeps every stdout chunk of the
+        # command for its result. The relay lives as long as the session and its stdout is the
+        # sandbox's side of the bridge, so that copy would grow with everything the sandbox sends.
+        # The SDK applies no request timeout to this streaming call (and timeout=0 lets the relay
+        # live on), so its start is waited for in a thread, up to the deadline.
+        self.handle = _before(
+            deadline,
+            lambda: _with_optional(
+                self.sandbox.commands.run, cmd, background=True, stdin=True, timeout=0, retain_output=False
+            ),
+            on_late=lambda handle: _with_optional(
+                self.sandbox.commands.kill, handle.pid, request_timeout=_STOP_TIMEOUT_S
+            ),
+        )
         self._reader = threading.Thread(target=self._pump, name="atlas-e2b-reader", daemon=True)
         self._reader.start()
 
@@ -153,9 +194,12 @@ class E2BTransport(Transport):
         if left is not None and left <= 0:
             raise CellTimeout()
         try:
-            _with_timeout(self.sandbox.commands.send_stdin, self.handle.pid, line, request_timeout=left)
+            _with_optional(self.sandbox.commands.send_stdin, self.handle.pid, line, request_timeout=left)
         except Exception as exc:
-            raise _bridge_error(exc) from exc
+            mapped = _bridge_error(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
 
     def recv(self, deadline: float) -> Message:
         try:
@@ -175,7 +219,7 @@ class E2BTransport(Transport):
     def stop(self) -> None:
         if self.handle is not None:
             try:  # bounded: a restart after a stalled connection must not wait the SDK's 60 s
-                _with_timeout(self.sandbox.commands.kill, self.handle.pid, request_timeout=_STOP_TIMEOUT_S)
+                _with_optional(self.sandbox.commands.kill, self.handle.pid, request_timeout=_STOP_TIMEOUT_S)
             except Exception:  # noqa: BLE001 - already gone, or unreachable
                 pass
             if self._reader is not None:
@@ -186,17 +230,60 @@ class E2BTransport(Transport):
 _STOP_TIMEOUT_S = 5.0
 
 
-def _with_timeout(call: Callable[..., Any], *args: Any, request_timeout: float | None) -> Any:
-    """``call(*args, request_timeout=...)``, the SDK's per-request timeout in seconds; a provider
-    whose method has no such parameter (a custom ``sandbox_factory``) is called without it."""
-    if request_timeout is None:
-        return call(*args)
+_OPTIONAL_KWARGS = ("request_timeout", "retain_output")
+
+
+def _with_optional(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``call(*args, **kwargs)``, without those of the SDK's newer keyword arguments
+    (``request_timeout``, ``retain_output``) that ``call``'s signature does not take (an older
+    SDK, a custom ``sandbox_factory``). Decided from the signature before calling, so a call is
+    never made twice. ``None`` values are not passed at all."""
+    kwargs = {k: v for k, v in kwargs.items() if not (k in _OPTIONAL_KWARGS and v is None)}
     try:
-        return call(*args, request_timeout=request_timeout)
-    except TypeError as exc:
-        if "request_timeout" not in str(exc):
-            raise
-        return call(*args)
+        params = inspect.signature(call).parameters
+    except (TypeError, ValueError):  # no signature to read (a C callable): pass what was given
+        return call(*args, **kwargs)
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        kwargs = {k: v for k, v in kwargs.items() if k not in _OPTIONAL_KWARGS or k in params}
+    return call(*args, **kwargs)
+
+
+_T = TypeVar("_T")
+
+
+def _before(deadline: float, call: Callable[[], _T], on_late: Callable[[_T], object]) -> _T:
+    """``call()`` in a daemon thread, waited for until ``deadline``: past it, :class:`CellTimeout`,
+    and a result that still arrives later is handed to ``on_late`` (to stop what it started)."""
+    lock = threading.Lock()
+    done = threading.Event()
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            value = call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            box["error"] = exc
+            done.set()
+            return
+        with lock:
+            box["value"] = value
+            late = box.get("abandoned", False)
+            done.set()
+        if late:
+            try:
+                on_late(value)
+            except Exception:  # noqa: BLE001 - best effort: nobody waits for it any more
+                pass
+
+    threading.Thread(target=work, name="atlas-e2b-start", daemon=True).start()
+    done.wait(max(0.0, deadline - time.monotonic()))
+    with lock:
+        if not done.is_set():
+            box["abandoned"] = True
+            raise CellTimeout()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def _bridge_error(exc: Exception) -> Exception:
@@ -227,7 +314,7 @@ class E2BSession(BridgedSession):
         super().close()
         if self.sandbox is not None:
             try:
-                self.sandbox.kill()
+                _with_optional(self.sandbox.kill, request_timeout=_STOP_TIMEOUT_S)
             finally:
                 self.sandbox = None
 
@@ -265,7 +352,7 @@ class E2BExecutor:
                 output_limit=o.max_output_chars,
             )
         except BaseException:
-            sandbox.kill()
+            _with_optional(sandbox.kill, request_timeout=_STOP_TIMEOUT_S)
             raise
         session.sandbox = sandbox
         return session
