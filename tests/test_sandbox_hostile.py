@@ -650,6 +650,34 @@ def test_memory_bomb_through_many_threads_and_buffers(host):
         assert run(host, "3", s).value == "3"
 
 
+def test_memory_outside_the_interpreter_limits_is_refused(host):
+    """[R] System V shared memory, semaphores and message queues, and memfd files, hold memory no
+    rlimit of the interpreter counts (measured before the fix: 1 GiB of detached SysV segments and
+    1 GiB of memfds from an interpreter limited to 256 MB, still held after the cell). The calls
+    fail with EPERM; ctypes callbacks (libffi closures, which may try memfd first) still work."""
+    code = """import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+got = {}
+for name, args in (("shmget", (0, ctypes.c_size_t(1 << 20), 0o1600)), ("semget", (0, 8, 0o1600)),
+                   ("msgget", (0, 0o1600))):
+    ctypes.set_errno(0)
+    got[name] = (getattr(libc, name)(*args), ctypes.get_errno())
+try:
+    os.memfd_create("held")
+    got["memfd_create"] = (0, 0)
+except OSError as e:
+    got["memfd_create"] = (-1, e.errno)
+CMP = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_int))
+arr = (ctypes.c_int * 4)(3, 1, 4, 2)
+libc.qsort(arr, 4, ctypes.sizeof(ctypes.c_int), CMP(lambda a, b: a[0] - b[0]))
+got["qsort"] = list(arr)
+got"""
+    got = value(run(host, code))
+    for name in ("shmget", "semget", "msgget", "memfd_create"):
+        assert got[name] == (-1, errno.EPERM), (name, got[name])
+    assert got["qsort"] == [1, 2, 3, 4]
+
+
 def test_bridge_refuses_surrogate_bytes_and_non_utf8_encodings():
     """[O] ``json.loads(bytes)`` decodes raw surrogate bytes with 'surrogatepass' and accepts
     UTF-16/32, so a forged message could carry lone surrogates with no ``\\u`` escape at all."""

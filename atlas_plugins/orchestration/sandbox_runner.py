@@ -368,6 +368,14 @@ def _apply_limits(limits: dict[str, int]) -> None:
         resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 2))
         signal.signal(signal.SIGXCPU, lambda *_: os._exit(EXIT_CPU_LIMIT))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    # Kernel memory and scheduling a root host may have raised: each queued signal and POSIX timer
+    # is unaccounted kernel memory (the inherited cap is ~100k), and no cell needs real-time or
+    # raised priorities.
+    for res, value in ((resource.RLIMIT_SIGPENDING, 1024), (resource.RLIMIT_RTPRIO, 0), (resource.RLIMIT_NICE, 0)):
+        try:
+            resource.setrlimit(res, (value, value))
+        except (ValueError, OSError):  # already lower than that (a soft limit below it stays)
+            pass
     # Writing past the file-size limit raises OSError (EFBIG) instead of killing the interpreter.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
@@ -377,8 +385,9 @@ def _apply_limits(limits: dict[str, int]) -> None:
 # model code runs, so every thread model code can ever have is filtered. System calls that only
 # an attacker needs fail with EPERM: new processes and program execution; debugging or reading
 # other processes (ptrace, process_vm_*, pidfd_getfd, kcmp); kernel attack surface that no cell
-# needs (io_uring, bpf, perf_event_open, userfaultfd, keyrings); namespaces and mounts; clocks,
-# modules, reboot and other host administration. Setuid/setgid mode bits are refused on every call
+# needs (io_uring, bpf, perf_event_open, userfaultfd, keyrings); memory outside the interpreter's
+# limits (System V IPC, memfd); namespaces and mounts; clocks, modules, reboot and other host
+# administration. Setuid/setgid mode bits are refused on every call
 # that sets a mode, and sockets only of the families a network namespace confines (AF_VSOCK is
 # refused: it is not namespaced). Numbers per architecture (from the kernel's unistd headers); a
 # foreign ABI is killed outright.
@@ -398,6 +407,7 @@ _DENY_COMMON = {  # the numbers shared by x86_64 and aarch64 (the newer, unified
     "pidfd_getfd": 438,
     "process_madvise": 440,
     "mount_setattr": 442,
+    "memfd_secret": 447,
 }
 _DENY = {
     "x86_64": {
@@ -453,6 +463,22 @@ _DENY = {
         "vhangup": 153,
         "mknod": 133,
         "mknodat": 259,
+        # Memory no limit of the interpreter counts: System V shared memory, semaphores and
+        # message queues (the sandbox's IPC namespace keeps the kernel's defaults, shmall ~2^64
+        # pages), and memfd files (outside every tmpfs cap and RLIMIT_AS).
+        "shmget": 29,
+        "shmat": 30,
+        "shmctl": 31,
+        "semget": 64,
+        "semop": 65,
+        "semctl": 66,
+        "shmdt": 67,
+        "msgget": 68,
+        "msgsnd": 69,
+        "msgrcv": 70,
+        "msgctl": 71,
+        "semtimedop": 220,
+        "memfd_create": 319,
     },
     "aarch64": {
         "execve": 221,
@@ -500,6 +526,19 @@ _DENY = {
         "lookup_dcookie": 18,
         "vhangup": 58,
         "mknodat": 33,
+        "msgget": 186,
+        "msgctl": 187,
+        "msgrcv": 188,
+        "msgsnd": 189,
+        "semget": 190,
+        "semctl": 191,
+        "semtimedop": 192,
+        "semop": 193,
+        "shmget": 194,
+        "shmctl": 195,
+        "shmat": 196,
+        "shmdt": 197,
+        "memfd_create": 279,
     },
 }
 _CLONE = {"x86_64": 56, "aarch64": 220}

@@ -29,7 +29,8 @@ What the sandbox guarantees (each layer holds on its own, so no single mistake i
   uts and cgroup namespace, an empty environment but ``PATH``/``HOME``/``LANG``.
 * **Bounded resources**: CPU seconds, address space, threads, file size and open files per
   interpreter (rlimits); bytes per tmpfs; a wall-time budget per cell that includes its tool
-  calls; output, value and error sizes capped on the host.
+  calls; output, value and error sizes capped on the host. Memory that no rlimit counts is refused
+  by the seccomp filter: System V shared memory, semaphores and message queues, and memfd files.
 * **Reaped on close**: the host kills pid 1 (which takes the whole pid namespace with it), waits
   for it to exit, then waits for bubblewrap.
 
