@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -16,6 +18,7 @@ import atlas_plugins as atlas
 from atlas_plugins.cli import app
 from atlas_plugins.errors import ConfigError, ToolspaceError
 from atlas_plugins.toolspace import load_config
+from atlas_plugins.toolspace.validation import python_signature
 
 PAGED = Path(__file__).parent / "servers" / "paged_server.py"
 TIME_SERVER = {"command": sys.executable, "args": ["-m", "mcp_server_time", "--local-timezone", "UTC"]}
@@ -214,3 +217,69 @@ def test_embedded_servers_over_stdio():
     with atlas.Toolspace.default(servers=["units", "timezones"], transport="stdio") as ts:
         assert {s.transport for s in ts.servers} == {"stdio"}
         assert ts.list_tools("units") and ts.list_tools("timezones")
+
+
+# -- servers that misbehave at the protocol level (tests/servers/raw_jsonrpc_server.py) ----------
+RAW_SERVER = str(Path(__file__).parent / "servers" / "raw_jsonrpc_server.py")
+
+
+def _raw_toolspace(mode: str, tmp_path: Path, **config: Any) -> tuple[atlas.Toolspace, Path]:
+    pidfile = tmp_path / f"{mode}.pid"
+    cfg = {"connect_timeout": 3, "call_timeout": 3, **config,
+           "servers": {"raw": {"command": sys.executable, "args": [RAW_SERVER, mode, str(pidfile)]}}}
+    return atlas.Toolspace.from_dict(cfg), pidfile
+
+
+def _gone(pid: int, within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:  # reap it if it is our zombie child
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize("mode, message", [("hang_list", "did not list its tools within 3s"),
+                                           ("err_list", "listing failed on purpose")])
+def test_a_server_whose_tool_listing_fails_is_reported_and_stopped(tmp_path, mode, message):
+    """The handshake succeeds but ``tools/list`` never answers, or fails: start() reports it
+    within ``connect_timeout`` (it waited for ever), and the server's process is stopped (it was
+    left running: only listed servers were ever closed)."""
+    ts, pidfile = _raw_toolspace(mode, tmp_path)
+    t0 = time.monotonic()
+    with pytest.raises(ToolspaceError, match=message):
+        ts.start()
+    assert time.monotonic() - t0 < 15
+    ts.close()
+    assert _gone(int(pidfile.read_text())), f"the {mode} server outlived its failed start"
+
+
+@pytest.mark.parametrize("mode", ["bad_ref", "bad_props"])
+def test_a_broken_input_schema_leaves_the_arguments_to_the_server(tmp_path, mode):
+    """An input schema that cannot be resolved or is not JSON Schema at all: the call still goes
+    to the server (no client-side check), and nothing raises out of ``call``."""
+    ts, _ = _raw_toolspace(mode, tmp_path)
+    with ts:
+        r = ts.call("raw", "echo", {"x": "hi"})
+        assert r.ok and json.loads(r.text) == {"x": "hi"}, r
+        spec = ts.list_tools("raw")[0]
+        assert python_signature(spec).startswith("echo(")
+
+
+def test_a_server_regex_never_runs_on_the_host(tmp_path):
+    """``pattern`` is the server's to check: Python's backtracking ``re`` took 4.8 s for this
+    pattern on a 38-character argument (doubling per character), on the toolspace's event loop,
+    before the call's timeout started."""
+    ts, _ = _raw_toolspace("redos", tmp_path)
+    with ts:
+        t0 = time.monotonic()
+        r = ts.call("raw", "echo", {"x": "find cheap flights from paris to rome at noon?"})
+        took = time.monotonic() - t0
+        assert r.ok, r
+        assert took < 2, f"the call took {took:.1f} s"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import subprocess
 import sys
 import tempfile
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from atlas_plugins.mcp_compat import CallResult
     from atlas_plugins.plugins import PluginManager
     from atlas_plugins.toolspace.connection import Connection
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -257,24 +260,35 @@ class Toolspace:
 
         async def open_one(s: ServerConfig, conn: Connection) -> None:
             await conn.start(cfg.connect_timeout)
-            tools = await conn.list_tools()
-            summary = s.summary or (conn.client.instructions if conn.client else None) or ""
-            self._servers[s.name] = ServerInfo(
-                name=s.name,
-                summary=summary.strip().splitlines()[0] if summary.strip() else "",
-                transport=conn.transport,  # type: ignore[arg-type]
-                tools=[
-                    ToolSpec(
-                        server=s.name,
-                        name=t.name,
-                        description=t.description or "",
-                        input_schema=t.input_schema or {"type": "object", "properties": {}},
-                        output_schema=t.output_schema,
-                    )
-                    for t in tools
-                ],
-            )
-            self._connections[s.name] = conn
+            try:
+                # The listing is bounded too: a server that answers the handshake, then never its
+                # tools/list (or with a reply the SDK drops as unparseable), must not hang start().
+                async with asyncio.timeout(cfg.connect_timeout):
+                    tools = await conn.list_tools()
+                summary = s.summary or (conn.client.instructions if conn.client else None) or ""
+                self._servers[s.name] = ServerInfo(
+                    name=s.name,
+                    summary=summary.strip().splitlines()[0] if summary.strip() else "",
+                    transport=conn.transport,  # type: ignore[arg-type]
+                    tools=[
+                        ToolSpec(
+                            server=s.name,
+                            name=t.name,
+                            description=t.description or "",
+                            input_schema=t.input_schema or {"type": "object", "properties": {}},
+                            output_schema=t.output_schema,
+                        )
+                        for t in tools
+                    ],
+                )
+                self._connections[s.name] = conn
+            except BaseException as exc:
+                await conn.close()  # not registered, so nothing else would stop its process
+                if isinstance(exc, TimeoutError):
+                    raise ToolspaceError(
+                        f"server {s.name!r} did not list its tools within {cfg.connect_timeout:g}s"
+                    ) from None
+                raise
 
         results = await asyncio.gather(*(open_one(s, c) for s, c in live), return_exceptions=True)
         # Servers finish starting in any order; keep the config's order so prompts (server
@@ -391,6 +405,30 @@ class Toolspace:
         return await self._acall(server, tool, arguments, episode=episode, timeout=timeout)
 
     async def _acall(
+        self,
+        server: str,
+        tool: str,
+        arguments: dict[str, Any] | None,
+        *,
+        episode: str | None,
+        timeout: float | None,
+    ) -> ToolResult:
+        try:
+            return await self._acall_checked(server, tool, arguments, episode=episode, timeout=timeout)
+        except Exception as exc:  # noqa: BLE001 - one bad call must not sink an episode or a batch
+            # What the server sent (its schema, its result) is untrusted input: a failure in our
+            # handling of it is an observation for the model, like the server's own errors.
+            log.warning("%s:%s: the call failed on the host: %r", server, tool, exc)
+            return ToolResult(
+                ok=False,
+                server=server,
+                tool=tool,
+                error=f"{server}:{tool} failed: {type(exc).__name__}: {str(exc)[:300]}",
+                error_type="transport",
+                text=f"Error: {server}:{tool} failed: {type(exc).__name__}",
+            )
+
+    async def _acall_checked(
         self,
         server: str,
         tool: str,

@@ -42,7 +42,7 @@ def _type_name(schema: dict[str, Any]) -> str:
         if isinstance(schema.get(key), list):
             names = [_type_name(s) for s in schema[key]]
             return " | ".join(dict.fromkeys(names))
-    if "enum" in schema:
+    if isinstance(schema.get("enum"), list):
         return "Literal[" + ", ".join(repr(v) for v in schema["enum"][:8]) + "]"
     return "Any"
 
@@ -50,15 +50,17 @@ def _type_name(schema: dict[str, Any]) -> str:
 def python_signature(spec: ToolSpec, *, with_descriptions: bool = False) -> str:
     """``get_forecast(city: str (required), days: int (optional, default=3))``."""
     schema = spec.input_schema if isinstance(spec.input_schema, dict) else {}
-    props = schema.get("properties") or {}
-    required = set(schema.get("required") or [])
+    props = schema.get("properties")
+    props = props if isinstance(props, dict) else {}  # a server's schema is untrusted
+    required = schema.get("required")
+    required = {r for r in required if isinstance(r, str)} if isinstance(required, list) else set()
     parts = []
     for name, sub in props.items():
         sub = sub if isinstance(sub, dict) else {}
         bits = ["required" if name in required else "optional"]
         if "default" in sub:
             bits.append(f"default={sub['default']!r}")
-        if "enum" in sub:
+        if isinstance(sub.get("enum"), list):
             bits.append("one of " + "/".join(repr(v) for v in sub["enum"][:8]))
         for k, label in (("minimum", "min"), ("maximum", "max")):
             if k in sub:
@@ -70,26 +72,53 @@ def python_signature(spec: ToolSpec, *, with_descriptions: bool = False) -> str:
     return f"{spec.name}({', '.join(parts)})"
 
 
+def _no_pattern(validator: Any, pattern: Any, instance: Any, schema: Any) -> None:
+    """``pattern`` is left to the server: Python's backtracking ``re`` on a server's regex and the
+    model's string can take exponential time (measured: ``^(\\w+\\s?)*$`` on a 38-character
+    argument, 4.8 s, doubling per character), on the toolspace's event loop, before any timeout."""
+    return None
+
+
+def _has_key(schema: Any, key: str, depth: int = 0) -> bool:
+    if depth > 64:
+        return True  # deeper than any real tool schema: treat as suspect
+    if isinstance(schema, dict):
+        return key in schema or any(_has_key(v, key, depth + 1) for v in schema.values())
+    if isinstance(schema, list):
+        return any(_has_key(v, key, depth + 1) for v in schema)
+    return False
+
+
 class ArgumentValidator:
-    """Validates call arguments against one tool's input schema (compiled once)."""
+    """Validates call arguments against one tool's input schema (compiled once).
+
+    The schema comes from an MCP server, so it is untrusted: a schema that cannot be compiled or
+    checked (a broken ``$ref``, nesting past the recursion limit) disables client-side checks for
+    that tool and the server judges its own arguments; regular expressions (``pattern``,
+    ``patternProperties``) are never run on the host (see :func:`_no_pattern`)."""
 
     def __init__(self, spec: ToolSpec) -> None:
         self.spec = spec
         self._validator: Validator | None = None
         schema = spec.input_schema
-        if isinstance(schema, dict):
+        if isinstance(schema, dict) and not _has_key(schema, "patternProperties"):
             try:
-                cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-                cls.check_schema(schema)
+                base = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+                base.check_schema(schema)
+                cls = jsonschema.validators.extend(base, {"pattern": _no_pattern})
                 self._validator = cls(schema)
-            except SchemaError:
-                self._validator = None  # a broken third-party schema: let the server judge
+            except (SchemaError, RecursionError, Exception):  # noqa: BLE001 - a broken third-party schema
+                self._validator = None  # let the server judge
 
     def check(self, arguments: dict[str, Any]) -> str | None:
         """``None`` when valid, else one message naming every problem and the signature."""
         if self._validator is None:
             return None
-        errors = sorted(self._validator.iter_errors(arguments), key=lambda e: list(e.path))
+        try:
+            errors = sorted(self._validator.iter_errors(arguments), key=lambda e: list(e.path))
+        except Exception:  # noqa: BLE001 - e.g. an unresolvable $ref met only now: the server judges
+            self._validator = None
+            return None
         if not errors:
             return None
         props = (self.spec.input_schema or {}).get("properties") or {}

@@ -1,0 +1,59 @@
+"""A hand-written MCP server speaking raw JSON-RPC over stdio, for protocol-level misbehaviour the
+SDK's own server classes cannot produce. ``python raw_jsonrpc_server.py MODE PIDFILE``; it writes
+its pid to PIDFILE and then answers as MODE says:
+
+- ``ok``: one tool, ``echo(x: str)``;
+- ``hang_list``: the handshake, then never an answer to ``tools/list``;
+- ``err_list``: ``tools/list`` answered with a JSON-RPC error;
+- ``bad_ref``: ``echo``'s input schema is a ``$ref`` to a definition that does not exist;
+- ``bad_props``: ``echo``'s ``x`` has a number for its ``type`` and its ``enum`` (not JSON Schema);
+- ``redos``: ``echo``'s ``x`` has a ``pattern`` with catastrophic backtracking in Python's ``re``.
+
+Every ``tools/call`` of ``echo`` answers with its arguments as text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+MODE, PIDFILE = sys.argv[1], sys.argv[2]
+with open(PIDFILE, "w") as f:
+    f.write(str(os.getpid()))
+
+SCHEMAS = {
+    "ok": {"type": "object", "properties": {"x": {"type": "string"}}},
+    "bad_ref": {"type": "object", "$ref": "#/$defs/missing"},
+    "bad_props": {"type": "object", "properties": {"x": {"type": 5, "enum": 3}}},
+    "redos": {"type": "object", "properties": {"x": {"type": "string", "pattern": "^(\\w+\\s?)*$"}}},
+}
+TOOLS = [{"name": "echo", "description": "Echo the arguments.", "inputSchema": SCHEMAS.get(MODE, SCHEMAS["ok"])}]
+
+
+def send(obj: dict) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+for line in sys.stdin:
+    msg = json.loads(line)
+    rid, method = msg.get("id"), msg.get("method")
+    if rid is None:
+        continue  # a notification
+    if method == "initialize":
+        version = msg["params"]["protocolVersion"]
+        send({"jsonrpc": "2.0", "id": rid, "result": {
+            "protocolVersion": version, "capabilities": {"tools": {}}, "serverInfo": {"name": "raw", "version": "0"}}})
+    elif method == "tools/list":
+        if MODE == "hang_list":
+            continue
+        if MODE == "err_list":
+            send({"jsonrpc": "2.0", "id": rid, "error": {"code": -32603, "message": "listing failed on purpose"}})
+            continue
+        send({"jsonrpc": "2.0", "id": rid, "result": {"tools": TOOLS}})
+    elif method == "tools/call":
+        text = json.dumps(msg["params"].get("arguments") or {})
+        send({"jsonrpc": "2.0", "id": rid, "result": {"content": [{"type": "text", "text": text}], "isError": False}})
+    else:
+        send({"jsonrpc": "2.0", "id": rid, "result": {}})
