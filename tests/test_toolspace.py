@@ -246,11 +246,12 @@ def _gone(pid: int, within: float = 10.0) -> bool:
 
 
 @pytest.mark.parametrize("mode, message", [("hang_list", "did not list its tools within 3s"),
-                                           ("err_list", "listing failed on purpose")])
+                                           ("err_list", "listing failed on purpose"),
+                                           ("hang_init", "did not finish its MCP handshake within 3s")])
 def test_a_server_whose_tool_listing_fails_is_reported_and_stopped(tmp_path, mode, message):
-    """The handshake succeeds but ``tools/list`` never answers, or fails: start() reports it
-    within ``connect_timeout`` (it waited for ever), and the server's process is stopped (it was
-    left running: only listed servers were ever closed)."""
+    """The handshake succeeds but ``tools/list`` never answers, or fails, or the handshake itself
+    never ends and the server ignores SIGTERM: start() reports it within ``connect_timeout`` (a
+    listing was waited for for ever), and the server's process is stopped (it was left running)."""
     ts, pidfile = _raw_toolspace(mode, tmp_path)
     t0 = time.monotonic()
     with pytest.raises(ToolspaceError, match=message):
@@ -283,3 +284,12 @@ def test_a_server_regex_never_runs_on_the_host(tmp_path):
         took = time.monotonic() - t0
         assert r.ok, r
         assert took < 2, f"the call took {took:.1f} s"
+
+
+def test_tools_no_agent_can_name_are_left_out(tmp_path):
+    """Empty names, names with control characters or terminal escapes, and a second tool of the
+    same name (which a call could not tell apart) are not offered to the agent."""
+    ts, _ = _raw_toolspace("odd_names", tmp_path)
+    with ts:
+        assert [t.name for t in ts.list_tools("raw")] == ["echo", "ok-name"]
+        assert ts.call("raw", "ok-name", {"x": "y"}).ok

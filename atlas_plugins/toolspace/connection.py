@@ -104,11 +104,17 @@ class Connection:
 
     async def close(self) -> None:
         self._stop.set()
-        if self._task is not None and not self._task.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), 5.0)
-            except (TimeoutError, Exception):  # noqa: BLE001 - closing is best effort
-                self._task.cancel()
+        task = self._task
+        if task is not None and not task.done():
+            if self.client is not None:  # a live session: let it shut down in order first
+                await asyncio.wait({task}, timeout=5.0)
+            if not task.done():
+                # A handshake still pending never sees _stop: cancel it now. Then wait for the
+                # SDK's own shutdown of the process (stdin closed, SIGTERM, SIGKILL: a few seconds)
+                # instead of leaving it to a loop that is about to stop, which orphaned servers
+                # that ignore SIGTERM.
+                task.cancel()
+                await asyncio.wait({task}, timeout=8.0)
         self.client = None
 
     async def list_tools(self) -> list[ToolDef]:

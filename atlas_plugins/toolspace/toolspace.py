@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+import unicodedata
 from collections.abc import Coroutine, Iterable
 from concurrent.futures import Future
 from pathlib import Path
@@ -32,7 +33,7 @@ from atlas_plugins.values import MAX_JSON_DEPTH, loads_bounded, nesting_exceeds
 from atlas_plugins.wire.text import closest, listing, truncate
 
 if TYPE_CHECKING:
-    from atlas_plugins.mcp_compat import CallResult
+    from atlas_plugins.mcp_compat import CallResult, ToolDef
     from atlas_plugins.plugins import PluginManager
     from atlas_plugins.toolspace.connection import Connection
 
@@ -278,7 +279,7 @@ class Toolspace:
                             input_schema=t.input_schema or {"type": "object", "properties": {}},
                             output_schema=t.output_schema,
                         )
-                        for t in tools
+                        for t in usable_tools(s.name, tools)
                     ],
                 )
                 self._connections[s.name] = conn
@@ -632,6 +633,29 @@ class Toolspace:
             except Exception:  # noqa: BLE001
                 return False
             return conn.alive
+
+
+def usable_tools(server: str, tools: list[ToolDef]) -> list[ToolDef]:
+    """A live server's tools without those no agent can name safely: an empty or over-long name,
+    a name with control or format characters (newlines, terminal escapes, bidirectional
+    overrides, which would go into prompts and code as they are), or a second tool of the same
+    name (a call could not say which). Each one left out is logged."""
+    seen: set[str] = set()
+    kept = []
+    for t in tools:
+        name = t.name
+        bad = not name or len(name) > 128 or any(unicodedata.category(c)[0] == "C" for c in name)
+        if bad or name in seen:
+            log.warning(
+                "server %r: tool %r left out (%s)",
+                server,
+                name[:80],
+                "a duplicate name" if not bad else "an unusable name",
+            )
+            continue
+        seen.add(name)
+        kept.append(t)
+    return kept
 
 
 def unwrap_structured(value: Any, output_schema: dict[str, Any] | None) -> Any:

@@ -4,9 +4,11 @@ its pid to PIDFILE and then answers as MODE says:
 
 - ``ok``: one tool, ``echo(x: str)``;
 - ``hang_list``: the handshake, then never an answer to ``tools/list``;
+- ``hang_init``: never answers ``initialize``, and ignores SIGTERM;
 - ``err_list``: ``tools/list`` answered with a JSON-RPC error;
 - ``bad_ref``: ``echo``'s input schema is a ``$ref`` to a definition that does not exist;
 - ``bad_props``: ``echo``'s ``x`` has a number for its ``type`` and its ``enum`` (not JSON Schema);
+- ``odd_names``: tools named ``echo`` twice, ``''``, ``'x\\ny'``, with a terminal escape, and ``ok-name``;
 - ``redos``: ``echo``'s ``x`` has a ``pattern`` with catastrophic backtracking in Python's ``re``.
 
 Every ``tools/call`` of ``echo`` answers with its arguments as text.
@@ -16,11 +18,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 
 MODE, PIDFILE = sys.argv[1], sys.argv[2]
 with open(PIDFILE, "w") as f:
     f.write(str(os.getpid()))
+if MODE == "hang_init":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 SCHEMAS = {
     "ok": {"type": "object", "properties": {"x": {"type": "string"}}},
@@ -29,6 +34,9 @@ SCHEMAS = {
     "redos": {"type": "object", "properties": {"x": {"type": "string", "pattern": "^(\\w+\\s?)*$"}}},
 }
 TOOLS = [{"name": "echo", "description": "Echo the arguments.", "inputSchema": SCHEMAS.get(MODE, SCHEMAS["ok"])}]
+if MODE == "odd_names":
+    TOOLS = [{"name": n, "description": "d", "inputSchema": SCHEMAS["ok"]}
+             for n in ("echo", "echo", "", "x\ny", "\x1b[31mred", "ok-name")]
 
 
 def send(obj: dict) -> None:
@@ -42,6 +50,8 @@ for line in sys.stdin:
     if rid is None:
         continue  # a notification
     if method == "initialize":
+        if MODE == "hang_init":
+            continue
         version = msg["params"]["protocolVersion"]
         send({"jsonrpc": "2.0", "id": rid, "result": {
             "protocolVersion": version, "capabilities": {"tools": {}}, "serverInfo": {"name": "raw", "version": "0"}}})
