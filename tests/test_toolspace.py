@@ -293,3 +293,29 @@ def test_tools_no_agent_can_name_are_left_out(tmp_path):
     with ts:
         assert [t.name for t in ts.list_tools("raw")] == ["echo", "ok-name"]
         assert ts.call("raw", "ok-name", {"x": "y"}).ok
+
+
+def test_argument_checks_of_hostile_schemas_stay_cheap():
+    """Client-side checks of a server's schema never run its regexes (also below a nested
+    ``$schema``, which would pick the stock validator again) and stop at a step budget when
+    ``$ref``/``allOf`` chains fan out (30 levels: 2^30 steps); then the server judges. Ordinary
+    schemas are still checked."""
+    from atlas_plugins.toolspace.validation import ArgumentValidator
+    from atlas_plugins.types import ToolSpec
+
+    def spec(schema: dict) -> ToolSpec:
+        return ToolSpec(server="s", name="t", description="", input_schema=schema)
+
+    plain = ArgumentValidator(spec({"type": "object", "properties": {"city": {"type": "string"}},
+                                    "required": ["city"], "additionalProperties": False}))
+    assert "'city' is a required argument" in plain.check({})
+    assert plain.check({"city": "Oslo"}) is None
+    evil = "^(a+)+$"
+    nested = {"type": "object", "properties": {"x": {"$schema": "https://json-schema.org/draft/2020-12/schema",
+                                                     "pattern": evil}}}
+    defs = {f"d{i}": {"allOf": [{"$ref": f"#/$defs/d{i + 1}"}, {"$ref": f"#/$defs/d{i + 1}"}]} for i in range(30)}
+    fan_out = {"type": "object", "properties": {"x": {"$ref": "#/$defs/d0"}}, "$defs": {**defs, "d30": {}}}
+    for schema in ({"type": "object", "properties": {"x": {"type": "string", "pattern": evil}}}, nested, fan_out):
+        t0 = time.monotonic()
+        assert ArgumentValidator(spec(schema)).check({"x": "a" * 40 + "!"}) is None
+        assert time.monotonic() - t0 < 3

@@ -310,6 +310,8 @@ class ToolBridge:
                 return self._call(msg)
         except LookupError as exc:
             return {"op": "result", "id": msg.id, "ok": False, "error": str(exc.args[0])}
+        except (CellTimeout, SandboxDied, ProtocolViolation):
+            raise  # the bridge's own signals to the session
         except Exception as exc:  # noqa: BLE001 - e.g. a server's malformed schema: the cell sees an error
             log.warning("bridge request %s failed on the host: %r", msg.op, exc)
             return {"op": "result", "id": msg.id, "ok": False, "error": f"the request failed: {type(exc).__name__}"}

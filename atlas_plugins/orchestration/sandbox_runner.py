@@ -369,9 +369,15 @@ def _apply_limits(limits: dict[str, int]) -> None:
         signal.signal(signal.SIGXCPU, lambda *_: os._exit(EXIT_CPU_LIMIT))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     # Kernel memory and scheduling a root host may have raised: each queued signal and POSIX timer
-    # is unaccounted kernel memory (the inherited cap is ~100k), and no cell needs real-time or
-    # raised priorities.
-    for res, value in ((resource.RLIMIT_SIGPENDING, 1024), (resource.RLIMIT_RTPRIO, 0), (resource.RLIMIT_NICE, 0)):
+    # is unaccounted kernel memory (the inherited cap is ~100k), POSIX message queues likewise, and
+    # no cell needs real-time or raised priorities.
+    capped = (
+        (resource.RLIMIT_SIGPENDING, 1024),
+        (resource.RLIMIT_MSGQUEUE, 0),
+        (resource.RLIMIT_RTPRIO, 0),
+        (resource.RLIMIT_NICE, 0),
+    )
+    for res, value in capped:
         try:
             resource.setrlimit(res, (value, value))
         except (ValueError, OSError):  # already lower than that (a soft limit below it stays)

@@ -425,7 +425,7 @@ class Toolspace:
                 server=server,
                 tool=tool,
                 error=f"{server}:{tool} failed: {type(exc).__name__}: {str(exc)[:300]}",
-                error_type="transport",
+                error_type="internal",
                 text=f"Error: {server}:{tool} failed: {type(exc).__name__}",
             )
 
@@ -635,6 +635,15 @@ class Toolspace:
             return conn.alive
 
 
+_BIDI_AND_BREAKS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u2028\u2029\u200e\u200f")
+
+
+def _unsafe_char(c: str) -> bool:
+    # Control characters, bidirectional overrides and line separators; joiners (U+200C/D, part
+    # of Persian and Indic words and of emoji) and letters newer than this Python's tables stay.
+    return unicodedata.category(c) == "Cc" or c in _BIDI_AND_BREAKS
+
+
 def usable_tools(server: str, tools: list[ToolDef]) -> list[ToolDef]:
     """A live server's tools without those no agent can name safely: an empty or over-long name,
     a name with control or format characters (newlines, terminal escapes, bidirectional
@@ -644,7 +653,7 @@ def usable_tools(server: str, tools: list[ToolDef]) -> list[ToolDef]:
     kept = []
     for t in tools:
         name = t.name
-        bad = not name or len(name) > 128 or any(unicodedata.category(c)[0] == "C" for c in name)
+        bad = not name or len(name) > 128 or any(_unsafe_char(c) for c in name)
         if bad or name in seen:
             log.warning(
                 "server %r: tool %r left out (%s)",

@@ -7,10 +7,10 @@ A small model that gets "validation failed" learns nothing; one that gets
 
 from __future__ import annotations
 
+import contextvars
 from typing import TYPE_CHECKING, Any
 
 import jsonschema
-from jsonschema.exceptions import SchemaError
 
 from atlas_plugins.types import ToolSpec
 
@@ -79,6 +79,29 @@ def _no_pattern(validator: Any, pattern: Any, instance: Any, schema: Any) -> Non
     return None
 
 
+class _TooCostly(Exception):
+    """A schema whose check took more steps than one call's budget."""
+
+
+_STEPS: contextvars.ContextVar[list[int]] = contextvars.ContextVar("atlas_schema_steps")
+_STEP_BUDGET = 5_000  # keyword applications per check: real tool schemas need tens
+# Keywords that apply further subschemas to the same instance: a chain of them (allOf of two
+# $refs to the next level, and so on) fans out exponentially with no regex at all (measured:
+# 0.64 s at 14 levels, doubling per level).
+_FAN_OUT = ("$ref", "$dynamicRef", "allOf", "anyOf", "oneOf", "not", "if", "dependentSchemas")
+
+
+def _counted(keyword_check: Any) -> Any:
+    def check(validator: Any, value: Any, instance: Any, schema: Any) -> Any:
+        steps = _STEPS.get()
+        steps[0] += 1
+        if steps[0] > _STEP_BUDGET:
+            raise _TooCostly()
+        yield from keyword_check(validator, value, instance, schema) or ()
+
+    return check
+
+
 def _has_key(schema: Any, key: str, depth: int = 0) -> bool:
     if depth > 64:
         return True  # deeper than any real tool schema: treat as suspect
@@ -93,32 +116,42 @@ class ArgumentValidator:
     """Validates call arguments against one tool's input schema (compiled once).
 
     The schema comes from an MCP server, so it is untrusted: a schema that cannot be compiled or
-    checked (a broken ``$ref``, nesting past the recursion limit) disables client-side checks for
-    that tool and the server judges its own arguments; regular expressions (``pattern``,
-    ``patternProperties``) are never run on the host (see :func:`_no_pattern`)."""
+    checked (a broken ``$ref``, nesting past the recursion limit), or whose check runs past a step
+    budget (``$ref``/``allOf`` chains that fan out), disables client-side checks for that tool and
+    the server judges its own arguments. Regular expressions (``pattern``, ``patternProperties``)
+    are never run on the host (see :func:`_no_pattern`); nor is a schema that names another
+    dialect below its root (``$schema`` there would pick the stock validator class again)."""
 
     def __init__(self, spec: ToolSpec) -> None:
         self.spec = spec
         self._validator: Validator | None = None
         schema = spec.input_schema
-        if isinstance(schema, dict) and not _has_key(schema, "patternProperties"):
+        if (
+            isinstance(schema, dict)
+            and not _has_key(schema, "patternProperties")
+            and not any(_has_key(v, "$schema") for k, v in schema.items() if k != "$schema")
+        ):
             try:
                 base = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
                 base.check_schema(schema)
-                cls = jsonschema.validators.extend(base, {"pattern": _no_pattern})
+                checks = {k: _counted(base.VALIDATORS[k]) for k in _FAN_OUT if k in base.VALIDATORS}
+                cls = jsonschema.validators.extend(base, {**checks, "pattern": _no_pattern})
                 self._validator = cls(schema)
-            except (SchemaError, RecursionError, Exception):  # noqa: BLE001 - a broken third-party schema
-                self._validator = None  # let the server judge
+            except Exception:  # noqa: BLE001 - a broken third-party schema: let the server judge
+                self._validator = None
 
     def check(self, arguments: dict[str, Any]) -> str | None:
         """``None`` when valid, else one message naming every problem and the signature."""
         if self._validator is None:
             return None
+        token = _STEPS.set([0])
         try:
             errors = sorted(self._validator.iter_errors(arguments), key=lambda e: list(e.path))
-        except Exception:  # noqa: BLE001 - e.g. an unresolvable $ref met only now: the server judges
+        except Exception:  # noqa: BLE001 - an unresolvable $ref met only now, or _TooCostly: the server judges
             self._validator = None
             return None
+        finally:
+            _STEPS.reset(token)
         if not errors:
             return None
         props = (self.spec.input_schema or {}).get("properties") or {}
