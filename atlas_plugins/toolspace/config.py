@@ -90,8 +90,10 @@ class ToolspaceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     servers: list[ServerConfig] = Field(default_factory=list)
-    call_timeout: float = Field(default=30.0, gt=0)
-    connect_timeout: float = Field(default=30.0, gt=0)
+    call_timeout: float = Field(default=30.0, gt=0, description="seconds per tool call")
+    connect_timeout: float = Field(
+        default=30.0, gt=0, description="seconds for a server's MCP handshake, and again for its tool listing"
+    )
     max_response_chars: int = Field(default=4000, ge=100)
     max_restarts: int = Field(default=1, ge=0)
     #: How embedded servers run: one process per server over stdio, or all in one hub over HTTP.
