@@ -405,28 +405,16 @@ class Toolspace:
             )
         return await self._acall(server, tool, arguments, episode=episode, timeout=timeout)
 
-    async def _acall(
-        self,
-        server: str,
-        tool: str,
-        arguments: dict[str, Any] | None,
-        *,
-        episode: str | None,
-        timeout: float | None,
-    ) -> ToolResult:
+    async def _acall(self, server: str, tool: str, arguments: dict[str, Any] | None, **kw: Any) -> ToolResult:
+        t0 = time.perf_counter()
         try:
-            return await self._acall_checked(server, tool, arguments, episode=episode, timeout=timeout)
+            return await self._acall_checked(server, tool, arguments, t0=t0, **kw)
         except Exception as exc:  # noqa: BLE001 - one bad call must not sink an episode or a batch
             # What the server sent (its schema, its result) is untrusted input: a failure in our
             # handling of it is an observation for the model, like the server's own errors.
             log.warning("%s:%s: the call failed on the host: %r", server, tool, exc)
-            return ToolResult(
-                ok=False,
-                server=server,
-                tool=tool,
-                error=f"{server}:{tool} failed: {type(exc).__name__}: {str(exc)[:300]}",
-                error_type="internal",
-                text=f"Error: {server}:{tool} failed: {type(exc).__name__}",
+            return _failed(
+                server, tool, f"{server}:{tool} failed: {type(exc).__name__}: {str(exc)[:300]}", "internal", t0
             )
 
     async def _acall_checked(
@@ -437,19 +425,10 @@ class Toolspace:
         *,
         episode: str | None,
         timeout: float | None,
+        t0: float,
     ) -> ToolResult:
-        t0 = time.perf_counter()
-
         def fail(error: str, kind: str) -> ToolResult:
-            return ToolResult(
-                ok=False,
-                server=server,
-                tool=tool,
-                error=error,
-                error_type=kind,
-                text=f"Error: {error}",
-                elapsed_ms=(time.perf_counter() - t0) * 1000,
-            )
+            return _failed(server, tool, error, kind, t0)
 
         arguments = {} if arguments is None else arguments
         if not isinstance(arguments, dict):
@@ -642,6 +621,19 @@ def _unsafe_char(c: str) -> bool:
     # Control characters, bidirectional overrides and line separators; joiners (U+200C/D, part
     # of Persian and Indic words and of emoji) and letters newer than this Python's tables stay.
     return unicodedata.category(c) == "Cc" or c in _BIDI_AND_BREAKS
+
+
+def _failed(server: str, tool: str, error: str, kind: str, t0: float) -> ToolResult:
+    """A failed call's result, as the model sees it."""
+    return ToolResult(
+        ok=False,
+        server=server,
+        tool=tool,
+        error=error,
+        error_type=kind,
+        text=f"Error: {error}",
+        elapsed_ms=(time.perf_counter() - t0) * 1000,
+    )
 
 
 def usable_tools(server: str, tools: list[ToolDef]) -> list[ToolDef]:

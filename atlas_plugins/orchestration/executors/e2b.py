@@ -108,10 +108,10 @@ class E2BTransport(Transport):
         deadline = time.monotonic() + self.o.start_timeout
         try:
             self._start(deadline)
+        except CellTimeout:
+            raise  # the bridge names the start budget in its error
         except Exception as exc:
-            mapped = exc if isinstance(exc, CellTimeout) else _bridge_error(exc)
-            if isinstance(mapped, CellTimeout):
-                raise CellTimeout(f"the E2B sandbox took longer than start_timeout={self.o.start_timeout:g}s") from exc
+            mapped = _bridge_error(exc)
             if mapped is exc:
                 raise
             raise mapped from exc
