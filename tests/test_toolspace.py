@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import stat
 import sys
 import time
 from pathlib import Path
@@ -284,6 +285,49 @@ def test_a_server_regex_never_runs_on_the_host(tmp_path):
         took = time.monotonic() - t0
         assert r.ok, r
         assert took < 2, f"the call took {took:.1f} s"
+
+
+def test_a_stdout_line_without_end_stops_the_server(tmp_path):
+    """The SDK's client buffers a stdout line without bound (and re-copies it per chunk): a server
+    that answers with a line that never ends grew the host's memory until the call timed out. The
+    relay stops the server once the line passes ``max_message_bytes`` and the call says why."""
+    ts, pidfile = _raw_toolspace("long_line", tmp_path, max_message_bytes=1 << 20, call_timeout=60)
+    with ts:
+        t0 = time.monotonic()
+        r = ts.call("raw", "echo", {"x": "hi"})
+        took = time.monotonic() - t0
+        assert not r.ok and "max_message_bytes" in (r.error or ""), r
+        assert took < 30, f"stopped after {took:.1f} s"  # the call timeout is 60 s
+        assert _gone(int(pidfile.read_text())), "the server outlived its relay"
+
+
+def test_a_server_that_floods_stderr_costs_the_host_no_disk(tmp_path):
+    """Server stderr went to a temporary file that grew with everything the server wrote (64 MiB
+    here; a chatty server fills the disk). Now the host keeps only its tail, and still quotes it."""
+
+    def big_files() -> set[tuple[int, int]]:
+        found = set()
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                st = os.stat(f"/proc/self/fd/{fd}")
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and st.st_size >= 1 << 20:
+                found.add((st.st_dev, st.st_ino))
+        return found
+
+    before = big_files()
+    ts, _ = _raw_toolspace("stderr_flood", tmp_path, connect_timeout=30)
+    with ts:
+        assert ts.call("raw", "echo", {"x": "hi"}).ok
+        assert big_files() <= before, "a file of the server's stderr grew on the host"
+        assert ts._stderr_tail("raw").endswith("flood done")  # the tail an error message would quote
+
+
+def test_a_missing_server_command_is_named(tmp_path):
+    cfg = {"connect_timeout": 3, "servers": {"gone": {"command": "atlas-no-such-server-xyz", "args": []}}}
+    with pytest.raises(ToolspaceError, match="command not found: 'atlas-no-such-server-xyz'"):
+        atlas.Toolspace.from_dict(cfg).start()
 
 
 def test_tools_no_agent_can_name_are_left_out(tmp_path):

@@ -95,6 +95,12 @@ class ToolspaceConfig(BaseModel):
         default=30.0, gt=0, description="seconds for a server's MCP handshake, and again for its tool listing"
     )
     max_response_chars: int = Field(default=4000, ge=100)
+    max_message_bytes: int | None = Field(
+        default=32 * 1024 * 1024,
+        ge=64 * 1024,
+        description="largest stdout line (one JSON-RPC message) a configured stdio server may write; past it the "
+        "server is stopped (the SDK's client buffers a line without bound). None: no limit, and no relay process",
+    )
     max_restarts: int = Field(default=1, ge=0)
     #: How embedded servers run: one process per server over stdio, or all in one hub over HTTP.
     embedded_transport: Literal["stdio", "hub"] = "hub"

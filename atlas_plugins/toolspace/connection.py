@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
+import shutil
 import sys
-import tempfile
+import threading
+import time
+import weakref
+from pathlib import Path
 from typing import Any
 
 from atlas_plugins.mcp_compat import CallResult, Session, StdioServerParameters, ToolDef, connect, implementation
@@ -19,6 +24,59 @@ from atlas_plugins.mcp_compat import is_connection_error as _is_connection_error
 
 CLIENT_INFO = implementation("atlas-plugins", "0.1.0")
 _PAGE_CAP = 1000  # a server that paginates forever cannot hang start-up
+GUARD = Path(__file__).with_name("stdio_guard.py")
+
+
+class StderrTail:
+    """The last ``keep`` bytes a server process wrote to its stderr, nothing more.
+
+    The server's stderr is the write end of a pipe (``file``, what the SDK hands the process); a
+    daemon thread drains the read end into a bounded buffer, so a server that logs without end
+    neither fills the host's disk (a temporary file did) nor blocks on a full pipe."""
+
+    def __init__(self, keep: int = 64 * 1024) -> None:
+        read_fd, write_fd = os.pipe()  # both close-on-exec: only the server gets it, as its fd 2
+        self.file = os.fdopen(write_fd, "w", encoding="utf-8", errors="replace")
+        self._read_fd = read_fd
+        self._buf = bytearray()
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        # The thread holds only the buffer, not self: when the connection goes, so does the write
+        # end, and the thread ends at EOF once every process holding it has exited.
+        threading.Thread(
+            target=_drain, args=(read_fd, self._buf, self._lock, keep, self._done), daemon=True, name="mcp-stderr"
+        ).start()
+        weakref.finalize(self, self.file.close)
+
+    def tail(self, chars: int = 800) -> str:
+        # What a crashed server wrote just before it exited may still sit in the pipe: let the
+        # drain catch up (briefly) so an error message can quote it.
+        deadline = time.monotonic() + 0.2
+        while not self._done.is_set() and time.monotonic() < deadline:
+            try:
+                pending = select.select([self._read_fd], [], [], 0)[0]
+            except (OSError, ValueError):
+                break
+            if not pending:
+                break
+            time.sleep(0.005)
+        with self._lock:
+            data = bytes(self._buf[-chars * 4 :])
+        return data.decode("utf-8", errors="replace")[-chars:].strip()
+
+
+def _drain(fd: int, buf: bytearray, lock: threading.Lock, keep: int, done: threading.Event) -> None:
+    try:
+        while data := os.read(fd, 1 << 16):
+            with lock:
+                buf += data
+                if len(buf) > keep:
+                    del buf[: len(buf) - keep]
+    except OSError:
+        pass
+    finally:
+        done.set()
+        os.close(fd)
 
 
 class ServerExited(Exception):
@@ -38,16 +96,20 @@ class Connection:
         cwd: str | None = None,
         url: str | None = None,
         headers: dict[str, str] | None = None,
+        max_line_bytes: int | None = None,
     ) -> None:
+        """``max_line_bytes``: run a stdio server behind :mod:`~atlas_plugins.toolspace.stdio_guard`,
+        which stops it when one stdout line outgrows this (None: no guard, for trusted servers)."""
         self.name = name
         self.command, self.args, self.env, self.cwd = command, list(args or []), dict(env or {}), cwd
         self.url, self.headers = url, dict(headers or {})
+        self.max_line_bytes = max_line_bytes
         self.client: Session | None = None
         self.error: BaseException | None = None
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._stop = asyncio.Event()
-        self._errlog = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace") if command else None
+        self._errlog = StderrTail() if command else None
         self.restarts = 0
 
     @property
@@ -60,9 +122,14 @@ class Connection:
 
     def _target(self) -> StdioServerParameters | str:
         if self.command:
+            command, args = self.command, self.args
+            if self.max_line_bytes is not None:
+                # -I -S: a bare interpreter for the relay (no site, no PYTHON* variables); the
+                # server itself gets the environment unchanged.
+                command, args = sys.executable, ["-I", "-S", str(GUARD), str(self.max_line_bytes), "--", command, *args]
             return StdioServerParameters(
-                command=self.command,
-                args=self.args,
+                command=command,
+                args=args,
                 # The SDK passes a minimal safe environment; PATH etc. come from it, ours on top.
                 env=self.env or None,
                 cwd=self.cwd,
@@ -75,7 +142,7 @@ class Connection:
             async with connect(
                 self._target(),
                 client_info=CLIENT_INFO,
-                errlog=self._errlog,
+                errlog=self._errlog.file if self._errlog is not None else None,
                 headers=self.headers,
                 timeout=30.0,
                 read_timeout=300.0,
@@ -90,6 +157,9 @@ class Connection:
             self._ready.set()
 
     async def start(self, timeout: float) -> None:
+        if self.command and self.max_line_bytes is not None and not _findable(self.command, self.env, self.cwd):
+            # Behind the guard the spawn itself succeeds; say what the SDK's spawn would have said.
+            raise ServerExited(f"server {self.name!r} failed to start: command not found: {self.command!r}")
         self._ready = asyncio.Event()
         self._stop = asyncio.Event()
         self.error = None
@@ -139,15 +209,15 @@ class Connection:
             raise
 
     def stderr_tail(self, chars: int = 800) -> str:
-        if self._errlog is None:
-            return ""
-        try:
-            self._errlog.flush()
-            size = self._errlog.seek(0, os.SEEK_END)
-            self._errlog.seek(max(0, size - chars * 4))
-            return self._errlog.read()[-chars:].strip()
-        except (OSError, ValueError):
-            return ""
+        return self._errlog.tail(chars) if self._errlog is not None else ""
+
+
+def _findable(command: str, env: dict[str, str], cwd: str | None) -> bool:
+    """Whether the spawn would find ``command``: on the PATH the server's environment gives, or as
+    a path (a relative one from the server's working directory, where exec looks for it)."""
+    if os.sep in command and cwd and not os.path.isabs(command):
+        command = os.path.join(cwd, command)
+    return shutil.which(command, path=env.get("PATH", os.environ.get("PATH"))) is not None
 
 
 def describe_error(exc: BaseException | None) -> str:

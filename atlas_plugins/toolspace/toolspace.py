@@ -249,7 +249,10 @@ class Toolspace:
                 continue
             if s.transport == "stdio":
                 command = python_executable() if s.command in ("python", "python3") else s.command
-                live.append((s, Connection(s.name, command=command, args=s.args, env=s.env, cwd=s.cwd)))
+                conn = Connection(
+                    s.name, command=command, args=s.args, env=s.env, cwd=s.cwd, max_line_bytes=cfg.max_message_bytes
+                )
+                live.append((s, conn))
             elif s.transport == "http":
                 live.append((s, Connection(s.name, url=s.url, headers=s.headers)))
             elif s.catalog:

@@ -9,7 +9,9 @@ its pid to PIDFILE and then answers as MODE says:
 - ``bad_ref``: ``echo``'s input schema is a ``$ref`` to a definition that does not exist;
 - ``bad_props``: ``echo``'s ``x`` has a number for its ``type`` and its ``enum`` (not JSON Schema);
 - ``odd_names``: tools named ``echo`` twice, ``''``, ``'x\\ny'``, with a terminal escape, and ``ok-name``;
-- ``redos``: ``echo``'s ``x`` has a ``pattern`` with catastrophic backtracking in Python's ``re``.
+- ``redos``: ``echo``'s ``x`` has a ``pattern`` with catastrophic backtracking in Python's ``re``;
+- ``long_line``: ``tools/call`` is answered with a line that never ends (1 MiB chunks, no newline);
+- ``stderr_flood``: writes 64 MiB to stderr before it answers ``initialize``, then the line ``flood done``.
 
 Every ``tools/call`` of ``echo`` answers with its arguments as text.
 """
@@ -52,6 +54,12 @@ for line in sys.stdin:
     if method == "initialize":
         if MODE == "hang_init":
             continue
+        if MODE == "stderr_flood":
+            block = ("x" * 1023 + "\n") * 1024
+            for _ in range(64):
+                sys.stderr.write(block)
+            sys.stderr.write("flood done\n")
+            sys.stderr.flush()
         version = msg["params"]["protocolVersion"]
         send({"jsonrpc": "2.0", "id": rid, "result": {
             "protocolVersion": version, "capabilities": {"tools": {}}, "serverInfo": {"name": "raw", "version": "0"}}})
@@ -62,6 +70,11 @@ for line in sys.stdin:
             send({"jsonrpc": "2.0", "id": rid, "error": {"code": -32603, "message": "listing failed on purpose"}})
             continue
         send({"jsonrpc": "2.0", "id": rid, "result": {"tools": TOOLS}})
+    elif method == "tools/call" and MODE == "long_line":
+        sys.stdout.write('{"jsonrpc": "2.0", "id": %d, "result": {"content": [{"type": "text", "text": "' % rid)
+        while True:
+            sys.stdout.write("y" * (1 << 20))
+            sys.stdout.flush()
     elif method == "tools/call":
         text = json.dumps(msg["params"].get("arguments") or {})
         send({"jsonrpc": "2.0", "id": rid, "result": {"content": [{"type": "text", "text": text}], "isError": False}})
