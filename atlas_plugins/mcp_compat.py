@@ -207,9 +207,11 @@ async def connect(
     headers: dict[str, str] | None = None,
     timeout: float = 30.0,
     read_timeout: float = 300.0,
+    max_message_bytes: int | None = None,
 ) -> AsyncIterator[Session]:
     """Open a session with ``target``: :class:`StdioServerParameters` (a subprocess over stdio),
-    a URL (streamable HTTP, with ``headers``), or a server object built in this process
+    a URL (streamable HTTP, with ``headers``; ``max_message_bytes`` bounds each response message,
+    :mod:`atlas_plugins.toolspace.http_limits`), or a server object built in this process
     (``MCPServer``/``FastMCP`` or a low-level ``Server``; in memory, no subprocess)."""
     async with AsyncExitStack() as stack:
         if MCP2:
@@ -225,7 +227,10 @@ async def connect(
                 from mcp.client.streamable_http import streamable_http_client
 
                 http = await stack.enter_async_context(
-                    httpx2.AsyncClient(headers=headers or {}, timeout=httpx2.Timeout(timeout, read=read_timeout))
+                    httpx2.AsyncClient(
+                        timeout=httpx2.Timeout(timeout, read=read_timeout),
+                        **_http_limits(httpx2, headers, max_message_bytes),
+                    )
                 )
                 transport = streamable_http_client(target, http_client=http)
             client = await stack.enter_async_context(Client(transport, client_info=client_info, cache=None))
@@ -239,7 +244,9 @@ async def connect(
             httpx = _sdk("httpx")
             http1 = await stack.enter_async_context(
                 httpx.AsyncClient(
-                    headers=headers or {}, timeout=httpx.Timeout(timeout, read=read_timeout), follow_redirects=True
+                    timeout=httpx.Timeout(timeout, read=read_timeout),
+                    follow_redirects=True,
+                    **_http_limits(httpx, headers, max_message_bytes),
                 )
             )
             v1_http = _sdk("mcp.client.streamable_http").streamable_http_client
@@ -254,6 +261,19 @@ async def connect(
         session = await stack.enter_async_context(_sdk("mcp").ClientSession(read, write, client_info=client_info))
         init = await session.initialize()
         yield Session(session, init.instructions)
+
+
+def _http_limits(httpx: Any, headers: dict[str, str] | None, limit: int | None) -> dict[str, Any]:
+    """``AsyncClient`` keyword arguments: the caller's headers, and with a ``limit`` the response hook
+    that bounds each message (and only the encodings it can decode in bounded pieces)."""
+    if limit is None:
+        return {"headers": headers or {}}
+    from atlas_plugins.toolspace.http_limits import ACCEPT_ENCODING, response_limit
+
+    return {
+        "headers": {"Accept-Encoding": ACCEPT_ENCODING, **(headers or {})},
+        "event_hooks": {"response": [response_limit(httpx, limit)]},
+    }
 
 
 def is_connection_error(exc: BaseException) -> bool:

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import stat
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -322,6 +323,57 @@ def test_a_server_that_floods_stderr_costs_the_host_no_disk(tmp_path):
         assert ts.call("raw", "echo", {"x": "hi"}).ok
         assert big_files() <= before, "a file of the server's stderr grew on the host"
         assert ts._stderr_tail("raw").endswith("flood done")  # the tail an error message would quote
+
+
+RAW_HTTP_SERVER = str(Path(__file__).parent / "servers" / "raw_http_server.py")
+
+
+def _peak_rss_reset() -> bool:
+    try:  # "5": reset this process's peak RSS (VmHWM), so the next reading is this test's own
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM in /proc/self/status")
+
+
+@pytest.mark.parametrize("mode", ["endless_json", "gzip_bomb", "endless_sse"])
+def test_an_http_response_too_large_to_hold_is_dropped(tmp_path, mode):
+    """The SDK's HTTP client read a JSON response whole, and inflated gzip without a bound (256 KB
+    on the wire became 256 MiB in the host); mcp 1.x also buffered an event without end. Each
+    response message now stops at ``max_message_bytes``: the handshake fails, the host's peak
+    memory stays where it was."""
+    if not _peak_rss_reset():
+        pytest.skip("cannot reset the peak RSS here (/proc/self/clear_refs), so growth cannot be measured")
+    from atlas_plugins.mcp_compat import MCP2
+
+    portfile = tmp_path / "port"
+    proc = subprocess.Popen([sys.executable, RAW_HTTP_SERVER, mode, str(portfile)])
+    try:
+        deadline = time.monotonic() + 20
+        while not (portfile.exists() and portfile.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{portfile.read_text()}/mcp"
+        cfg = {"connect_timeout": 5, "max_message_bytes": 1 << 20, "servers": {"h": {"url": url}}}
+        ts = atlas.Toolspace.from_dict(cfg)
+        _peak_rss_reset()
+        base = _peak_rss_mib()
+        with pytest.raises(ToolspaceError) as info:
+            ts.start()
+        ts.close()
+        grew = _peak_rss_mib() - base
+        assert grew < 100, f"the host's peak RSS grew by {grew:.0f} MiB for one response"
+        if MCP2 and mode != "endless_sse":  # 1.x: the request waits out the handshake timeout
+            assert "max_message_bytes" in str(info.value), info.value
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_a_missing_server_command_is_named(tmp_path):

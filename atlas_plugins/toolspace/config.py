@@ -98,8 +98,9 @@ class ToolspaceConfig(BaseModel):
     max_message_bytes: int | None = Field(
         default=32 * 1024 * 1024,
         ge=64 * 1024,
-        description="largest stdout line (one JSON-RPC message) a configured stdio server may write; past it the "
-        "server is stopped (the SDK's client buffers a line without bound). None: no limit, and no relay process",
+        description="largest message a configured server may send: a stdio server writing a longer stdout line is "
+        "stopped (the SDK's client buffers a line without bound), a longer HTTP response body or event is dropped. "
+        "None: no limit (and no relay process)",
     )
     max_restarts: int = Field(default=1, ge=0)
     #: How embedded servers run: one process per server over stdio, or all in one hub over HTTP.

@@ -98,8 +98,10 @@ class Connection:
         headers: dict[str, str] | None = None,
         max_line_bytes: int | None = None,
     ) -> None:
-        """``max_line_bytes``: run a stdio server behind :mod:`~atlas_plugins.toolspace.stdio_guard`,
-        which stops it when one stdout line outgrows this (None: no guard, for trusted servers)."""
+        """``max_line_bytes``: the most one message may take. A stdio server runs behind
+        :mod:`~atlas_plugins.toolspace.stdio_guard`, which stops it when one stdout line outgrows
+        this; an HTTP server's responses are cut there (:mod:`~atlas_plugins.toolspace.http_limits`).
+        None: no limit (trusted servers)."""
         self.name = name
         self.command, self.args, self.env, self.cwd = command, list(args or []), dict(env or {}), cwd
         self.url, self.headers = url, dict(headers or {})
@@ -146,6 +148,7 @@ class Connection:
                 headers=self.headers,
                 timeout=30.0,
                 read_timeout=300.0,
+                max_message_bytes=self.max_line_bytes if self.url else None,
             ) as client:
                 self.client = client
                 self._ready.set()

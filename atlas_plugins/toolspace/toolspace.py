@@ -254,7 +254,8 @@ class Toolspace:
                 )
                 live.append((s, conn))
             elif s.transport == "http":
-                live.append((s, Connection(s.name, url=s.url, headers=s.headers)))
+                conn = Connection(s.name, url=s.url, headers=s.headers, max_line_bytes=cfg.max_message_bytes)
+                live.append((s, conn))
             elif s.catalog:
                 for info in dedupe_names(load_catalog(s.catalog, limit=s.limit), taken=set(self._servers)):
                     self._servers[info.name] = info
