@@ -4,8 +4,10 @@ a misbehaving test server (pagination, crash, hang, huge output), and one over s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -323,6 +325,25 @@ def test_a_server_that_floods_stderr_costs_the_host_no_disk(tmp_path):
         assert ts.call("raw", "echo", {"x": "hi"}).ok
         assert big_files() <= before, "a file of the server's stderr grew on the host"
         assert ts._stderr_tail("raw").endswith("flood done")  # the tail an error message would quote
+
+
+def test_a_daemon_a_server_starts_is_stopped_with_it(tmp_path):
+    """A process the server starts that leaves its process group (``setsid``, as a daemon does)
+    escaped the SDK's ``killpg`` and lived on after ``close()``; the relay reaps it."""
+    ts, pidfile = _raw_toolspace("daemon", tmp_path)
+    with ts:
+        assert ts.call("raw", "echo", {"x": "hi"}).ok
+        daemon = Path(str(pidfile) + ".daemon")
+        deadline = time.monotonic() + 20
+        while not (daemon.exists() and daemon.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pid = int(daemon.read_text())
+        assert not _gone(pid, within=0.2)
+    try:
+        assert _gone(pid), "the server's daemon outlived the toolspace"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 RAW_HTTP_SERVER = str(Path(__file__).parent / "servers" / "raw_http_server.py")

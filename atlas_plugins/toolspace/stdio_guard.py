@@ -12,9 +12,16 @@ latency, no parsing). When one line grows past ``MAX_BYTES`` without a newline i
 says so on stderr (the host reports the server's stderr tail) and exits; the host then sees the
 connection end, as with a server that crashed.
 
+It is also the server's *subreaper* (Linux ``PR_SET_CHILD_SUBREAPER``): a process the server
+starts that escapes its process group with ``setsid()`` (a daemon), and so the SDK's ``killpg``,
+re-parents to the guard when its parent exits, and the guard kills every such descendant when
+the server ends, or within a second of being asked to stop. The server itself dies with the
+guard (``PR_SET_PDEATHSIG``) if the guard is killed outright.
+
 Not covered: a server that sends many lines each under the limit (each is parsed and dropped, so
-memory stays bounded by one line). Stdlib only, and run by path with ``-I -S``: starting it costs
-a bare interpreter, not the package.
+memory stays bounded by one line); a descendant that is re-parented elsewhere (another subreaper,
+or a process that outlives a ``SIGKILL`` of the guard itself). Stdlib only, and run by path with
+``-I -S``: starting it costs a bare interpreter, not the package.
 """
 
 from __future__ import annotations
@@ -23,11 +30,13 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
 EXIT_LINE_TOO_LONG = 3
 _CHUNK = 1 << 16
+_PR_SET_PDEATHSIG, _PR_SET_CHILD_SUBREAPER = 1, 36
 
 
 _PRCTL: Callable[..., Any] | None
@@ -42,7 +51,47 @@ except (ImportError, OSError, AttributeError):  # pragma: no cover - not Linux
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     # Linux: if the guard is killed outright (SIGKILL), the server must not live on without it.
     if _PRCTL is not None:
-        _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _children(me: int) -> list[int]:
+    """Processes whose parent is ``me`` (from ``/proc``; the parent id follows the command name)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue  # exited meanwhile
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 1 and int(fields[1]) == me:
+            found.append(int(entry))
+    return found
+
+
+def _stop_descendants() -> None:
+    """Kill and reap every process still below the guard. Each round kills the guard's children;
+    their own children then re-parent to the guard (its subreaper role) for the next round."""
+    me = os.getpid()
+    for _ in range(64):
+        kids = _children(me)
+        if not kids:
+            return
+        for pid in kids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break  # nothing left to reap
+            if pid == 0:
+                time.sleep(0.005)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -52,6 +101,15 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def relay(limit: int, argv: list[str]) -> int:
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_CHILD_SUBREAPER, 1)
+    try:
+        return _relay(limit, argv)
+    finally:
+        _stop_descendants()
+
+
+def _relay(limit: int, argv: list[str]) -> int:
     try:
         child = subprocess.Popen(
             argv, stdin=0, stdout=subprocess.PIPE, stderr=2, close_fds=True, preexec_fn=_die_with_parent
@@ -63,9 +121,17 @@ def relay(limit: int, argv: list[str]) -> int:
     def forward(signum: int, _frame: object) -> None:
         if child.poll() is None:
             child.send_signal(signum)
+        # The relay ends when the server's stdout closes; a descendant holding it open must not
+        # keep the guard (and so the descendants) alive past the SDK's kill escalation.
+        signal.setitimer(signal.ITIMER_REAL, 1.0)
+
+    def give_up(_signum: int, _frame: object) -> None:
+        _stop_descendants()
+        os._exit(143)
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, forward)
+    signal.signal(signal.SIGALRM, give_up)
     assert child.stdout is not None
     src = child.stdout.fileno()
     line = 0  # bytes since the last newline

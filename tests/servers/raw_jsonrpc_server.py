@@ -11,7 +11,9 @@ its pid to PIDFILE and then answers as MODE says:
 - ``odd_names``: tools named ``echo`` twice, ``''``, ``'x\\ny'``, with a terminal escape, and ``ok-name``;
 - ``redos``: ``echo``'s ``x`` has a ``pattern`` with catastrophic backtracking in Python's ``re``;
 - ``long_line``: ``tools/call`` is answered with a line that never ends (1 MiB chunks, no newline);
-- ``stderr_flood``: writes 64 MiB to stderr before it answers ``initialize``, then the line ``flood done``.
+- ``stderr_flood``: writes 64 MiB to stderr before it answers ``initialize``, then the line ``flood done``;
+- ``daemon``: first starts a grandchild that leaves the process group (``setsid``), writes its pid to
+  ``PIDFILE.daemon`` and sleeps for ever, as a server that spawns a background helper would.
 
 Every ``tools/call`` of ``echo`` answers with its arguments as text.
 """
@@ -28,6 +30,18 @@ with open(PIDFILE, "w") as f:
     f.write(str(os.getpid()))
 if MODE == "hang_init":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+if MODE == "daemon" and os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:  # the classic double fork: the daemon's parent exits at once
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        with open(PIDFILE + ".daemon", "w") as f:
+            f.write(str(os.getpid()))
+        import time
+        while True:
+            time.sleep(60)
+    os._exit(0)
 
 SCHEMAS = {
     "ok": {"type": "object", "properties": {"x": {"type": "string"}}},
