@@ -12,12 +12,14 @@ What: :func:`defuse` inserts a WORD JOINER (U+2060, invisible, not whitespace) a
 character of every special-token string in a text, so it tokenizes as plain characters;
 :func:`defuse_all` does it through the strings of a JSON-like object (messages, tool schemas).
 Text without special-token strings is returned unchanged, so benign prompts tokenize exactly
-as before. Special tokens are the tokenizer's ``all_special_tokens`` plus added tokens marked
-special. Not covered: added tokens *not* marked special (Qwen's ``<tool_call>`` /
-``<tool_response>``: a tool result can still spell those as their token; SmolLM2 has none), the
-assistant's own turns (see :func:`defuse_messages`), a special string split across two content
-parts that a template joins, and servers that render chat templates themselves (an
-OpenAI-compatible endpoint gets messages, not ids).
+as before. Defused are the tokenizer's ``all_special_tokens``, added tokens marked special, and
+added tokens *not* marked special that are markup (``<tool_call>``, ``</tool_response>``,
+``<think>``, ``<|fim_prefix|>``, ``[TOOL_CALLS]``: Qwen's tool tags are such tokens, and a tool
+result that spelt them became the tags themselves). Added tokens that are ordinary text (runs of
+spaces, word pieces) are left alone. Not covered: the assistant's own turns (see
+:func:`defuse_messages`), a special string split across two content parts that a template joins,
+and servers that render chat templates themselves (an OpenAI-compatible endpoint gets messages,
+not ids).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from typing import Any
 __all__ = ["JOINER", "defuse", "defuse_all", "defuse_messages", "special_strings"]
 
 JOINER = "\u2060"
+#: An added token that is markup, not text: ``<name>``, ``</name>``, ``<|name|>``, ``[NAME]``.
+_MARKUP = re.compile(r"<\|?/?[^\s<>]{1,64}\|?>|\[/?[A-Z][A-Z0-9_]{1,63}\]")
 
 #: tokenizer -> one pattern matching any of its special strings (None: it has none); tokenizers
 #: with thousands of special tokens (Gemma's "unused" ones) would otherwise cost a scan per string.
@@ -36,11 +40,13 @@ _PATTERNS: weakref.WeakKeyDictionary[Any, re.Pattern[str] | None] = weakref.Weak
 
 
 def special_strings(tokenizer: Any) -> tuple[str, ...]:
-    """The tokenizer's special-token strings (two characters or more), longest first."""
+    """The tokenizer's control-token strings (two characters or more), longest first: its special
+    tokens, and added tokens that are markup even where not marked special."""
     found = set(getattr(tokenizer, "all_special_tokens", None) or [])
     for added in (getattr(tokenizer, "added_tokens_decoder", None) or {}).values():
-        if getattr(added, "special", False):
-            found.add(str(getattr(added, "content", "")))
+        content = str(getattr(added, "content", ""))
+        if getattr(added, "special", False) or _MARKUP.fullmatch(content):
+            found.add(content)
     return tuple(sorted((s for s in found if isinstance(s, str) and len(s) >= 2), key=len, reverse=True))
 
 
