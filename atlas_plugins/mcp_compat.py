@@ -232,7 +232,9 @@ async def connect(
                         **_http_limits(httpx2, headers, max_message_bytes),
                     )
                 )
-                transport = streamable_http_client(target, http_client=http)
+                transport = streamable_http_client(
+                    target, http_client=http, **_sse_limit(streamable_http_client, max_message_bytes)
+                )
             client = await stack.enter_async_context(Client(transport, client_info=client_info, cache=None))
             yield Session(client, client.instructions)
             return
@@ -270,10 +272,22 @@ def _http_limits(httpx: Any, headers: dict[str, str] | None, limit: int | None) 
         return {"headers": headers or {}}
     from atlas_plugins.toolspace.http_limits import ACCEPT_ENCODING, response_limit
 
+    # Only encodings the hook can inflate in bounded pieces: a configured Accept-Encoding (any
+    # spelling) is replaced, not sent beside ours.
+    own = {k: v for k, v in (headers or {}).items() if k.lower() != "accept-encoding"}
     return {
-        "headers": {"Accept-Encoding": ACCEPT_ENCODING, **(headers or {})},
+        "headers": {**own, "Accept-Encoding": ACCEPT_ENCODING},
         "event_hooks": {"response": [response_limit(httpx, limit)]},
     }
+
+
+def _sse_limit(factory: Any, limit: int | None) -> dict[str, Any]:
+    """mcp 2.x caps an SSE event itself (1 MiB by default): make that cap the configured limit."""
+    import inspect
+
+    if limit is None or "max_sse_event_size" not in inspect.signature(factory).parameters:
+        return {}
+    return {"max_sse_event_size": limit}
 
 
 def is_connection_error(exc: BaseException) -> bool:

@@ -364,6 +364,39 @@ def _peak_rss_mib() -> float:
     raise AssertionError("no VmHWM in /proc/self/status")
 
 
+def _raw_http(mode: str, tmp_path: Path) -> tuple[subprocess.Popen, str]:
+    portfile = tmp_path / "port"
+    proc = subprocess.Popen([sys.executable, RAW_HTTP_SERVER, mode, str(portfile)])
+    deadline = time.monotonic() + 60
+    while not (portfile.exists() and portfile.read_text()) and time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the test server ({mode}) exited with {proc.returncode}")
+        time.sleep(0.05)
+    assert portfile.exists(), f"the test server ({mode}) did not publish its port within 60 s"
+    return proc, f"http://127.0.0.1:{portfile.read_text()}/mcp"
+
+
+def test_messages_within_the_limits_pass_unchanged(tmp_path):
+    """The relay and the response hook leave well-formed traffic alone: a 50 KB call over stdio
+    under a 64 KiB limit, and a server whose every answer is gzip-compressed."""
+    ts, _ = _raw_toolspace("ok", tmp_path, max_message_bytes=1 << 16)
+    with ts:
+        big = "z" * 50_000
+        r = ts.call("raw", "echo", {"x": big})
+        assert r.ok and big[:3000] in r.text, r.error
+    proc, url = _raw_http("gzip_ok", tmp_path)
+    try:
+        cfg = {"connect_timeout": 20, "max_message_bytes": 1 << 16,
+               "servers": {"h": {"url": url, "headers": {"accept-encoding": "br"}}}}
+        with atlas.Toolspace.from_dict(cfg) as ts:
+            assert [t.name for t in ts.list_tools("h")] == ["echo"]
+            r = ts.call("h", "echo", {"x": "hi"})
+            assert r.ok and json.loads(r.text) == {"x": "hi"}, r.error
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.mark.parametrize("mode", ["endless_json", "gzip_bomb", "endless_sse"])
 def test_an_http_response_too_large_to_hold_is_dropped(tmp_path, mode):
     """The SDK's HTTP client read a JSON response whole, and inflated gzip without a bound (256 KB
@@ -374,14 +407,10 @@ def test_an_http_response_too_large_to_hold_is_dropped(tmp_path, mode):
         pytest.skip("cannot reset the peak RSS here (/proc/self/clear_refs), so growth cannot be measured")
     from atlas_plugins.mcp_compat import MCP2
 
-    portfile = tmp_path / "port"
-    proc = subprocess.Popen([sys.executable, RAW_HTTP_SERVER, mode, str(portfile)])
+    proc, url = _raw_http(mode, tmp_path)
     try:
-        deadline = time.monotonic() + 20
-        while not (portfile.exists() and portfile.read_text()) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        url = f"http://127.0.0.1:{portfile.read_text()}/mcp"
-        cfg = {"connect_timeout": 5, "max_message_bytes": 1 << 20, "servers": {"h": {"url": url}}}
+        # 2 MiB: above mcp 2.x's own SSE cap of 1 MiB, which the toolspace raises to this limit.
+        cfg = {"connect_timeout": 5, "max_message_bytes": 2 << 20, "servers": {"h": {"url": url}}}
         ts = atlas.Toolspace.from_dict(cfg)
         _peak_rss_reset()
         base = _peak_rss_mib()

@@ -96,7 +96,9 @@ class ToolspaceConfig(BaseModel):
     )
     max_response_chars: int = Field(default=4000, ge=100)
     max_message_bytes: int | None = Field(
-        default=32 * 1024 * 1024,
+        # 8 MiB: a rendered result keeps max_response_chars anyway, and a hostile line costs the SDK's
+        # reader one re-copy of its buffer per 64 KiB read until the relay stops it.
+        default=8 * 1024 * 1024,
         ge=64 * 1024,
         description="largest message a configured server may send: a stdio server writing a longer stdout line is "
         "stopped (the SDK's client buffers a line without bound), a longer HTTP response body or event is dropped. "

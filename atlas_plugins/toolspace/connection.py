@@ -14,7 +14,6 @@ import select
 import shutil
 import sys
 import threading
-import time
 import weakref
 from pathlib import Path
 from typing import Any
@@ -32,51 +31,58 @@ class StderrTail:
 
     The server's stderr is the write end of a pipe (``file``, what the SDK hands the process); a
     daemon thread drains the read end into a bounded buffer, so a server that logs without end
-    neither fills the host's disk (a temporary file did) nor blocks on a full pipe."""
+    neither fills the host's disk (a temporary file did) nor blocks on a full pipe. Every read of
+    the pipe happens under one lock, by the thread or by :meth:`tail` itself, so the tail holds
+    everything written before it was asked for (what a crashed server said last) in order."""
 
     def __init__(self, keep: int = 64 * 1024) -> None:
         read_fd, write_fd = os.pipe()  # both close-on-exec: only the server gets it, as its fd 2
+        os.set_blocking(read_fd, False)
         self.file = os.fdopen(write_fd, "w", encoding="utf-8", errors="replace")
-        self._read_fd = read_fd
-        self._buf = bytearray()
-        self._lock = threading.Lock()
-        self._done = threading.Event()
-        # The thread holds only the buffer, not self: when the connection goes, so does the write
+        self._pipe = _Pipe(read_fd, keep)
+        # The thread holds only the pipe, not self: when the connection goes, so does the write
         # end, and the thread ends at EOF once every process holding it has exited.
-        threading.Thread(
-            target=_drain, args=(read_fd, self._buf, self._lock, keep, self._done), daemon=True, name="mcp-stderr"
-        ).start()
+        threading.Thread(target=self._pipe.drain, daemon=True, name="mcp-stderr").start()
         weakref.finalize(self, self.file.close)
 
     def tail(self, chars: int = 800) -> str:
-        # What a crashed server wrote just before it exited may still sit in the pipe: let the
-        # drain catch up (briefly) so an error message can quote it.
-        deadline = time.monotonic() + 0.2
-        while not self._done.is_set() and time.monotonic() < deadline:
-            try:
-                pending = select.select([self._read_fd], [], [], 0)[0]
-            except (OSError, ValueError):
-                break
-            if not pending:
-                break
-            time.sleep(0.005)
-        with self._lock:
-            data = bytes(self._buf[-chars * 4 :])
+        with self._pipe.lock:
+            self._pipe.read_available()
+            data = bytes(self._pipe.buf[-chars * 4 :])
         return data.decode("utf-8", errors="replace")[-chars:].strip()
 
 
-def _drain(fd: int, buf: bytearray, lock: threading.Lock, keep: int, done: threading.Event) -> None:
-    try:
-        while data := os.read(fd, 1 << 16):
-            with lock:
-                buf += data
-                if len(buf) > keep:
-                    del buf[: len(buf) - keep]
-    except OSError:
-        pass
-    finally:
-        done.set()
-        os.close(fd)
+class _Pipe:
+    def __init__(self, fd: int, keep: int) -> None:
+        self.fd, self.keep = fd, keep
+        self.buf = bytearray()
+        self.lock = threading.Lock()
+        self.closed = False
+
+    def read_available(self) -> None:
+        """Read what the pipe holds now, without blocking (the caller holds ``lock``)."""
+        while not self.closed:
+            try:
+                data = os.read(self.fd, 1 << 16)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:  # EOF: every writer has gone
+                self.closed = True
+                os.close(self.fd)
+                return
+            self.buf += data
+            if len(self.buf) > self.keep:
+                del self.buf[: len(self.buf) - self.keep]
+
+    def drain(self) -> None:
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN)
+        while not self.closed:
+            poller.poll()  # readable, or hung up
+            with self.lock:
+                self.read_available()
 
 
 class ServerExited(Exception):

@@ -51,7 +51,10 @@ def response_limit(httpx: Any, limit: int) -> Callable[[Any], Awaitable[None]]:
                     if decoder is _IDENTITY:
                         piece, data = data[:PIECE], data[PIECE:]
                     else:
-                        piece = decoder.decompress(data, PIECE)
+                        try:
+                            piece = decoder.decompress(data, PIECE)
+                        except zlib.error as exc:
+                            raise httpx.StreamError(f"the {self.encoding} response body is corrupt ({exc})") from None
                         data = decoder.unconsumed_tail
                     if self.events:
                         window = tail + piece
@@ -84,11 +87,34 @@ def response_limit(httpx: Any, limit: int) -> Callable[[Any], Awaitable[None]]:
 _IDENTITY = object()
 
 
+class _Deflate:
+    """``deflate`` as servers send it: zlib-wrapped, or (against the RFC, as httpx also accepts)
+    raw; told apart by the zlib header in the first two bytes."""
+
+    def __init__(self) -> None:
+        self._inner: Any = None
+        self._head = b""
+
+    @property
+    def unconsumed_tail(self) -> bytes:
+        return self._inner.unconsumed_tail if self._inner is not None else b""
+
+    def decompress(self, data: bytes, max_length: int) -> bytes:
+        if self._inner is None:
+            self._head += data
+            if len(self._head) < 2:
+                return b""
+            zlib_header = self._head[0] & 0x0F == 8 and int.from_bytes(self._head[:2], "big") % 31 == 0
+            self._inner = zlib.decompressobj(zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS)
+            data, self._head = self._head, b""
+        return bytes(self._inner.decompress(data, max_length))
+
+
 def _decoder(encoding: str) -> Any:
     if encoding in ("", "identity"):
         return _IDENTITY
     if encoding in ("gzip", "x-gzip"):
         return zlib.decompressobj(16 + zlib.MAX_WBITS)
     if encoding == "deflate":
-        return zlib.decompressobj(32 + zlib.MAX_WBITS)  # zlib-wrapped (what servers send); header detected
+        return _Deflate()
     return None

@@ -48,10 +48,22 @@ except (ImportError, OSError, AttributeError):  # pragma: no cover - not Linux
     _PRCTL = None
 
 
+_GUARD_PID = os.getpid()
+
+
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     # Linux: if the guard is killed outright (SIGKILL), the server must not live on without it.
     if _PRCTL is not None:
         _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != _GUARD_PID:  # the guard died before the request took effect
+            os._exit(1)
+
+
+def _same_group(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == os.getpgrp()
+    except ProcessLookupError:
+        return True  # gone: nothing to forward to
 
 
 def _children(me: int) -> list[int]:
@@ -119,7 +131,9 @@ def _relay(limit: int, argv: list[str]) -> int:
         return 127
 
     def forward(signum: int, _frame: object) -> None:
-        if child.poll() is None:
+        # The SDK signals the whole process group, the server included; a second signal from us
+        # would read as "force quit" to servers that treat it so. Forward only what missed it.
+        if child.poll() is None and not _same_group(child.pid):
             child.send_signal(signum)
         # The relay ends when the server's stdout closes; a descendant holding it open must not
         # keep the guard (and so the descendants) alive past the SDK's kill escalation.

@@ -301,7 +301,7 @@ class Toolspace:
         order = {s.name: i for i, s in enumerate(cfg.servers)}
         self._servers = dict(sorted(self._servers.items(), key=lambda kv: order.get(kv[0], len(order))))
         failures = [
-            f"{s.name}: {r}" + (f" (stderr: {c.stderr_tail(300)})" if c.stderr_tail(300) else "")
+            f"{s.name}: {r}" + (f" (stderr: {tail})" if (tail := c.stderr_tail(300)) else "")
             for (s, c), r in zip(live, results, strict=True)
             if isinstance(r, BaseException)
         ]

@@ -5,7 +5,8 @@ listens on 127.0.0.1, writes its port to PORTFILE, and answers as MODE says:
 - ``endless_json``: an ``application/json`` body that never ends (cut at 256 MiB, for safety);
 - ``gzip_bomb``: 256 MiB of spaces, then a valid JSON-RPC answer to the request (still valid JSON),
   gzip-compressed to about 250 KB;
-- ``endless_sse``: an event stream whose first event never ends (cut at 256 MiB).
+- ``endless_sse``: an event stream whose first event never ends (cut at 256 MiB);
+- ``gzip_ok``: a well-behaved server (one tool, ``echo``) whose every answer is gzip-compressed.
 """
 
 from __future__ import annotations
@@ -43,11 +44,26 @@ class Handler(BaseHTTPRequestHandler):
             self.send_response(202)
             self.end_headers()
             return
-        answer = json.dumps({"jsonrpc": "2.0", "id": body["id"], "result": {
-            "protocolVersion": body.get("params", {}).get("protocolVersion", "2025-06-18"),
-            "capabilities": {"tools": {}}, "serverInfo": {"name": "raw-http", "version": "0"}}}).encode()
+        result = {"protocolVersion": body.get("params", {}).get("protocolVersion", "2025-06-18"),
+                  "capabilities": {"tools": {}}, "serverInfo": {"name": "raw-http", "version": "0"}}
+        if MODE == "gzip_ok" and body.get("method") == "tools/list":
+            result = {"tools": [{"name": "echo", "description": "Echo.", "inputSchema": {"type": "object"}}]}
+        elif MODE == "gzip_ok" and body.get("method") == "tools/call":
+            text = json.dumps(body["params"].get("arguments") or {})
+            result = {"content": [{"type": "text", "text": text}], "isError": False}
+        elif MODE == "gzip_ok" and body.get("method") != "initialize":
+            result = {}
+        answer = json.dumps({"jsonrpc": "2.0", "id": body["id"], "result": result}).encode()
         self.send_response(200)
         try:
+            if MODE == "gzip_ok":
+                blob = zlib.compress(answer, wbits=16 + zlib.MAX_WBITS)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Encoding", "gzip")
+                self.send_header("Content-Length", str(len(blob)))
+                self.end_headers()
+                self.wfile.write(blob)
+                return
             if MODE == "gzip_bomb":
                 packer = PACKER.copy()
                 blob = PADDING + packer.compress(answer) + packer.flush()
