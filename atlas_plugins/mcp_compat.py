@@ -211,7 +211,7 @@ async def connect(
 ) -> AsyncIterator[Session]:
     """Open a session with ``target``: :class:`StdioServerParameters` (a subprocess over stdio),
     a URL (streamable HTTP, with ``headers``; ``max_message_bytes`` bounds each response message,
-    :mod:`atlas_plugins.toolspace.http_limits`), or a server object built in this process
+    :mod:`atlas_plugins.http_limits`), or a server object built in this process
     (``MCPServer``/``FastMCP`` or a low-level ``Server``; in memory, no subprocess)."""
     async with AsyncExitStack() as stack:
         if MCP2:
@@ -270,7 +270,7 @@ def _http_limits(httpx: Any, headers: dict[str, str] | None, limit: int | None) 
     that bounds each message (and only the encodings it can decode in bounded pieces)."""
     if limit is None:
         return {"headers": headers or {}}
-    from atlas_plugins.toolspace.http_limits import ACCEPT_ENCODING, response_limit
+    from atlas_plugins.http_limits import ACCEPT_ENCODING, response_limit
 
     # Only encodings the hook can inflate in bounded pieces: a configured Accept-Encoding (any
     # spelling) is replaced, not sent beside ours.

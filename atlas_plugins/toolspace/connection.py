@@ -106,7 +106,7 @@ class Connection:
     ) -> None:
         """``max_line_bytes``: the most one message may take. A stdio server runs behind
         :mod:`~atlas_plugins.toolspace.stdio_guard`, which stops it when one stdout line outgrows
-        this; an HTTP server's responses are cut there (:mod:`~atlas_plugins.toolspace.http_limits`).
+        this; an HTTP server's responses are cut there (:mod:`~atlas_plugins.http_limits`).
         None: no limit (trusted servers)."""
         self.name = name
         self.command, self.args, self.env, self.cwd = command, list(args or []), dict(env or {}), cwd
