@@ -150,10 +150,7 @@ def _relay(limit: int, argv: list[str]) -> int:
     src = child.stdout.fileno()
     line = 0  # bytes since the last newline
     while True:
-        try:
-            chunk = os.read(src, _CHUNK)
-        except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for clarity
-            continue
+        chunk = os.read(src, _CHUNK)  # a signal handler's interruption is retried (PEP 475)
         if not chunk:
             break
         first = chunk.find(b"\n")

@@ -56,17 +56,12 @@ class Handler(BaseHTTPRequestHandler):
         answer = json.dumps({"jsonrpc": "2.0", "id": body["id"], "result": result}).encode()
         self.send_response(200)
         try:
-            if MODE == "gzip_ok":
-                blob = zlib.compress(answer, wbits=16 + zlib.MAX_WBITS)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Encoding", "gzip")
-                self.send_header("Content-Length", str(len(blob)))
-                self.end_headers()
-                self.wfile.write(blob)
-                return
-            if MODE == "gzip_bomb":
-                packer = PACKER.copy()
-                blob = PADDING + packer.compress(answer) + packer.flush()
+            if MODE in ("gzip_ok", "gzip_bomb"):
+                if MODE == "gzip_ok":
+                    blob = zlib.compress(answer, wbits=16 + zlib.MAX_WBITS)
+                else:
+                    packer = PACKER.copy()
+                    blob = PADDING + packer.compress(answer) + packer.flush()
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Encoding", "gzip")
                 self.send_header("Content-Length", str(len(blob)))
