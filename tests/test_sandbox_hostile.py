@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -792,3 +793,117 @@ def test_sandboxes_of_a_thread_still_running_after_main_returns_keep_working():
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert "AFTER-MAIN 42 False" in proc.stdout, (proc.stdout + proc.stderr)[-2000:]
+
+
+# -- found by review (2026-12-02): machine-wide kernel state, hostile text, amplification ------------
+def test_kernel_aio_contexts_are_refused(host):
+    """[R] Kernel AIO contexts count against one machine-wide limit (fs.aio-max-nr, 65,536): a
+    sandbox holding them all made every host io_setup fail while it lived. io_setup is refused."""
+    import platform
+
+    nr = {"x86_64": 206, "aarch64": 0}.get(platform.machine())
+    if nr is None:
+        pytest.skip(f"no io_setup number known for {platform.machine()}")
+    code = (f"import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nctx = ctypes.c_ulong(0)\n"
+            f"rc = libc.syscall({nr}, 64, ctypes.byref(ctx))\n(rc, ctypes.get_errno())")
+    r = run(host, code)
+    assert r.value == f"(-1, {errno.EPERM})", r
+    host_ok(host)
+
+
+def test_terminal_escapes_from_the_sandbox_never_reach_the_host_log_raw(host, caplog):
+    """[O] A crashing interpreter's stderr is quoted in the cell's error and the host's warning;
+    an OSC/CSI sequence in it must arrive as visible escapes, not as bytes a terminal runs."""
+    code = "import os\nos.write(2, b'\\x1b]0;PWNED\\x07\\x1b[31mred')\nos._exit(3)"
+    with fresh(host) as s, caplog.at_level("WARNING"):
+        r = run(host, code, s)
+    assert r.restarted and "PWNED" in (r.error or ""), r
+    assert "\x1b" not in r.error and "\x07" not in r.error and "\\x1b" in r.error, r.error
+    logged = [rec.getMessage() for rec in caplog.records if "PWNED" in rec.getMessage()]
+    assert logged and not any("\x1b" in m or "\x07" in m for m in logged), logged
+
+
+def test_a_huge_argument_does_not_ride_on_every_later_error_hint(host):
+    """[O] The first successful call of a tool becomes the example in later error hints; its
+    arguments are the sandbox's own, so a 3 MB one must be cut there (it reached every later
+    TypeError/IndexError message of the session, 6 MB each, past the error cap)."""
+    from atlas_plugins.orchestration.sandbox_runner import ERROR_CHARS
+
+    with fresh(host, timeout=20) as s:
+        r = run(host, "m = MCPServer('math')\nn = m.stats(numbers=[1] * 1_000_000)\n[][1]", s)
+        assert r.error and "hint:" in r.error and "IndexError" in r.error, r
+        assert len(r.error) < ERROR_CHARS + 2000, len(r.error)
+
+
+def test_a_flood_of_made_up_argument_names_costs_the_host_little():
+    """[O] A schema with additionalProperties: false and a call with 200,000 made-up keys: the
+    validation message names a few of them, not all (all of them, spell-checked: seconds of host
+    CPU and a message of megabytes per call)."""
+    from atlas_plugins.toolspace.validation import ArgumentValidator
+    from atlas_plugins.types import ToolSpec
+
+    spec = ToolSpec(server="s", name="search", description="", input_schema={
+        "type": "object", "properties": {"query": {"type": "string"}}, "additionalProperties": False})
+    message = ArgumentValidator(spec).check({f"quer{i}": 0 for i in range(200_000)})
+    assert message is not None and "and 199990 more" in message, (message or "")[:500]
+    assert len(message) < 4000, len(message)
+    wrong = ArgumentValidator(spec).check({"query": ["x" * 1_000_000]})
+    assert wrong is not None and len(wrong) < 4000, len(wrong or "")
+
+
+def test_bridge_messages_with_millions_of_containers_are_refused_before_parsing():
+    """[B] 8 MiB of "[{},{},...]" parsed into 2.8 million objects held 375 MB of host memory per
+    message; the frame is refused by a bracket count first. A tool result of Python-literal text is
+    decoded only when short (1 M characters of "(0,0,...)" cost 0.96 s and 472 MB in literal_eval)."""
+    from atlas_plugins.orchestration.bridge import MAX_MESSAGE_BYTES, ProtocolViolation, parse_message
+    from atlas_plugins.values import MAX_LITERAL_CHARS, to_python
+
+    body = "[" + ",".join(["{}"] * 2_000_000) + "]"
+    frame = json.dumps({"op": "call", "id": 1, "server": "math", "tool": "add", "args": [], "kwargs": {"a": 0}})
+    frame = frame[:-2] + ', "b": ' + body + "}}"
+    assert len(frame) < MAX_MESSAGE_BYTES
+    with pytest.raises(ProtocolViolation, match="objects and lists"):
+        parse_message(frame.encode())
+    ok = parse_message(json.dumps({"op": "done", "cell": 1, "ok": True, "stdout": "{}" * 1000}).encode())
+    assert ok.op == "done"
+    literal = "(" + "0," * (MAX_LITERAL_CHARS // 2) + ")"
+    assert to_python(literal) == literal  # stays text
+    assert to_python("(1, 2)") == (1, 2)
+
+
+def test_files_are_counted_when_the_host_may_not_look_into_the_sandbox(tmp_path):
+    """[R] Docker runs root without CAP_SYS_PTRACE: such a host may not read another uid's
+    ``/proc/<pid>/root``, and the file guard used to give up with a warning (3,000 files past a
+    limit of 100 were kept). The runner hands the host its mounts' descriptors instead."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: only a root host runs the sandbox as another uid")
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("setpriv (util-linux) is not installed: cannot drop CAP_SYS_PTRACE for the host")
+    script = tmp_path / "host.py"
+    script.write_text(
+        "import os\n"
+        "from atlas_plugins.orchestration.executors.local import LocalExecutor\n"
+        "from atlas_plugins.toolspace import Toolspace\n"
+        "ts = Toolspace.from_dict({'servers': {}}).start()\n"
+        "s = LocalExecutor(timeout=10, memory_mb=512, max_files=100).open_session(ts, servers=[])\n"
+        "pid1 = s._transport._child_pid\n"
+        "try:\n"
+        "    os.stat(f'/proc/{pid1}/root/tmp')\n"
+        "    print('PROC-READABLE')\n"
+        "except OSError:\n"
+        "    print('PROC-DENIED')\n"
+        "r = s.run(\"import os, time\\nfor i in range(3000):\\n    open(f'/tmp/f{i}', 'w').close()\\n\"\n"
+        "          \"time.sleep(2)\\nlen(os.listdir('/tmp'))\")\n"
+        "print('RESULT', r.restarted, repr(r.error))\n"
+        "print('AFTER', s.run(\"len(__import__('os').listdir('/tmp'))\").value)\n"
+        "s.close(); ts.close()\n"
+    )
+    proc = subprocess.run([setpriv, "--bounding-set=-sys_ptrace", sys.executable, str(script)],
+                          capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    if proc.returncode != 0 and "PROC-" not in out:
+        pytest.skip(f"could not start a host without CAP_SYS_PTRACE here: {out[-500:]}")
+    assert "PROC-DENIED" in out, f"the host could still read /proc/<pid>/root; the case is not tested:\n{out[-2000:]}"
+    assert "RESULT True" in out and "files and directories on /tmp" in out, out[-2000:]
+    assert "AFTER 0" in out, out[-2000:]

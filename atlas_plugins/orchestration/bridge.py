@@ -37,7 +37,7 @@ from atlas_plugins.orchestration.base import CellResult
 from atlas_plugins.orchestration.sandbox_runner import ERROR_CHARS, VALUE_REPR_CHARS
 from atlas_plugins.toolspace.validation import python_signature
 from atlas_plugins.types import ServerInfo, ToolSpec
-from atlas_plugins.values import MAX_JSON_DEPTH, describe_value, loads_bounded, nesting_exceeds, to_python
+from atlas_plugins.values import MAX_JSON_DEPTH, describe_value, loads_bounded, nesting_exceeds, printable, to_python
 from atlas_plugins.wire.text import closest
 
 if TYPE_CHECKING:
@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 MAX_RESULT_BYTES = 1024 * 1024  # the largest tool result (as JSON) sent into the sandbox
+#: Objects and lists one bridge message may hold (brackets counted, inside strings too: a cell's
+#: whole stdout at the default cap has at most 200,000). Parsing 500,000 costs the host ~65 MB.
+MAX_MESSAGE_CONTAINERS = 500_000
 #: The most argument JSON one call's record keeps (records go into trajectories, 30 calls a cell):
 #: the tool still gets the whole arguments, the host's record of them is cut.
 MAX_RECORDED_ARGUMENT_BYTES = 64 * 1024
@@ -149,6 +152,13 @@ def parse_message(payload: bytes) -> Message:
     """Decode and validate one message; raises :class:`ProtocolViolation` naming the problem."""
     if len(payload) > MAX_MESSAGE_BYTES:
         raise ProtocolViolation(f"message of {len(payload)} bytes exceeds the {MAX_MESSAGE_BYTES}-byte cap")
+    # Each parsed container costs the host ~130 bytes: 8 MiB of "[{},{},...]" held 375 MB while
+    # it parsed. Counting brackets (inside strings too) is an upper bound, and cheap.
+    containers = payload.count(b"{") + payload.count(b"[")
+    if containers > MAX_MESSAGE_CONTAINERS:
+        raise ProtocolViolation(
+            f"message holds up to {containers} objects and lists, over the cap of {MAX_MESSAGE_CONTAINERS}"
+        )
     try:
         # Strict UTF-8 first: json.loads(bytes) would accept UTF-16/32 and decode surrogate bytes
         # (b"\xed\xa0\x80") with 'surrogatepass', past the escape check below.
@@ -229,6 +239,8 @@ class OutputFormats:
             return
         value = to_python(content)
         call = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
+        if len(call) > 200:  # arguments are the sandbox's: a 6 MB one would ride on every hint
+            call = call[:200] + "…"
         shown = repr(value)
         if len(shown) > 200:
             shown = shown[:200] + "…"
@@ -379,7 +391,7 @@ class ToolBridge:
                 "tool": msg.tool,
                 "arguments": _recorded_arguments(arguments),
                 "ok": result.ok,
-                "error": result.error,
+                "error": None if result.error is None else result.error[:2000],
                 "error_type": result.error_type,
                 "content_type": type(to_python(content)).__name__ if result.ok else None,
                 "text": result.text[:2000],
@@ -561,6 +573,7 @@ class BridgedSession:
             problem = f"the sandbox sent an invalid bridge message ({exc})"
         except (BrokenPipeError, OSError) as exc:
             problem = f"the interpreter is unreachable ({exc})"
+        problem = printable(problem)  # it may quote the sandbox's stderr or a forged message's keys
         log.warning("code_interpreter cell %d: %s; restarting the interpreter", self._cell, problem)
         printed = _cap(transport.crash_output(self._cell), self.output_limit, "output") or ""
         self._restart()
@@ -578,7 +591,7 @@ class BridgedSession:
         if error is not None:
             hint = self.bridge.hint(msg.error_type, error)
             if hint:
-                error += "\n" + hint
+                error = _cap(error + "\n" + hint, ERROR_CHARS + 1000, "the error")
         return CellResult(
             ok=msg.ok and error is None,
             value=_cap(msg.value, VALUE_REPR_CHARS, "the value"),

@@ -485,6 +485,14 @@ _DENY = {
         "msgctl": 71,
         "semtimedop": 220,
         "memfd_create": 319,
+        # Kernel AIO contexts count against a machine-wide limit (fs.aio-max-nr, 65,536): one
+        # io_setup(65536) would make every host io_setup fail while the sandbox lives.
+        "io_setup": 206,
+        "io_destroy": 207,
+        "io_getevents": 208,
+        "io_submit": 209,
+        "io_cancel": 210,
+        "io_pgetevents": 333,
     },
     "aarch64": {
         "execve": 221,
@@ -545,6 +553,12 @@ _DENY = {
         "shmat": 196,
         "shmdt": 197,
         "memfd_create": 279,
+        "io_setup": 0,
+        "io_destroy": 1,
+        "io_submit": 2,
+        "io_cancel": 3,
+        "io_getevents": 4,
+        "io_pgetevents": 292,
     },
 }
 _CLONE = {"x86_64": 56, "aarch64": 220}
@@ -630,6 +644,30 @@ def _install_seccomp() -> bool:
     return True
 
 
+def _send_mounts(fd: int, mounts: list[str]) -> None:
+    """Send the host an ``O_PATH`` descriptor of each mount, then close the socket. Runs before any
+    model code: the host counts the mounts' inodes through them (``fstatvfs``), which needs no
+    access to this process's ``/proc`` entry. A mount that cannot be opened is left out; the
+    host then stops the sandbox rather than run it uncounted."""
+    import socket
+
+    sock = socket.socket(fileno=fd)
+    opened: list[int] = []
+    try:
+        for path in mounts:
+            try:
+                opened.append(os.open(path, os.O_PATH | os.O_DIRECTORY))
+            except OSError:
+                pass
+        socket.send_fds(sock, [b"mounts"], opened)
+    except OSError:
+        pass  # the host is gone or stopped waiting; it stops the sandbox either way
+    finally:
+        for f in opened:
+            os.close(f)
+        sock.close()
+
+
 def main(argv: list[str]) -> int:
     import argparse
 
@@ -643,7 +681,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--limits", default="{}")
     parser.add_argument("--output-limit", type=int, default=200_000)
     parser.add_argument("--seccomp", action="store_true", help="install the system-call filter")
+    parser.add_argument("--mounts-fd", type=int, default=-1, help="socket to send the host the mounts' descriptors")
+    parser.add_argument("--mounts", default="", help="':'-separated mounts whose files the host counts")
     opts = parser.parse_args(argv)
+    if opts.mounts_fd >= 0:
+        _send_mounts(opts.mounts_fd, [m for m in opts.mounts.split(":") if m])
     _apply_limits(json.loads(opts.limits))
     seccomp = _install_seccomp() if opts.seccomp else False
     rfd, wfd = opts.rfd, opts.wfd

@@ -112,6 +112,13 @@ def _has_key(schema: Any, key: str, depth: int = 0) -> bool:
     return False
 
 
+_SHOWN_EXTRAS = 10  # unexpected argument names listed (and spell-checked) in one message
+
+
+def _cut(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[:limit] + f"…({len(text) - limit} more characters)"
+
+
 class ArgumentValidator:
     """Validates call arguments against one tool's input schema (compiled once).
 
@@ -157,22 +164,26 @@ class ArgumentValidator:
         props = (self.spec.input_schema or {}).get("properties") or {}
         problems = []
         for err in errors[:5]:
-            where = ".".join(str(p) for p in err.path)
+            # Arguments come from model or sandbox code: a message quotes them only in part (a
+            # cell's 800,000 made-up keys cost the host seconds of difflib and a 40 MB message).
+            where = _cut(".".join(str(p) for p in err.path))
             if err.validator == "required":
-                problems.append(err.message.replace("is a required property", "is a required argument (missing)"))
+                problems.append(_cut(err.message.replace("is a required property", "is a required argument (missing)")))
             elif err.validator == "additionalProperties":
-                extra = [a for a in arguments if a not in props]
+                every = [a for a in arguments if a not in props]
+                extra = [_cut(a, 60) for a in every[:_SHOWN_EXTRAS]]
                 hint = ""
                 if extra and props:
                     import difflib
 
                     guesses = {a: difflib.get_close_matches(a, list(props), n=1, cutoff=0.5) for a in extra}
                     hint = "; ".join(f"{a!r} -> did you mean {g[0]!r}?" for a, g in guesses.items() if g)
+                more = f" and {len(every) - len(extra)} more" if len(every) > len(extra) else ""
                 problems.append(
-                    f"unexpected argument(s) {', '.join(map(repr, extra))}" + (f" ({hint})" if hint else "")
+                    f"unexpected argument(s) {', '.join(map(repr, extra))}{more}" + (f" ({hint})" if hint else "")
                 )
             else:
-                problems.append(f"argument {where!r}: {err.message}" if where else err.message)
+                problems.append(f"argument {where!r}: {_cut(err.message)}" if where else _cut(err.message))
         return (
             f"invalid arguments for {self.spec.qualified_name}: "
             + "; ".join(problems)

@@ -43,6 +43,7 @@ from atlas_plugins.orchestration.bridge import (
     Transport,
     parse_message,
 )
+from atlas_plugins.values import printable
 
 if TYPE_CHECKING:
     from atlas_plugins.orchestration.bridge import Message
@@ -214,7 +215,7 @@ class E2BTransport(Transport):
         return parse_message(item.encode("utf-8", "surrogatepass"))
 
     def diagnostics(self) -> str:
-        return "".join(self._stderr)[-600:].strip()
+        return printable("".join(self._stderr)[-600:].strip())  # the sandbox wrote it
 
     def stop(self) -> None:
         if self.handle is not None:

@@ -36,13 +36,18 @@ What the sandbox guarantees (each layer holds on its own, so no single mistake i
 
 * **Files counted from the host.** Empty files cost a tmpfs no bytes, only ~1 KB of kernel memory
   each (not charged to the interpreter's address space), and bubblewrap cannot set a tmpfs's
-  inode count; a cell measured 1.6 million empty files in 20 s. A host thread reads the three
-  mounts' inode use through ``/proc/<pid 1>/root`` four times a second and stops the sandbox
+  inode count; a cell measured 1.6 million empty files in 20 s. Before any model code runs, the
+  runner hands the host an ``O_PATH`` descriptor of each of the three mounts over a socket; a
+  host thread reads their inode use (``fstatvfs``) four times a second and stops the sandbox
   once one holds more than ``max_files`` (also between cells: a cell's thread can outlive it).
+  Descriptors, not ``/proc/<pid 1>/root``: a root host without ``CAP_SYS_PTRACE`` (Docker's
+  default) may not look into another uid's process. If the descriptors do not arrive, the
+  sandbox is stopped: it never runs without the file limit.
 
 Not covered: CPU and memory *bandwidth* are shared with the host; timing side channels are not
-addressed; a host that cannot read ``/proc/<pid>/root`` (no ptrace access) does not count files. Where a machine has cgroup v2
-delegation, a ``pids.max``/``memory.max`` cgroup around bubblewrap would add a second cap.
+addressed; a thread a cell leaves running keeps using CPU between cells, up to the interpreter's
+``cpu_seconds``. Where a machine has cgroup v2 delegation, a ``pids.max``/``memory.max`` cgroup
+around bubblewrap would add a second cap.
 
 Tool calls travel over two pipes as length-prefixed JSON to the host, which makes the MCP call
 (see :mod:`atlas_plugins.orchestration.bridge`); the host treats every byte from the sandbox as
@@ -66,6 +71,7 @@ import secrets
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -90,6 +96,7 @@ from atlas_plugins.orchestration.bridge import (
     parse_message,
 )
 from atlas_plugins.orchestration.sandbox_runner import EXIT_CPU_LIMIT
+from atlas_plugins.values import printable
 
 if TYPE_CHECKING:
     from atlas_plugins.orchestration.bridge import Message
@@ -301,6 +308,8 @@ class LocalTransport(Transport):
         self._log = tempfile.TemporaryFile()
         self._guard_stop = threading.Event()
         self._breach: str | None = None  # why the file guard stopped the sandbox
+        self._mounts_sock: socket.socket | None = None  # host end: the runner sends its mounts' fds
+        self._mounts_child_fd = -1
 
     # -- process ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -315,7 +324,10 @@ class LocalTransport(Transport):
                 cmd, env, cwd, user = self._unsafe_command(to_child_r, from_child_w)
             else:
                 info_r, info_w = os.pipe()
+                self._mounts_sock, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+                self._mounts_child_fd = child_end.detach()
                 cmd, keep, user = self._bwrap_command(to_child_r, from_child_w, info_w)
+                keep = [*keep, self._mounts_child_fd]
                 env, cwd = {"PATH": "/usr/bin:/bin"}, "/"
             self.proc = _spawn(
                 cmd,
@@ -332,6 +344,9 @@ class LocalTransport(Transport):
             for fd in (to_child_r, from_child_w, info_w, *keep):
                 if fd >= 0:
                     os.close(fd)
+            if self._mounts_child_fd >= 0 and self._mounts_child_fd not in keep:  # _bwrap_command failed
+                os.close(self._mounts_child_fd)
+            self._mounts_child_fd = -1
         os.set_blocking(self._rfd, False)
         # Non-blocking too: a sandbox that stops reading must not hold the host in os.write()
         # past the cell's budget (see send()).
@@ -365,62 +380,74 @@ class LocalTransport(Transport):
             self._pidfd = os.pidfd_open(self._child_pid)
         except (OSError, AttributeError):
             self._pidfd = -1  # an old kernel: stop() falls back to the pid
-        if self._pidfd >= 0:  # the guard kills through a pidfd only: never a reused pid
+        sock, self._mounts_sock = self._mounts_sock, None
+        if self._pidfd >= 0 and sock is not None:  # the guard kills through a pidfd only: never a reused pid
             self._guard_stop.clear()
             # Its own duplicate, closed by the thread: stop() closing ours must not leave the guard
             # holding a number that another session's pidfd may take next.
             threading.Thread(
                 target=self._guard_files,
-                args=(self._child_pid, os.dup(self._pidfd)),
+                args=(os.dup(self._pidfd), sock),
                 daemon=True,
                 name="atlas-file-guard",
             ).start()
+        elif sock is not None:
+            sock.close()
 
-    def _guard_files(self, pid: int, pidfd: int) -> None:
+    def _guard_files(self, pidfd: int, sock: socket.socket) -> None:
         """Stop the sandbox once a tmpfs holds more than ``max_files`` inodes (see module docs)."""
+        fds: list[int] = []
         try:
-            self._count_files(pid, pidfd)
+            exited = select.poll()
+            exited.register(pidfd, select.POLLIN)  # poll, not select: fd numbers may exceed 1024
+            fds, why = self._receive_mounts(sock)
+            if len(fds) != len(_TMPFS_MOUNTS):
+                # pid 1 gone: it died on its own (recv() reports why). Alive: never run uncounted.
+                if not exited.poll(0) and not self._guard_stop.is_set():
+                    self._stop_sandbox(pidfd, f"stopped: the host cannot count the sandbox's files ({why})")
+                return
+            self._count_files(pidfd, exited, fds)
         finally:
-            os.close(pidfd)
+            for fd in (*fds, pidfd):
+                os.close(fd)
+            sock.close()
 
-    def _count_files(self, pid: int, pidfd: int) -> None:
-        mounts = [f"/proc/{pid}/root{m}" for m in _TMPFS_MOUNTS]
-        exited = select.poll()
-        exited.register(pidfd, select.POLLIN)  # poll, not select: fd numbers may exceed 1024
-        host_root = os.stat("/").st_dev
-        failures = 0
+    def _receive_mounts(self, sock: socket.socket) -> tuple[list[int], str]:
+        """The tmpfs descriptors the runner sends first thing (before any model code runs)."""
+        sock.settimeout(self.o.start_timeout)
+        try:
+            _msg, fds, _flags, _addr = socket.recv_fds(sock, 64, len(_TMPFS_MOUNTS))
+        except OSError as exc:
+            return [], f"no mount descriptors from the runner: {exc}"
+        if len(fds) != len(_TMPFS_MOUNTS):
+            return fds, f"the runner sent {len(fds)} mount descriptors, not {len(_TMPFS_MOUNTS)}"
+        return fds, ""
+
+    def _count_files(self, pidfd: int, exited: select.poll, fds: list[int]) -> None:
         while not self._guard_stop.wait(0.25):
             if exited.poll(0):
                 return  # pid 1 has exited
-            try:
-                # Until bubblewrap has switched to the sandbox's root, /proc/<pid>/root/tmp is the
-                # host's /tmp: counting it would stop a healthy sandbox.
-                if os.stat(f"/proc/{pid}/root/").st_dev == host_root:
-                    continue
-            except OSError:
-                pass
-            for path in mounts:
+            for mount, fd in zip(_TMPFS_MOUNTS, fds, strict=True):
                 try:
-                    st = os.statvfs(path)
+                    st = os.fstatvfs(fd)
                 except OSError as exc:
-                    # Early on the mounts may not be up yet; a host that may never look inside
-                    # (no ptrace access) gives up after 5 s, loudly.
-                    failures += 1
-                    if failures > 20:
-                        log.warning("cannot count the sandbox's files (%s): max_files is not enforced", exc)
-                        return
-                    break
+                    self._stop_sandbox(pidfd, f"stopped: the host cannot count the files on {mount} ({exc})")
+                    return
                 used = st.f_files - st.f_ffree
                 if used > self.o.max_files:
-                    self._breach = (
-                        f"stopped: {used} files and directories on {path.rsplit('/root', 1)[1]}, over the "
-                        f"sandbox's limit of {self.o.max_files}"
+                    self._stop_sandbox(
+                        pidfd,
+                        f"stopped: {used} files and directories on {mount}, over the sandbox's limit of "
+                        f"{self.o.max_files}",
                     )
-                    try:
-                        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-                    except OSError:
-                        pass
                     return
+
+    def _stop_sandbox(self, pidfd: int, why: str) -> None:
+        self._breach = why
+        try:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        except OSError:
+            pass
 
     def _bwrap_command(self, rfd: int, wfd: int, info_fd: int) -> tuple[list[str], list[int], dict[str, Any]]:
         bwrap = shutil.which(self.o.bwrap)
@@ -558,6 +585,11 @@ class LocalTransport(Transport):
             "--output-limit",
             str(self.o.max_output_chars),
             "--seccomp",
+            *(
+                ["--mounts-fd", str(self._mounts_child_fd), "--mounts", ":".join(_TMPFS_MOUNTS)]
+                if self._mounts_child_fd >= 0
+                else []
+            ),
         ]
 
     def _unsafe_command(self, rfd: int, wfd: int) -> tuple[list[str], dict[str, str], str, dict[str, Any]]:
@@ -644,7 +676,7 @@ class LocalTransport(Transport):
             self._log.seek(0, os.SEEK_END)
             size = self._log.tell()
             self._log.seek(max(0, size - 600))
-            return self._log.read().decode("utf-8", "replace").strip()
+            return printable(self._log.read().decode("utf-8", "replace").strip())  # the sandbox wrote it
         except (OSError, ValueError):
             return ""
 
@@ -667,6 +699,9 @@ class LocalTransport(Transport):
         """Kill the sandbox's pid 1 (its pid namespace dies with it), wait until it has exited,
         then reap bubblewrap and close everything."""
         self._guard_stop.set()
+        if self._mounts_sock is not None:  # bubblewrap failed before the guard took it
+            self._mounts_sock.close()
+            self._mounts_sock = None
         if self._pidfd >= 0:
             try:
                 signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
