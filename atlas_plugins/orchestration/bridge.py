@@ -47,8 +47,9 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 MAX_RESULT_BYTES = 1024 * 1024  # the largest tool result (as JSON) sent into the sandbox
-#: Objects and lists one bridge message may hold (brackets counted, inside strings too: a cell's
-#: whole stdout at the default cap has at most 200,000). Parsing 500,000 costs the host ~65 MB.
+#: Objects and lists one bridge message may hold, beyond the executor's stdout cap (brackets are
+#: counted inside strings too, and a 'done' message carries the cell's whole stdout). Parsing
+#: 500,000 costs the host ~65 MB.
 MAX_MESSAGE_CONTAINERS = 500_000
 #: The most argument JSON one call's record keeps (records go into trajectories, 30 calls a cell):
 #: the tool still gets the whole arguments, the host's record of them is cut.
@@ -148,17 +149,16 @@ def _recorded_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
     return {"_truncated": f"{len(text)} characters of arguments, cut", "_start": text[:2000]}
 
 
-def parse_message(payload: bytes) -> Message:
-    """Decode and validate one message; raises :class:`ProtocolViolation` naming the problem."""
+def parse_message(payload: bytes, max_containers: int = MAX_MESSAGE_CONTAINERS) -> Message:
+    """Decode and validate one message; raises :class:`ProtocolViolation` naming the problem.
+    ``max_containers``: brackets allowed (a transport whose output cap is raised raises it too)."""
     if len(payload) > MAX_MESSAGE_BYTES:
         raise ProtocolViolation(f"message of {len(payload)} bytes exceeds the {MAX_MESSAGE_BYTES}-byte cap")
     # Each parsed container costs the host ~130 bytes: 8 MiB of "[{},{},...]" held 375 MB while
     # it parsed. Counting brackets (inside strings too) is an upper bound, and cheap.
     containers = payload.count(b"{") + payload.count(b"[")
-    if containers > MAX_MESSAGE_CONTAINERS:
-        raise ProtocolViolation(
-            f"message holds up to {containers} objects and lists, over the cap of {MAX_MESSAGE_CONTAINERS}"
-        )
+    if containers > max_containers:
+        raise ProtocolViolation(f"message holds up to {containers} objects and lists, over the cap of {max_containers}")
     try:
         # Strict UTF-8 first: json.loads(bytes) would accept UTF-16/32 and decode surrogate bytes
         # (b"\xed\xa0\x80") with 'surrogatepass', past the escape check below.

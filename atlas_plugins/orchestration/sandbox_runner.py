@@ -53,6 +53,7 @@ MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 VALUE_REPR_CHARS = 20_000
 ERROR_CHARS = 20_000  # an honest 9 MB exception message must not overflow the bridge
 EXIT_CPU_LIMIT = 152  # 128 + SIGXCPU: the runner's own exit when the CPU-time limit is reached
+EXIT_NO_MOUNTS = 71  # the runner could not hand the host its mounts (EX_OSERR): it ends before any cell
 _HEADER = struct.Struct(">I")
 _MIRROR_HEADER = struct.Struct(">QQ")  # (cell, bytes written) at the start of the mirror
 
@@ -493,6 +494,10 @@ _DENY = {
         "io_submit": 209,
         "io_cancel": 210,
         "io_pgetevents": 333,
+        # inotify instances count per host uid (fs.inotify.max_user_instances, often 128): a
+        # sandbox sharing an unprivileged host's uid could use up the host user's.
+        "inotify_init": 253,
+        "inotify_init1": 294,
     },
     "aarch64": {
         "execve": 221,
@@ -559,6 +564,7 @@ _DENY = {
         "io_cancel": 3,
         "io_getevents": 4,
         "io_pgetevents": 292,
+        "inotify_init1": 26,
     },
 }
 _CLONE = {"x86_64": 56, "aarch64": 220}
@@ -644,24 +650,22 @@ def _install_seccomp() -> bool:
     return True
 
 
-def _send_mounts(fd: int, mounts: list[str]) -> None:
+def _send_mounts(fd: int, mounts: list[str]) -> bool:
     """Send the host an ``O_PATH`` descriptor of each mount, then close the socket. Runs before any
     model code: the host counts the mounts' inodes through them (``fstatvfs``), which needs no
-    access to this process's ``/proc`` entry. A mount that cannot be opened is left out; the
-    host then stops the sandbox rather than run it uncounted."""
+    access to this process's ``/proc`` entry. False when a mount cannot be opened or the host
+    cannot be reached: the runner then ends, since it must not run uncounted."""
     import socket
 
     sock = socket.socket(fileno=fd)
     opened: list[int] = []
     try:
         for path in mounts:
-            try:
-                opened.append(os.open(path, os.O_PATH | os.O_DIRECTORY))
-            except OSError:
-                pass
+            opened.append(os.open(path, os.O_PATH | os.O_DIRECTORY))
         socket.send_fds(sock, [b"mounts"], opened)
+        return True
     except OSError:
-        pass  # the host is gone or stopped waiting; it stops the sandbox either way
+        return False
     finally:
         for f in opened:
             os.close(f)
@@ -684,8 +688,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--mounts-fd", type=int, default=-1, help="socket to send the host the mounts' descriptors")
     parser.add_argument("--mounts", default="", help="':'-separated mounts whose files the host counts")
     opts = parser.parse_args(argv)
-    if opts.mounts_fd >= 0:
-        _send_mounts(opts.mounts_fd, [m for m in opts.mounts.split(":") if m])
+    if opts.mounts_fd >= 0 and not _send_mounts(opts.mounts_fd, [m for m in opts.mounts.split(":") if m]):
+        sys.stderr.write("runner: could not hand the host its mounts' descriptors\n")
+        os._exit(EXIT_NO_MOUNTS)
     _apply_limits(json.loads(opts.limits))
     seccomp = _install_seccomp() if opts.seccomp else False
     rfd, wfd = opts.rfd, opts.wfd

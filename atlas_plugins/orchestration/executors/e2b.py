@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from atlas_plugins.hookspecs import Register, hookimpl
 from atlas_plugins.orchestration.bridge import (
     MAX_MESSAGE_BYTES,
+    MAX_MESSAGE_CONTAINERS,
     BridgedSession,
     CellTimeout,
     ProtocolViolation,
@@ -212,7 +213,9 @@ class E2BTransport(Transport):
             raise SandboxDied(self.diagnostics() or "the relay process exited")
         if isinstance(item, Exception):
             raise item
-        return parse_message(item.encode("utf-8", "surrogatepass"))
+        return parse_message(
+            item.encode("utf-8", "surrogatepass"), max_containers=MAX_MESSAGE_CONTAINERS + self.o.max_output_chars
+        )
 
     def diagnostics(self) -> str:
         return printable("".join(self._stderr)[-600:].strip())  # the sandbox wrote it

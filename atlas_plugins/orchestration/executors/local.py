@@ -12,7 +12,8 @@ What the sandbox guarantees (each layer holds on its own, so no single mistake i
   sandbox's pid 1 (``--as-pid-1``: no bubblewrap init to ptrace). It applies its rlimits and a
   seccomp filter before reading the first cell; every thread model code can start inherits both.
   The filter refuses new processes and ``execve``, ``ptrace``, ``process_vm_*``, ``pidfd_*``,
-  io_uring, bpf, perf events, userfaultfd, keyrings, mounts and namespaces, setuid/setgid mode
+  io_uring, kernel AIO and inotify instances (counted machine-wide or per host uid), bpf, perf
+  events, userfaultfd, keyrings, mounts and namespaces, setuid/setgid mode
   bits (chmod and file creation alike), sockets outside AF_UNIX/INET/INET6/NETLINK (AF_VSOCK
   is not confined by a network namespace: it reaches a VM's hypervisor), clearing the
   parent-death signal, and host administration calls (list:
@@ -87,6 +88,7 @@ from atlas_plugins.errors import AtlasError
 from atlas_plugins.hookspecs import Register, hookimpl
 from atlas_plugins.orchestration.bridge import (
     MAX_MESSAGE_BYTES,
+    MAX_MESSAGE_CONTAINERS,
     BridgedSession,
     CellTimeout,
     ProtocolViolation,
@@ -340,6 +342,10 @@ class LocalTransport(Transport):
                 start_new_session=True,  # its own process group, killed as a whole
                 **user,
             )
+        except BaseException:
+            if info_r >= 0:  # the read end is ours alone until _watch_child takes it
+                os.close(info_r)
+            raise
         finally:
             for fd in (to_child_r, from_child_w, info_w, *keep):
                 if fd >= 0:
@@ -379,8 +385,19 @@ class LocalTransport(Transport):
         try:
             self._pidfd = os.pidfd_open(self._child_pid)
         except (OSError, AttributeError):
-            self._pidfd = -1  # an old kernel: stop() falls back to the pid
+            self._pidfd = -1
         sock, self._mounts_sock = self._mounts_sock, None
+        if self._pidfd < 0 and sock is not None:
+            # No pidfd (a kernel before 5.3, or no descriptors left): the guard could not kill
+            # safely, and the sandbox never runs without its file limit.
+            sock.close()
+            self._breach = "stopped: the host cannot hold a pidfd on the sandbox, so it cannot guard its files"
+            if self.proc is not None and self.proc.poll() is None:  # pid 1 is bwrap's child: still ours
+                try:
+                    os.kill(self._child_pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            return
         if self._pidfd >= 0 and sock is not None:  # the guard kills through a pidfd only: never a reused pid
             self._guard_stop.clear()
             # Its own duplicate, closed by the thread: stop() closing ours must not leave the guard
@@ -403,7 +420,8 @@ class LocalTransport(Transport):
             fds, why = self._receive_mounts(sock)
             if len(fds) != len(_TMPFS_MOUNTS):
                 # pid 1 gone: it died on its own (recv() reports why). Alive: never run uncounted.
-                if not exited.poll(0) and not self._guard_stop.is_set():
+                # Its socket closes a moment before its pidfd turns readable: wait that moment.
+                if not exited.poll(500) and not self._guard_stop.is_set():
                     self._stop_sandbox(pidfd, f"stopped: the host cannot count the sandbox's files ({why})")
                 return
             self._count_files(pidfd, exited, fds)
@@ -416,9 +434,13 @@ class LocalTransport(Transport):
         """The tmpfs descriptors the runner sends first thing (before any model code runs)."""
         sock.settimeout(self.o.start_timeout)
         try:
-            _msg, fds, _flags, _addr = socket.recv_fds(sock, 64, len(_TMPFS_MOUNTS))
+            _msg, fds, flags, _addr = socket.recv_fds(sock, 64, len(_TMPFS_MOUNTS))
         except OSError as exc:
             return [], f"no mount descriptors from the runner: {exc}"
+        for fd in fds:  # recv_fds does not set close-on-exec: no host child may inherit them
+            os.set_inheritable(fd, False)
+        if flags & socket.MSG_CTRUNC:
+            return fds, "the host is out of file descriptors (the runner's were cut off)"
         if len(fds) != len(_TMPFS_MOUNTS):
             return fds, f"the runner sent {len(fds)} mount descriptors, not {len(_TMPFS_MOUNTS)}"
         return fds, ""
@@ -657,7 +679,7 @@ class LocalTransport(Transport):
         self._fill(_HEADER_SIZE + size, deadline)
         payload = self._buf[_HEADER_SIZE : _HEADER_SIZE + size]
         self._buf = self._buf[_HEADER_SIZE + size :]
-        return parse_message(payload)
+        return parse_message(payload, max_containers=MAX_MESSAGE_CONTAINERS + self.o.max_output_chars)
 
     def _death(self) -> str:
         if self.proc is None:
