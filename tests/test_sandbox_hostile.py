@@ -617,7 +617,7 @@ def test_empty_file_flood_on_tmpfs_is_bounded(host, where):
     """[R] resource_heavy. Empty files cost a tmpfs no bytes, only inodes (~1 KB of kernel memory
     each, not charged to the interpreter's memory limit; measured 1.6 million in 20 s without a
     guard). The host counts them and stops the sandbox past ``max_files``, also when the flood
-    runs in a thread after its cell has returned."""
+    runs in a thread a cell left behind (it resumes in the next cell)."""
     flood = ("import os, time\ndef flood():\n    n, t0 = 0, time.monotonic()\n    while time.monotonic() - t0 < 8:\n"
              "        os.close(os.open(f'/tmp/{n}', os.O_CREAT | os.O_WRONLY))\n        n += 1\n    return n\n")
     with fresh(host, timeout=10, max_files=5_000) as s:
@@ -626,8 +626,8 @@ def test_empty_file_flood_on_tmpfs_is_bounded(host, where):
             r = run(host, flood + "flood()", s)
         else:
             assert run(host, flood + "import threading\nthreading.Thread(target=flood).start()\n'started'", s).ok
-            time.sleep(3)
-            r = run(host, "len(__import__('os').listdir('/tmp'))", s)
+            time.sleep(1)  # the interpreter is stopped between cells: the flood waits for the next one
+            r = run(host, "import time\ntime.sleep(3)\nlen(__import__('os').listdir('/tmp'))", s)
         took = time.monotonic() - t0
         assert r.restarted and "files and directories on /tmp" in (r.error or ""), r
         assert took < 6, f"the flood ran {took:.1f} s before the host stopped it"
@@ -920,3 +920,27 @@ def test_a_raised_output_cap_raises_the_bracket_cap_with_it(host):
     with fresh(host, timeout=20, max_output_chars=1_000_000) as s:
         r = run(host, "print('[{' * 300_000)", s)
     assert r.ok and not r.restarted and r.stdout.count("[{") == 300_000, (r.error or "")[:300]
+
+
+def test_a_thread_left_spinning_uses_no_cpu_between_cells(host):
+    """[R] A cell that starts a busy thread and returns at once: the thread ran on between cells,
+    outside every cell's time budget (measured: 1.8 CPU-s in the 2 s after the cell returned).
+    The interpreter is stopped between cells; the thread runs again inside the next cell."""
+    code = ("import threading, time\nticks = [0]\ndef spin():\n    while True:\n        ticks[0] += 1\n"
+            "threading.Thread(target=spin, daemon=True).start()\ntime.sleep(0.2)\n'started'")
+    with fresh(host, timeout=10) as s:
+        assert run(host, code, s).value == "'started'"
+        pid = s._transport._child_pid
+        tick = os.sysconf("SC_CLK_TCK")
+
+        def cpu_s() -> float:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+
+        before = cpu_s()
+        time.sleep(1.5)
+        idle = cpu_s() - before
+        assert idle < 0.3, f"the interpreter used {idle:.2f} CPU-s between cells"
+        first = int(run(host, "ticks[0]", s).value)
+        second = int(run(host, "import time\ntime.sleep(0.3)\nticks[0]", s).value)
+        assert second > first, "the thread did not run again inside a cell"

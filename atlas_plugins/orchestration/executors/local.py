@@ -46,8 +46,8 @@ What the sandbox guarantees (each layer holds on its own, so no single mistake i
   sandbox is stopped: it never runs without the file limit.
 
 Not covered: CPU and memory *bandwidth* are shared with the host; timing side channels are not
-addressed; a thread a cell leaves running keeps using CPU between cells, up to the interpreter's
-``cpu_seconds``. Where a machine has cgroup v2 delegation, a ``pids.max``/``memory.max`` cgroup
+addressed. Between cells the interpreter is stopped (``SIGSTOP`` to pid 1, ``SIGCONT`` before
+the next cell), so a thread a cell leaves running uses no CPU outside a cell's budget. Where a machine has cgroup v2 delegation, a ``pids.max``/``memory.max`` cgroup
 around bubblewrap would add a second cap.
 
 Tool calls travel over two pipes as length-prefixed JSON to the host, which makes the MCP call
@@ -463,6 +463,19 @@ class LocalTransport(Transport):
                         f"{self.o.max_files}",
                     )
                     return
+
+    def pause(self) -> None:
+        self._signal(signal.SIGSTOP)  # every thread of pid 1, the sandbox's only process
+
+    def resume(self) -> None:
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if self._pidfd >= 0:  # through the pidfd only: never a reused pid
+            try:
+                signal.pidfd_send_signal(self._pidfd, sig)
+            except OSError:
+                pass  # gone: the next recv() reports why
 
     def _stop_sandbox(self, pidfd: int, why: str) -> None:
         self._breach = why
