@@ -147,6 +147,20 @@ class AtlasGRPOConfig(GRPOConfig):
         },
     )
 
+    unfinished_penalty: float = field(
+        default=0.0,
+        metadata={
+            "help": "Subtracted from the training reward of an episode that ended at a cap without answering "
+            "(see atlas_plugins.rewards.shaping; evaluation scores the unshaped rubric reward); 0 = off."
+        },
+    )
+    repeat_penalty: float = field(
+        default=0.0,
+        metadata={
+            "help": "Subtracted from the training reward of an episode that repeated an identical tool call; 0 = off."
+        },
+    )
+
     # -- speed ------------------------------------------------------------------------------------
     shared_prefix: bool = field(
         default=True,
@@ -221,6 +235,10 @@ class AtlasGRPOConfig(GRPOConfig):
         for fname in ("rubric_provider_options", "judge_options", "aggregator_options"):
             if not isinstance(getattr(self, fname), dict):
                 problems.append(f"{fname} must be a mapping of options, got {getattr(self, fname)!r}")
+        for fname in ("unfinished_penalty", "repeat_penalty"):
+            value = getattr(self, fname)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                problems.append(f"{fname} must be a number >= 0, got {value!r}")
         if self.designs:
             for d in self.design_list():
                 try:

@@ -96,6 +96,15 @@ class DemoSettings(BaseModel):
         "held-out evaluation always scores with the default weights",
     )
     dynamic_sampling_rounds: int = 1
+    grpo_unfinished_penalty: float = Field(
+        default=0.0,
+        ge=0,
+        description="training reward penalty of an episode cut at a cap without answering "
+        "(atlas_plugins.rewards.shaping; evaluation is unshaped)",
+    )
+    grpo_repeat_penalty: float = Field(
+        default=0.0, ge=0, description="training reward penalty of an episode that repeats an identical call"
+    )
     eval_max_turns: int = 6
     eval_max_new_tokens: int = 128
     release_memory: bool = Field(
@@ -225,6 +234,8 @@ def run_demo(
             scale_rewards=s.grpo_scale_rewards,
             num_iterations=s.grpo_iterations,
             aggregator_options={"alpha": s.grpo_alpha} if s.grpo_alpha else {},
+            unfinished_penalty=s.grpo_unfinished_penalty,
+            repeat_penalty=s.grpo_repeat_penalty,
             **design_settings(train_design),
         )
         warm_log: list[dict[str, Any]] = []
@@ -440,11 +451,12 @@ def _has_checkpoint(folder: Path) -> bool:
 
 
 def grpo_summary(log: list[dict[str, Any]]) -> dict[str, Any]:
-    """The GRPO training curve: reward, success and the flat-group fraction per step, and the
-    reward's least-squares slope per step."""
+    """The GRPO training curve: rubric reward, success and the flat-group fraction per step, and
+    the rubric reward's least-squares slope per step. ``reward`` is the rubric reward (what
+    evaluation scores); ``trained_reward`` is what GRPO trained on (the same unless shaped)."""
     steps = [h for h in log if "reward" in h and "step" in h]
     xs = [float(h["step"]) for h in steps]
-    ys = [float(h["reward"]) for h in steps]
+    ys = [float(h.get("rubric/reward", h["reward"])) for h in steps]
     slope = None
     if len(xs) > 1:
         mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
@@ -453,6 +465,8 @@ def grpo_summary(log: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "steps": len(steps),
         "reward": ys,
+        "trained_reward": [float(h["reward"]) for h in steps],
+        "repeating_episodes": [h.get("atlas/repeating_episodes") for h in steps],
         "success": [h.get("atlas/success") for h in steps],
         "flat_fraction_sampled": [h.get("atlas/dynamic/flat_fraction_sampled") for h in steps],
         "flat_fraction_trained": [h.get("atlas/dynamic/flat_fraction_trained") for h in steps],
@@ -473,9 +487,9 @@ def _plot(path: Path, warm_log: list[dict[str, Any]], grpo_log: list[dict[str, A
         axes[0].plot(*zip(*wl, strict=True), marker="o")
     axes[0].set_title("warm start: SFT loss (model tokens)")
     axes[0].set_xlabel("step")
-    gl = [(h["step"], h.get("reward")) for h in grpo_log if "reward" in h]
+    gl = [(h["step"], h.get("rubric/reward", h["reward"])) for h in grpo_log if "reward" in h]
     if gl:
-        axes[1].plot(*zip(*gl, strict=True), marker="o", label="mean reward")
+        axes[1].plot(*zip(*gl, strict=True), marker="o", label="mean rubric reward")
         for key, label, marker in (
             ("atlas/success", "success", "s"),
             ("atlas/dynamic/flat_fraction_sampled", "flat groups (sampled)", "x"),
@@ -539,13 +553,18 @@ def _report(path: Path, results: dict[str, Any]) -> Path:
         lines += [
             "## GRPO training curve",
             "",
-            "| step | reward | success | flat groups sampled | flat groups trained |",
-            "|---|---|---|---|---|",
+            "Reward is the rubric reward; trained reward is what GRPO trained on (lower when the reward is shaped).",
+            "",
+            "| step | reward | trained reward | success | episodes repeating a call | flat groups sampled | "
+            "flat groups trained |",
+            "|---|---|---|---|---|---|---|",
         ]
+        trained = g.get("trained_reward") or g["reward"]
+        repeating = g.get("repeating_episodes") or [None] * g["steps"]
         for i in range(g["steps"]):
             lines.append(
-                f"| {i + 1} | {g['reward'][i]:.3f} | {_f(g['success'][i])} | {_f(g['flat_fraction_sampled'][i])} | "
-                f"{_f(g['flat_fraction_trained'][i])} |"
+                f"| {i + 1} | {g['reward'][i]:.3f} | {trained[i]:.3f} | {_f(g['success'][i])} | {_f(repeating[i])} | "
+                f"{_f(g['flat_fraction_sampled'][i])} | {_f(g['flat_fraction_trained'][i])} |"
             )
         slope = g.get("reward_slope_per_step")
         lines += ["", f"Training reward slope: {slope:+.4f} per step (least squares)." if slope is not None else "", ""]

@@ -56,6 +56,7 @@ from transformers import TrainerCallback
 
 from atlas_plugins.errors import AtlasError, ConfigError
 from atlas_plugins.rewards.rubric import is_success
+from atlas_plugins.rewards.shaping import RUBRIC_REWARD, SHAPING, repeats_a_call, shape_rewards
 from atlas_plugins.training.config import AtlasGRPOConfig
 from atlas_plugins.types import Task, Trajectory
 from atlas_plugins.wire.special_tokens import defuse
@@ -149,6 +150,8 @@ def episode_metrics(trajs: list[Trajectory]) -> dict[str, float]:
         "atlas/tool_errors": sum(t.tool_errors for t in trajs) / n,
         "atlas/parse_failures": sum(t.parse_failures for t in trajs) / n,
         "atlas/answered": sum(t.final_answer is not None for t in trajs) / n,
+        "atlas/repeating_episodes": sum(repeats_a_call(t) for t in trajs) / n,
+        "atlas/shaping_penalty": sum(sum((t.metadata.get(SHAPING) or {}).values()) for t in trajs) / n,
         # Counts, not means: how many episodes of the step failed, and how many had nothing to train.
         "atlas/episode_errors": float(sum(bool(t.metadata.get("error")) for t in trajs)),
         "atlas/untrainable_episodes": float(sum(bool(t.metadata.get(UNTRAINABLE)) for t in trajs)),
@@ -631,9 +634,16 @@ class AtlasTrainer:
         flat_trajs = [t for g in groups for t in g]
         for t, b in zip(flat_trajs, self.scorer.score_batch(flat_trajs), strict=True):
             self._scored[id(t)] = b
+        self._shape(flat_trajs)
         if self.curriculum is not None:
             for (task, design), trajs in zip(items, groups, strict=True):
                 self.curriculum.update(task, design, [t.reward or 0.0 for t in trajs], [is_success(t) for t in trajs])
+
+    def _shape(self, trajs: list[Trajectory]) -> None:
+        """The training reward's penalties (atlas_plugins.rewards.shaping), once per scoring."""
+        shape_rewards(
+            trajs, unfinished_penalty=self.config.unfinished_penalty, repeat_penalty=self.config.repeat_penalty
+        )
 
     def _scored_reward(self) -> Any:
         from atlas_plugins.rewards.scorer import batch_metrics, notify
@@ -649,6 +659,7 @@ class AtlasTrainer:
             fresh = [t for t in trajs if id(t) not in self._scored]  # the rollout scored the rest
             for t, b in zip(fresh, self.scorer.score_batch(fresh) if fresh else [], strict=True):
                 self._scored[id(t)] = b
+            self._shape(fresh)
             breakdowns = [self._scored.pop(id(t)) for t in trajs]
             self._scored.clear()  # groups replaced by dynamic sampling were scored but not trained
             for t in trajs:
@@ -667,6 +678,7 @@ class AtlasTrainer:
                     "step": t.metadata.get("step"),
                     "task_id": t.task_id,
                     "reward": t.reward,
+                    "rubric_reward": t.metadata.get(RUBRIC_REWARD, t.reward),
                     "by_category": t.reward_by_category,
                     "success": is_success(t),
                     "trajectory": t.model_dump(
