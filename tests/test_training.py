@@ -238,7 +238,9 @@ def test_demo_grpo_key_of_a_finished_demo_still_matches():
     from atlas_plugins.training.demo import DemoSettings, phase_keys
 
     recorded = phase_keys(DemoSettings())[2]
-    assert not any(k in recorded for k in ("grpo_temperature", "grpo_scale_rewards", "grpo_iterations", "grpo_alpha"))
+    later = ("grpo_temperature", "grpo_scale_rewards", "grpo_iterations", "grpo_alpha", "grpo_unfinished_penalty")
+    assert not any(k in recorded for k in (*later, "grpo_repeat_penalty"))
+    assert phase_keys(DemoSettings(grpo_repeat_penalty=0.1))[2]["grpo_repeat_penalty"] == 0.1
     assert phase_keys(DemoSettings(grpo_temperature=1.0))[2] == recorded  # the default, spelt out
     changed = phase_keys(DemoSettings(grpo_scale_rewards="batch"))[2]
     assert changed != recorded and changed["grpo_scale_rewards"] == "batch"
@@ -287,6 +289,8 @@ def test_curriculum_dynamic_sampling_and_two_designs(tmp_path, ts, small_tasks):
         curriculum=True,
         dynamic_sampling_rounds=1,
         save_steps=10,
+        unfinished_penalty=0.25,
+        repeat_penalty=0.05,
     )
     trainer = AtlasTrainer(cfg, toolspace=ts, tasks=small_tasks)
     assert trainer.designs == ["itl", "itl+ptc"]
@@ -305,6 +309,16 @@ def test_curriculum_dynamic_sampling_and_two_designs(tmp_path, ts, small_tasks):
     lines = _log_lines(out / "trajectories.jsonl")
     assert len(lines) == 2 * 4
     assert {ln["trajectory"]["metadata"]["design"] for ln in lines} <= {"itl", "itl+ptc"}
+    # The trained reward is the rubric reward less the shaping penalties, on both scoring paths
+    # (the rollout's, for dynamic sampling, and the reward function's).
+    for ln in (ln for ln in lines if ln["reward"] is not None):
+        meta = ln["trajectory"]["metadata"]
+        finish = meta.get("finish")
+        expected = {"unfinished": 0.25} if finish not in ("answer", "reply") else {}
+        assert set(meta["shaping"]) - {"repeated_call"} == set(expected), (finish, meta["shaping"])
+        assert ln["reward"] == pytest.approx(ln["rubric_reward"] - sum(meta["shaping"].values()))
+    assert any(ln["reward"] < ln["rubric_reward"] for ln in lines)  # 8-token turns, 2 turns: mostly cut
+    assert all("atlas/shaping_penalty" in h and "atlas/repeating_episodes" in h for h in logged)
     # Both designs were really played: PTC episodes offer only code_interpreter.
     state = json.loads((out / "curriculum.json").read_text())
     tried = {k for k, v in state["stats"].items() if v["groups"]}

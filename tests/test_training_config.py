@@ -37,6 +37,7 @@ def test_defaults_of_the_own_fields() -> None:
         "max_turns": 24, "max_turn_tokens": 256, "max_response_chars": 4000, "observation_role": "tool",
         "rubric_provider": "template", "judge": "rules", "aggregator": "atlas", "trajectory_log": None,
         "designs": None, "curriculum": False, "dynamic_sampling_rounds": 0, "shared_prefix": True,
+        "unfinished_penalty": 0.0, "repeat_penalty": 0.0,
         "rubric_provider_options": {}, "judge_options": {}, "aggregator_options": {},
         "memory_guard": True, "memory_budget_gb": None, "release_memory": False,
     }

@@ -426,7 +426,16 @@ def _jsonable(x: Any) -> Any:
 #: Settings added after demos had been run: in a phase's key only when they differ from their
 #: defaults, so that a finished demo's GRPO phase (recorded without them, which is to say with
 #: their defaults) is still recognised as done instead of being trained again.
-_KEYED_ONLY_WHEN_CHANGED = frozenset({"grpo_temperature", "grpo_scale_rewards", "grpo_iterations", "grpo_alpha"})
+_KEYED_ONLY_WHEN_CHANGED = frozenset(
+    {
+        "grpo_temperature",
+        "grpo_scale_rewards",
+        "grpo_iterations",
+        "grpo_alpha",
+        "grpo_unfinished_penalty",
+        "grpo_repeat_penalty",
+    }
+)
 
 
 def phase_keys(s: DemoSettings) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
