@@ -94,6 +94,10 @@ def test_finished_and_repeats() -> None:
     other = _episode(1, "125", "answer")
     other.tool_calls.append(ToolCallRecord(turn=2, name="math:power", arguments={"base": 5, "exponent": 4}))
     assert not repeats_a_call(other)
+    from atlas_plugins.evaluation.episodes import behaviour
+
+    looping = _episode(3, None, "turns")
+    assert behaviour(looping)["repeated_calls"] == 2 and behaviour(looping)["repeats"] == 1.0  # what evaluation reports
 
 
 def test_bad_penalties_are_caught_before_a_model_loads(tmp_path) -> None:

@@ -9,7 +9,6 @@ here imports training.
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -19,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from atlas_plugins.evaluation.designs import design_settings
 from atlas_plugins.rewards.rubric import CATEGORIES, is_success
+from atlas_plugins.rewards.shaping import repeated_calls
 from atlas_plugins.types import Task, Trajectory
 
 if TYPE_CHECKING:
@@ -49,12 +49,7 @@ def behaviour(traj: Trajectory) -> dict[str, float]:
         if event.get("event") == "load":
             loaded.update(event.get("tools") or [])
     called = {c.name for c in traj.tool_calls if c.name not in META_CALLS}
-    seen: set[str] = set()
-    repeated = 0
-    for c in traj.tool_calls:
-        key = c.name + "\0" + json.dumps(c.arguments, sort_keys=True, default=str)
-        repeated += key in seen
-        seen.add(key)
+    repeated = repeated_calls(traj)  # what the training reward's repeat penalty counts, too
     return {
         "schemas_loaded": float(len(loaded)),
         "loaded_unused": float(len(loaded - called)),

@@ -33,15 +33,20 @@ RUBRIC_REWARD = "rubric_reward"
 SHAPING = "shaping"
 
 
-def repeats_a_call(traj: Trajectory) -> bool:
-    """True when a tool call of the episode is identical (name and arguments) to an earlier one."""
+def repeated_calls(traj: Trajectory) -> int:
+    """Calls of the episode identical (same name and arguments) to an earlier call."""
     seen: set[str] = set()
+    repeated = 0
     for call in traj.tool_calls:
         key = call.name + "\0" + json.dumps(call.arguments, sort_keys=True, default=str)
-        if key in seen:
-            return True
+        repeated += key in seen
         seen.add(key)
-    return False
+    return repeated
+
+
+def repeats_a_call(traj: Trajectory) -> bool:
+    """True when a tool call of the episode is identical (name and arguments) to an earlier one."""
+    return repeated_calls(traj) > 0
 
 
 #: ``metadata["finish"]`` values (the native agent loop's) of an episode that ended by answering.
@@ -81,4 +86,4 @@ def shape_rewards(trajs: Iterable[Trajectory], *, unfinished_penalty: float = 0.
         traj.reward = traj.reward - sum(penalties.values())
 
 
-__all__ = ["FINISHED", "RUBRIC_REWARD", "SHAPING", "finished", "repeats_a_call", "shape_rewards"]
+__all__ = ["FINISHED", "RUBRIC_REWARD", "SHAPING", "finished", "repeated_calls", "repeats_a_call", "shape_rewards"]

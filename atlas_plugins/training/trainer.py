@@ -631,16 +631,18 @@ class AtlasTrainer:
         return [trajs[i : i + group] for i in range(0, len(trajs), group)]
 
     def _score_groups(self, groups: list[list[Trajectory]], items: list[tuple[Task, str]]) -> None:
-        flat_trajs = [t for g in groups for t in g]
-        for t, b in zip(flat_trajs, self.scorer.score_batch(flat_trajs), strict=True):
-            self._scored[id(t)] = b
-        self._shape(flat_trajs)
+        self._score([t for g in groups for t in g])
         if self.curriculum is not None:
             for (task, design), trajs in zip(items, groups, strict=True):
                 self.curriculum.update(task, design, [t.reward or 0.0 for t in trajs], [is_success(t) for t in trajs])
 
-    def _shape(self, trajs: list[Trajectory]) -> None:
-        """The training reward's penalties (atlas_plugins.rewards.shaping), once per scoring."""
+    def _score(self, trajs: list[Trajectory]) -> None:
+        """Score episodes for training: the rubric breakdown (kept until the reward function reads
+        it), then the training reward's penalties (atlas_plugins.rewards.shaping)."""
+        if not trajs:
+            return
+        for t, b in zip(trajs, self.scorer.score_batch(trajs), strict=True):
+            self._scored[id(t)] = b
         shape_rewards(
             trajs, unfinished_penalty=self.config.unfinished_penalty, repeat_penalty=self.config.repeat_penalty
         )
@@ -656,10 +658,7 @@ class AtlasTrainer:
                 raise AtlasError("atlas_reward needs the rollout's atlas_key column (one key per completion)")
             # Score the trajectories the rollout played, not a re-parse of their text.
             trajs = [self._pending.pop(k) for k in keys]
-            fresh = [t for t in trajs if id(t) not in self._scored]  # the rollout scored the rest
-            for t, b in zip(fresh, self.scorer.score_batch(fresh) if fresh else [], strict=True):
-                self._scored[id(t)] = b
-            self._shape(fresh)
+            self._score([t for t in trajs if id(t) not in self._scored])  # the rollout scored the rest
             breakdowns = [self._scored.pop(id(t)) for t in trajs]
             self._scored.clear()  # groups replaced by dynamic sampling were scored but not trained
             for t in trajs:
