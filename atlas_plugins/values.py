@@ -109,11 +109,20 @@ def describe_value(value: Any, depth: int = 0) -> str:
     return type(value).__name__
 
 
-# C0 controls but tab and newline, DEL, and C1 controls (0x80-0x9f: 8-bit CSI/OSC introducers).
-_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# C0 controls but tab and newline, DEL, and C1 controls (0x80-0x9f: 8-bit CSI/OSC introducers);
+# then the bidirectional marks, embeddings, overrides and isolates (U+061C, U+200E-F, U+202A-E,
+# U+2066-9: the "Trojan Source" characters, CVE-2021-42574, which reorder what a terminal shows)
+# and the Unicode line and paragraph separators (U+2028-9, which some viewers break lines on).
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def printable(text: str) -> str:
-    """``text`` with control characters shown as escapes (``\\x1b``), so that an ANSI or OSC
-    sequence from a tool or a sandbox is displayed, never executed by a terminal."""
-    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    """``text`` with control characters shown as escapes (``\\x1b``, ``\\u202e``), so that an ANSI
+    or OSC sequence from a tool or a sandbox is displayed, never executed by a terminal, and a
+    bidirectional override cannot make a line read differently from what it holds."""
+    return _CONTROLS.sub(_escape, text)

@@ -827,6 +827,18 @@ def test_terminal_escapes_from_the_sandbox_never_reach_the_host_log_raw(host, ca
     assert logged and not any("\x1b" in m or "\x07" in m for m in logged), logged
 
 
+def test_bidi_overrides_from_the_sandbox_are_shown_as_escapes(host):
+    """[O] Trojan Source (CVE-2021-42574): a right-to-left override or an isolate in a cell's
+    output would make the line a terminal or a log viewer shows differ from the text the model and
+    the host hold; the observation shows them escaped, and ordinary non-ASCII text unchanged."""
+    code = "print('total = 5 \\u202e01 \\u2066x\\u2069 \\u200f\\u2028next, caf\\u00e9')"
+    r = run(host, code)
+    assert r.ok, r
+    seen = r.observation()
+    assert not any(ch in seen for ch in "\u202e\u2066\u2069\u200f\u2028"), ascii(seen)
+    assert "\\u202e01" in seen and "\\u2066x\\u2069" in seen and "café" in seen, ascii(seen)
+
+
 def test_a_huge_argument_does_not_ride_on_every_later_error_hint(host):
     """[O] The first successful call of a tool becomes the example in later error hints; its
     arguments are the sandbox's own, so a 3 MB one must be cut there (it reached every later
