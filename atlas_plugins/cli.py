@@ -16,8 +16,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from atlas_plugins.cli_support import ConfigOpt, JsonOpt, fail, open_toolspace, print_json
+from atlas_plugins.cli_support import ConfigOpt, JsonOpt, fail, open_toolspace, print_json, shown
 from atlas_plugins.plugins import BUILTIN_COMMAND_MODULES, get_plugin_manager
 from atlas_plugins.values import printable
 
@@ -54,11 +55,16 @@ def plugins_cmd(as_json: bool = JsonOpt) -> None:
         if kind == "broken":
             continue
         for row in rows:
-            name = row["name"] + (" [red](conflict)[/]" if row.get("conflict") else "")
-            table.add_row(kind, name, row["plugin"], row["distribution"])
+            name = shown(row["name"])
+            if row.get("conflict"):
+                name.append(" (conflict)", style="red")
+            table.add_row(kind, name, shown(row["plugin"]), shown(row["distribution"]))
     console.print(table)
     for b in data["broken"]:
-        err_console.print(f"[yellow]broken plugin[/] {b['plugin']} ({b['distribution']}): {b['error']}")
+        err_console.print(
+            Text("broken plugin ", style="yellow") + shown(f"{b['plugin']} ({b['distribution']}): {b['error']}"),
+            highlight=False,
+        )
 
 
 @toolspace_app.command("tools")
@@ -86,7 +92,8 @@ def toolspace_tools(
         table.add_column("tool", style="bold")
         table.add_column("description")
         for t in tools:
-            table.add_row(t.qualified_name, (t.description or "").splitlines()[0][:100] if t.description else "")
+            first_line = t.description.splitlines()[0][:100] if t.description and t.description.strip() else ""
+            table.add_row(shown(t.qualified_name), shown(first_line))
         console.print(table)
     finally:
         ts.close()

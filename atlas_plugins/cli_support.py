@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import typer
 
 if TYPE_CHECKING:
+    from rich.text import Text
+
     from atlas_plugins.toolspace import Toolspace
 
-__all__ = ["ConfigOpt", "JsonOpt", "fail", "open_toolspace", "print_json"]
+__all__ = ["ConfigOpt", "JsonOpt", "fail", "open_toolspace", "print_json", "shown"]
 
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
 ConfigOpt = typer.Option(
@@ -32,14 +34,30 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+def shown(text: object, style: str = "") -> Text:
+    """``text`` for a rich table cell or line: never read as markup, control characters escaped.
+
+    Why: tool names and descriptions come from MCP servers, errors quote their stderr, and plugin
+    names and rubric criteria come from third-party packages. Rich would read ``[/bold]`` in
+    such a string as a closing tag (a ``MarkupError`` that ends the command) and pass an escape
+    sequence to the terminal; a ``Text`` is printed as it is.
+    """
+    from rich.text import Text
+
+    from atlas_plugins.values import printable
+
+    return Text(printable(str(text)), style=style)
+
+
 def fail(message: str, *, as_json: bool = False, code: int = 1) -> NoReturn:
     """Print ``{"ok": false, "error": message}`` (``--json``) or a red error line, and exit ``code``."""
     if as_json:
         print_json({"ok": False, "error": message})
     else:
         from rich.console import Console
+        from rich.text import Text
 
-        Console(stderr=True).print(f"[bold red]error:[/] {message}")
+        Console(stderr=True).print(Text("error: ", style="bold red") + shown(message), highlight=False)
     raise typer.Exit(code)
 
 

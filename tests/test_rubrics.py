@@ -252,3 +252,15 @@ def test_cli_rubric_task_tasks_and_validate(cli, tmp_path):
     assert res.exit_code == 1 and "unknown rubric provider 'nope'" in res.output
     res = runner.invoke(cli, ["rubric", "--task", str(tf)])  # rich table
     assert res.exit_code == 0 and "answer_correct" in res.stdout
+
+
+def test_cli_rubric_table_prints_criteria_text_literally(cli, tmp_path):
+    """A rubric's criteria are a provider's text: ``[/dim]`` in one was read as a rich closing
+    tag (MarkupError: the command crashed) and escape sequences reached the terminal."""
+    hostile = "[/dim] quotes [bold]x[/bold] \x1b[2J and \u202eright-to-left"
+    tf = tmp_path / "task.json"
+    tf.write_text(json.dumps({"id": "[/t]", "prompt": "p", "rubric": [{"name": "n", "description": hostile, "weight": 2}]}))
+    res = CliRunner().invoke(cli, ["rubric", "--task", str(tf)], terminal_width=300)
+    assert res.exit_code == 0, (res.output, res.exception)
+    assert "[/dim] quotes [bold]x[/bold]" in res.stdout and "[/t]" in res.stdout, res.stdout
+    assert "\x1b" not in res.stdout and "\u202e" not in res.stdout and "\\x1b[2J" in res.stdout, ascii(res.stdout)

@@ -254,6 +254,17 @@ def test_cli_show_and_errors(tmp_path: Path) -> None:
     assert r.exit_code != 0 and "directory" in r.output
 
 
+def test_cli_show_prints_task_text_literally(tmp_path: Path) -> None:
+    """A task file is user data: ``[/b]`` in a prompt was read as a rich closing tag (the command
+    crashed with MarkupError) and escape sequences reached the terminal."""
+    f = tmp_path / "t.jsonl"
+    f.write_text(json.dumps({"id": "x[/i]", "prompt": "sum [/b] of [red]a[/red] \x1b]0;t\x07", "answer": "3"}) + "\n")
+    r = CliRunner().invoke(_app(), ["tasks", "show", "--file", str(f)], terminal_width=300)
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert "sum [/b] of [red]a[/red]" in r.stdout and "x[/i]" in r.stdout, r.stdout
+    assert "\x1b" not in r.stdout and "\\x1b]0;t\\x07" in r.stdout, ascii(r.stdout)
+
+
 # --------------------------------------------------------------------------- another world (--env-seed)
 def test_tasks_of_another_world_are_played_in_their_world(tmp_path: Path) -> None:
     """Tasks generated with ``--env-seed 3`` carry that world seed; ``atlas eval --tasks`` and the

@@ -465,3 +465,44 @@ def test_argument_checks_of_hostile_schemas_stay_cheap():
         t0 = time.monotonic()
         assert ArgumentValidator(spec(schema)).check({"x": "a" * 40 + "!"}) is None
         assert time.monotonic() - t0 < 3
+
+
+HOSTILE_TEXT = "[/bold] ends nothing \x1b]0;pwned\x07\x1b[31m [link=file:///etc/passwd]x[/link] \u202egnp.exe"
+_LISTED_SERVER = f'''
+import sys
+sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+from atlas_plugins.mcp_compat import MCPServer
+server = MCPServer("listed")
+
+@server.tool(description={HOSTILE_TEXT!r})
+def echo(x: str) -> str:
+    return x
+
+server.run()
+'''
+
+
+def test_cli_shows_server_text_as_text_not_markup_or_terminal_escapes(tmp_path):
+    """Tool descriptions come from the server, and a failed start quotes its stderr: rich read
+    ``[/bold]`` in them as a closing tag (MarkupError: ``atlas toolspace tools`` crashed) and
+    passed OSC/CSI sequences and bidi overrides to the terminal. Both commands now print the
+    text literally, escapes escaped."""
+    server = tmp_path / "listed_server.py"
+    server.write_text(_LISTED_SERVER)
+    cfg = tmp_path / "ts.json"
+    cfg.write_text(json.dumps({"mcpServers": {"listed": {"command": sys.executable, "args": [str(server)]}}}))
+    runner = CliRunner()
+    res = runner.invoke(app, ["toolspace", "tools", "--config", str(cfg)], terminal_width=400)
+    assert res.exit_code == 0, (res.output, res.exception)
+    assert "listed:echo" in res.stdout and "[/bold] ends nothing" in res.stdout, res.stdout
+    assert "[link=file:///etc/passwd]x[/link]" in res.stdout, res.stdout
+    assert not any(ch in res.stdout for ch in "\x1b\x07\u202e"), ascii(res.stdout)
+    assert "\\x1b]0;pwned\\x07" in res.stdout and "\\u202e" in res.stdout, ascii(res.stdout)
+
+    failing = tmp_path / "failing_server.py"
+    failing.write_text(f"import sys\nsys.stderr.write({HOSTILE_TEXT!r})\nsys.exit(3)\n")
+    cfg.write_text(json.dumps({"mcpServers": {"failing": {"command": sys.executable, "args": [str(failing)]}}}))
+    res = runner.invoke(app, ["toolspace", "tools", "--config", str(cfg)], terminal_width=400)
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit), (res.output, res.exception)
+    assert "error:" in res.stderr and "[/bold] ends nothing" in res.stderr, res.stderr
+    assert not any(ch in res.stderr for ch in "\x1b\x07\u202e"), ascii(res.stderr)

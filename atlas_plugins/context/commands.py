@@ -16,7 +16,7 @@ from pathlib import Path
 
 import typer
 
-from atlas_plugins.cli_support import fail, print_json
+from atlas_plugins.cli_support import fail, print_json, shown
 from atlas_plugins.hookspecs import hookimpl
 
 
@@ -146,7 +146,8 @@ def register(app: typer.Typer) -> None:
         table.add_column("hits")
         for q, res in zip(qs, results, strict=True):
             table.add_row(
-                q["query"][:60], "\n".join(f"{h['server']}:{h['tool']} ({h['score']:.3f})" for h in res["hits"])
+                shown(q["query"][:60]),
+                shown("\n".join(f"{h['server']}:{h['tool']} ({h['score']:.3f})" for h in res["hits"])),
             )
         Console().print(table)
 

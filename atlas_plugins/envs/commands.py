@@ -17,6 +17,7 @@ from pathlib import Path
 
 import typer
 
+from atlas_plugins.cli_support import shown
 from atlas_plugins.hookspecs import hookimpl
 
 
@@ -56,7 +57,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(title=f"tasks (seed {seed}, env seed {env_seed}) -> {path}")
+        table = Table(title=shown(f"tasks (seed {seed}, env seed {env_seed}) -> {path}"))
         for col in ("split", "level 1", "level 2", "level 3"):
             table.add_column(col)
         for split, by_level in report.counts().items():
@@ -94,7 +95,7 @@ def register(app: typer.Typer) -> None:
         except (FileNotFoundError, ValueError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
-        shown = tasks[:limit] if limit else tasks
+        listed = tasks[:limit] if limit else tasks
         if as_json:
             typer.echo(
                 json.dumps(
@@ -102,7 +103,7 @@ def register(app: typer.Typer) -> None:
                         "file": str(path),
                         "split": split,
                         "total": len(tasks),
-                        "tasks": [t.model_dump(mode="json") for t in shown],
+                        "tasks": [t.model_dump(mode="json") for t in listed],
                     },
                     ensure_ascii=False,
                 )
@@ -111,12 +112,14 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(title=f"{len(shown)} of {len(tasks)} task(s) from {path}")
+        table = Table(title=shown(f"{len(listed)} of {len(tasks)} task(s) from {path}"))
         for col in ("id", "split", "lvl", "servers", "prompt", "checked by"):
             table.add_column(col)
-        for t in shown:
+        for t in listed:
             check = f"answer: {t.answer}" if t.answer is not None else f"{len(t.expected_state or [])} end state(s)"
-            table.add_row(t.id, str(t.split), str(t.difficulty), ",".join(t.servers), t.prompt, check)
+            table.add_row(
+                shown(t.id), str(t.split), str(t.difficulty), shown(",".join(t.servers)), shown(t.prompt), shown(check)
+            )
         Console().print(table)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from atlas_plugins.hookspecs import hookimpl
+from atlas_plugins.values import printable
 
 
 def _csv(text: str, what: str) -> list[str]:
@@ -191,7 +192,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(row)
         else:
-            typer.echo((out / "results.md").read_text())
+            typer.echo(printable((out / "results.md").read_text()))  # it quotes task text
 
     @app.command("bench")
     def bench_cmd(
@@ -258,7 +259,7 @@ def register(app: typer.Typer) -> None:
                 }
             )
         else:
-            typer.echo((out / "results.md").read_text())
+            typer.echo(printable((out / "results.md").read_text()))  # it quotes task text
 
 
 @hookimpl

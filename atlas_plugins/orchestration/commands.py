@@ -35,8 +35,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run one cell; print {ok, value, stdout, error, elapsed_ms}. Exits non-zero when not ok."""
         from rich.console import Console
+        from rich.markup import escape
 
         from atlas_plugins.errors import AtlasError
+        from atlas_plugins.values import printable
 
         def fail(message: str) -> None:
             if as_json:
@@ -44,7 +46,7 @@ def register(app: typer.Typer) -> None:
                     json.dumps({"ok": False, "value": None, "stdout": "", "error": message, "elapsed_ms": 0.0}) + "\n"
                 )
             else:
-                Console(stderr=True).print(f"[bold red]error:[/] {message}")
+                Console(stderr=True).print(f"[bold red]error:[/] {escape(printable(message))}", highlight=False)
             raise typer.Exit(1)
 
         try:
@@ -87,10 +89,6 @@ def register(app: typer.Typer) -> None:
             }
             sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
         else:
-            from rich.markup import escape
-
-            from atlas_plugins.values import printable
-
             # Cell output is untrusted: terminal escapes are shown, never sent raw to the terminal,
             # and rich markup in it is printed literally.
             console = Console()

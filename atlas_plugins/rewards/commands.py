@@ -20,6 +20,7 @@ from typing import Any
 
 import typer
 
+from atlas_plugins.cli_support import shown
 from atlas_plugins.errors import AtlasError
 from atlas_plugins.hookspecs import hookimpl
 
@@ -77,6 +78,7 @@ def register(app: typer.Typer) -> None:
         """Print the rubric of task(s), or validate a rubric file."""
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
         from atlas_plugins.rewards.rubric import Rubric
 
@@ -104,7 +106,9 @@ def register(app: typer.Typer) -> None:
                 )
             else:
                 console.print(
-                    f"[green]valid[/green]: {validate} ({len(r.criteria)} criteria; categories {', '.join(r.categories())})"
+                    Text("valid", style="green")
+                    + shown(f": {validate} ({len(r.criteria)} criteria; categories {', '.join(r.categories())})"),
+                    highlight=False,
                 )
             return
         if (task is None) == (tasks is None):
@@ -134,14 +138,14 @@ def register(app: typer.Typer) -> None:
                 typer.echo(json.dumps([{"task_id": tid, "rubric": r.to_dict()} for tid, r in results]))
             return
         for tid, r in results:
-            table = Table(title=f"rubric for {tid} ({r.source})")
+            table = Table(title=shown(f"rubric for {tid} ({r.source})"))
             for col in ("id", "cat", "w", "kind", "criterion"):
                 table.add_column(col)
-            for c in r.criteria:
-                what = c.description or c.name
+            for c in r.criteria:  # a rubric provider's text: shown as it is, never as markup
+                what = shown(c.description or c.name)
                 if c.check is not None:
-                    what += f"  [dim]{c.check.type}[/dim]"
-                table.add_row(c.id, c.category, str(c.weight), c.kind, what)
+                    what.append_text(shown(f"  {c.check.type}", style="dim"))
+                table.add_row(shown(c.id), shown(c.category), str(c.weight), shown(c.kind), what)
             console.print(table)
 
 

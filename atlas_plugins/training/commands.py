@@ -135,7 +135,10 @@ def register(app: typer.Typer) -> None:
             return
         from rich.console import Console
 
-        Console().print(Path(result["report"]).read_text())
+        from atlas_plugins.values import printable
+
+        # report.md quotes task prompts and model output: printed as text, never as rich markup.
+        Console().print(printable(Path(result["report"]).read_text()), markup=False, highlight=False)
 
 
 @hookimpl
