@@ -92,7 +92,7 @@ def toolspace_tools(
         table.add_column("tool", style="bold")
         table.add_column("description")
         for t in tools:
-            first_line = t.description.splitlines()[0][:100] if t.description and t.description.strip() else ""
+            first_line = next((line for line in (t.description or "").splitlines() if line.strip()), "")[:100]
             table.add_row(shown(t.qualified_name), shown(first_line))
         console.print(table)
     finally:
