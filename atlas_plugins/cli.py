@@ -14,11 +14,10 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from atlas_plugins.cli_support import ConfigOpt, JsonOpt, fail, open_toolspace, print_json, shown
+from atlas_plugins.cli_support import ConfigOpt, JsonOpt, error_line, fail, open_toolspace, print_json, shown
 from atlas_plugins.plugins import BUILTIN_COMMAND_MODULES, get_plugin_manager
 from atlas_plugins.values import printable
 
@@ -125,7 +124,7 @@ def toolspace_call(
     elif result.ok:  # a server's text is untrusted: no raw terminal escapes, no rich markup
         console.print(printable(result.text), markup=False, highlight=False)
     else:
-        err_console.print(f"[bold red]error:[/] {escape(printable(result.error or ''))}")
+        err_console.print(error_line(result.error or ""), highlight=False)
     if not result.ok:
         raise typer.Exit(1)
 

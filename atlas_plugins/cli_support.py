@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from atlas_plugins.toolspace import Toolspace
 
-__all__ = ["ConfigOpt", "JsonOpt", "fail", "open_toolspace", "print_json", "shown"]
+__all__ = ["ConfigOpt", "JsonOpt", "error_line", "fail", "open_toolspace", "print_json", "shown"]
 
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
 ConfigOpt = typer.Option(
@@ -49,15 +49,21 @@ def shown(text: object, style: str = "") -> Text:
     return Text(printable(str(text)), style=style)
 
 
+def error_line(message: str) -> Text:
+    """A red ``error:`` followed by ``message`` as :func:`shown` text (errors quote servers and cells)."""
+    from rich.text import Text
+
+    return Text("error: ", style="bold red") + shown(message)
+
+
 def fail(message: str, *, as_json: bool = False, code: int = 1) -> NoReturn:
     """Print ``{"ok": false, "error": message}`` (``--json``) or a red error line, and exit ``code``."""
     if as_json:
         print_json({"ok": False, "error": message})
     else:
         from rich.console import Console
-        from rich.text import Text
 
-        Console(stderr=True).print(Text("error: ", style="bold red") + shown(message), highlight=False)
+        Console(stderr=True).print(error_line(message), highlight=False)
     raise typer.Exit(code)
 
 

@@ -35,8 +35,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run one cell; print {ok, value, stdout, error, elapsed_ms}. Exits non-zero when not ok."""
         from rich.console import Console
-        from rich.markup import escape
 
+        from atlas_plugins.cli_support import error_line
         from atlas_plugins.errors import AtlasError
         from atlas_plugins.values import printable
 
@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
                     json.dumps({"ok": False, "value": None, "stdout": "", "error": message, "elapsed_ms": 0.0}) + "\n"
                 )
             else:
-                Console(stderr=True).print(f"[bold red]error:[/] {escape(printable(message))}", highlight=False)
+                Console(stderr=True).print(error_line(message), highlight=False)
             raise typer.Exit(1)
 
         try:
@@ -97,7 +97,7 @@ def register(app: typer.Typer) -> None:
             if result.value is not None:
                 console.print(printable(result.value), markup=False)
             if result.error:
-                Console(stderr=True).print(f"[bold red]error:[/] {escape(printable(result.error))}", highlight=False)
+                Console(stderr=True).print(error_line(result.error), highlight=False)
             Console(stderr=True).print(f"[dim]{result.elapsed_ms:.1f} ms[/]")
         if not result.ok:
             raise typer.Exit(1)
