@@ -109,20 +109,31 @@ def describe_value(value: Any, depth: int = 0) -> str:
     return type(value).__name__
 
 
-# C0 controls but tab and newline, DEL, and C1 controls (0x80-0x9f: 8-bit CSI/OSC introducers);
-# then the bidirectional marks, embeddings, overrides and isolates (U+061C, U+200E-F, U+202A-E,
-# U+2066-9: the "Trojan Source" characters, CVE-2021-42574, which reorder what a terminal shows)
-# and the Unicode line and paragraph separators (U+2028-9, which some viewers break lines on).
-_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+# What a terminal or an editor may act on or hide instead of showing. C0 controls but tab and
+# newline, DEL, and C1 controls (0x80-0x9f: 8-bit CSI/OSC introducers). Then every Unicode format
+# character (category Cf, Unicode 15): the bidirectional marks, embeddings, overrides and isolates
+# ("Trojan Source", CVE-2021-42574, which reorder what a terminal shows), zero-width spaces and
+# joiners, the byte-order mark, interlinear annotation marks and the tag characters U+E0000-7F
+# (invisible text that a language model still reads). And the line and paragraph separators
+# U+2028-9, which some viewers break lines on.
+_CONTROLS = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e"
+    "\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+    "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    "\U000e0001\U000e0020-\U000e007f]"
+)
 
 
 def _escape(match: re.Match[str]) -> str:
     code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def printable(text: str) -> str:
     """``text`` with control characters shown as escapes (``\\x1b``, ``\\u202e``), so that an ANSI
-    or OSC sequence from a tool or a sandbox is displayed, never executed by a terminal, and a
-    bidirectional override cannot make a line read differently from what it holds."""
+    or OSC sequence from a tool or a sandbox is displayed, never executed by a terminal, a
+    bidirectional override cannot make a line read differently from what it holds, and invisible
+    format characters (zero-width, tags) are shown where they are."""
     return _CONTROLS.sub(_escape, text)

@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+import unicodedata
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -837,6 +838,32 @@ def test_bidi_overrides_from_the_sandbox_are_shown_as_escapes(host):
     seen = r.observation()
     assert not any(ch in seen for ch in "\u202e\u2066\u2069\u200f\u2028"), ascii(seen)
     assert "\\u202e01" in seen and "\\u2066x\\u2069" in seen and "café" in seen, ascii(seen)
+
+
+def test_invisible_format_characters_from_the_sandbox_are_shown_as_escapes(host):
+    """[O] Zero-width characters and Unicode tag characters (U+E0000-7F) render as nothing, so a
+    cell could hide text in its output that a language model reads and a person reviewing the
+    transcript does not see ("ASCII smuggling"); the observation shows each one as an escape."""
+    hidden = "".join(chr(0xE0000 + ord(c)) for c in "rm -rf")
+    code = f"print('ok\\u200b\\u200d\\ufeff{ascii(hidden)[1:-1]} done, \\U0001f44d')"
+    r = run(host, code)
+    assert r.ok, r
+    seen = r.observation()
+    assert all(unicodedata.category(ch) != "Cf" for ch in seen), ascii(seen)
+    assert "ok\\u200b\\u200d\\ufeff\\U000e0072\\U000e006d" in seen and "\U0001f44d" in seen, ascii(seen)
+
+
+def test_printable_escapes_every_format_and_separator_character_of_this_python():
+    """[O] The escape table is written out by hand; this checks it against the running Python's
+    Unicode database, so a newer Unicode with new format characters fails here instead of
+    letting them through. Tab and newline are the only controls kept."""
+    from atlas_plugins.values import printable
+
+    kept = [f"U+{c:04X}" for c in range(sys.maxunicode + 1)
+            if unicodedata.category(chr(c)) in ("Cc", "Cf", "Zl", "Zp") and chr(c) not in "\t\n"
+            and printable(chr(c)) == chr(c)]
+    assert not kept, kept
+    assert printable("caf\u00e9 \u65e5\u672c \U0001f44d\tx\n") == "caf\u00e9 \u65e5\u672c \U0001f44d\tx\n"
 
 
 def test_a_huge_argument_does_not_ride_on_every_later_error_hint(host):
