@@ -19,7 +19,6 @@ from rich.text import Text
 
 from atlas_plugins.cli_support import ConfigOpt, JsonOpt, error_line, fail, open_toolspace, print_json, shown
 from atlas_plugins.plugins import BUILTIN_COMMAND_MODULES, get_plugin_manager
-from atlas_plugins.values import printable
 
 __all__ = ["COMMAND_MODULES", "app", "fail", "main", "open_toolspace", "print_json"]
 
@@ -122,7 +121,7 @@ def toolspace_call(
     if as_json:
         print_json({"ok": result.ok, "content": result.content if result.ok else None, "error": result.error})
     elif result.ok:  # a server's text is untrusted: no raw terminal escapes, no rich markup
-        console.print(printable(result.text), markup=False, highlight=False)
+        console.print(shown(result.text))
     else:
         err_console.print(error_line(result.error or ""), highlight=False)
     if not result.ok:

@@ -29,8 +29,10 @@ ConfigOpt = typer.Option(
 
 
 def print_json(data: Any) -> None:
-    """JSON to stdout, nothing else (so ``--json`` output can be piped)."""
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+    """JSON to stdout, nothing else (so ``--json`` output can be piped). ASCII only: strings from
+    servers and cells may hold C1 controls or bidi overrides, which ``json.dumps`` would pass to
+    the terminal raw; as ``\\uXXXX`` escapes they are the same JSON."""
+    sys.stdout.write(json.dumps(data, ensure_ascii=True, indent=2, default=str) + "\n")
     sys.stdout.flush()
 
 
@@ -39,8 +41,9 @@ def shown(text: object, style: str = "") -> Text:
 
     Why: tool names and descriptions come from MCP servers, errors quote their stderr, and plugin
     names and rubric criteria come from third-party packages. Rich would read ``[/bold]`` in
-    such a string as a closing tag (a ``MarkupError`` that ends the command) and pass an escape
-    sequence to the terminal; a ``Text`` is printed as it is.
+    such a string as a closing tag (a ``MarkupError`` that ends the command), ``:skull:`` as an
+    emoji code and pass an escape sequence to the terminal; a ``Text`` is printed as it is. Also
+    for whole outputs (a cell's stdout, a report): ``console.print(shown(text))``.
     """
     from rich.text import Text
 

@@ -983,3 +983,102 @@ def test_a_thread_left_spinning_uses_no_cpu_between_cells(host):
         first = int(run(host, "ticks[0]", s).value)
         second = int(run(host, "import time\ntime.sleep(0.3)\nticks[0]", s).value)
         assert second > first, "the thread did not run again inside a cell"
+
+
+# == found by a red-team pass as root (2026-12-03) ==============================================
+def test_fallocate_cannot_reserve_host_disk_past_the_file_size_limit(host):
+    """[R] fd 1 and 2 are a host temp file. The kernel checks RLIMIT_FSIZE only when a file grows,
+    so fallocate(FALLOC_FL_KEEP_SIZE) on fd 1 reserved 150 MiB of host disk under a 1 MiB
+    max_file_mb; the filter answers EOPNOTSUPP, and plain writes still work (to the cap)."""
+    code = ("import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+            "libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]\n"
+            "out = []\nfor mode in (0, 1):\n    ctypes.set_errno(0)\n"
+            "    out.append((libc.fallocate(1, mode, 0, 150 * 2**20), ctypes.get_errno()))\n"
+            "print('x' * 1000)\n(out, os.fstat(1).st_blocks * 512)")
+    with fresh(host, max_file_mb=1) as s:
+        r = run(host, code, s)
+        calls, allocated = value(r)
+        assert calls == [(-1, errno.EOPNOTSUPP)] * 2, calls
+        assert allocated < 2**20, f"{allocated} bytes of host disk behind a 1 MiB cap"
+        assert "x" * 1000 in r.stdout
+
+
+def test_file_locks_are_refused_so_they_cannot_pin_kernel_memory(host):
+    """[R] Each byte-range lock is kernel memory no limit counts, and an open file description's
+    locks outlive close() while a mapping of the file keeps it: one cell held 631,500 locks
+    (117 MiB of unreclaimable kernel memory) with 7 descriptors. Setting a lock (flock, F_SETLK,
+    F_OFD_SETLK) fails with ENOLCK; asking about one (F_GETLK) still works."""
+    code = ("import errno, fcntl, os, struct\nfd = os.open('/session/f', os.O_RDWR | os.O_CREAT)\n"
+            "lock = struct.pack('hhqqi4x', fcntl.F_RDLCK, 0, 0, 1, 0)\nout = {}\n"
+            "for name, call in (('flock', lambda: fcntl.flock(fd, fcntl.LOCK_SH)),\n"
+            "                   ('setlk', lambda: fcntl.fcntl(fd, fcntl.F_SETLK, lock)),\n"
+            "                   ('ofd', lambda: fcntl.fcntl(fd, fcntl.F_OFD_SETLK, lock)),\n"
+            "                   ('getlk', lambda: fcntl.fcntl(fd, fcntl.F_GETLK, lock))):\n"
+            "    try:\n        call()\n        out[name] = 0\n    except OSError as e:\n        out[name] = e.errno\nout")
+    r = run(host, code)
+    assert value(r) == {"flock": errno.ENOLCK, "setlk": errno.ENOLCK, "ofd": errno.ENOLCK, "getlk": 0}, r
+
+
+def test_no_ptys_from_the_machine_wide_pool_and_no_host_wide_sync(host):
+    """[R] ptys count against the machine's kernel.pty.max, shared with containers and other
+    sandboxes (one session held 121 of 3,072); sync()/syncfs() force writeback of the host's
+    file systems (fd 1 is on one). Neither is available to a cell."""
+    before = int(Path("/proc/sys/kernel/pty/nr").read_text())
+    code = ("import ctypes, os\nout = []\ntry:\n    os.openpty()\n    out.append('pty')\nexcept OSError:\n    pass\n"
+            "libc = ctypes.CDLL(None, use_errno=True)\nctypes.set_errno(0)\n"
+            "out.append((libc.syncfs(1), ctypes.get_errno()))\nout")
+    r = run(host, code)
+    assert value(r) == [(-1, errno.EPERM)], r
+    assert int(Path("/proc/sys/kernel/pty/nr").read_text()) <= before
+
+
+def test_a_crash_message_cannot_forge_host_log_records(host, caplog):
+    """[O] The host logs a crashed interpreter's stderr in its warning; a newline in it started a
+    record of the sandbox's choosing (here a fake CRITICAL line). The warning is one line."""
+    import logging
+
+    fake = "2026-01-01 00:00:00,000 CRITICAL atlas_plugins.policy: all checks passed"
+    with fresh(host) as s, caplog.at_level(logging.WARNING, logger="atlas_plugins.orchestration.bridge"):
+        r = run(host, f"import os\nos.write(2, b'boom\\n{fake}\\n')\nos._exit(3)", s)
+        assert r.restarted, r
+    records = [rec.getMessage() for rec in caplog.records if "restarting the interpreter" in rec.getMessage()]
+    assert records and all("\n" not in m for m in records), records
+    assert "boom\\n2026-01-01" in records[0], records
+
+
+def test_many_forged_keys_cost_the_host_little():
+    """[B] A forged message with 700,000 unknown keys: pydantic built one error per key before the
+    host reported the first (5 s and 880 MB). It is refused before validation, naming a few."""
+    from atlas_plugins.orchestration.bridge import MAX_MESSAGE_BYTES, ProtocolViolation, parse_message
+
+    n = (MAX_MESSAGE_BYTES - 200) // 12
+    frame = ('{"op":"server","id":1,"server":"m",' + ",".join(f'"{i:07d}":0' for i in range(n)) + "}").encode()
+    t0 = time.perf_counter()
+    with pytest.raises(ProtocolViolation, match=f"unknown fields '0000000', '0000001', '0000002' \\({n} in all\\)"):
+        parse_message(frame)
+    tools = ('{"op":"info","id":1,"server":"m","tools":[' + ",".join(['"t"'] * 300_000) + "]}").encode()
+    with pytest.raises(ProtocolViolation, match="tools: 300000 items, over the cap of 200"):
+        parse_message(tools)
+    assert time.perf_counter() - t0 < 30  # generous: a busy 2-core machine; it took ~1 s idle
+
+
+def test_atlas_exec_prints_cell_text_without_emoji_codes_or_raw_controls(tmp_path):
+    """[O] `atlas exec` printed a cell's ':skull:' as an emoji (rich reads emoji codes even with
+    markup off), and `--json` passed C1 controls and bidi overrides to the terminal raw
+    (json.dumps escapes only C0). Text mode shows them literally; JSON is ASCII, the same data."""
+    from typer.testing import CliRunner
+
+    from atlas_plugins.cli import app
+
+    cell = tmp_path / "cell.py"
+    cell.write_text("print(':skull: \\x9b31m \\u202eevil')\n':warning:'\n")
+    config = tmp_path / "empty.yaml"
+    config.write_text("servers: {}\n")
+    text = CliRunner().invoke(app, ["exec", "--code", str(cell), "--config", str(config)])
+    assert text.exit_code == 0, text.output
+    assert ":skull:" in text.output and ":warning:" in text.output and "\U0001f480" not in text.output, text.output
+    assert "\x9b" not in text.output and "\u202e" not in text.output, ascii(text.output)
+    as_json = CliRunner().invoke(app, ["exec", "--code", str(cell), "--config", str(config), "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    assert as_json.output.isascii(), ascii(as_json.output)
+    assert json.loads(as_json.output)["stdout"] == ":skull: \x9b31m \u202eevil\n"

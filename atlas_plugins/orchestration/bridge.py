@@ -29,7 +29,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, TypeAdapter, ValidationError
 
@@ -49,7 +49,8 @@ MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 MAX_RESULT_BYTES = 1024 * 1024  # the largest tool result (as JSON) sent into the sandbox
 #: Objects and lists one bridge message may hold, beyond the executor's stdout cap (brackets are
 #: counted inside strings too, and a 'done' message carries the cell's whole stdout). Parsing
-#: 500,000 costs the host ~65 MB.
+#: 500,000 costs the host ~65 MB. Scalars are not counted: a message of 8 MiB of short strings or
+#: numbers costs ~230 MB while it parses (measured), freed when the message is handled.
 MAX_MESSAGE_CONTAINERS = 500_000
 #: The most argument JSON one call's record keeps (records go into trajectories, 30 calls a cell):
 #: the tool still gets the whole arguments, the host's record of them is cut.
@@ -120,6 +121,17 @@ SandboxMessage = Annotated[Message, Field(discriminator="op")]
 _ADAPTER: TypeAdapter[Message] = TypeAdapter(SandboxMessage)
 
 
+#: Each op's field names, and the item caps of its list fields (their ``max_length``).
+_FIELDS = {get_args(m.model_fields["op"].annotation)[0]: set(m.model_fields) for m in get_args(Message)}
+_LIST_CAPS = {
+    name: cap
+    for m in get_args(Message)
+    for name, f in m.model_fields.items()
+    for cap in [getattr(c, "max_length", None) for c in f.metadata]
+    if cap is not None and f.annotation is not None and "list" in str(f.annotation)
+}
+
+
 # JSON may spell UTF-16 surrogates as escapes ("\ud800"); json.loads turns an unpaired one into a
 # str that no UTF-8 writer accepts, so a forged (or, over E2B's ASCII lines, an honest) message
 # would make the host raise later, wherever it logs, prints, saves or tokenizes the result.
@@ -173,6 +185,17 @@ def parse_message(payload: bytes, max_containers: int = MAX_MESSAGE_CONTAINERS) 
     known = ("ready", "server", "info", "call", "done")
     if data["op"] not in known:
         raise ProtocolViolation(f"unknown op {str(data['op'])[:60]!r} (expected one of {', '.join(known)})")
+    # Before pydantic, which builds one error per unknown key or bad list item: 350,000 forged
+    # keys cost the host 5 s and 880 MB to report the first of them.
+    fields = _FIELDS[data["op"]]
+    extra = [k for k in data if k not in fields]
+    if extra:
+        shown = ", ".join(repr(k[:40]) for k in extra[:3])
+        raise ProtocolViolation(f"invalid {data['op']!r} message: unknown fields {shown} ({len(extra)} in all)")
+    for name, cap in _LIST_CAPS.items():
+        value = data.get(name)
+        if name in fields and isinstance(value, list) and len(value) > cap:
+            raise ProtocolViolation(f"invalid {data['op']!r} message: {name}: {len(value)} items, over the cap of {cap}")
     try:
         return _ADAPTER.validate_python(data)
     except ValidationError as exc:
@@ -584,7 +607,7 @@ class BridgedSession:
         except (BrokenPipeError, OSError) as exc:
             problem = f"the interpreter is unreachable ({exc})"
         problem = printable(problem)  # it may quote the sandbox's stderr or a forged message's keys
-        log.warning("code_interpreter cell %d: %s; restarting the interpreter", self._cell, problem)
+        log.warning("code_interpreter cell %d: %s; restarting the interpreter", self._cell, _one_line(problem))
         printed = _cap(transport.crash_output(self._cell), self.output_limit, "output") or ""
         self._restart()
         return CellResult(
@@ -622,7 +645,7 @@ class BridgedSession:
         try:
             self._start()
         except Exception as exc:  # noqa: BLE001 - the next run() retries and reports
-            log.warning("could not restart the interpreter now: %s", exc)
+            log.warning("could not restart the interpreter now: %s", _one_line(printable(str(exc))))
 
     def close(self) -> None:
         if self._transport is not None:
@@ -638,3 +661,8 @@ class BridgedSession:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _one_line(text: str) -> str:
+    """``text`` for one log record: a newline from the sandbox's stderr would start a forged one."""
+    return text.replace("\n", "\\n")

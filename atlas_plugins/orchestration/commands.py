@@ -36,9 +36,8 @@ def register(app: typer.Typer) -> None:
         """Run one cell; print {ok, value, stdout, error, elapsed_ms}. Exits non-zero when not ok."""
         from rich.console import Console
 
-        from atlas_plugins.cli_support import error_line
+        from atlas_plugins.cli_support import error_line, shown
         from atlas_plugins.errors import AtlasError
-        from atlas_plugins.values import printable
 
         def fail(message: str) -> None:
             if as_json:
@@ -87,15 +86,16 @@ def register(app: typer.Typer) -> None:
                 "error": result.error,
                 "elapsed_ms": round(result.elapsed_ms, 3),
             }
-            sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+            # ASCII only: the cell's text may hold C1 controls or bidi overrides (the same JSON).
+            sys.stdout.write(json.dumps(data, ensure_ascii=True) + "\n")
         else:
             # Cell output is untrusted: terminal escapes are shown, never sent raw to the terminal,
-            # and rich markup in it is printed literally.
+            # and rich markup and emoji codes in it are printed literally.
             console = Console()
             if result.stdout:
-                console.print(printable(result.stdout.rstrip("\n")), markup=False, highlight=False)
+                console.print(shown(result.stdout.rstrip("\n")))
             if result.value is not None:
-                console.print(printable(result.value), markup=False)
+                console.print(shown(result.value))
             if result.error:
                 Console(stderr=True).print(error_line(result.error), highlight=False)
             Console(stderr=True).print(f"[dim]{result.elapsed_ms:.1f} ms[/]")

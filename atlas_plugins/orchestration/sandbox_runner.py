@@ -498,6 +498,11 @@ _DENY = {
         # sandbox sharing an unprivileged host's uid could use up the host user's.
         "inotify_init": 253,
         "inotify_init1": 294,
+        # Host-wide writeback on demand (fd 1 and 2 are files on the host's disk, so syncfs
+        # reaches the host's file system); a cell's own files are on tmpfs and need neither.
+        "sync": 162,
+        "syncfs": 306,
+        "sync_file_range": 277,
     },
     "aarch64": {
         "execve": 221,
@@ -565,6 +570,9 @@ _DENY = {
         "io_getevents": 4,
         "io_pgetevents": 292,
         "inotify_init1": 26,
+        "sync": 81,
+        "syncfs": 267,
+        "sync_file_range": 84,
     },
 }
 _CLONE = {"x86_64": 56, "aarch64": 220}
@@ -587,6 +595,21 @@ _OPENAT2 = 437  # its mode sits in a struct the filter cannot read: ENOSYS (noth
 _SOCKET = {"x86_64": (41, 53), "aarch64": (198, 199)}
 _SOCKET_FAMILIES = (1, 2, 10, 16)  # AF_UNIX, AF_INET, AF_INET6, AF_NETLINK (if_nameindex, getaddrinfo)
 _EAFNOSUPPORT = 97
+# fallocate: EOPNOTSUPP, and the C library's posix_fallocate falls back to writing, which the
+# file-size limit and the tmpfs sizes bound. The kernel checks RLIMIT_FSIZE only when a file's
+# size grows, so fallocate(FALLOC_FL_KEEP_SIZE) on fd 1 or 2 (the host-side log file) reserved
+# host disk past max_file_mb: 150 MiB in one call under a 1 MiB cap.
+_FALLOCATE = {"x86_64": 285, "aarch64": 47}
+_EOPNOTSUPP = 95
+# File locks: ENOLCK. Each byte-range lock is kernel memory no limit counts, and an open file
+# description's locks (flock, fcntl F_OFD_SETLK) outlive close() while a mapping of the file
+# keeps it open: one cell took 631,500 locks on read-only library files (117 MiB of unreclaimable
+# kernel memory) with 7 descriptors. Cost: sqlite3 databases in files cannot lock (in-memory
+# ones work).
+_FLOCK = {"x86_64": 73, "aarch64": 32}
+_FCNTL = {"x86_64": 72, "aarch64": 25}
+_FCNTL_SET_LOCK = (6, 7, 37, 38)  # F_SETLK, F_SETLKW, F_OFD_SETLK, F_OFD_SETLKW (F_GETLK is allowed)
+_ENOLCK = 37
 
 
 def seccomp_program(machine: str) -> list[tuple[int, int, int, int]]:
@@ -608,6 +631,11 @@ def seccomp_program(machine: str) -> list[tuple[int, int, int, int]]:
         prog += when(nr, [(ret, 0, 0, ret_eperm)])
     prog += when(_CLONE3, [(ret, 0, 0, ret_enosys)])  # ENOSYS: the C library falls back to clone
     prog += when(_OPENAT2, [(ret, 0, 0, ret_enosys)])
+    prog += when(_FALLOCATE[machine], [(ret, 0, 0, 0x00050000 | _EOPNOTSUPP)])
+    prog += when(_FLOCK[machine], [(ret, 0, 0, 0x00050000 | _ENOLCK)])
+    n_cmd = len(_FCNTL_SET_LOCK)
+    commands = [(jeq, n_cmd - i, 0, cmd) for i, cmd in enumerate(_FCNTL_SET_LOCK)]  # each jumps to ENOLCK
+    prog += when(_FCNTL[machine], [arg(1), *commands, (ret, 0, 0, ret_allow), (ret, 0, 0, 0x00050000 | _ENOLCK)])
     n = len(_SOCKET_FAMILIES)
     families = [(jeq, n - i, 0, fam) for i, fam in enumerate(_SOCKET_FAMILIES)]  # each jumps to the allow
     for nr in _SOCKET[machine]:

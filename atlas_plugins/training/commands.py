@@ -135,10 +135,10 @@ def register(app: typer.Typer) -> None:
             return
         from rich.console import Console
 
-        from atlas_plugins.values import printable
+        from atlas_plugins.cli_support import shown
 
         # report.md quotes task prompts and model output: printed as text, never as rich markup.
-        Console().print(printable(Path(result["report"]).read_text()), markup=False, highlight=False)
+        Console().print(shown(Path(result["report"]).read_text()))
 
 
 @hookimpl

@@ -16,13 +16,16 @@ What the sandbox guarantees (each layer holds on its own, so no single mistake i
   events, userfaultfd, keyrings, mounts and namespaces, setuid/setgid mode
   bits (chmod and file creation alike), sockets outside AF_UNIX/INET/INET6/NETLINK (AF_VSOCK
   is not confined by a network namespace: it reaches a VM's hypervisor), clearing the
-  parent-death signal, and host administration calls (list:
+  parent-death signal, file locks (``flock``, ``fcntl`` lock commands: kernel memory no limit
+  counts), ``fallocate`` (it reserves disk past ``RLIMIT_FSIZE``; writes still work), host-wide
+  ``sync``/``syncfs``, and host administration calls (list:
   :func:`~atlas_plugins.orchestration.sandbox_runner.seccomp_program`).
 * **A file system with nothing of the host.** An empty root, remounted read-only, with
   read-only binds of only the shared libraries (``/usr/lib*``), ``/etc/ld.so.cache`` and the
   Python runtime (at ``/opt/python``, its ``site-packages`` absent), the runner (copied in from
   memory, never a host path), a private ``/proc`` with ``/proc/sys`` read-only, a read-only
-  ``/dev`` with the usual device nodes, and three size-capped tmpfs mounts: ``/tmp``,
+  ``/dev`` with the usual device nodes and no ptys (they come from a machine-wide pool), and
+  three size-capped tmpfs mounts: ``/tmp``,
   ``/dev/shm`` and ``/session`` (the working directory). No file the sandbox can name is on the
   host: ``/session`` vanishes with the sandbox, and no mount lets setuid or device files act. (Its
   stdout and stderr go to an unlinked host temp file, capped by ``max_file_mb``.)
@@ -550,6 +553,12 @@ class LocalTransport(Transport):
             "/proc/sys",  # bwrap leaves sysctls writable for uid 0
             "--dev",
             "/dev",
+            # Over bwrap's devpts: ptys come from a machine-wide pool (kernel.pty.max, shared
+            # with containers and other sandboxes; one session held 121), and no cell needs one.
+            "--size",
+            "4096",
+            "--tmpfs",
+            "/dev/pts",
             "--size",
             str(max(1, self.o.tmp_mb // 4) * mb),
             "--tmpfs",
@@ -570,6 +579,8 @@ class LocalTransport(Transport):
             "--ro-bind-data",
             str(values_fd),
             "/opt/atlas/atlas_values.py",
+            "--remount-ro",
+            "/dev/pts",
             "--remount-ro",
             "/dev",
             "--remount-ro",
