@@ -1082,3 +1082,15 @@ def test_atlas_exec_prints_cell_text_without_emoji_codes_or_raw_controls(tmp_pat
     assert as_json.exit_code == 0, as_json.output
     assert as_json.output.isascii(), ascii(as_json.output)
     assert json.loads(as_json.output)["stdout"] == ":skull: \x9b31m \u202eevil\n"
+
+
+def test_the_core_limit_stays_at_the_value_that_stops_core_dump_helpers(host):
+    """[P] A core_pattern that pipes to a root helper (apport, systemd-coredump: many CI and
+    Docker hosts) ignores RLIMIT_CORE except the value 1, which stops the kernel from starting
+    it. The sandbox's limit is 1 and a cell cannot lower it to 0 (soft) or change it at all."""
+    code = ("import resource\nout = [resource.getrlimit(resource.RLIMIT_CORE)]\n"
+            "for new in ((0, 1), (0, 0)):\n    try:\n        resource.setrlimit(resource.RLIMIT_CORE, new)\n"
+            "        out.append('set')\n    except (OSError, ValueError):\n        out.append('refused')\n"
+            "out.append(resource.getrlimit(resource.RLIMIT_CORE))\nout")
+    r = run(host, code)
+    assert value(r) == [(1, 1), "refused", "refused", (1, 1)], r

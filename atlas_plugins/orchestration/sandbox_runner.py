@@ -368,7 +368,10 @@ def _apply_limits(limits: dict[str, int]) -> None:
         soft = int(limits["cpu_seconds"])
         resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 2))
         signal.signal(signal.SIGXCPU, lambda *_: os._exit(EXIT_CPU_LIMIT))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    # 1, not 0: a core_pattern that pipes to a root helper (apport, systemd-coredump) ignores the
+    # limit, except the value 1, which the kernel reads as "do not start the helper"; for core
+    # files, 1 byte is less than the smallest dump. The filter keeps it from being changed.
+    resource.setrlimit(resource.RLIMIT_CORE, (1, 1))
     # Kernel memory and scheduling a root host may have raised: each queued signal and POSIX timer
     # is unaccounted kernel memory (the inherited cap is ~100k), POSIX message queues likewise, and
     # no cell needs real-time or raised priorities.
@@ -610,6 +613,11 @@ _FLOCK = {"x86_64": 73, "aarch64": 32}
 _FCNTL = {"x86_64": 72, "aarch64": 25}
 _FCNTL_SET_LOCK = (6, 7, 37, 38)  # F_SETLK, F_SETLKW, F_OFD_SETLK, F_OFD_SETLKW (F_GETLK is allowed)
 _ENOLCK = 37
+# setrlimit/prlimit64 may not set RLIMIT_CORE (reading it is fine): lowering it from 1 to 0 would
+# let a crash start the host's core-dump helper as root (see _apply_limits).
+_SETRLIMIT = {"x86_64": 160, "aarch64": 164}
+_PRLIMIT64 = {"x86_64": 302, "aarch64": 261}
+_RLIMIT_CORE = 4
 
 
 def seccomp_program(machine: str) -> list[tuple[int, int, int, int]]:
@@ -632,6 +640,12 @@ def seccomp_program(machine: str) -> list[tuple[int, int, int, int]]:
     prog += when(_CLONE3, [(ret, 0, 0, ret_enosys)])  # ENOSYS: the C library falls back to clone
     prog += when(_OPENAT2, [(ret, 0, 0, ret_enosys)])
     prog += when(_FALLOCATE[machine], [(ret, 0, 0, 0x00050000 | _EOPNOTSUPP)])
+    prog += when(_SETRLIMIT[machine], [arg(0), (jeq, 0, 1, _RLIMIT_CORE), (ret, 0, 0, ret_eperm), (ret, 0, 0, ret_allow)])
+    new_limit = [arg(2), (jeq, 0, 2, 0), (ld, 0, 0, 16 + 8 * 2 + 4), (jeq, 1, 0, 0)]  # both halves of the pointer
+    prog += when(
+        _PRLIMIT64[machine],
+        [arg(1), (jeq, 0, len(new_limit) + 1, _RLIMIT_CORE), *new_limit, (ret, 0, 0, ret_eperm), (ret, 0, 0, ret_allow)],
+    )
     prog += when(_FLOCK[machine], [(ret, 0, 0, 0x00050000 | _ENOLCK)])
     n_cmd = len(_FCNTL_SET_LOCK)
     commands = [(jeq, n_cmd - i, 0, cmd) for i, cmd in enumerate(_FCNTL_SET_LOCK)]  # each jumps to ENOLCK

@@ -18,7 +18,8 @@ What the sandbox guarantees (each layer holds on its own, so no single mistake i
   is not confined by a network namespace: it reaches a VM's hypervisor), clearing the
   parent-death signal, file locks (``flock``, ``fcntl`` lock commands: kernel memory no limit
   counts), ``fallocate`` (it reserves disk past ``RLIMIT_FSIZE``; writes still work), host-wide
-  ``sync``/``syncfs``, and host administration calls (list:
+  ``sync``/``syncfs``, changing ``RLIMIT_CORE`` (held at 1, the value that keeps a piped
+  ``core_pattern`` from starting the host's root core-dump helper), and host administration calls (list:
   :func:`~atlas_plugins.orchestration.sandbox_runner.seccomp_program`).
 * **A file system with nothing of the host.** An empty root, remounted read-only, with
   read-only binds of only the shared libraries (``/usr/lib*``), ``/etc/ld.so.cache`` and the
