@@ -195,7 +195,9 @@ def parse_message(payload: bytes, max_containers: int = MAX_MESSAGE_CONTAINERS) 
     for name, cap in _LIST_CAPS.items():
         value = data.get(name)
         if name in fields and isinstance(value, list) and len(value) > cap:
-            raise ProtocolViolation(f"invalid {data['op']!r} message: {name}: {len(value)} items, over the cap of {cap}")
+            raise ProtocolViolation(
+                f"invalid {data['op']!r} message: {name}: {len(value)} items, over the cap of {cap}"
+            )
     try:
         return _ADAPTER.validate_python(data)
     except ValidationError as exc:

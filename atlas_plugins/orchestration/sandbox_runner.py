@@ -640,11 +640,19 @@ def seccomp_program(machine: str) -> list[tuple[int, int, int, int]]:
     prog += when(_CLONE3, [(ret, 0, 0, ret_enosys)])  # ENOSYS: the C library falls back to clone
     prog += when(_OPENAT2, [(ret, 0, 0, ret_enosys)])
     prog += when(_FALLOCATE[machine], [(ret, 0, 0, 0x00050000 | _EOPNOTSUPP)])
-    prog += when(_SETRLIMIT[machine], [arg(0), (jeq, 0, 1, _RLIMIT_CORE), (ret, 0, 0, ret_eperm), (ret, 0, 0, ret_allow)])
+    prog += when(
+        _SETRLIMIT[machine], [arg(0), (jeq, 0, 1, _RLIMIT_CORE), (ret, 0, 0, ret_eperm), (ret, 0, 0, ret_allow)]
+    )
     new_limit = [arg(2), (jeq, 0, 2, 0), (ld, 0, 0, 16 + 8 * 2 + 4), (jeq, 1, 0, 0)]  # both halves of the pointer
     prog += when(
         _PRLIMIT64[machine],
-        [arg(1), (jeq, 0, len(new_limit) + 1, _RLIMIT_CORE), *new_limit, (ret, 0, 0, ret_eperm), (ret, 0, 0, ret_allow)],
+        [
+            arg(1),
+            (jeq, 0, len(new_limit) + 1, _RLIMIT_CORE),
+            *new_limit,
+            (ret, 0, 0, ret_eperm),
+            (ret, 0, 0, ret_allow),
+        ],
     )
     prog += when(_FLOCK[machine], [(ret, 0, 0, 0x00050000 | _ENOLCK)])
     n_cmd = len(_FCNTL_SET_LOCK)
