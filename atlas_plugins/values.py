@@ -114,13 +114,17 @@ def describe_value(value: Any, depth: int = 0) -> str:
 # character (category Cf, Unicode 15): the bidirectional marks, embeddings, overrides and isolates
 # ("Trojan Source", CVE-2021-42574, which reorder what a terminal shows), zero-width spaces and
 # joiners, the byte-order mark, interlinear annotation marks and the tag characters U+E0000-7F
-# (invisible text that a language model still reads). And the line and paragraph separators
-# U+2028-9, which some viewers break lines on.
+# (invisible text that a language model still reads). The line and paragraph separators U+2028-9,
+# which some viewers break lines on. And characters of other categories that render as nothing
+# and are used to hide text: the combining grapheme joiner U+034F, the Hangul fillers (U+115F-60,
+# U+3164, U+FFA0) and the supplementary variation selectors U+E0100-EF (one per byte, they carry
+# a hidden message after any character). U+FE00-F stay: emoji use U+FE0F.
 _CONTROLS = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e"
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\xad\u034f\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2"
+    "\u115f\u1160\u180e\u3164\uffa0"
     "\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
     "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
-    "\U000e0001\U000e0020-\U000e007f]"
+    "\U000e0001\U000e0020-\U000e007f\U000e0100-\U000e01ef]"
 )
 
 

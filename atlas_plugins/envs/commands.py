@@ -105,7 +105,7 @@ def register(app: typer.Typer) -> None:
                         "total": len(tasks),
                         "tasks": [t.model_dump(mode="json") for t in listed],
                     },
-                    ensure_ascii=False,
+                    ensure_ascii=True,  # task text is untrusted: no raw C1 or bidi controls
                 )
             )
             return

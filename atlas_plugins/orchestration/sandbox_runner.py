@@ -604,15 +604,22 @@ _EAFNOSUPPORT = 97
 # host disk past max_file_mb: 150 MiB in one call under a 1 MiB cap.
 _FALLOCATE = {"x86_64": 285, "aarch64": 47}
 _EOPNOTSUPP = 95
-# File locks: ENOLCK. Each byte-range lock is kernel memory no limit counts, and an open file
+# The same reservation through ioctl: FS_IOC_RESVSP, FS_IOC_RESVSP64 and FS_IOC_ZERO_RANGE go to
+# vfs_fallocate on any file system; XFS_IOC_ALLOCSP and ALLOCSP64 on older XFS.
+_IOCTL = {"x86_64": 16, "aarch64": 29}
+_IOCTL_PREALLOCATE = (0x40305828, 0x4030582A, 0x40305839, 0x4030580A, 0x40305824)
+# fsync/fdatasync succeed without doing anything: a cell's own files are on tmpfs (nothing to
+# write back), and on fd 1/2, the host's disk, each call would force a journal commit.
+_FSYNC = {"x86_64": (74, 75), "aarch64": (82, 83)}
+# File locks: EPERM. Each byte-range lock is kernel memory no limit counts, and an open file
 # description's locks (flock, fcntl F_OFD_SETLK) outlive close() while a mapping of the file
 # keeps it open: one cell took 631,500 locks on read-only library files (117 MiB of unreclaimable
-# kernel memory) with 7 descriptors. Cost: sqlite3 databases in files cannot lock (in-memory
-# ones work).
+# kernel memory) with 7 descriptors. Cost: sqlite3 databases in files fail at once with "access
+# permission denied" (with ENOLCK sqlite would retry for its whole busy timeout); in-memory ones
+# and URI files opened with ?nolock=1 work.
 _FLOCK = {"x86_64": 73, "aarch64": 32}
 _FCNTL = {"x86_64": 72, "aarch64": 25}
 _FCNTL_SET_LOCK = (6, 7, 37, 38)  # F_SETLK, F_SETLKW, F_OFD_SETLK, F_OFD_SETLKW (F_GETLK is allowed)
-_ENOLCK = 37
 # setrlimit/prlimit64 may not set RLIMIT_CORE (reading it is fine): lowering it from 1 to 0 would
 # let a crash start the host's core-dump helper as root (see _apply_limits).
 _SETRLIMIT = {"x86_64": 160, "aarch64": 164}
@@ -654,10 +661,15 @@ def seccomp_program(machine: str) -> list[tuple[int, int, int, int]]:
             (ret, 0, 0, ret_allow),
         ],
     )
-    prog += when(_FLOCK[machine], [(ret, 0, 0, 0x00050000 | _ENOLCK)])
+    n_io = len(_IOCTL_PREALLOCATE)
+    requests = [(jeq, n_io - i, 0, req) for i, req in enumerate(_IOCTL_PREALLOCATE)]  # each jumps to the refusal
+    prog += when(_IOCTL[machine], [arg(1), *requests, (ret, 0, 0, ret_allow), (ret, 0, 0, 0x00050000 | _EOPNOTSUPP)])
+    for nr in _FSYNC[machine]:
+        prog += when(nr, [(ret, 0, 0, 0x00050000)])  # errno 0: returns 0, nothing written back
+    prog += when(_FLOCK[machine], [(ret, 0, 0, ret_eperm)])
     n_cmd = len(_FCNTL_SET_LOCK)
-    commands = [(jeq, n_cmd - i, 0, cmd) for i, cmd in enumerate(_FCNTL_SET_LOCK)]  # each jumps to ENOLCK
-    prog += when(_FCNTL[machine], [arg(1), *commands, (ret, 0, 0, ret_allow), (ret, 0, 0, 0x00050000 | _ENOLCK)])
+    commands = [(jeq, n_cmd - i, 0, cmd) for i, cmd in enumerate(_FCNTL_SET_LOCK)]  # each jumps to EPERM
+    prog += when(_FCNTL[machine], [arg(1), *commands, (ret, 0, 0, ret_allow), (ret, 0, 0, ret_eperm)])
     n = len(_SOCKET_FAMILIES)
     families = [(jeq, n - i, 0, fam) for i, fam in enumerate(_SOCKET_FAMILIES)]  # each jumps to the allow
     for nr in _SOCKET[machine]:
