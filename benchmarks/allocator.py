@@ -1,18 +1,21 @@
-"""Peak RSS of the demo's warm start under glibc's default malloc vs large blocks always mmap'd.
+"""Peak RSS of the demo's warm start under glibc's default malloc, large blocks always mmap'd, and
+the heap trimmed after every step.
 
 Why: the demo's process holds ~8 GB RSS from its first warm-start step on, for a 135M model
 whose live tensors (weights, LoRA state, one batch's activations with checkpointing) are far
 smaller. glibc raises its mmap threshold each time a large mmap'd block is freed (up to 32 MiB),
 after which blocks of that size come from the heap, and freed heap memory is kept by the process.
 ``M_MMAP_THRESHOLD`` set once (``atlas_plugins.training.allocator``) turns that off: every block
-over the threshold is mmap'd and goes back to the OS when freed.
+over the threshold is mmap'd and goes back to the OS when freed. ``trim`` keeps glibc's defaults
+and calls ``malloc_trim(0)`` after every optimizer step (``trim_heap_callback``).
 
 Each case runs in its own process (peak RSS = the kernel's ``ru_maxrss`` of that process, as
-``/usr/bin/time -v`` reports it), alternating default / mmap for ``--rounds`` rounds. A case plays
+``/usr/bin/time -v`` reports it), alternating the ``--cases`` for ``--rounds`` rounds. A case plays
 the reference solutions of the first ``--tasks`` level-1 training tasks under ITL and ITL+PTC
 (as ``atlas demo`` does) and runs ``--steps`` warm-start steps of batch 8 on them.
 
-    python benchmarks/allocator.py                    # 2 rounds x 2 cases, ~10 min on 2 idle cores
+    python benchmarks/allocator.py                    # 2 rounds x 3 cases, ~15 min on 2 idle cores
+    python benchmarks/allocator.py --cases default,trim --rounds 1
     python benchmarks/allocator.py --tasks 16 --steps 2 --rounds 1
 """
 
@@ -29,6 +32,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+CASES = ("default", "mmap", "trim")
 
 
 def child(args: argparse.Namespace) -> None:
@@ -40,7 +44,7 @@ def child(args: argparse.Namespace) -> None:
     from atlas_plugins.embedded_model import resolve_model_path
     from atlas_plugins.envs.taskgen import load_default_tasks
     from atlas_plugins.rewards.scorer import Scorer
-    from atlas_plugins.training.allocator import release_large_blocks
+    from atlas_plugins.training.allocator import release_large_blocks, trim_heap_callback
     from atlas_plugins.training.config import AtlasGRPOConfig
     from atlas_plugins.training.demo import pick_tasks
     from atlas_plugins.training.warmstart import demonstrations, warm_start
@@ -75,6 +79,7 @@ def child(args: argparse.Namespace) -> None:
         batch_size=args.batch,
         max_length=4096,
         seed=0,
+        callbacks=[trim_heap_callback()] if args.case == "trim" else [],
     )
     wall = time.perf_counter() - t0
     losses = [h["loss"] for h in log if "loss" in h]
@@ -107,16 +112,23 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--threshold-mib", type=float, default=1.0, help="mmap threshold of the mmap case")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--case", choices=["default", "mmap"], default="default", help=argparse.SUPPRESS)
+    ap.add_argument("--cases", default="default,mmap,trim", help="comma-separated: default, mmap, trim")
+    ap.add_argument("--case", choices=CASES, default="default", help=argparse.SUPPRESS)
     ap.add_argument("--json-out", type=Path, default=HERE / "results" / "allocator.json")
     args = ap.parse_args()
     if args.child:
         child(args)
         return
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    bad = sorted(set(cases) - set(CASES))
+    if bad or "default" not in cases:
+        raise SystemExit(
+            f"--cases: unknown {bad} (known: {', '.join(CASES)}); 'default' is the baseline and must be one"
+        )
     argv = [a for a in sys.argv[1:] if not a.startswith("--json-out")]
-    runs: dict[str, list[dict]] = {"default": [], "mmap": []}
+    runs: dict[str, list[dict]] = {c: [] for c in cases}
     for r in range(args.rounds):
-        for case in ("default", "mmap"):
+        for case in cases:
             res = run_case(case, argv)
             runs[case].append(res)
             print(
@@ -131,8 +143,9 @@ def main() -> None:
         }
         for c, v in runs.items()
     }
-    summary["rss_ratio_mmap_over_default"] = summary["mmap"]["peak_rss_gib"] / summary["default"]["peak_rss_gib"]
-    summary["time_ratio_mmap_over_default"] = summary["mmap"]["train_s"] / summary["default"]["train_s"]
+    for c in (x for x in cases if x != "default"):
+        summary[f"rss_ratio_{c}_over_default"] = summary[c]["peak_rss_gib"] / summary["default"]["peak_rss_gib"]
+        summary[f"time_ratio_{c}_over_default"] = summary[c]["train_s"] / summary["default"]["train_s"]
     print(json.dumps(summary, indent=1))
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
     args.json_out.write_text(

@@ -45,6 +45,7 @@ def run_seed(seed: int, out: Path, extra: list[str]) -> dict:
         "wall_s": wall,
         "peak_rss_mib": peak_kib / 1024 if peak_kib > before else None,
         "timings": results["timings"],
+        "kept_phases": results.get("kept_phases", []),
         "grpo": results.get("grpo"),
         **{tag: results["evaluations"].get(tag) for tag in TAGS},
     }
@@ -58,9 +59,16 @@ def collect(folder: Path) -> dict:
     stopped one finished (``progress.json``; wall time and GRPO curve then unknown)."""
     if (folder / "results.json").is_file():
         res = json.loads((folder / "results.json").read_text())
-        return {"seed": res["settings"]["seed"], "wall_s": res["wall_s"], "peak_rss_mib": None,
-                "timings": res["timings"], "grpo": res.get("grpo"), "folder": str(folder),
-                **{tag: res["evaluations"].get(tag) for tag in TAGS}}
+        return {
+            "seed": res["settings"]["seed"],
+            "wall_s": res["wall_s"],
+            "peak_rss_mib": None,
+            "timings": res["timings"],
+            "kept_phases": res.get("kept_phases", []),
+            "grpo": res.get("grpo"),
+            "folder": str(folder),
+            **{tag: res["evaluations"].get(tag) for tag in TAGS},
+        }
     phases = json.loads((folder / "progress.json").read_text())["phases"]
     evals: dict[str, dict] = {}
     seed = 0
@@ -69,8 +77,16 @@ def collect(folder: Path) -> dict:
             _, tag, design = name.split("/", 2)
             evals.setdefault(tag, {})[design] = entry["result"]
             seed = entry["key"].get("seed", seed)
-    return {"seed": seed, "wall_s": float("nan"), "peak_rss_mib": None, "timings": {}, "grpo": None,
-            "folder": str(folder), "partial": True, **{tag: evals.get(tag) for tag in TAGS}}
+    return {
+        "seed": seed,
+        "wall_s": float("nan"),
+        "peak_rss_mib": None,
+        "timings": {},
+        "grpo": None,
+        "folder": str(folder),
+        "partial": True,
+        **{tag: evals.get(tag) for tag in TAGS},
+    }
 
 
 def funnel(path: Path) -> dict:
@@ -81,11 +97,18 @@ def funnel(path: Path) -> dict:
     from atlas_plugins.envs.taskgen import HELDOUT_TEMPLATES
     from atlas_plugins.rewards.rubric import FULL_SCORE  # the threshold rubric.is_success applies
 
-    counts = {"episodes": 0, "listed_right_server": 0, "loaded_right_tool": 0, "called_right_tool": 0, "solved": 0,
-              # Held-out tasks of templates that training also has, apart from the templates that are
-              # never trained (HELDOUT_TEMPLATES): the part of the score a recipe can move by what it
-              # trains. Reported beside the whole set, never instead of it.
-              "episodes_seen_template": 0, "solved_seen_template": 0}
+    counts = {
+        "episodes": 0,
+        "listed_right_server": 0,
+        "loaded_right_tool": 0,
+        "called_right_tool": 0,
+        "solved": 0,
+        # Held-out tasks of templates that training also has, apart from the templates that are
+        # never trained (HELDOUT_TEMPLATES): the part of the score a recipe can move by what it
+        # trains. Reported beside the whole set, never instead of it.
+        "episodes_seen_template": 0,
+        "solved_seen_template": 0,
+    }
     for line in path.read_text().splitlines():
         ep = json.loads(line)
         solution = ep["task"]["metadata"].get("reference_solution") or []
@@ -138,8 +161,13 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--out", type=Path, default=None, help="keep the demo folders here (default: a temp dir)")
     ap.add_argument("--json-out", type=Path, default=HERE / "results" / "learning.json")
-    ap.add_argument("--collect", type=Path, nargs="+", default=None,
-                    help="summarize finished `atlas demo` folders (their results.json) instead of running")
+    ap.add_argument(
+        "--collect",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="summarize finished `atlas demo` folders (their results.json) instead of running",
+    )
     ap.add_argument("extra", nargs="*", help="extra `atlas demo` flags after --")
     args = ap.parse_args()
     runs = []
@@ -157,12 +185,15 @@ def main() -> None:
             r = runs[-1]
             print(f"  {r['wall_s']:.0f} s, peak RSS {r['peak_rss_mib'] or float('nan'):.0f} MiB", flush=True)
     table = summarize(runs)
+
     def cell(row: dict, key: str) -> str:
         v = row.get(key)
         return "–" if v is None else f"{v['mean']:.3f} ± {v['std']:.3f}"
 
-    print("\n| design | reward base | reward warm start | reward after GRPO | relative (base→GRPO) | "
-          "success base | success warm start | success after GRPO |")
+    print(
+        "\n| design | reward base | reward warm start | reward after GRPO | relative (base→GRPO) | "
+        "success base | success warm start | success after GRPO |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for d, row in table.items():
         rel = row.get("relative_reward_change")
@@ -172,18 +203,26 @@ def main() -> None:
             f"{cell(row, 'after_warm_start_success')} | {cell(row, 'after_success')} |"
         )
     if args.collect:
-        print("\nHow far the held-out episodes got (right server listed / right schema loaded / right tool "
-              "called / TF met), per folder and evaluation:")
+        print(
+            "\nHow far the held-out episodes got (right server listed / right schema loaded / right tool "
+            "called / TF met), per folder and evaluation:"
+        )
         for folder in args.collect:
             for f in sorted(Path(folder).glob("eval_*.jsonl")):
                 c = funnel(f)
-                print(f"  {Path(folder).name}/{f.stem}: {c['episodes']} episodes: {c['listed_right_server']} / "
-                      f"{c['loaded_right_tool']} / {c['called_right_tool']} / {c['solved']}; "
-                      f"solved {c['solved_seen_template']} of the {c['episodes_seen_template']} of trained templates")
+                print(
+                    f"  {Path(folder).name}/{f.stem}: {c['episodes']} episodes: {c['listed_right_server']} / "
+                    f"{c['loaded_right_tool']} / {c['called_right_tool']} / {c['solved']}; "
+                    f"solved {c['solved_seen_template']} of the {c['episodes_seen_template']} of trained templates"
+                )
     for r in runs:
         g = r.get("grpo") or {}
-        print(f"seed {r['seed']}: wall {r['wall_s']:.0f} s ({', '.join(f'{k} {v:.0f} s' for k, v in r['timings'].items())}); "
-              f"GRPO reward per step {[round(x, 3) for x in g.get('reward', [])]}")
+        kept = r.get("kept_phases") or []
+        times = ", ".join(f"{k} kept" if k in kept else f"{k} {v:.0f} s" for k, v in r["timings"].items())
+        print(
+            f"seed {r['seed']}: wall {r['wall_s']:.0f} s{' in the last run' if kept else ''} ({times}); "
+            f"GRPO reward per step {[round(x, 3) for x in g.get('reward', [])]}"
+        )
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
     args.json_out.write_text(json.dumps({"seeds": seeds, "runs": runs, "table": table, "out": str(root)}, indent=2))
     print(f"\nwrote {args.json_out}")

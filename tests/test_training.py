@@ -172,6 +172,8 @@ def test_demo_rerun_keeps_finished_phases(tmp_path):
     )
     for tag in ("before", "after_warm_start", "after"):
         assert again[tag] == first[tag]
+    assert first["kept_phases"] == [] and set(again["kept_phases"]) == set(again["timings"])
+    assert "eval_before kept from progress.json" in Path(again["report"]).read_text()
     assert again["grpo"]["reward"] == first["grpo"]["reward"]
     said.clear()
     settings = settings.model_copy(update={"eval_max_new_tokens": 9})
@@ -179,6 +181,7 @@ def test_demo_rerun_keeps_finished_phases(tmp_path):
     assert not any(m.startswith("[before]") and "kept" in m for m in said)  # another eval budget: evaluated anew
     assert any(m.startswith("warm start: adapter kept") for m in said)  # the warm start does not depend on it
     assert any(m.startswith("rubric GRPO: adapter kept") for m in said)  # nor does GRPO
+    assert set(third["kept_phases"]) == {"warm_start", "grpo"}  # the evaluations ran: their times are real
     said.clear()
     # Without a warm start: the base evaluation is kept, GRPO trains anew from the base model.
     alone = run_demo(tmp_path / "demo", settings.model_copy(update={"warm_start": False}), say=said.append)
@@ -211,6 +214,7 @@ def test_cpu_demo_config_carries_the_demo_recipe():
         s.grpo_temperature, s.grpo_scale_rewards, s.grpo_iterations
     )
     assert s.grpo_alpha is None and cfg.aggregator_options == {}  # the paper formula's default weights
+    assert (cfg.unfinished_penalty, cfg.repeat_penalty) == (s.grpo_unfinished_penalty, s.grpo_repeat_penalty) == (0.3, 0.1)
 
 
 @pytest.mark.parametrize(
@@ -237,12 +241,16 @@ def test_demo_grpo_key_of_a_finished_demo_still_matches():
     finished before they existed keeps its GRPO adapter (the key it recorded had none of them)."""
     from atlas_plugins.training.demo import DemoSettings, phase_keys
 
-    recorded = phase_keys(DemoSettings())[2]
-    later = ("grpo_temperature", "grpo_scale_rewards", "grpo_iterations", "grpo_alpha", "grpo_unfinished_penalty")
-    assert not any(k in recorded for k in (*later, "grpo_repeat_penalty"))
-    assert phase_keys(DemoSettings(grpo_repeat_penalty=0.1))[2]["grpo_repeat_penalty"] == 0.1
-    assert phase_keys(DemoSettings(grpo_temperature=1.0))[2] == recorded  # the default, spelt out
-    changed = phase_keys(DemoSettings(grpo_scale_rewards="batch"))[2]
+    unshaped = {"grpo_unfinished_penalty": 0.0, "grpo_repeat_penalty": 0.0}  # what demos ran with until 2026-12-03
+    recorded = phase_keys(DemoSettings(**unshaped))[2]
+    later = ("grpo_temperature", "grpo_scale_rewards", "grpo_iterations", "grpo_alpha", *unshaped)
+    assert not any(k in recorded for k in later)
+    assert phase_keys(DemoSettings(**unshaped | {"grpo_repeat_penalty": 0.1}))[2]["grpo_repeat_penalty"] == 0.1
+    assert phase_keys(DemoSettings(**unshaped, grpo_temperature=1.0))[2] == recorded  # the default, spelt out
+    # Shaping is now the default: an unshaped demo's GRPO adapter is not taken for a shaped one.
+    shaped = phase_keys(DemoSettings())[2]
+    assert shaped != recorded and shaped["grpo_unfinished_penalty"] == 0.3 and shaped["grpo_repeat_penalty"] == 0.1
+    changed = phase_keys(DemoSettings(**unshaped, grpo_scale_rewards="batch"))[2]
     assert changed != recorded and changed["grpo_scale_rewards"] == "batch"
     assert phase_keys(DemoSettings(grpo_scale_rewards="batch"))[1] == phase_keys(DemoSettings())[1]  # warm start kept
 

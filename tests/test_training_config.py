@@ -39,5 +39,5 @@ def test_defaults_of_the_own_fields() -> None:
         "designs": None, "curriculum": False, "dynamic_sampling_rounds": 0, "shared_prefix": True,
         "unfinished_penalty": 0.0, "repeat_penalty": 0.0,
         "rubric_provider_options": {}, "judge_options": {}, "aggregator_options": {},
-        "memory_guard": True, "memory_budget_gb": None, "release_memory": False,
+        "memory_guard": True, "memory_budget_gb": None, "release_memory": False, "trim_memory": False,
     }

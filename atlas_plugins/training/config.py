@@ -195,6 +195,14 @@ class AtlasGRPOConfig(GRPOConfig):
             "3.2 GiB, at 1.34x the time (page faults on each new block). Process-wide; set when the trainer is built."
         },
     )
+    trim_memory: bool = field(
+        default=False,
+        metadata={
+            "help": "Linux/glibc: give the heap's free pages back to the OS (malloc_trim) after every rollout and "
+            "optimizer step, so that what one phase freed is not held through the next "
+            "(atlas_plugins.training.allocator.trim_heap)."
+        },
+    )
 
     # -- logging ------------------------------------------------------------------------------------
     trajectory_log: str | None = field(
@@ -322,6 +330,11 @@ class AtlasGRPOConfig(GRPOConfig):
             # episodes (~6k packed tokens) holds ~8 GB of activations; with it, ~0.5 GB.
             gradient_checkpointing=True,
             gradient_checkpointing_kwargs={"use_reentrant": False},
+            # Training-reward shaping (atlas_plugins.rewards.shaping): measured on seed 1, equal
+            # held-out success at 8 steps with a third of the repeating ITL episodes, and at 24
+            # steps no collapse into repeated calls (ITL+PTC 0.370 against 0.222 unshaped).
+            unfinished_penalty=0.3,
+            repeat_penalty=0.1,
             seed=0,
         )
         settings.update(overrides)

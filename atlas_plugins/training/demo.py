@@ -96,14 +96,17 @@ class DemoSettings(BaseModel):
         "held-out evaluation always scores with the default weights",
     )
     dynamic_sampling_rounds: int = 1
+    # On by default since 2026-12-03 (BENCHMARKS, "Demo v5, seed 1, 24 GRPO steps with shaping"):
+    # without it, longer GRPO trained the policy into repeated calls (the rubric pays a looping
+    # episode more than a wrong answer); 0 turns it off.
     grpo_unfinished_penalty: float = Field(
-        default=0.0,
+        default=0.3,
         ge=0,
         description="training reward penalty of an episode cut at a cap without answering "
         "(atlas_plugins.rewards.shaping; evaluation is unshaped)",
     )
     grpo_repeat_penalty: float = Field(
-        default=0.0, ge=0, description="training reward penalty of an episode that repeats an identical call"
+        default=0.1, ge=0, description="training reward penalty of an episode that repeats an identical call"
     )
     eval_max_turns: int = 6
     eval_max_new_tokens: int = 128
@@ -111,6 +114,11 @@ class DemoSettings(BaseModel):
         default=False,
         description="freed tensor memory goes back to the OS (glibc mmap threshold): about half the peak RSS, "
         "1.34x the warm start's time (measured: 7.7 -> 3.2 GiB)",
+    )
+    trim_memory: bool = Field(
+        default=False,
+        description="give the heap's free pages back to the OS (glibc malloc_trim) after every training step, "
+        "rollout and evaluation batch",
     )
     # Context tokens per evaluation batch: 10 ITL episodes (their K/V ~1.1 GB at 46 KB per token,
     # held once live and once in the prefix store between turns).
@@ -154,6 +162,7 @@ def run_demo(
     from atlas_plugins.envs.taskgen import load_default_tasks
     from atlas_plugins.evaluation.designs import design_settings
     from atlas_plugins.rewards.scorer import Scorer
+    from atlas_plugins.training.allocator import trim_heap_callback
     from atlas_plugins.training.config import AtlasGRPOConfig
     from atlas_plugins.training.trainer import AtlasTrainer
     from atlas_plugins.training.warmstart import demonstrations, warm_start
@@ -180,11 +189,14 @@ def run_demo(
         "train_tasks": len(train),
         "evaluations": {},
         "timings": {},
+        "kept_phases": [],  # phases taken whole from progress.json: their timing is not a measurement
     }
     train_design = s.train_designs[0]
 
-    def timed(name: str, t0: float) -> None:
+    def timed(name: str, t0: float, kept: bool = False) -> None:
         results["timings"][name] = round(time.perf_counter() - t0, 1)
+        if kept:
+            results["kept_phases"].append(name)
 
     progress = _Progress(out / "progress.json")
     eval_key, warm_key, grpo_key = phase_keys(s)
@@ -195,13 +207,14 @@ def run_demo(
 
         def eval_all(tag: str, mdl: Any, designs: list[str], after: dict[str, Any]) -> None:
             t0 = time.perf_counter()
-            rows = {}
+            rows, kept = {}, []
             for design in designs:
                 key = eval_key | after | {"design": design}
                 done = progress.get(f"eval/{tag}/{design}", key)
                 if done is not None:
                     say(f"[{tag}] {design}: kept from {progress.path}")
                     rows[design] = done
+                    kept.append(design)
                     continue
                 say(f"[{tag}] evaluating {design} on {len(heldout)} held-out tasks …")
                 summary, trajs = _evaluate(mdl, tokenizer, ts, heldout, design, scorer, s)
@@ -213,7 +226,7 @@ def run_demo(
                         )
                 progress.put(f"eval/{tag}/{design}", key, summary)
             results["evaluations"][tag] = rows
-            timed(f"eval_{tag}", t0)
+            timed(f"eval_{tag}", t0, kept=len(kept) == len(designs))
 
         eval_all("before", model, s.designs, {})
 
@@ -230,6 +243,7 @@ def run_demo(
             dynamic_sampling_rounds=s.dynamic_sampling_rounds,
             curriculum=True,
             release_memory=s.release_memory,
+            trim_memory=s.trim_memory,
             temperature=s.grpo_temperature,
             scale_rewards=s.grpo_scale_rewards,
             num_iterations=s.grpo_iterations,
@@ -242,7 +256,8 @@ def run_demo(
         if s.warm_start:
             t0 = time.perf_counter()
             kept_run = progress.get("warm_start", warm_key)
-            if kept_run is not None and (warm_dir / "adapter" / "adapter_config.json").is_file():
+            warm_kept = kept_run is not None and (warm_dir / "adapter" / "adapter_config.json").is_file()
+            if warm_kept:
                 from peft import PeftModel
 
                 say(f"warm start: adapter kept from {warm_dir / 'adapter'}")
@@ -287,16 +302,18 @@ def run_demo(
                     seed=s.seed,
                     max_length=4096,
                     batch_size=s.warm_start_batch,
+                    callbacks=[trim_heap_callback()] if s.trim_memory else [],
                 )
                 # Saved so that a killed demo resumes after it, and the warm-start-only model can be evaluated.
                 model.save_pretrained(str(warm_dir / "adapter"))
                 progress.put("warm_start", warm_key, {"stats": results["warm_start"], "log": warm_log})
-            timed("warm_start", t0)
+            timed("warm_start", t0, kept=warm_kept)
             if s.eval_warm_start:
                 eval_all("after_warm_start", model, s.designs, warm_key)
         t0 = time.perf_counter()
         grpo_run = progress.get("grpo", grpo_key) or {}
-        if grpo_run.get("finished_at") and (out / "adapter" / "adapter_config.json").is_file():
+        grpo_kept = bool(grpo_run.get("finished_at")) and (out / "adapter" / "adapter_config.json").is_file()
+        if grpo_kept:
             from peft import PeftModel
 
             say(f"rubric GRPO: adapter kept from {out / 'adapter'}")
@@ -319,7 +336,7 @@ def run_demo(
             trainer.save_adapter(out / "adapter")
             grpo_run = {"finished_at": time.time(), "log": results["grpo_log"]}
             progress.put("grpo", grpo_key, grpo_run)
-        timed("grpo", t0)
+        timed("grpo", t0, kept=grpo_kept)
         # Keyed by the GRPO run that made the model: a retrained model is evaluated anew.
         eval_all("after", model, s.designs, grpo_key | {"grpo_finished_at": grpo_run["finished_at"]})
 
@@ -345,6 +362,7 @@ def run_demo(
         "report": str(report),
         "grpo": results["grpo"],
         "timings": results["timings"],
+        "kept_phases": results["kept_phases"],
         "wall_s": results["wall_s"],
     }
 
@@ -355,6 +373,7 @@ def _evaluate(
     """Greedy evaluation of one design, in batches whose K/V stays within ``eval_max_batch_tokens``."""
     from atlas_plugins.evaluation.episodes import play_design, summarize
     from atlas_plugins.policy.transformers_policy import TransformersPolicy, merged_adapters
+    from atlas_plugins.training.allocator import trim_heap
 
     # Context tokens an episode reaches (measured: ~1,000 for the base model under ITL, ~2,250 once
     # it calls tools; eager starts from every schema). The prefix store must hold the whole
@@ -377,10 +396,20 @@ def _evaluate(
             max_turns=s.eval_max_turns,
             max_new_tokens=s.eval_max_new_tokens,
             max_tool_calls=s.eval_max_turns,
+            progress=_trim_between_batches if s.trim_memory else None,
         )
+    del policy  # its prefix store
+    if s.trim_memory:
+        trim_heap()
     for t in trajs:
         scorer.score(t)
     return summarize(design, trajs, time.perf_counter() - t0).model_dump(), trajs
+
+
+def _trim_between_batches(done: int, total: int) -> None:
+    from atlas_plugins.training.allocator import trim_heap
+
+    trim_heap()  # what the finished batch's generation freed (its live K/V, evicted store entries)
 
 
 def _kv_bytes_per_token(model: Any) -> int:
@@ -423,19 +452,18 @@ def _jsonable(x: Any) -> Any:
     return json.loads(json.dumps(x, default=str))
 
 
-#: Settings added after demos had been run: in a phase's key only when they differ from their
-#: defaults, so that a finished demo's GRPO phase (recorded without them, which is to say with
-#: their defaults) is still recognised as done instead of being trained again.
-_KEYED_ONLY_WHEN_CHANGED = frozenset(
-    {
-        "grpo_temperature",
-        "grpo_scale_rewards",
-        "grpo_iterations",
-        "grpo_alpha",
-        "grpo_unfinished_penalty",
-        "grpo_repeat_penalty",
-    }
-)
+#: Settings added after demos had been run, with the value those demos ran with: in a phase's
+#: key only when they differ from it, so that a finished demo's GRPO phase (recorded without
+#: them) is still recognised as done instead of being trained again, and is not taken for a run
+#: of a default that changed since (the penalties were 0 until 2026-12-03).
+_KEYED_ONLY_WHEN_CHANGED: dict[str, Any] = {
+    "grpo_temperature": 1.0,
+    "grpo_scale_rewards": "group",
+    "grpo_iterations": 1,
+    "grpo_alpha": None,
+    "grpo_unfinished_penalty": 0.0,
+    "grpo_repeat_penalty": 0.0,
+}
 
 
 def phase_keys(s: DemoSettings) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -445,7 +473,7 @@ def phase_keys(s: DemoSettings) -> tuple[dict[str, Any], dict[str, Any], dict[st
     warm_key = _subset(s, "seed", "max_difficulty", "train_designs", *[k for k in fields if k.startswith("warm_start")])
     grpo = [k for k in fields if k.startswith("grpo_") and k not in _KEYED_ONLY_WHEN_CHANGED]
     grpo_key = warm_key | _subset(s, "dynamic_sampling_rounds", *grpo)
-    grpo_key |= {k: getattr(s, k) for k in sorted(_KEYED_ONLY_WHEN_CHANGED) if getattr(s, k) != fields[k].default}
+    grpo_key |= {k: getattr(s, k) for k, ran in sorted(_KEYED_ONLY_WHEN_CHANGED.items()) if getattr(s, k) != ran}
     return eval_key, warm_key, grpo_key
 
 
@@ -519,14 +547,19 @@ def _plot(path: Path, warm_log: list[dict[str, Any]], grpo_log: list[dict[str, A
 _TAGS = (("before", "base"), ("after_warm_start", "warm start"), ("after", "warm start + GRPO"))
 
 
+def _timing(name: str, seconds: float, kept: list[str]) -> str:
+    return f"{name} kept from progress.json" if name in kept else f"{name} {seconds:.0f} s"
+
+
 def _report(path: Path, results: dict[str, Any]) -> Path:
     s = results["settings"]
+    kept = results.get("kept_phases", [])
     lines = [
         "# atlas demo report",
         "",
         f"Held-out tasks: {len(results['heldout_ids'])} (every level ≤ {s['max_difficulty']} held-out task); "
-        f"training tasks: {results['train_tasks']}; wall time {results['wall_s']:.0f} s "
-        f"({', '.join(f'{k} {v:.0f} s' for k, v in results['timings'].items())}).",
+        f"training tasks: {results['train_tasks']}; wall time {results['wall_s']:.0f} s{' in this run' if kept else ''} "
+        f"({', '.join(_timing(k, v, kept) for k, v in results['timings'].items())}).",
         "",
     ]
     if results.get("warm_start"):

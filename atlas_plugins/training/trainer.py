@@ -315,7 +315,12 @@ class AtlasTrainer:
         self._policy_obj: Any = None
         self._view_rng = random.Random(config.seed)
         self._rollouts = 0
-        self.trainer = self._make_trainer(callbacks or [])
+        callbacks = list(callbacks or [])
+        if config.trim_memory:
+            from atlas_plugins.training.allocator import trim_heap_callback
+
+            callbacks.append(trim_heap_callback())
+        self.trainer = self._make_trainer(callbacks)
 
     @property
     def model(self) -> Any:
@@ -536,6 +541,10 @@ class AtlasTrainer:
             key = f"{self._rollouts}:{len(keys)}"
             self._pending[key] = t
             keys.append(key)
+        if self.config.trim_memory:  # the rollout's K/V is freed: return it before the training pass
+            from atlas_plugins.training.allocator import trim_heap
+
+            trim_heap()
         if self.config.memory_guard:
             self._plan_memory(rows, trainer, mode)
         return {

@@ -318,6 +318,7 @@ def warm_start(
     seed: int = 0,
     gradient_checkpointing: bool | None = None,
     shared_prefix: bool = True,
+    callbacks: Sequence[Any] = (),
 ) -> Any:
     """Supervised warm start with TRL's SFTTrainer; returns the (LoRA-wrapped) trained model.
 
@@ -328,7 +329,8 @@ def warm_start(
 
     ``shared_prefix`` (default on) computes the batch's shared token prefixes once (demonstrations
     of one design and server share their system text) and scores only the model tokens, with the
-    same loss and gradients (:mod:`atlas_plugins.training.shared_prefix`)."""
+    same loss and gradients (:mod:`atlas_plugins.training.shared_prefix`). ``callbacks`` are
+    ``transformers`` ``TrainerCallback``s (e.g. :func:`~atlas_plugins.training.allocator.trim_heap_callback`)."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -360,6 +362,7 @@ def warm_start(
         train_dataset=Dataset.from_list(sft_rows(trajs, max_length)),
         processing_class=tokenizer,
         peft_config=peft_config,
+        callbacks=list(callbacks),
     )
     trainer.train()
     return trainer.model, trainer.state.log_history
