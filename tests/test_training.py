@@ -222,7 +222,7 @@ def test_cpu_demo_config_carries_the_demo_recipe():
     [({"grpo_alpha": {"TF": -0.5}}, "grpo_alpha"), ({"grpo_alpha": {"tf": 0.7}}, "unknown categories"),
      ({"grpo_alpha": {"TF": 0.0, "TA": 0.0, "TG": 0.0, "PA": 0.0}}, "at least one positive"),
      ({"grpo_scale_rewards": "row"}, "grpo_scale_rewards"), ({"grpo_iterations": 0}, "grpo_iterations"),
-     ({"grpo_temperature": 0}, "grpo_temperature")],
+     ({"grpo_temperature": 0}, "grpo_temperature"), ({"memory_budget_gb": 0}, "memory_budget_gb")],
 )
 def test_demo_settings_refuse_bad_grpo_recipe(bad, field):
     """Caught when the settings are read, before a model loads (the trainer's scorer is built

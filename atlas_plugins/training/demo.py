@@ -115,6 +115,12 @@ class DemoSettings(BaseModel):
         description="freed tensor memory goes back to the OS (glibc mmap threshold): about half the peak RSS, "
         "1.34x the warm start's time (measured: 7.7 -> 3.2 GiB)",
     )
+    memory_budget_gb: float | None = Field(
+        default=None,
+        gt=0,
+        description="memory a GRPO step may use (AtlasGRPOConfig.memory_budget_gb): below a step's estimate "
+        "without gradient checkpointing, the step recomputes activations; None = 90% of available memory",
+    )
     trim_memory: bool = Field(
         default=False,
         description="give the heap's free pages back to the OS (glibc malloc_trim) after every training step, "
@@ -243,6 +249,7 @@ def run_demo(
             dynamic_sampling_rounds=s.dynamic_sampling_rounds,
             curriculum=True,
             release_memory=s.release_memory,
+            memory_budget_gb=s.memory_budget_gb,
             trim_memory=s.trim_memory,
             temperature=s.grpo_temperature,
             scale_rewards=s.grpo_scale_rewards,
