@@ -271,8 +271,8 @@ def test_two_updates_per_rollout_batch_with_batch_scaling_and_training_weights(t
     out = tmp_path / "iter"
     cfg = tiny(
         out, per_device_train_batch_size=4, num_iterations=2, scale_rewards="batch",
-        aggregator_options={"alpha": alpha}, save_steps=10,
-    )  # two groups per rollout batch, so the batch's std is not one group's
+        aggregator_options={"alpha": alpha}, save_steps=10, unfinished_penalty=0.0, repeat_penalty=0.0,
+    )  # two groups per rollout batch, so the batch's std is not one group's; unshaped, so the logged reward is the rubric's
     trainer = AtlasTrainer(cfg, toolspace=ts, tasks=small_tasks)
     trainer.train()
     assert trainer.trainer.state.global_step == 2
