@@ -639,6 +639,11 @@ def seccomp_program(machine: str) -> list[tuple[int, int, int, int]]:
     def when(nr: int, block: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
         return [(jeq, 0, len(block), nr), *block]  # the block ends in a return
 
+    def one_of(values: tuple[int, ...], matched: int, otherwise: int) -> list[tuple[int, int, int, int]]:
+        """Return ``matched`` when the loaded value is one of ``values``, else ``otherwise``."""
+        n = len(values)
+        return [*[(jeq, n - i, 0, v) for i, v in enumerate(values)], (ret, 0, 0, otherwise), (ret, 0, 0, matched)]
+
     prog = [(ld, 0, 0, 4), (jeq, 1, 0, _AUDIT_ARCH[machine]), (ret, 0, 0, ret_kill), (ld, 0, 0, 0)]
     if machine == "x86_64":
         prog += [(jge, 0, 1, 0x40000000), (ret, 0, 0, ret_eperm)]  # the x32 ABI
@@ -647,9 +652,7 @@ def seccomp_program(machine: str) -> list[tuple[int, int, int, int]]:
     prog += when(_CLONE3, [(ret, 0, 0, ret_enosys)])  # ENOSYS: the C library falls back to clone
     prog += when(_OPENAT2, [(ret, 0, 0, ret_enosys)])
     prog += when(_FALLOCATE[machine], [(ret, 0, 0, 0x00050000 | _EOPNOTSUPP)])
-    prog += when(
-        _SETRLIMIT[machine], [arg(0), (jeq, 0, 1, _RLIMIT_CORE), (ret, 0, 0, ret_eperm), (ret, 0, 0, ret_allow)]
-    )
+    prog += when(_SETRLIMIT[machine], [arg(0), *one_of((_RLIMIT_CORE,), ret_eperm, ret_allow)])
     new_limit = [arg(2), (jeq, 0, 2, 0), (ld, 0, 0, 16 + 8 * 2 + 4), (jeq, 1, 0, 0)]  # both halves of the pointer
     prog += when(
         _PRLIMIT64[machine],
@@ -661,19 +664,13 @@ def seccomp_program(machine: str) -> list[tuple[int, int, int, int]]:
             (ret, 0, 0, ret_allow),
         ],
     )
-    n_io = len(_IOCTL_PREALLOCATE)
-    requests = [(jeq, n_io - i, 0, req) for i, req in enumerate(_IOCTL_PREALLOCATE)]  # each jumps to the refusal
-    prog += when(_IOCTL[machine], [arg(1), *requests, (ret, 0, 0, ret_allow), (ret, 0, 0, 0x00050000 | _EOPNOTSUPP)])
+    prog += when(_IOCTL[machine], [arg(1), *one_of(_IOCTL_PREALLOCATE, 0x00050000 | _EOPNOTSUPP, ret_allow)])
     for nr in _FSYNC[machine]:
         prog += when(nr, [(ret, 0, 0, 0x00050000)])  # errno 0: returns 0, nothing written back
     prog += when(_FLOCK[machine], [(ret, 0, 0, ret_eperm)])
-    n_cmd = len(_FCNTL_SET_LOCK)
-    commands = [(jeq, n_cmd - i, 0, cmd) for i, cmd in enumerate(_FCNTL_SET_LOCK)]  # each jumps to EPERM
-    prog += when(_FCNTL[machine], [arg(1), *commands, (ret, 0, 0, ret_allow), (ret, 0, 0, ret_eperm)])
-    n = len(_SOCKET_FAMILIES)
-    families = [(jeq, n - i, 0, fam) for i, fam in enumerate(_SOCKET_FAMILIES)]  # each jumps to the allow
+    prog += when(_FCNTL[machine], [arg(1), *one_of(_FCNTL_SET_LOCK, ret_eperm, ret_allow)])
     for nr in _SOCKET[machine]:
-        prog += when(nr, [arg(0), *families, (ret, 0, 0, 0x00050000 | _EAFNOSUPPORT), (ret, 0, 0, ret_allow)])
+        prog += when(nr, [arg(0), *one_of(_SOCKET_FAMILIES, ret_allow, 0x00050000 | _EAFNOSUPPORT)])
     prog += when(_CLONE[machine], [arg(0), (jset, 1, 0, _CLONE_THREAD), (ret, 0, 0, ret_eperm), (ret, 0, 0, ret_allow)])
     prog += when(
         _PRCTL[machine], [arg(0), (jeq, 0, 1, _PR_SET_PDEATHSIG), (ret, 0, 0, ret_eperm), (ret, 0, 0, ret_allow)]

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from atlas_plugins.training.allocator import trim_heap, trim_heap_callback
 from atlas_plugins.types import Task, Trajectory
 
 if TYPE_CHECKING:
@@ -168,7 +169,6 @@ def run_demo(
     from atlas_plugins.envs.taskgen import load_default_tasks
     from atlas_plugins.evaluation.designs import design_settings
     from atlas_plugins.rewards.scorer import Scorer
-    from atlas_plugins.training.allocator import trim_heap_callback
     from atlas_plugins.training.config import AtlasGRPOConfig
     from atlas_plugins.training.trainer import AtlasTrainer
     from atlas_plugins.training.warmstart import demonstrations, warm_start
@@ -380,7 +380,6 @@ def _evaluate(
     """Greedy evaluation of one design, in batches whose K/V stays within ``eval_max_batch_tokens``."""
     from atlas_plugins.evaluation.episodes import play_design, summarize
     from atlas_plugins.policy.transformers_policy import TransformersPolicy, merged_adapters
-    from atlas_plugins.training.allocator import trim_heap
 
     # Context tokens an episode reaches (measured: ~1,000 for the base model under ITL, ~2,250 once
     # it calls tools; eager starts from every schema). The prefix store must hold the whole
@@ -414,8 +413,6 @@ def _evaluate(
 
 
 def _trim_between_batches(done: int, total: int) -> None:
-    from atlas_plugins.training.allocator import trim_heap
-
     trim_heap()  # what the finished batch's generation freed (its live K/V, evicted store entries)
 
 
