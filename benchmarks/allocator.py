@@ -7,7 +7,9 @@ smaller. glibc raises its mmap threshold each time a large mmap'd block is freed
 after which blocks of that size come from the heap, and freed heap memory is kept by the process.
 ``M_MMAP_THRESHOLD`` set once (``atlas_plugins.training.allocator``) turns that off: every block
 over the threshold is mmap'd and goes back to the OS when freed. ``trim`` keeps glibc's defaults
-and calls ``malloc_trim(0)`` after every optimizer step (``trim_heap_callback``).
+and calls ``malloc_trim(0)`` after every optimizer step (``trim_heap_callback``). ``trl-tiles``
+keeps glibc's defaults and scores with TRL's own log-softmax tiles (4,096 tokens x 32,768 columns,
+what ran before 2026-12-03) instead of the CPU tiles of ``atlas_plugins.training.shared_prefix``.
 
 Each case runs in its own process (peak RSS = the kernel's ``ru_maxrss`` of that process, as
 ``/usr/bin/time -v`` reports it), alternating the ``--cases`` for ``--rounds`` rounds. A case plays
@@ -32,7 +34,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-CASES = ("default", "mmap", "trim")
+CASES = ("default", "mmap", "trim", "trl-tiles")
 
 
 def child(args: argparse.Namespace) -> None:
@@ -51,6 +53,12 @@ def child(args: argparse.Namespace) -> None:
 
     if args.case == "mmap" and not release_large_blocks(int(args.threshold_mib * 2**20)):
         raise SystemExit("mallopt is not available here (not glibc): nothing to compare")
+    if args.case == "trl-tiles":
+        from trl.trainer import utils as trl_utils
+
+        from atlas_plugins.training import shared_prefix
+
+        shared_prefix.CPU_TILE_TOKENS, shared_prefix.CPU_TILE_COLUMNS = None, trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     path = resolve_model_path(None)
@@ -112,7 +120,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--threshold-mib", type=float, default=1.0, help="mmap threshold of the mmap case")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--cases", default="default,mmap,trim", help="comma-separated: default, mmap, trim")
+    ap.add_argument("--cases", default="default,mmap,trim", help="comma-separated: default, mmap, trim, trl-tiles")
     ap.add_argument("--case", choices=CASES, default="default", help=argparse.SUPPRESS)
     ap.add_argument("--json-out", type=Path, default=HERE / "results" / "allocator.json")
     args = ap.parse_args()
@@ -125,7 +133,10 @@ def main() -> None:
         raise SystemExit(
             f"--cases: unknown {bad} (known: {', '.join(CASES)}); 'default' is the baseline and must be one"
         )
-    argv = [a for a in sys.argv[1:] if not a.startswith("--json-out")]
+    argv = [
+        f"--{name.replace('_', '-')}={getattr(args, name)}"
+        for name in ("tasks", "steps", "batch", "threads", "threshold_mib")
+    ]
     runs: dict[str, list[dict]] = {c: [] for c in cases}
     for r in range(args.rounds):
         for case in cases:

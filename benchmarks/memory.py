@@ -13,10 +13,16 @@ Each case runs in its own process; its peak RSS is the kernel's ``ru_maxrss`` fo
     python benchmarks/memory.py                       # ~5 min on 2 idle cores
     python benchmarks/memory.py --prompt-tokens 2400 --batch 8 --group 4 --steps 2
     python benchmarks/memory.py --allocator both       # glibc default vs release_memory, ~12 min
+    python benchmarks/memory.py --loading itl --prompt-tokens 1000 --length 1536 --tiles both
 
 ``--allocator release`` trains with ``release_memory=True`` (glibc's mmap threshold fixed at 1 MiB,
 ``atlas_plugins.training.allocator``), so that freed activation-sized blocks go back to the OS;
 ``both`` runs the default case, then the released one, each in its own process.
+
+``--tiles trl`` scores completions with TRL's own log-softmax tiles (4,096 tokens x 32,768
+columns, what ran before 2026-12-03) instead of the CPU tiles of
+``atlas_plugins.training.shared_prefix`` (1,024 x 8,192); ``both`` runs each, for every allocator
+case, TRL's first.
 """
 
 from __future__ import annotations
@@ -48,13 +54,27 @@ def child(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    if args.tiles == "trl":  # the log-softmax tiles before 2026-12-03 (see the module docs)
+        from trl.trainer import utils as trl_utils
+
+        from atlas_plugins.training import shared_prefix
+
+        shared_prefix.CPU_TILE_TOKENS, shared_prefix.CPU_TILE_COLUMNS = None, trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE
     tok = AutoTokenizer.from_pretrained(resolve_model_path(None))
     n_tasks = max(1, args.batch // args.group)
     out = Path(tempfile.mkdtemp(prefix="atlas-memory-"))
     cfg = AtlasGRPOConfig.cpu_demo(
-        str(out), max_steps=args.steps, per_device_train_batch_size=args.batch, num_generations=args.group,
-        max_completion_length=args.length, max_turn_tokens=min(96, args.length), loading="eager",
-        max_train_tasks=n_tasks, report_to=[], save_strategy="no", release_memory=args.allocator == "release",
+        str(out),
+        max_steps=args.steps,
+        per_device_train_batch_size=args.batch,
+        num_generations=args.group,
+        max_completion_length=args.length,
+        max_turn_tokens=min(128 if args.loading == "itl" else 96, args.length),
+        loading=args.loading,
+        max_train_tasks=n_tasks,
+        report_to=[],
+        save_strategy="no",
+        release_memory=args.allocator == "release",
     )
     tasks = [t for t in load_default_tasks("train") if len(t.servers) == 1]
     with atlas.Toolspace.default(servers=sorted({s for t in tasks for s in t.servers})) as ts:
@@ -63,8 +83,11 @@ def child(args: argparse.Namespace) -> None:
         for t in tasks:  # the eager prompt depends on the server only: one probe per server
             if t.servers[0] not in by_server:
                 ep = probe._start(t, "probe")
-                by_server[t.servers[0]] = len(tok.apply_chat_template(ep.traj.messages, tokenize=True,
-                                                                      add_generation_prompt=True, return_dict=False))
+                by_server[t.servers[0]] = len(
+                    tok.apply_chat_template(
+                        ep.traj.messages, tokenize=True, add_generation_prompt=True, return_dict=False
+                    )
+                )
         server = min(by_server, key=lambda s: abs(by_server[s] - args.prompt_tokens))
         chosen = [t for t in tasks if t.servers == [server]][:n_tasks]
         tools = len([x for x in ts.list_tools() if x.server == server])
@@ -73,12 +96,23 @@ def child(args: argparse.Namespace) -> None:
         trainer.train()
         wall = time.perf_counter() - t0
         steps = [h for h in trainer.state.log_history if "reward" in h]
-    print("RESULT " + json.dumps({
-        "server": server, "tools": tools, "prompt_tokens": by_server[server], "eager_prompt_tokens_by_server": by_server,
-        "rows_per_step": args.batch, "steps": len(steps), "train_s": wall,
-        "checkpointing_last_step": trainer._checkpointing,
-        "completion_tokens_per_step": [h.get("completions/mean_length") for h in steps],
-    }), flush=True)
+    print(
+        "RESULT "
+        + json.dumps(
+            {
+                "server": server,
+                "tools": tools,
+                "prompt_tokens": by_server[server],
+                "eager_prompt_tokens_by_server": by_server,
+                "rows_per_step": args.batch,
+                "steps": len(steps),
+                "train_s": wall,
+                "checkpointing_last_step": trainer._checkpointing,
+                "completion_tokens_per_step": [h.get("completions/mean_length") for h in steps],
+            }
+        ),
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -88,25 +122,42 @@ def main() -> None:
     ap.add_argument("--group", type=int, default=4)
     ap.add_argument("--length", type=int, default=256, help="max completion tokens per episode")
     ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument(
+        "--loading",
+        choices=("eager", "itl"),
+        default="eager",
+        help="design the agent plays (itl: the demo's; its first prompt is the server index)",
+    )
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--allocator", choices=("default", "release", "both"), default="default",
-                    help="glibc's default mmap threshold, release_memory=True, or one case of each")
+    ap.add_argument(
+        "--allocator",
+        choices=("default", "release", "both"),
+        default="default",
+        help="glibc's default mmap threshold, release_memory=True, or one case of each",
+    )
+    ap.add_argument(
+        "--tiles",
+        choices=("atlas", "trl", "both"),
+        default="atlas",
+        help="log-softmax tiles: atlas's CPU tiles, TRL's own, or one case of each",
+    )
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--json-out", type=Path, default=HERE / "results" / "memory.json")
     args = ap.parse_args()
     if args.child:
         child(args)
         return
-    cases = ["default", "release"] if args.allocator == "both" else [args.allocator]
-    results = [run_case(args, allocator) for allocator in cases]
+    allocators = ["default", "release"] if args.allocator == "both" else [args.allocator]
+    tiles = ["trl", "atlas"] if args.tiles == "both" else [args.tiles]
+    results = [run_case(args, allocator, tile) for allocator in allocators for tile in tiles]
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
     args.json_out.write_text(json.dumps(results[0] if len(results) == 1 else results, indent=2))
     print(f"wrote {args.json_out}")
 
 
-def run_case(args: argparse.Namespace, allocator: str) -> dict:
-    cmd = [sys.executable, __file__, "--child", "--allocator", allocator]
-    for name in ("prompt_tokens", "batch", "group", "length", "steps", "threads"):
+def run_case(args: argparse.Namespace, allocator: str, tiles: str) -> dict:
+    cmd = [sys.executable, __file__, "--child", "--allocator", allocator, "--tiles", tiles]
+    for name in ("prompt_tokens", "batch", "group", "length", "steps", "threads", "loading"):
         cmd += ["--" + name.replace("_", "-"), str(getattr(args, name))]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert proc.stdout is not None
@@ -114,14 +165,22 @@ def run_case(args: argparse.Namespace, allocator: str) -> dict:
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise SystemExit(f"the training process failed (exit {proc.returncode}); its last output:\n" + "\n".join(lines[-20:]))
-    result = json.loads(next(x for x in reversed(lines) if x.startswith("RESULT "))[len("RESULT "):])
+        raise SystemExit(
+            f"the training process failed (exit {proc.returncode}); its last output:\n" + "\n".join(lines[-20:])
+        )
+    result = json.loads(next(x for x in reversed(lines) if x.startswith("RESULT "))[len("RESULT ") :])
     result["peak_rss_gib"] = usage.ru_maxrss / 1024**2  # KiB on Linux
-    result["settings"] = {k: v for k, v in vars(args).items() if k not in ("child", "json_out")} | {"allocator": allocator}
-    print(f"[{allocator} allocator] {result['steps']} GRPO steps, batch {args.batch}, eager on '{result['server']}' "
-          f"({result['tools']} tools, {result['prompt_tokens']}-token prompt): peak RSS {result['peak_rss_gib']:.2f} GiB, "
-          f"{result['train_s']:.0f} s, checkpointing {'on' if result['checkpointing_last_step'] else 'off'} "
-          "(the memory plan's choice)", flush=True)
+    result["settings"] = {k: v for k, v in vars(args).items() if k not in ("child", "json_out")} | {
+        "allocator": allocator,
+        "tiles": tiles,
+    }
+    print(
+        f"[{allocator} allocator, {tiles} tiles] {result['steps']} GRPO steps, batch {args.batch}, {args.loading} on '{result['server']}' "
+        f"({result['tools']} tools, {result['prompt_tokens']}-token prompt): peak RSS {result['peak_rss_gib']:.2f} GiB, "
+        f"{result['train_s']:.0f} s, checkpointing {'on' if result['checkpointing_last_step'] else 'off'} "
+        "(the memory plan's choice)",
+        flush=True,
+    )
     return result
 
 

@@ -130,3 +130,46 @@ def test_build_tree_shares_prefixes_and_keeps_every_target():
     for g, t, r, c in zip(layout.gather.tolist(), layout.targets.tolist(), layout.rows.tolist(), layout.cols.tolist()):
         assert packed[g] == rows[r][[3, 3, 3, 1][r] + c - 1] and rows[r][[3, 3, 3, 1][r] + c] == t
     assert layout.position_ids[0].tolist() == [0, 1, 2, 3, 4, 3, 0, 1]
+
+
+@pytest.mark.parametrize("tile", [(7, 1000), (64, 4096), (None, 3000)])
+def test_log_softmax_tiles_give_the_same_logprobs_entropies_and_gradients(tile):
+    """Scoring in small tiles (the CPU default is 1,024 tokens x 8,192 columns) is the same
+    log-softmax as TRL's whole-batch call and as a plain ``log_softmax`` over full logits; with
+    token slices that do not divide the batch and columns that do not divide the vocabulary."""
+    from atlas_plugins.training.shared_prefix import target_logprobs
+
+    gen = torch.Generator().manual_seed(3)
+    weight = torch.randn(5003, 48, generator=gen, dtype=torch.float64).float() * 0.3
+    bias = torch.randn(5003, generator=gen).float() * 0.1
+    hidden = torch.randn(150, 48, generator=gen).requires_grad_(True)
+    targets = torch.randint(0, 5003, (150,), generator=gen)
+    up = torch.randn(150, generator=gen)  # an arbitrary upstream gradient for both outputs
+
+    def grads(fn):
+        hidden.grad = None
+        logps, entropy = fn()
+        ((logps * up).sum() + (entropy * up.flip(0)).sum()).backward()
+        return logps.detach(), entropy.detach(), hidden.grad.clone()
+
+    def plain():
+        logits = (hidden @ weight.T + bias) / 0.7
+        logp = logits.log_softmax(-1)
+        return logp.gather(1, targets[:, None])[:, 0], -(logp.exp() * logp).sum(-1)
+
+    def tiled():
+        return target_logprobs(hidden, weight, bias, targets, temperature=0.7, compute_entropy=True, tile=tile)
+
+    for want, got in zip(grads(plain), grads(tiled), strict=True):
+        assert torch.allclose(want, got, atol=1e-5, rtol=1e-5), (want - got).abs().max()
+    logps_only, no_entropy = target_logprobs(hidden, weight, bias, targets, temperature=0.7, tile=tile)
+    assert no_entropy is None and torch.allclose(logps_only, grads(plain)[0], atol=1e-5)
+
+
+def test_cpu_log_softmax_tiles_are_bounded():
+    """Off the GPU a tile is at most 1,024 x 8,192 fp32 (32 MiB), whatever the batch: TRL's own
+    4,096 x 32,768 tiles held several 512 MiB temporaries at once on a CPU."""
+    from atlas_plugins.training.shared_prefix import logprob_tile
+
+    tokens, columns = logprob_tile(torch.device("cpu"))
+    assert tokens is not None and tokens * columns * 4 <= 32 * 2**20

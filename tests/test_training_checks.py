@@ -192,3 +192,9 @@ def test_memory_estimate_for_a_realistic_tool_set():
     assert prefix_tokens([[1, 2, 3], [1, 2, 4], [1, 2, 3]]) == 4
     tree = estimate(config, rows, micro_batch=8, tree=True)
     assert tree.tokens == 2407 + 384 and tree.without_checkpointing < est.without_checkpointing
+    # The log-softmax's tile temporaries (benchmarks/logprob_tiles.py: 4.8 GiB at TRL's own
+    # 4,096 x 32,768 tiles on a CPU, a few hundred MiB at the CPU's 1,024 x 8,192); these rows
+    # have 3,072 completion tokens, so TRL's tile is 3,072 x 32,768 here.
+    trl_tiles = estimate(config, rows, micro_batch=8, tree=True, logprob_tile=(4096, 32768))
+    assert trl_tiles.with_checkpointing - tree.with_checkpointing > 3 * GB
+    assert estimate(config, [([1] * 50, [2] * 10)], micro_batch=1, tree=True).with_checkpointing < 0.1 * GB

@@ -113,8 +113,8 @@ class DemoSettings(BaseModel):
     eval_max_new_tokens: int = 128
     release_memory: bool = Field(
         default=False,
-        description="freed tensor memory goes back to the OS (glibc mmap threshold): about half the peak RSS, "
-        "1.34x the warm start's time (measured: 7.7 -> 3.2 GiB)",
+        description="freed tensor memory goes back to the OS (glibc mmap threshold): measured on the warm start, "
+        "6.7 -> 2.2 GiB peak RSS at 1.10x its time (BENCHMARKS.md, log-softmax tiles)",
     )
     memory_budget_gb: float | None = Field(
         default=None,

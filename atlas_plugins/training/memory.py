@@ -27,7 +27,10 @@ The estimate (bytes, ``b`` the parameter dtype's size, per micro-batch of
   per layer (``T`` the longest row), 1.5 times per layer kept without checkpointing, 3 times for
   the one recomputed layer with it;
 * logits: ``rows x completion x vocab x 4 x 2.5`` on the padded path (fp32 logits, log-softmax and
-  its gradient), half a ``completion tokens x vocab x 4`` on the tree path (chunked log-softmax);
+  its gradient); on the tree path, TRL's chunked log-softmax holds tile-sized fp32 temporaries
+  instead: ``tile_copies x tile tokens x tile columns x 4`` (measured on a CPU, where the tile's
+  softmax runs as torch ops: 9.3 tiles at once, ``benchmarks/logprob_tiles.py``; 4.8 GiB at TRL's
+  own 4,096 x 32,768 tiles, 0.3 GiB at the CPU's 1,024 x 8,192);
 * gradients of the trainable parameters, and on the first step the Adam moments (``2 x 4`` bytes
   per trainable parameter) that are not allocated yet.
 
@@ -115,9 +118,13 @@ def estimate(
     trainable_params: int = 0,
     first_step: bool = False,
     quadratic_attention: bool = True,
+    logprob_tile: tuple[int, int] = (1024, 8192),
+    tile_copies: float = 9.5,
 ) -> MemoryEstimate:
     """The largest micro-batch's estimate; ``rows`` are ``(prompt_ids, completion_ids)`` in the
-    order the trainer slices them into micro-batches (see the module docs for the formula)."""
+    order the trainer slices them into micro-batches (see the module docs for the formula).
+    ``logprob_tile`` is the tree path's log-softmax tile (tokens, columns), ``tile_copies`` how many
+    tile-sized temporaries it holds at once (9.5 on a CPU; the GPU's fused kernel holds ~1)."""
     hidden, layers, inter, vocab = _shape(config)
     cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
     heads = int(getattr(cfg, "num_attention_heads", 0) or max(1, hidden // 64))
@@ -132,7 +139,8 @@ def estimate(
         completion = sum(len(c) for _, c in chunk)
         if tree:
             tokens = prefix_tokens([list(p) + list(c) for p, c in chunk])
-            logits = int(0.5 * completion * vocab * 4)
+            tile_tokens, tile_columns = logprob_tile
+            logits = int(tile_copies * min(completion, tile_tokens) * min(vocab, tile_columns) * 4)
         else:
             tokens = len(chunk) * max(len(p) + len(c) for p, c in chunk)
             logits = int(len(chunk) * max(len(c) for _, c in chunk) * vocab * 4 * 2.5)

@@ -18,7 +18,8 @@ What is covered:
   call it runs the tree attention (one ``scaled_dot_product_attention`` per segment); without
   one it *is* ``sdpa`` (generation, evaluation, anything else), so a model can keep it set;
 * :func:`tree_logprobs` runs the backbone once over the packed tree and scores only the
-  completion positions, with TRL's chunked log-softmax (no ``[tokens, vocab]`` logits held).
+  completion positions, with TRL's chunked log-softmax (no ``[tokens, vocab]`` logits held; off
+  the GPU in tiles of 1,024 tokens x 8,192 columns, see :func:`logprob_tile`).
 
 It works with gradient checkpointing (the layout travels as a call argument, so a recompute
 sees it) and with PEFT/LoRA (adapters are layers of the same modules). Not covered: models
@@ -272,28 +273,80 @@ def tree_logprobs(
     return logps, entropy, layout
 
 
+# Log-softmax tiles off the GPU. TRL's chunked log-prob kernel scores ``4,096 tokens x 32,768
+# vocabulary columns`` per tile. On a GPU one Triton program folds a tile in registers; elsewhere
+# it runs as torch ops that hold several tile-sized fp32 temporaries at once (the tile, its
+# scaled and shifted copies, the probabilities, the gradient): 0.5 GiB each at that size, several
+# GiB in the backward, and the largest allocation of a CPU training step. Smaller tiles compute
+# the same log-softmax, in a different order of the same sums.
+CPU_TILE_TOKENS = 1024
+CPU_TILE_COLUMNS = 8192
+
+
+def logprob_tile(device: torch.device) -> tuple[int | None, int]:
+    """``(tokens, vocabulary columns)`` per log-softmax tile on ``device``; ``None`` tokens means
+    TRL's own token chunking (on CUDA, where its Triton kernel needs no temporaries)."""
+    from trl.trainer import utils as trl_utils
+
+    if device.type == "cuda":
+        return None, trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE
+    return CPU_TILE_TOKENS, CPU_TILE_COLUMNS
+
+
 def score_tree(
     model: PreTrainedModel, layout: TreeLayout, *, temperature: float = 1.0, compute_entropy: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs (and entropies) of ``layout.targets``, flat, from one pass over the packed tree."""
-    from trl.kernels import ChunkedLogProbFunction
-    from trl.trainer import utils as trl_utils
-
     backbone = getattr(model, model.base_model_prefix)
     hidden = backbone(
         input_ids=layout.input_ids, position_ids=layout.position_ids, use_cache=False, **{LAYOUT_KWARG: layout}
     ).last_hidden_state[0]
     head = model.get_output_embeddings()
-    outputs = ("log_probs", "entropy") if compute_entropy else ("log_probs",)
-    logps_flat, entropy_flat, *_ = ChunkedLogProbFunction.apply(
+    return target_logprobs(
         hidden.index_select(0, layout.gather),
         head.weight,
         head.bias,
         layout.targets,
-        temperature,
-        trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE,
-        None,  # no soft-capping and no logit scale: see supports()
-        1.0,
-        outputs,
+        temperature=temperature,
+        compute_entropy=compute_entropy,
     )
-    return logps_flat, (entropy_flat if compute_entropy else None)
+
+
+def target_logprobs(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    targets: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+    compute_entropy: bool = False,
+    tile: tuple[int | None, int] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``log_softmax(hidden @ weight.T + bias)[n, targets[n]]`` (and each row's entropy) without
+    the ``[N, vocab]`` logits: TRL's chunked kernel, in ``tile`` sized pieces (default
+    :func:`logprob_tile`)."""
+    from trl.kernels import ChunkedLogProbFunction
+
+    tokens, columns = tile or logprob_tile(hidden.device)
+    step = tokens or max(1, len(hidden))
+    outputs = ("log_probs", "entropy") if compute_entropy else ("log_probs",)
+    logps, entropies = [], []
+    # One autograd node per token slice: each slice's backward recomputes only its own tiles.
+    for start in range(0, max(1, len(hidden)), step):
+        logps_part, entropy_part, *_ = ChunkedLogProbFunction.apply(
+            hidden[start : start + step],
+            weight,
+            bias,
+            targets[start : start + step],
+            temperature,
+            columns,
+            None,  # no soft-capping and no logit scale: see supports()
+            1.0,
+            outputs,
+        )
+        logps.append(logps_part)
+        entropies.append(entropy_part)
+    logps_flat = logps[0] if len(logps) == 1 else torch.cat(logps)
+    if not compute_entropy:
+        return logps_flat, None
+    return logps_flat, (entropies[0] if len(entropies) == 1 else torch.cat(entropies))
