@@ -243,9 +243,10 @@ def test_demo_grpo_key_of_a_finished_demo_still_matches():
 
     unshaped = {"grpo_unfinished_penalty": 0.0, "grpo_repeat_penalty": 0.0}  # what demos ran with until 2026-12-03
     recorded = phase_keys(DemoSettings(**unshaped))[2]
-    later = ("grpo_temperature", "grpo_scale_rewards", "grpo_iterations", "grpo_alpha", *unshaped)
+    later = ("grpo_temperature", "grpo_scale_rewards", "grpo_iterations", "grpo_alpha", "grpo_beta", *unshaped)
     assert not any(k in recorded for k in later)
     assert phase_keys(DemoSettings(**unshaped | {"grpo_repeat_penalty": 0.1}))[2]["grpo_repeat_penalty"] == 0.1
+    assert phase_keys(DemoSettings(**unshaped, grpo_beta=0.04))[2]["grpo_beta"] == 0.04
     assert phase_keys(DemoSettings(**unshaped, grpo_temperature=1.0))[2] == recorded  # the default, spelt out
     # Shaping is now the default: an unshaped demo's GRPO adapter is not taken for a shaped one.
     shaped = phase_keys(DemoSettings())[2]
@@ -282,6 +283,69 @@ def test_two_updates_per_rollout_batch_with_batch_scaling_and_training_weights(t
         cats = {c: v for c, v in ln["by_category"].items() if c in alpha}
         expected = sum(alpha[c] * v for c, v in cats.items()) / sum(alpha[c] for c in cats)
         assert ln["reward"] == pytest.approx(expected, abs=1e-6), ln["by_category"]
+
+
+def test_kl_reference_is_the_adapter_grpo_starts_from(tmp_path, ts, small_tasks):
+    """With ``beta > 0`` and a model that already holds a trained adapter (the demo's warm start),
+    the KL term pulls toward that adapter, not toward the base model: TRL keeps a frozen copy of
+    it as the reference ("ref"). So the first step's KL is zero, while the base model is far from
+    the adapter; the saved result holds only the trained adapter."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from atlas_plugins.policy.embedded import resolve_model_path
+
+    path = resolve_model_path(None)
+    tok = AutoTokenizer.from_pretrained(path)
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(path),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"),
+    )
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # a trained adapter's state: lora_B is no longer zero
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(0.2 * torch.randn(p.shape, generator=gen))
+    probe = tok("The weather in Paris is sunny today.", return_tensors="pt")
+    with torch.no_grad():
+        adapted = torch.log_softmax(model(**probe).logits, -1)
+        with model.disable_adapter():
+            base = torch.log_softmax(model(**probe).logits, -1)
+    base_kl = torch.sum(adapted.exp() * (adapted - base), -1).mean().item()
+    assert base_kl > 0.05  # the base model is no stand-in for this adapter
+    start = {n: p.detach().clone() for n, p in model.named_parameters() if ".default." in n}
+
+    from transformers import TrainerCallback
+
+    class MoveTheReference(TrainerCallback):
+        """After step 1, shift the reference adapter: step 2's KL must then see it (the reference
+        pass really runs under "ref", not under the trained adapter)."""
+
+        def on_step_end(self, args, state, control, model=None, **kw):
+            if state.global_step == 1:
+                with torch.no_grad():
+                    for name, p in model.named_parameters():
+                        if ".ref." in name and "lora_B" in name:
+                            p.add_(0.2 * torch.randn(p.shape, generator=gen))
+
+    out = tmp_path / "kl"
+    cfg = tiny(out, beta=0.04, max_steps=2, save_steps=10)
+    trainer = AtlasTrainer(
+        cfg, toolspace=ts, tasks=small_tasks, model=model, tokenizer=tok, callbacks=[MoveTheReference()]
+    )
+    peft_model = trainer.trainer.model
+    assert "ref" in peft_model.peft_config
+    for name, p in peft_model.named_parameters():
+        if ".ref." in name:
+            assert not p.requires_grad, name
+            assert torch.equal(p, start[name.replace(".ref.", ".default.")]), name
+    trainer.train()
+    kl = [h["kl"] for h in trainer.trainer.state.log_history if "kl" in h]
+    assert len(kl) == 2 and abs(kl[0]) < 1e-4, kl  # the policy is still its reference at the first step
+    assert kl[1] > 1e-3, kl  # and at the second, the reference is the moved "ref" adapter
+    saved = trainer.save_adapter(tmp_path / "adapter")
+    assert (saved / "adapter_config.json").is_file() and not (saved / "ref").exists()
 
 
 def test_curriculum_dynamic_sampling_and_two_designs(tmp_path, ts, small_tasks):

@@ -53,7 +53,14 @@ def _has_cuda() -> bool:
 class AtlasGRPOConfig(GRPOConfig):
     # -- paper defaults that differ from TRL's ----------------------------------------------
     num_generations: int | None = field(default=4, metadata={"help": "GRPO group size (paper: 4)."})
-    beta: float = field(default=0.001, metadata={"help": "KL coefficient (paper: 0.001)."})
+    beta: float = field(
+        default=0.001,
+        metadata={
+            "help": "KL coefficient (paper: 0.001). The reference is the model GRPO starts from: the base model "
+            "under a fresh LoRA, or, for a model passed in with a trained adapter (a warm start), a frozen copy of "
+            "that adapter (TRL's 'ref' adapter)."
+        },
+    )
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of rollouts (paper: 1.0)."})
     learning_rate: float = field(default=1e-5, metadata={"help": "Paper: 1e-6 full finetuning; LoRA needs ~10x."})
     max_completion_length: int | None = field(

@@ -96,6 +96,12 @@ class DemoSettings(BaseModel):
         description="category weights of the *training* reward (e.g. {'TF': 0.6, 'TA': 0.2, 'TG': 0.1, 'PA': 0.1}); "
         "held-out evaluation always scores with the default weights",
     )
+    grpo_beta: float = Field(
+        default=0.0,
+        ge=0,
+        description="KL coefficient toward the model GRPO starts from: after the warm start, TRL's reference is "
+        "a frozen copy of the warm-start adapter; 0 = no KL term and no reference pass (DAPO)",
+    )
     dynamic_sampling_rounds: int = 1
     # On by default since 2026-12-03 (BENCHMARKS, "Demo v5, seed 1, 24 GRPO steps with shaping"):
     # without it, longer GRPO trained the policy into repeated calls (the rubric pays a looping
@@ -257,6 +263,7 @@ def run_demo(
             aggregator_options={"alpha": s.grpo_alpha} if s.grpo_alpha else {},
             unfinished_penalty=s.grpo_unfinished_penalty,
             repeat_penalty=s.grpo_repeat_penalty,
+            beta=s.grpo_beta,
             **design_settings(train_design),
         )
         warm_log: list[dict[str, Any]] = []
@@ -467,6 +474,7 @@ _KEYED_ONLY_WHEN_CHANGED: dict[str, Any] = {
     "grpo_alpha": None,
     "grpo_unfinished_penalty": 0.0,
     "grpo_repeat_penalty": 0.0,
+    "grpo_beta": 0.0,
 }
 
 

@@ -29,8 +29,10 @@ The estimate (bytes, ``b`` the parameter dtype's size, per micro-batch of
 * logits: ``rows x completion x vocab x 4 x 2.5`` on the padded path (fp32 logits, log-softmax and
   its gradient); on the tree path, TRL's chunked log-softmax holds tile-sized fp32 temporaries
   instead: ``tile_copies x tile tokens x tile columns x 4`` (measured on a CPU, where the tile's
-  softmax runs as torch ops: 9.3 tiles at once, ``benchmarks/logprob_tiles.py``; 4.8 GiB at TRL's
-  own 4,096 x 32,768 tiles, 0.3 GiB at the CPU's 1,024 x 8,192);
+  softmax runs as torch ops, with ``benchmarks/logprob_tiles.py``: the peaks of four tile sizes
+  fit about 8.6 tiles plus ~0.37 GiB the benchmark itself held; the estimate counts 9.5, so
+  4.75 GiB at TRL's own 4,096 x 32,768 tiles and 0.3 GiB at the CPU's 1,024 x 8,192; on CUDA,
+  TRL's Triton kernel keeps a tile in registers and the trainer counts 1.5);
 * gradients of the trainable parameters, and on the first step the Adam moments (``2 x 4`` bytes
   per trainable parameter) that are not allocated yet.
 
@@ -124,7 +126,7 @@ def estimate(
     """The largest micro-batch's estimate; ``rows`` are ``(prompt_ids, completion_ids)`` in the
     order the trainer slices them into micro-batches (see the module docs for the formula).
     ``logprob_tile`` is the tree path's log-softmax tile (tokens, columns), ``tile_copies`` how many
-    tile-sized temporaries it holds at once (9.5 on a CPU; the GPU's fused kernel holds ~1)."""
+    tile-sized temporaries it holds at once (9.5 on a CPU; the trainer passes 1.5 on CUDA)."""
     hidden, layers, inter, vocab = _shape(config)
     cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
     heads = int(getattr(cfg, "num_attention_heads", 0) or max(1, hidden // 64))

@@ -747,7 +747,12 @@ class AtlasTrainer:
         accelerator = self.trainer.accelerator
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            accelerator.unwrap_model(self.trainer.model).save_pretrained(path)
+            model = accelerator.unwrap_model(self.trainer.model)
+            if "ref" in getattr(model, "peft_config", {}):
+                # TRL's frozen copy of the starting adapter (the KL reference, beta > 0): not a result.
+                model.save_pretrained(path, selected_adapters=[model.active_adapter])
+            else:
+                model.save_pretrained(path)
             self.tokenizer.save_pretrained(path)
         return path
 
