@@ -54,11 +54,9 @@ def child(args: argparse.Namespace) -> None:
     if args.case == "mmap" and not release_large_blocks(int(args.threshold_mib * 2**20)):
         raise SystemExit("mallopt is not available here (not glibc): nothing to compare")
     if args.case == "trl-tiles":
-        from trl.trainer import utils as trl_utils
-
         from atlas_plugins.training import shared_prefix
 
-        shared_prefix.CPU_TILE_TOKENS, shared_prefix.CPU_TILE_COLUMNS = None, trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE
+        shared_prefix.CPU_TILE_TOKENS, shared_prefix.CPU_TILE_COLUMNS = shared_prefix.trl_logprob_tile()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     path = resolve_model_path(None)

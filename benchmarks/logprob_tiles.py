@@ -52,7 +52,7 @@ def child(case: str, tokens: int, reps: int, threads: int) -> dict[str, object]:
 
     from atlas_plugins.embedded_model import resolve_model_path
     from atlas_plugins.training.allocator import release_large_blocks
-    from atlas_plugins.training.shared_prefix import target_logprobs
+    from atlas_plugins.training.shared_prefix import target_logprobs, trl_logprob_tile
 
     release_large_blocks()
     torch.set_num_threads(threads)
@@ -64,11 +64,7 @@ def child(case: str, tokens: int, reps: int, threads: int) -> dict[str, object]:
     gen = torch.Generator().manual_seed(0)
     hidden = (torch.randn(tokens, weight.shape[1], generator=gen) * 0.5).requires_grad_(True)
     targets = torch.randint(0, weight.shape[0], (tokens,), generator=gen)
-    tile = None if case == "trl" else tuple(int(x) for x in case.split("x"))
-    if tile is None:
-        from trl.trainer import utils as trl_utils
-
-        tile = (None, trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE)
+    tile = trl_logprob_tile() if case == "trl" else tuple(int(x) for x in case.split("x"))
 
     def once() -> float:
         hidden.grad = None

@@ -55,11 +55,9 @@ def child(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     if args.tiles == "trl":  # the log-softmax tiles before 2026-12-03 (see the module docs)
-        from trl.trainer import utils as trl_utils
-
         from atlas_plugins.training import shared_prefix
 
-        shared_prefix.CPU_TILE_TOKENS, shared_prefix.CPU_TILE_COLUMNS = None, trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE
+        shared_prefix.CPU_TILE_TOKENS, shared_prefix.CPU_TILE_COLUMNS = shared_prefix.trl_logprob_tile()
     tok = AutoTokenizer.from_pretrained(resolve_model_path(None))
     n_tasks = max(1, args.batch // args.group)
     out = Path(tempfile.mkdtemp(prefix="atlas-memory-"))

@@ -281,16 +281,35 @@ def tree_logprobs(
 # the same log-softmax, in a different order of the same sums.
 CPU_TILE_TOKENS = 1024
 CPU_TILE_COLUMNS = 8192
+# Tile-sized fp32 temporaries held at once (benchmarks/logprob_tiles.py measured ~8.6 on a CPU;
+# on CUDA the Triton kernel keeps a tile in registers).
+CPU_TILE_COPIES = 9.5
+CUDA_TILE_COPIES = 1.5
+
+
+def trl_logprob_tile() -> tuple[None, int]:
+    """TRL's own tile: its token chunking (``None``) and its vocabulary chunk."""
+    from trl.trainer import utils as trl_utils
+
+    return None, trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE
 
 
 def logprob_tile(device: torch.device) -> tuple[int | None, int]:
     """``(tokens, vocabulary columns)`` per log-softmax tile on ``device``; ``None`` tokens means
     TRL's own token chunking (on CUDA, where its Triton kernel needs no temporaries)."""
-    from trl.trainer import utils as trl_utils
-
     if device.type == "cuda":
-        return None, trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE
+        return trl_logprob_tile()
     return CPU_TILE_TOKENS, CPU_TILE_COLUMNS
+
+
+def logprob_footprint(device: torch.device) -> tuple[tuple[int, int], float]:
+    """What the memory plan counts for the log-softmax on ``device``: the tile in tokens and
+    columns (TRL's token chunk where the tile leaves tokens to TRL) and its copies held at once."""
+    from trl.kernels.chunked_logprob import TOKEN_CHUNK_SIZE
+
+    tokens, columns = logprob_tile(device)
+    copies = CUDA_TILE_COPIES if device.type == "cuda" else CPU_TILE_COPIES
+    return (tokens or TOKEN_CHUNK_SIZE, columns), copies
 
 
 def score_tree(
@@ -332,12 +351,13 @@ def target_logprobs(
     outputs = ("log_probs", "entropy") if compute_entropy else ("log_probs",)
     logps, entropies = [], []
     # One autograd node per token slice: each slice's backward recomputes only its own tiles.
-    for start in range(0, max(1, len(hidden)), step):
+    # ``split`` (not indexing) so the slices' gradients join in one concatenation.
+    for hidden_part, targets_part in zip(hidden.split(step), targets.split(step), strict=True):
         logps_part, entropy_part, *_ = ChunkedLogProbFunction.apply(
-            hidden[start : start + step],
+            hidden_part,
             weight,
             bias,
-            targets[start : start + step],
+            targets_part,
             temperature,
             columns,
             None,  # no soft-capping and no logit scale: see supports()

@@ -580,11 +580,9 @@ class AtlasTrainer:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         tree = bool(getattr(trainer, "_tree", False)) and trainer.accelerator.num_processes == 1
         quadratic = device.type != "cuda" or getattr(base.config, "_attn_implementation", "sdpa") == "eager"
-        from trl.kernels.chunked_logprob import TOKEN_CHUNK_SIZE
+        from atlas_plugins.training.shared_prefix import logprob_footprint
 
-        from atlas_plugins.training.shared_prefix import logprob_tile
-
-        tile_tokens, tile_columns = logprob_tile(device)
+        tile, tile_copies = logprob_footprint(device)
         est = estimate(
             base.config,
             [(r["prompt_ids"], r["completion_ids"]) for r in rows],
@@ -594,8 +592,8 @@ class AtlasTrainer:
             trainable_params=trainable,
             first_step=trainer.state.global_step == 0,
             quadratic_attention=quadratic,
-            logprob_tile=(tile_tokens or TOKEN_CHUNK_SIZE, tile_columns),
-            tile_copies=1.5 if device.type == "cuda" else 9.5,
+            logprob_tile=tile,
+            tile_copies=tile_copies,
         )
         if self.config.memory_budget_gb:
             budget = int(self.config.memory_budget_gb * GB)
