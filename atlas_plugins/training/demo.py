@@ -6,7 +6,8 @@
 2. Warm start (:mod:`atlas_plugins.training.warmstart`): LoRA behaviour cloning on verified
    demonstrations of *training* tasks (a round-robin over the training templates), in every
    training design (ITL and ITL+PTC), with a short thought per turn. Then evaluate again.
-3. Rubric GRPO (TRL, LoRA) on the training tasks under both training designs: the curriculum
+3. Rubric GRPO (TRL, LoRA) on the training tasks (or, with ``grpo_task_seeds``, on training tasks of
+   other generator seeds that the warm start never saw) under both training designs: the curriculum
    picks the groups with reward spread, dynamic sampling replaces groups that score alike
    (:mod:`atlas_plugins.training.curriculum`), and the shared-prefix trainer keeps each step cheap.
 4. Evaluate once more; write ``report.md`` (per design: base / after warm start / after GRPO, with
@@ -101,6 +102,12 @@ class DemoSettings(BaseModel):
         ge=0,
         description="KL coefficient toward the model GRPO starts from: after the warm start, TRL's reference is "
         "a frozen copy of the warm-start adapter; 0 = no KL term and no reference pass (DAPO)",
+    )
+    grpo_task_seeds: list[int] = Field(
+        default_factory=list,
+        description="GRPO trains on the training-split tasks of these task-generator seeds that the warm start "
+        "never saw (new parameters of the training templates; never a held-out task) instead of the default "
+        "training tasks; [] = the default training tasks",
     )
     dynamic_sampling_rounds: int = 1
     # On by default since 2026-12-03 (BENCHMARKS, "Demo v5, seed 1, 24 GRPO steps with shaping"):
@@ -334,7 +341,20 @@ def run_demo(
             model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(path), str(out / "adapter"))
             results["grpo_log"] = grpo_run["log"]
         else:
-            trainer = AtlasTrainer(cfg, toolspace=ts, tasks=train, model=model, tokenizer=tokenizer)
+            grpo_tasks = train
+            if s.grpo_task_seeds:
+                from atlas_plugins.envs.taskgen import unseen_train_tasks
+
+                grpo_tasks = unseen_train_tasks(s.grpo_task_seeds, seen=train, max_difficulty=s.max_difficulty, say=say)
+                if not grpo_tasks:
+                    raise ValueError(
+                        f"grpo_task_seeds {s.grpo_task_seeds}: no training task the warm start has not seen"
+                    )
+                say(
+                    f"rubric GRPO: {len(grpo_tasks)} training tasks of seeds {s.grpo_task_seeds}, none seen in the warm start"
+                )
+            results["grpo_tasks"] = len(grpo_tasks)
+            trainer = AtlasTrainer(cfg, toolspace=ts, tasks=grpo_tasks, model=model, tokenizer=tokenizer)
             resume = bool(grpo_run) and _has_checkpoint(grpo_dir)
             say(
                 f"rubric GRPO: {s.grpo_steps} steps under {', '.join(s.train_designs)}"
@@ -475,6 +495,7 @@ _KEYED_ONLY_WHEN_CHANGED: dict[str, Any] = {
     "grpo_unfinished_penalty": 0.0,
     "grpo_repeat_penalty": 0.0,
     "grpo_beta": 0.0,
+    "grpo_task_seeds": [],
 }
 
 
@@ -570,7 +591,13 @@ def _report(path: Path, results: dict[str, Any]) -> Path:
         "# atlas demo report",
         "",
         f"Held-out tasks: {len(results['heldout_ids'])} (every level ≤ {s['max_difficulty']} held-out task); "
-        f"training tasks: {results['train_tasks']}; wall time {results['wall_s']:.0f} s{' in this run' if kept else ''} "
+        f"training tasks: {results['train_tasks']}"
+        + (
+            f" (GRPO: {results['grpo_tasks']} unseen tasks of generator seeds {s['grpo_task_seeds']})"
+            if s.get("grpo_task_seeds") and "grpo_tasks" in results
+            else ""
+        )
+        + f"; wall time {results['wall_s']:.0f} s{' in this run' if kept else ''} "
         f"({', '.join(_timing(k, v, kept) for k, v in results['timings'].items())}).",
         "",
     ]

@@ -52,6 +52,7 @@ from atlas_plugins.envs.taskgen.generate import (
     generate,
     generate_tasks,
     split_of,
+    unseen_train_tasks,
 )
 from atlas_plugins.envs.taskgen.io import (
     DATA_DIR,
@@ -102,6 +103,7 @@ __all__ = [
     "world_seed",
     "state_holds",
     "template",
+    "unseen_train_tasks",
     "verify_draft",
     "write_jsonl",
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -146,3 +147,38 @@ def generate_tasks(seed: int = 0, n_train: int = 240, n_heldout: int = 60, *, en
     with (run agents with ``Toolspace.default(seed=env_seed)``; the default toolspace uses 0).
     """
     return generate(seed, n_train, n_heldout, env_seed=env_seed).tasks
+
+
+def unseen_train_tasks(
+    seeds: Sequence[int],
+    *,
+    seen: Iterable[Task] = (),
+    max_difficulty: int | None = None,
+    env_seed: int = 0,
+    say: Callable[[str], None] | None = None,
+) -> list[Task]:
+    """Training-split tasks of other generator seeds whose (template, parameters) are not in ``seen``.
+
+    Made for training on parameters a model has not been fitted to (GRPO after a warm start on
+    the default training tasks). The split is a fixed function of (template, parameters), so no
+    task returned here is, or shares its parameters with, a held-out task of any seed; the result
+    is checked against that anyway. Ordered by seed, then generation order; deduplicated by id.
+    """
+    if not seeds:
+        raise ValueError("unseen_train_tasks needs at least one generator seed")
+    taken = {t.id for t in seen}
+    out: list[Task] = []
+    for seed in seeds:
+        if say is not None:
+            say(f"tasks: generating seed {seed} (each reference solution verified) …")
+        for t in generate_tasks(seed, env_seed=env_seed):
+            if t.split != "train" or t.id in taken:
+                continue
+            if max_difficulty is not None and t.difficulty > max_difficulty:
+                continue
+            template, params = (t.metadata or {})["template"], (t.metadata or {})["params"]
+            if split_of(template, params) != "train":  # cannot happen; a held-out task must never train
+                raise AssertionError(f"task {t.id} of seed {seed} is held out by its parameters")
+            taken.add(t.id)
+            out.append(t)
+    return out
