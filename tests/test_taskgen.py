@@ -307,21 +307,22 @@ def test_tasks_of_another_world_are_played_in_their_world(tmp_path: Path) -> Non
 
 def test_unseen_train_tasks_are_new_parameters_and_never_held_out(default_tasks: list[Task]) -> None:
     """GRPO's tasks from other generator seeds (the demo's ``grpo_task_seeds``): training split
-    only, none the warm start saw, none sharing its (template, parameters) or prompt with a
-    held-out task, no duplicates across seeds."""
-    seen = [t for t in default_tasks if t.split == "train"]
+    only, none of the default set (by id or prompt), none sharing its (template, parameters) or
+    prompt with a held-out task, no duplicate ids or prompts, a repeated seed adds nothing."""
     heldout = [t for t in default_tasks if t.split == "heldout"]
     said: list[str] = []
-    got = taskgen.unseen_train_tasks([3, 3], seen=seen, max_difficulty=1, say=said.append)
-    assert len(said) == 2 and "seed 3" in said[0]
+    got = taskgen.unseen_train_tasks([3, 3], avoid=default_tasks, max_difficulty=1, say=said.append)
+    assert len(said) == 1 and "seed 3" in said[0]
     assert len(got) > 40, len(got)  # ~90 new level-1 training tasks per seed
-    assert len({t.id for t in got}) == len(got)  # the second pass over seed 3 adds nothing
+    assert len({t.id for t in got}) == len(got) and len({t.prompt for t in got}) == len(got)
     assert all(t.split == "train" and t.difficulty == 1 for t in got)
     assert not {t.id for t in got} & {t.id for t in default_tasks}
+    assert not {t.prompt for t in got} & {t.prompt for t in default_tasks}
     key = lambda t: (t.metadata["template"], json.dumps(t.metadata["params"], sort_keys=True))  # noqa: E731
     assert not {key(t) for t in got} & {key(t) for t in heldout}
-    assert not {t.prompt for t in got} & {t.prompt for t in heldout}
     assert not {t.metadata["template"] for t in got} & set(taskgen.HELDOUT_TEMPLATES)
     assert len({t.metadata["template"] for t in got}) >= 10  # the training templates, not a few of them
+    # what it avoids is avoided: the first half of its own answer, given back, is left out
+    assert not {t.id for t in got[:20]} & {t.id for t in taskgen.unseen_train_tasks([3], avoid=got[:20], max_difficulty=1)}
     with pytest.raises(ValueError, match="at least one generator seed"):
         taskgen.unseen_train_tasks([])

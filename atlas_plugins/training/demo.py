@@ -105,9 +105,9 @@ class DemoSettings(BaseModel):
     )
     grpo_task_seeds: list[int] = Field(
         default_factory=list,
-        description="GRPO trains on the training-split tasks of these task-generator seeds that the warm start "
-        "never saw (new parameters of the training templates; never a held-out task) instead of the default "
-        "training tasks; [] = the default training tasks",
+        description="GRPO trains on the training-split tasks of these task-generator seeds that are not in the "
+        "default set (new parameters of the training templates, so none the warm start trained on; never a "
+        "held-out task or prompt) instead of the default training tasks; [] = the default training tasks",
     )
     dynamic_sampling_rounds: int = 1
     # On by default since 2026-12-03 (BENCHMARKS, "Demo v5, seed 1, 24 GRPO steps with shaping"):
@@ -345,13 +345,14 @@ def run_demo(
             if s.grpo_task_seeds:
                 from atlas_plugins.envs.taskgen import unseen_train_tasks
 
-                grpo_tasks = unseen_train_tasks(s.grpo_task_seeds, seen=train, max_difficulty=s.max_difficulty, say=say)
+                # Nothing of the default set: neither what the warm start trained on nor a held-out prompt.
+                grpo_tasks = unseen_train_tasks(
+                    s.grpo_task_seeds, avoid=load_default_tasks(), max_difficulty=s.max_difficulty, say=say
+                )
                 if not grpo_tasks:
-                    raise ValueError(
-                        f"grpo_task_seeds {s.grpo_task_seeds}: no training task the warm start has not seen"
-                    )
+                    raise ValueError(f"grpo_task_seeds {s.grpo_task_seeds}: no training task outside the default set")
                 say(
-                    f"rubric GRPO: {len(grpo_tasks)} training tasks of seeds {s.grpo_task_seeds}, none seen in the warm start"
+                    f"rubric GRPO: {len(grpo_tasks)} training tasks of seeds {s.grpo_task_seeds}, none in the default set"
                 )
             results["grpo_tasks"] = len(grpo_tasks)
             trainer = AtlasTrainer(cfg, toolspace=ts, tasks=grpo_tasks, model=model, tokenizer=tokenizer)
@@ -363,6 +364,8 @@ def run_demo(
             if not resume:
                 for old in grpo_dir.glob("checkpoint-*"):  # another recipe's: never resume from it
                     shutil.rmtree(old, ignore_errors=True)
+                # nor continue its curriculum (the trainer loads curriculum.json on its first rollout)
+                (grpo_dir / "curriculum.json").unlink(missing_ok=True)
             progress.put("grpo", grpo_key, {"started": True})
             trainer.train(resume=resume)
             model = trainer.model
@@ -593,7 +596,7 @@ def _report(path: Path, results: dict[str, Any]) -> Path:
         f"Held-out tasks: {len(results['heldout_ids'])} (every level ≤ {s['max_difficulty']} held-out task); "
         f"training tasks: {results['train_tasks']}"
         + (
-            f" (GRPO: {results['grpo_tasks']} unseen tasks of generator seeds {s['grpo_task_seeds']})"
+            f" (GRPO: {results['grpo_tasks']} tasks of generator seeds {s['grpo_task_seeds']}, none in the default set)"
             if s.get("grpo_task_seeds") and "grpo_tasks" in results
             else ""
         )

@@ -152,33 +152,35 @@ def generate_tasks(seed: int = 0, n_train: int = 240, n_heldout: int = 60, *, en
 def unseen_train_tasks(
     seeds: Sequence[int],
     *,
-    seen: Iterable[Task] = (),
+    avoid: Iterable[Task] = (),
     max_difficulty: int | None = None,
     env_seed: int = 0,
     say: Callable[[str], None] | None = None,
 ) -> list[Task]:
-    """Training-split tasks of other generator seeds whose (template, parameters) are not in ``seen``.
+    """Training-split tasks of other generator seeds, none of them one of ``avoid`` (same id,
+    i.e. the same template and parameters, or the same prompt).
 
     Made for training on parameters a model has not been fitted to (GRPO after a warm start on
-    the default training tasks). The split is a fixed function of (template, parameters), so no
-    task returned here is, or shares its parameters with, a held-out task of any seed; the result
-    is checked against that anyway. Ordered by seed, then generation order; deduplicated by id.
+    the default training tasks: pass the default set, both splits, as ``avoid``). A held-out task
+    cannot be among them: the split is a fixed function of (template, parameters), the same for
+    every seed. Prompts are checked as well, because two tasks with different parameters can read
+    alike (two world items with the same title), and the trainer needs one task per prompt.
+    Ordered by seed, then generation order; no two tasks share an id or a prompt.
     """
     if not seeds:
         raise ValueError("unseen_train_tasks needs at least one generator seed")
-    taken = {t.id for t in seen}
+    avoid = list(avoid)
+    taken_ids, taken_prompts = {t.id for t in avoid}, {t.prompt for t in avoid}
     out: list[Task] = []
-    for seed in seeds:
+    for seed in dict.fromkeys(seeds):  # a repeated seed adds nothing
         if say is not None:
             say(f"tasks: generating seed {seed} (each reference solution verified) …")
         for t in generate_tasks(seed, env_seed=env_seed):
-            if t.split != "train" or t.id in taken:
+            if t.split != "train" or t.id in taken_ids or t.prompt in taken_prompts:
                 continue
             if max_difficulty is not None and t.difficulty > max_difficulty:
                 continue
-            template, params = (t.metadata or {})["template"], (t.metadata or {})["params"]
-            if split_of(template, params) != "train":  # cannot happen; a held-out task must never train
-                raise AssertionError(f"task {t.id} of seed {seed} is held out by its parameters")
-            taken.add(t.id)
+            taken_ids.add(t.id)
+            taken_prompts.add(t.prompt)
             out.append(t)
     return out
