@@ -251,6 +251,7 @@ def test_demo_grpo_key_of_a_finished_demo_still_matches():
     assert phase_keys(DemoSettings(**unshaped | {"grpo_repeat_penalty": 0.1}))[2]["grpo_repeat_penalty"] == 0.1
     assert phase_keys(DemoSettings(**unshaped, grpo_beta=0.04))[2]["grpo_beta"] == 0.04
     assert phase_keys(DemoSettings(**unshaped, grpo_task_seeds=[1, 2]))[2]["grpo_task_seeds"] == [1, 2]
+    assert phase_keys(DemoSettings(grpo_task_seeds=[2, 1, 2]))[2] == phase_keys(DemoSettings(grpo_task_seeds=[2, 1]))[2]
     assert phase_keys(DemoSettings(grpo_task_seeds=[1]))[1] == phase_keys(DemoSettings())[1]  # the warm start is kept
     assert phase_keys(DemoSettings(**unshaped, grpo_temperature=1.0))[2] == recorded  # the default, spelt out
     # Shaping is now the default: an unshaped demo's GRPO adapter is not taken for a shaped one.

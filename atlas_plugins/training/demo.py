@@ -144,6 +144,12 @@ class DemoSettings(BaseModel):
     # held once live and once in the prefix store between turns).
     eval_max_batch_tokens: int = 24_000
 
+    @field_validator("grpo_task_seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
+        # [1, 1] trains on the same tasks as [1]: one spelling, so one progress.json key
+        return list(dict.fromkeys(seeds))
+
     @field_validator("grpo_alpha")
     @classmethod
     def _alpha_weights(cls, alpha: dict[str, float] | None) -> dict[str, float] | None:
@@ -197,8 +203,9 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(s.seed)
     t_start = time.perf_counter()
-    heldout = pick_tasks(load_default_tasks("heldout"), s.heldout_tasks, s.max_difficulty)
-    train = pick_tasks(load_default_tasks("train"), None, s.max_difficulty)
+    default_set = load_default_tasks()  # read once: both splits, and what GRPO's other tasks must avoid
+    heldout = pick_tasks([t for t in default_set if t.split == "heldout"], s.heldout_tasks, s.max_difficulty)
+    train = pick_tasks([t for t in default_set if t.split == "train"], None, s.max_difficulty)
     path = resolve_model_path(None)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model: Any = AutoModelForCausalLM.from_pretrained(path)  # a PeftModel once the warm start wraps it
@@ -347,7 +354,7 @@ def run_demo(
 
                 # Nothing of the default set: neither what the warm start trained on nor a held-out prompt.
                 grpo_tasks = unseen_train_tasks(
-                    s.grpo_task_seeds, avoid=load_default_tasks(), max_difficulty=s.max_difficulty, say=say
+                    s.grpo_task_seeds, avoid=default_set, max_difficulty=s.max_difficulty, say=say
                 )
                 if not grpo_tasks:
                     raise ValueError(f"grpo_task_seeds {s.grpo_task_seeds}: no training task outside the default set")
